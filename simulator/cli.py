@@ -1,0 +1,81 @@
+"""Command line: `infersim run`, `infersim list`. User mistakes print one line and exit 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from simulator.errors import InfersimError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Simulate LLM inference clusters: latency, throughput, cost, energy, bottlenecks.")
+console = Console()
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output folder (default results/<name>)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Override the scenario's seed."),
+    set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
+) -> None:
+    """Simulate SCENARIO and write summary.json, parquet tables, plots and report.md."""
+    from simulator import report
+    from simulator.config.load import load_scenario
+    from simulator.run import run as run_scenario
+
+    try:
+        loaded = load_scenario(scenario, set_)
+        result = run_scenario(loaded, seed=seed)
+        out_dir = result.write(out or Path("results") / loaded.spec.name, plots=plots)
+    except InfersimError as exc:
+        fail(str(exc))
+        return
+    table = Table(title=f"{loaded.spec.name}: {result.model.name} on {result.plan.chips_total} x {loaded.chip.id}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in report.headline(result.summary):
+        table.add_row(name, value)
+    console.print(table)
+    console.print(f"results in {out_dir}/")
+
+
+@app.command("list")
+def list_(what: str = typer.Argument(..., help="chips, models or topologies")) -> None:
+    """Print the catalog's chips or models, or the topologies/ folder, as a table."""
+    from simulator import catalog_tables
+
+    tables = {"chips": catalog_tables.chips, "models": catalog_tables.models,
+              "topologies": catalog_tables.topologies}
+    if what not in tables:
+        fail(f"list: {what!r} is not one of: {', '.join(tables)}")
+    try:
+        title, columns, rows = tables[what]()
+    except InfersimError as exc:
+        fail(str(exc))
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("id", "name", "chip", "vendor") else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

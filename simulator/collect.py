@@ -1,0 +1,105 @@
+"""Append-only records of a run (per request, per iteration) and the end-of-run invariant checks.
+
+Per-request fields live in preallocated lists indexed by request id (cheap scalar writes in the event loop);
+iteration rows are tuples appended to one list. Frames are built once, after the run, by report.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+from simulator.hardware.roofline import BatchShape, StepCost
+
+NOT_ARRIVED, IN_FLIGHT, COMPLETED, DROPPED = 0, 1, 2, 3
+STATUS_NAMES = {NOT_ARRIVED: "not_arrived", IN_FLIGHT: "in_flight", COMPLETED: "completed", DROPPED: "dropped"}
+
+ITERATION_COLUMNS = (
+    "replica", "start_s", "duration_s", "compute_s", "memory_s", "network_s", "overhead_s", "flops_per_chip",
+    "memory_bytes_per_chip", "network_bytes_per_chip", "prefill_tokens", "decode_tokens", "batch_size",
+    "decode_context_tokens", "kv_blocks_used",
+)
+
+
+class InvariantError(RuntimeError):
+    """The run broke a conservation law: a bug in infersim, never a user error."""
+
+
+class Collector:
+    def __init__(self, n_requests: int, arrival_s: list[float]):
+        nan = math.nan
+        self.n = n_requests
+        self.arrival_s = list(arrival_s)
+        self.replica = [-1] * n_requests
+        self.admit_s = [nan] * n_requests
+        self.first_token_s = [nan] * n_requests
+        self.finish_s = [nan] * n_requests
+        self.status = [NOT_ARRIVED] * n_requests
+        self.drop_reason = [""] * n_requests
+        self.iterations: list[tuple] = []
+        self.arrived = self.completed = self.dropped = 0
+        self.events = 0
+
+    def arrive(self, rid: int, now: float, replica: int) -> None:
+        if math.isnan(self.arrival_s[rid]):
+            self.arrival_s[rid] = now
+        self.replica[rid] = replica
+        self.status[rid] = IN_FLIGHT
+        self.arrived += 1
+
+    def admit(self, rids: list[int], now: float) -> None:
+        for rid in rids:
+            self.admit_s[rid] = now
+
+    def drop(self, rid: int, reason: str, now: float) -> None:
+        self.status[rid] = DROPPED
+        self.drop_reason[rid] = reason
+        self.finish_s[rid] = now
+        self.dropped += 1
+
+    def first_tokens(self, rids: list[int], now: float) -> None:
+        for rid in rids:
+            self.first_token_s[rid] = now
+
+    def finish(self, rids: list[int], now: float) -> None:
+        for rid in rids:
+            self.finish_s[rid] = now
+            self.status[rid] = COMPLETED
+        self.completed += len(rids)
+
+    def iteration(self, replica: int, start: float, cost: StepCost, shape: BatchShape, batch_size: int,
+                  kv_blocks_used: int) -> None:
+        self.iterations.append((
+            replica, start, cost.duration_s, cost.compute_s, cost.memory_s, cost.network_s, cost.overhead_s,
+            cost.flops, cost.memory_bytes, cost.network_bytes, shape.prefill_tokens, shape.decode_tokens,
+            batch_size, shape.decode_context, kv_blocks_used,
+        ))
+
+    @property
+    def in_flight(self) -> int:
+        return self.arrived - self.completed - self.dropped
+
+    def check(self, extra_problems: list[str] | None = None) -> None:
+        """Raise InvariantError listing every broken conservation law."""
+        problems = list(extra_problems or [])
+        counted = [self.status.count(s) for s in (IN_FLIGHT, COMPLETED, DROPPED)]
+        if counted != [self.in_flight, self.completed, self.dropped]:
+            problems.append(f"status counts {counted} != in flight/completed/dropped "
+                            f"{[self.in_flight, self.completed, self.dropped]}")
+        if self.arrived != self.completed + self.dropped + self.in_flight:
+            problems.append("arrived != completed + dropped + in flight")
+        for rid in range(self.n):
+            if self.status[rid] == COMPLETED and not (
+                    self.arrival_s[rid] <= self.admit_s[rid] <= self.first_token_s[rid] <= self.finish_s[rid]):
+                problems.append(f"request {rid}: times out of order (arrival {self.arrival_s[rid]}, admit "
+                                f"{self.admit_s[rid]}, first token {self.first_token_s[rid]}, "
+                                f"finish {self.finish_s[rid]})")
+                break
+        last: dict[int, float] = {}
+        for row in self.iterations:
+            replica, start, duration = row[0], row[1], row[2]
+            if start < last.get(replica, 0.0) - 1e-12 or duration <= 0:
+                problems.append(f"replica {replica}: iteration at {start} overlaps the previous one")
+                break
+            last[replica] = start + duration
+        if problems:
+            raise InvariantError("run broke its invariants (a bug in infersim): " + "; ".join(problems))

@@ -1,0 +1,266 @@
+"""Read scenario, topology, workload and catalog files into validated specs, with one-line errors.
+
+References are resolved by name: `cluster: hgx-h100` reads `topologies/hgx-h100.yaml` and `workload: chat`
+reads `workloads/chat.yaml`, searched upward from the scenario file; a path to a file works too.
+`model:` names a catalog model or points at a Hugging Face config.json.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from simulator.config.schema import ChipSpec, ScenarioSpec
+from simulator.errors import ScenarioError
+
+CATALOG_DIR = Path(__file__).resolve().parent.parent / "catalog"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario with its catalog entries resolved: what every later stage takes."""
+    spec: ScenarioSpec
+    chip: ChipSpec
+    model_name: str
+    model_config: Mapping[str, Any]
+    file: str
+    origins: Mapping[str, str] = field(default_factory=dict)  # top-level key -> file it came from
+
+
+# ---------------------------------------------------------------- YAML
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Safe-load a YAML mapping; any problem is a ScenarioError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError("", "file not found", str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError("", f"cannot be read: {exc}", str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ScenarioError("", f"{line}invalid YAML: {problem}", str(path)) from None
+    if not isinstance(data, dict):
+        raise ScenarioError("", f"must be a YAML mapping of keys to values, got {type(data).__name__}",
+                            str(path))
+    return data
+
+
+def find_dir(name: str, start: Path) -> Path | None:
+    """The nearest folder called `name` in `start` or one of its parents (project data folders)."""
+    for folder in (start, *start.parents):
+        candidate = folder / name
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _resolve_ref(value: str, folder: str, base: Path, field_name: str, file: str) -> Path:
+    direct = Path(value)
+    candidates = [direct if direct.is_absolute() else base / direct, Path.cwd() / direct]
+    data_dir = find_dir(folder, base) or find_dir(folder, Path.cwd())
+    if data_dir is not None:
+        candidates += [data_dir / value, data_dir / f"{value}.yaml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.stem for p in data_dir.glob("*.yaml")) if data_dir else []
+    allowed = f"one of: {', '.join(known)}" if known else f"a YAML file path (no {folder}/ folder found)"
+    raise ScenarioError(field_name, f"{value!r} is not {allowed}", file)
+
+
+# ---------------------------------------------------------------- overrides
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'serving.batcher.max_batch_size=64' -> (['serving', 'batcher', 'max_batch_size'], 64)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ScenarioError("--set", f"{text!r} must look like dotted.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node = data
+    for depth, part in enumerate(path[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(path[: depth + 1])
+            raise ScenarioError("--set", f"{'.'.join(path)}: {where} is {child!r}, not a mapping")
+        node = child
+    node[path[-1]] = value
+
+
+# ---------------------------------------------------------------- pydantic errors -> one line
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """Walk the schema along `loc` to list the keys allowed where an unknown key was found."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        current = _model_in(fields[part].annotation)
+        if current is None:
+            return None
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> tuple[str, str]:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+    field_name = ".".join(str(p) for p in loc)
+    kind = error["type"]
+    got = error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, loc)
+        return field_name, "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+    if kind == "missing":
+        return field_name, "required key is missing"
+    if kind == "literal_error":
+        return field_name, f"{got!r} is not one of: {_choices(ctx.get('expected', ''))}"
+    if kind == "union_tag_invalid":
+        return field_name + ".kind", f"{ctx.get('tag')!r} is not one of: {_choices(ctx.get('expected_tags', ''))}"
+    if kind == "union_tag_not_found":
+        return field_name, "needs a 'kind:' key"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = next(iter(ctx.values()), "?")
+        return field_name, f"must be {op} {bound}, got {got!r}"
+    message = str(error.get("msg", "invalid value"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        message = f"{message[0].lower()}{message[1:]}, got {got!r}"
+    return field_name, message
+
+
+_UNION_TAGS = {"fixed", "uniform", "lognormal", "poisson", "closed_loop", "continuous",
+               "function-after[_ordered(), UniformLength]"}
+
+
+def _choices(expected: str) -> str:
+    names = sorted(part.strip().strip("'\"") for part in expected.replace(" or ", ",").split(","))
+    return ", ".join(n for n in names if n)
+
+
+def validate(model: type[BaseModel], data: Mapping[str, Any], file: str,
+             origins: Mapping[str, str] | None = None) -> Any:
+    """Validate `data` as `model`; the first problem becomes a one-line ScenarioError."""
+    _reject_non_finite(data, [], file)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        field_name, problem = _describe(error, model)
+        head, _, rest = field_name.partition(".")
+        if origins and head in origins and rest:
+            raise ScenarioError(rest, problem, origins[head]) from None
+        raise ScenarioError(field_name, problem, file) from None
+
+
+def _reject_non_finite(node: Any, path: list[str], file: str) -> None:
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ScenarioError(".".join(path), f"must be a finite number, got {node!r}", file)
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _reject_non_finite(value, [*path, str(key)], file)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _reject_non_finite(value, [*path, str(index)], file)
+
+
+# ---------------------------------------------------------------- catalog
+
+def chip_ids() -> list[str]:
+    return sorted(p.stem for p in (CATALOG_DIR / "chips").glob("*.yaml"))
+
+
+def model_ids() -> list[str]:
+    return sorted(p.stem for p in (CATALOG_DIR / "models").glob("*.json"))
+
+
+def load_chip(chip_id: str, field_name: str = "chip", file: str | None = None) -> ChipSpec:
+    path = CATALOG_DIR / "chips" / f"{chip_id}.yaml"
+    if not path.is_file():
+        raise ScenarioError(field_name, f"{chip_id!r} is not one of: {', '.join(chip_ids())}", file)
+    return validate(ChipSpec, read_yaml(path), str(path))
+
+
+def load_model_config(ref: str, base: Path, file: str) -> tuple[str, dict[str, Any]]:
+    """A catalog model id, or a path to a Hugging Face config.json -> (name, config dict)."""
+    path = CATALOG_DIR / "models" / f"{ref}.json"
+    name = ref
+    if not path.is_file():
+        direct = Path(ref) if Path(ref).is_absolute() else base / ref
+        if not (ref.endswith(".json") and direct.is_file()):
+            raise ScenarioError("model", f"{ref!r} is not a catalog model ({', '.join(model_ids())}) "
+                                "nor a path to a config.json", file)
+        path, name = direct, direct.parent.name if direct.name == "config.json" else direct.stem
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ScenarioError("", f"not a readable JSON config: {exc}", str(path)) from None
+    if not isinstance(config, dict):
+        raise ScenarioError("", "a config.json must hold a JSON object", str(path))
+    return name, config
+
+
+def load_topology(ref: str, base: Path) -> tuple[dict[str, Any], str]:
+    path = _resolve_ref(ref, "topologies", base, "cluster", str(base))
+    return read_yaml(path), str(path)
+
+
+# ---------------------------------------------------------------- scenario
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Scenario file (+ dotted overrides) -> Scenario with its topology, workload, chip and model resolved."""
+    path = Path(path)
+    file = str(path)
+    data = read_yaml(path)
+    base = path.resolve().parent
+    origins: dict[str, str] = {}
+    for key, folder in (("cluster", "topologies"), ("workload", "workloads")):
+        if isinstance(data.get(key), str):
+            ref_path = _resolve_ref(data[key], folder, base, key, file)
+            data[key] = read_yaml(ref_path)
+            origins[key] = str(ref_path)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        apply_override(data, keys, value)
+        origins.pop(keys[0], None)  # an overridden value is reported against the scenario
+    spec: ScenarioSpec = validate(ScenarioSpec, data, file, origins)
+    chip_file = origins.get("cluster", file)
+    chip_field = "chip" if "cluster" in origins else "cluster.chip"
+    chip = load_chip(spec.cluster.chip, chip_field, chip_file)
+    model_name, model_config = load_model_config(spec.model, base, file)
+    return Scenario(spec=spec, chip=chip, model_name=model_name, model_config=model_config,
+                    file=file, origins=origins)

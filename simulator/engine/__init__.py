@@ -1,0 +1,1 @@
+"""The SimPy engine (stage 5): the only package that imports simpy."""

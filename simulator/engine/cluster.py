@@ -1,0 +1,92 @@
+"""Wire a run: replicas with their batchers and KV pools, the router, and the arrival feeder. Wiring only."""
+
+from __future__ import annotations
+
+import math
+
+import simpy
+
+from simulator.collect import Collector
+from simulator.config.schema import ServingSpec
+from simulator.hardware.model import ModelShape
+from simulator.hardware.placement import Plan
+from simulator.hardware.roofline import StepCostModel
+from simulator.engine.replica import Replica
+from simulator.serving.batcher import ContinuousBatching
+from simulator.serving.kv_cache import KvBlockPool
+from simulator.serving.router import RoundRobinRouter
+from simulator.workload.arrivals import Requests
+
+
+class Cluster:
+    """Everything of one simulation that lives inside the SimPy environment."""
+
+    def __init__(self, env: simpy.Environment, model: ModelShape, plan: Plan, cost_model: StepCostModel,
+                 serving: ServingSpec, requests: Requests):
+        self.env = env
+        self.requests = requests
+        self.collector = Collector(len(requests), requests.arrival_s.tolist())
+        self.router = RoundRobinRouter(plan.replicas)
+        self.all_done = env.event()
+        self.next_closed_loop = requests.closed_loop_users
+        prompt, output = requests.prompt_tokens.tolist(), requests.output_tokens.tolist()
+        block_bytes = plan.kv_bytes_per_token_per_chip * plan.kv_block_tokens * plan.chips_per_replica
+        self.pools = [KvBlockPool(plan.kv_capacity_blocks, plan.kv_block_tokens, block_bytes)
+                      for _ in range(plan.replicas)]
+        self.replicas = [
+            Replica(env, i, ContinuousBatching(serving.batcher, pool, prompt, output, model.max_context),
+                    cost_model, self.collector, self._on_done)
+            for i, pool in enumerate(self.pools)
+        ]
+        if requests.closed_loop_users:
+            for rid in range(min(requests.closed_loop_users, len(requests))):
+                self._arrive(rid)
+        else:
+            env.process(self._feed_open_loop())
+
+    def _arrive(self, rid: int) -> None:
+        replica = self.router.route(rid)
+        self.collector.arrive(rid, self.env.now, replica)
+        self.replicas[replica].submit(rid)
+
+    def _feed_open_loop(self):
+        env = self.env
+        for rid, t in enumerate(self.requests.arrival_s.tolist()):
+            if t > env.now:
+                self.collector.events += 1
+                yield env.timeout(t - env.now)
+            self._arrive(rid)
+
+    def _on_done(self, rids: list[int]) -> None:
+        c = self.collector
+        if c.completed + c.dropped == c.n and not self.all_done.triggered:
+            self.all_done.succeed()
+        if not self.requests.closed_loop_users:
+            return
+        for _ in rids:  # each finished user sends its next request after thinking
+            if self.next_closed_loop >= len(self.requests):
+                return
+            rid, self.next_closed_loop = self.next_closed_loop, self.next_closed_loop + 1
+            think = self.requests.think_time_s
+            if think > 0:
+                c.events += 1
+                self.env.timeout(think).callbacks.append(lambda _event, rid=rid: self._arrive(rid))
+            else:
+                self._arrive(rid)
+
+    def run(self, max_time_s: float | None) -> None:
+        until = self.all_done
+        if max_time_s is not None:
+            until = self.env.any_of([self.all_done, self.env.timeout(max_time_s)])
+        if len(self.requests):
+            self.env.run(until=until)
+
+    def check(self) -> None:
+        problems = [p for pool in self.pools for p in pool.check()]
+        held = sum(len(pool.held) for pool in self.pools)
+        running = sum(r.batcher.running for r in self.replicas)
+        if held != running:
+            problems.append(f"{held} requests hold KV blocks but {running} are running")
+        if not math.isfinite(self.env.now):
+            problems.append(f"simulated time is {self.env.now}")
+        self.collector.check(problems)

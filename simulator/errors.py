@@ -1,0 +1,44 @@
+"""User-facing errors. Each carries the fields a person needs to act, and formats its own one-line message.
+
+Bugs are not InfersimErrors: they propagate with a traceback (exit 1). User mistakes are (exit 2).
+"""
+
+from __future__ import annotations
+
+
+class InfersimError(Exception):
+    """Base of every error caused by the user's input rather than by a bug."""
+
+
+class ScenarioError(InfersimError):
+    """A value in an input file is wrong: names the file, the dotted field, what was given and what is allowed."""
+
+    def __init__(self, field: str, problem: str, file: str | None = None):
+        self.field = field
+        self.problem = problem
+        self.file = file
+        super().__init__(field, problem, file)
+
+    def with_file(self, file: str) -> "ScenarioError":
+        return self if self.file else ScenarioError(self.field, self.problem, file)
+
+    def __str__(self) -> str:
+        where = f"{self.file}: " if self.file else ""
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}{field}{self.problem}"
+
+
+class CapacityError(InfersimError):
+    """Something does not fit: says what, how many bytes it needs and how many there are."""
+
+    def __init__(self, what: str, needed_bytes: float, available_bytes: float, hint: str = ""):
+        self.what = what
+        self.needed_bytes = needed_bytes
+        self.available_bytes = available_bytes
+        self.hint = hint
+        super().__init__(what, needed_bytes, available_bytes, hint)
+
+    def __str__(self) -> str:
+        msg = (f"{self.what} need {self.needed_bytes / 1e9:.1f} GB, "
+               f"{self.available_bytes / 1e9:.1f} GB available")
+        return f"{msg}; {self.hint}" if self.hint else msg

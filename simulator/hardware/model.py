@@ -1,0 +1,274 @@
+"""ModelShape: parameter counts, weight bytes, KV bytes per token and FLOPs per token of a transformer.
+
+Built from a Hugging Face config.json. Each architecture family is normalised into one set of dimensions
+(`_Dims`), and every count is computed from those dimensions the same way, so a new family is one small
+normaliser. Supported `model_type`s: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, deepseek_v3,
+gpt_oss, opt, gpt2, gptj, palm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from simulator.errors import ScenarioError
+
+DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5, "int4": 0.5}
+
+
+@dataclass(frozen=True)
+class _Dims:
+    d_model: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    ffn_dim: int
+    gated_ffn: bool = True          # SwiGLU-style: 3 matrices; otherwise 2
+    tied_embeddings: bool = False
+    positions: int = 0              # learned position embeddings (rows)
+    qkv_bias: bool = False
+    out_bias: bool = False
+    mlp_bias: bool = False
+    norm_bias: bool = False         # LayerNorm (weight + bias) vs RMSNorm (weight only)
+    norms_per_layer: int = 2
+    qk_norm: bool = False
+    lm_head_bias: bool = False
+    max_context: int | None = None
+    # mixture of experts
+    n_experts: int = 0
+    top_k: int = 0
+    n_shared_experts: int = 0
+    expert_ffn_dim: int = 0
+    n_dense_layers: int = 0         # leading dense layers of an MoE model
+    router_bias: bool = False
+    attention_sinks: bool = False
+    # multi-head latent attention (DeepSeek)
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    qk_nope_head_dim: int = 0
+    v_head_dim: int = 0
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the simulator needs to know of a model, in element counts (multiply by dtype bytes)."""
+    name: str
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    vocab_size: int
+    max_context: int | None
+    attention: str                  # MHA, GQA, MQA or MLA
+    total_params: int
+    embedding_params: int           # input embedding (+ learned positions): looked up, never multiplied
+    lm_head_params: int             # output projection, multiplied once per token that produces logits
+    dense_layer_params: int         # every parameter of the layers except routed experts
+    n_experts: int
+    top_k: int
+    n_moe_layers: int
+    expert_params: int              # one routed expert of one layer
+    kv_elements_per_token_per_layer: int
+    attn_flops_per_pair_per_layer: int  # FLOPs of one query token attending one key position, one layer
+
+    @property
+    def is_moe(self) -> bool:
+        return self.n_experts > 0
+
+    @property
+    def active_params(self) -> float:
+        """Parameters one token touches (embedding and lm_head included, as model cards count them)."""
+        routed = self.n_moe_layers * self.top_k * self.expert_params
+        return self.embedding_params + self.lm_head_params + self.dense_layer_params + routed
+
+    @property
+    def active_layer_params(self) -> float:
+        """Parameters multiplied per token in the layers (no embedding, no lm_head)."""
+        return self.dense_layer_params + self.n_moe_layers * self.top_k * self.expert_params
+
+    def weight_bytes(self, dtype: str) -> float:
+        return self.total_params * DTYPE_BYTES[dtype]
+
+    def kv_bytes_per_token(self, dtype: str) -> float:
+        """KV-cache bytes one token of context occupies, over all layers."""
+        return self.kv_elements_per_token_per_layer * self.n_layers * DTYPE_BYTES[dtype]
+
+    def flops_per_token(self, context: int = 0) -> float:
+        """Forward FLOPs of one token attending `context` positions: 2 x active params + attention."""
+        linear = 2.0 * (self.active_layer_params + self.lm_head_params)
+        return linear + self.attn_flops_per_pair_per_layer * self.n_layers * context
+
+
+def _attention_params(d: _Dims) -> tuple[int, int]:
+    """(parameters of one attention block, KV elements per token per layer)."""
+    if d.kv_lora_rank:
+        qk_head = d.qk_nope_head_dim + d.qk_rope_head_dim
+        if d.q_lora_rank:
+            q = d.d_model * d.q_lora_rank + d.q_lora_rank + d.q_lora_rank * d.n_heads * qk_head
+        else:
+            q = d.d_model * d.n_heads * qk_head
+        kv = (d.d_model * (d.kv_lora_rank + d.qk_rope_head_dim) + d.kv_lora_rank
+              + d.kv_lora_rank * d.n_heads * (d.qk_nope_head_dim + d.v_head_dim))
+        out = d.n_heads * d.v_head_dim * d.d_model
+        return q + kv + out, d.kv_lora_rank + d.qk_rope_head_dim
+    q_width, kv_width = d.n_heads * d.head_dim, d.n_kv_heads * d.head_dim
+    params = d.d_model * (q_width + 2 * kv_width) + q_width * d.d_model
+    if d.qkv_bias:
+        params += q_width + 2 * kv_width
+    if d.out_bias:
+        params += d.d_model
+    if d.qk_norm:
+        params += 2 * d.head_dim
+    if d.attention_sinks:
+        params += d.n_heads
+    return params, 2 * kv_width
+
+
+def _ffn_params(d: _Dims, width: int) -> int:
+    matrices = 3 if d.gated_ffn else 2
+    params = matrices * d.d_model * width
+    if d.mlp_bias:
+        params += (matrices - 1) * width + d.d_model
+    return params
+
+
+def shape_from_dims(name: str, d: _Dims) -> ModelShape:
+    attn, kv_elements = _attention_params(d)
+    norms = d.norms_per_layer * d.d_model * (2 if d.norm_bias else 1)
+    n_moe = d.n_layers - d.n_dense_layers if d.n_experts else 0
+    expert = _ffn_params(d, d.expert_ffn_dim) if d.n_experts else 0
+    router = d.d_model * d.n_experts + (d.n_experts if d.router_bias else 0) if d.n_experts else 0
+    shared = d.n_shared_experts * _ffn_params(d, d.expert_ffn_dim)
+    dense_layers = d.n_layers - n_moe
+    dense_layer_params = (d.n_layers * (attn + norms) + dense_layers * _ffn_params(d, d.ffn_dim)
+                          + n_moe * (router + shared))
+    embedding = d.vocab_size * d.d_model + d.positions * d.d_model
+    lm_head = d.vocab_size * d.d_model + (d.vocab_size if d.lm_head_bias else 0)
+    final_norm = d.d_model * (2 if d.norm_bias else 1)
+    total = embedding + (0 if d.tied_embeddings else lm_head) + dense_layer_params + final_norm
+    total += n_moe * d.n_experts * expert
+    if d.kv_lora_rank:
+        qk_dim, v_dim, attention = d.qk_nope_head_dim + d.qk_rope_head_dim, d.v_head_dim, "MLA"
+    else:
+        qk_dim = v_dim = d.head_dim
+        attention = "MHA" if d.n_kv_heads == d.n_heads else ("MQA" if d.n_kv_heads == 1 else "GQA")
+    return ModelShape(
+        name=name, n_layers=d.n_layers, d_model=d.d_model, n_heads=d.n_heads, n_kv_heads=d.n_kv_heads,
+        vocab_size=d.vocab_size, max_context=d.max_context, attention=attention, total_params=total,
+        embedding_params=embedding, lm_head_params=lm_head, dense_layer_params=dense_layer_params + final_norm,
+        n_experts=d.n_experts, top_k=d.top_k, n_moe_layers=n_moe, expert_params=expert,
+        kv_elements_per_token_per_layer=kv_elements,
+        attn_flops_per_pair_per_layer=2 * d.n_heads * (qk_dim + v_dim),
+    )
+
+
+# ---------------------------------------------------------------- Hugging Face config families
+
+def _llama_like(c: Mapping[str, Any]) -> _Dims:
+    heads = c["num_attention_heads"]
+    experts = c.get("num_local_experts") or c.get("num_experts") or 0
+    sparse_step = c.get("decoder_sparse_step", 1) or 1
+    if experts and (sparse_step != 1 or c.get("mlp_only_layers")):
+        raise ValueError("MoE layers interleaved with dense layers (decoder_sparse_step, mlp_only_layers) "
+                         "are not supported")
+    qwen2 = c.get("model_type") == "qwen2"
+    return _Dims(
+        d_model=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=heads,
+        n_kv_heads=c.get("num_key_value_heads") or heads,
+        head_dim=c.get("head_dim") or c["hidden_size"] // heads, vocab_size=c["vocab_size"],
+        ffn_dim=c.get("intermediate_size", 0), tied_embeddings=bool(c.get("tie_word_embeddings", False)),
+        qkv_bias=bool(c.get("attention_bias", False)) or qwen2, out_bias=bool(c.get("attention_bias", False)),
+        mlp_bias=bool(c.get("mlp_bias", False)), qk_norm=c.get("model_type", "").startswith("qwen3"),
+        max_context=c.get("max_position_embeddings"), n_experts=experts,
+        top_k=c.get("num_experts_per_tok", 0) if experts else 0,
+        expert_ffn_dim=(c.get("moe_intermediate_size") or c.get("intermediate_size", 0)) if experts else 0,
+        norms_per_layer=1 if c.get("parallel_attn") else 2,
+    )
+
+
+def _deepseek_v3(c: Mapping[str, Any]) -> _Dims:
+    return _Dims(
+        d_model=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=c["num_attention_heads"],
+        n_kv_heads=c["num_attention_heads"], head_dim=c["qk_nope_head_dim"] + c["qk_rope_head_dim"],
+        vocab_size=c["vocab_size"], ffn_dim=c["intermediate_size"],
+        tied_embeddings=bool(c.get("tie_word_embeddings", False)), max_context=c.get("max_position_embeddings"),
+        n_experts=c["n_routed_experts"], top_k=c["num_experts_per_tok"],
+        n_shared_experts=c.get("n_shared_experts", 0), expert_ffn_dim=c["moe_intermediate_size"],
+        n_dense_layers=c.get("first_k_dense_replace", 0), router_bias=c.get("topk_method") == "noaux_tc",
+        q_lora_rank=c.get("q_lora_rank") or 0, kv_lora_rank=c["kv_lora_rank"],
+        qk_rope_head_dim=c["qk_rope_head_dim"], qk_nope_head_dim=c["qk_nope_head_dim"],
+        v_head_dim=c["v_head_dim"],
+    )
+
+
+def _gpt_oss(c: Mapping[str, Any]) -> _Dims:
+    return _Dims(
+        d_model=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=c["num_attention_heads"],
+        n_kv_heads=c["num_key_value_heads"], head_dim=c["head_dim"], vocab_size=c["vocab_size"],
+        ffn_dim=c["intermediate_size"], tied_embeddings=bool(c.get("tie_word_embeddings", False)),
+        qkv_bias=True, out_bias=True, mlp_bias=True, router_bias=True, attention_sinks=True,
+        max_context=c.get("max_position_embeddings"), n_experts=c["num_local_experts"],
+        top_k=c.get("num_experts_per_tok") or c.get("experts_per_token"), expert_ffn_dim=c["intermediate_size"],
+    )
+
+
+def _opt(c: Mapping[str, Any]) -> _Dims:
+    heads = c["num_attention_heads"]
+    if c.get("word_embed_proj_dim", c["hidden_size"]) != c["hidden_size"]:
+        raise ValueError("OPT configs with word_embed_proj_dim != hidden_size are not supported")
+    return _Dims(
+        d_model=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=heads, n_kv_heads=heads,
+        head_dim=c["hidden_size"] // heads, vocab_size=c["vocab_size"], ffn_dim=c["ffn_dim"], gated_ffn=False,
+        tied_embeddings=bool(c.get("tie_word_embeddings", True)), positions=c["max_position_embeddings"] + 2,
+        qkv_bias=True, out_bias=True, mlp_bias=True, norm_bias=True, max_context=c["max_position_embeddings"],
+    )
+
+
+def _gpt2(c: Mapping[str, Any]) -> _Dims:
+    heads = c["n_head"]
+    return _Dims(
+        d_model=c["n_embd"], n_layers=c["n_layer"], n_heads=heads, n_kv_heads=heads,
+        head_dim=c["n_embd"] // heads, vocab_size=c["vocab_size"], ffn_dim=c.get("n_inner") or 4 * c["n_embd"],
+        gated_ffn=False, tied_embeddings=bool(c.get("tie_word_embeddings", True)), positions=c["n_positions"],
+        qkv_bias=True, out_bias=True, mlp_bias=True, norm_bias=True, max_context=c["n_positions"],
+    )
+
+
+def _gptj(c: Mapping[str, Any]) -> _Dims:
+    heads = c["n_head"]
+    return _Dims(
+        d_model=c["n_embd"], n_layers=c["n_layer"], n_heads=heads, n_kv_heads=heads,
+        head_dim=c["n_embd"] // heads, vocab_size=c["vocab_size"], ffn_dim=c.get("n_inner") or 4 * c["n_embd"],
+        gated_ffn=False, tied_embeddings=bool(c.get("tie_word_embeddings", False)), mlp_bias=True,
+        norm_bias=True, norms_per_layer=1, lm_head_bias=True, max_context=c["n_positions"],
+    )
+
+
+_FAMILIES: dict[str, Callable[[Mapping[str, Any]], _Dims]] = {
+    "llama": _llama_like, "mistral": _llama_like, "mixtral": _llama_like, "qwen2": _llama_like,
+    "qwen3": _llama_like, "qwen3_moe": _llama_like, "palm": _llama_like, "deepseek_v3": _deepseek_v3,
+    "gpt_oss": _gpt_oss, "opt": _opt, "gpt2": _gpt2, "gptj": _gptj,
+}
+
+
+def model_shape(name: str, config: Mapping[str, Any], file: str | None = None) -> ModelShape:
+    """HF config.json dict -> ModelShape; an unknown family or a missing key is a ScenarioError."""
+    family = config.get("model_type")
+    if family not in _FAMILIES:
+        raise ScenarioError("model_type", f"{family!r} is not one of: {', '.join(sorted(_FAMILIES))}",
+                            file or name)
+    try:
+        dims = _FAMILIES[family](config)
+    except KeyError as exc:
+        raise ScenarioError(exc.args[0], f"required key is missing for model_type {family!r}",
+                            file or name) from None
+    except (TypeError, ValueError) as exc:
+        raise ScenarioError("", f"unsupported config: {exc}", file or name) from None
+    for key in ("d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "vocab_size"):
+        value = getattr(dims, key)
+        if not isinstance(value, int) or value < 1:
+            raise ScenarioError(key, f"must be a positive integer, got {value!r}", file or name)
+    return shape_from_dims(name, dims)

@@ -1,0 +1,61 @@
+"""Plots of one run, written as PNG files with matplotlib's non-interactive backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from simulator.run import RunResult
+
+
+def write_plots(result: "RunResult", out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    req, it = result.requests, result.iterations
+    done = req[req["status"] == "completed"]
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, (column, label) in zip(axes, [("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "end-to-end")]):
+        values = np.sort(done[column].dropna().to_numpy())
+        if values.size:
+            ax.plot(values, np.arange(1, values.size + 1) / values.size)
+        ax.set_xlabel(f"{label} (s)")
+        ax.set_ylabel("fraction of requests")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{result.summary['scenario']}: latency CDFs")
+    fig.tight_layout()
+    fig.savefig(out / "latency_cdf.png", dpi=110)
+    plt.close(fig)
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
+    span = result.summary["sim"]["simulated_s"] or 1.0
+    edges = np.linspace(0.0, span, 101)
+    if len(done):
+        counts, _ = np.histogram(done["finish_s"], bins=edges, weights=done["output_tokens"])
+        top.step(edges[:-1], counts / np.diff(edges), where="post")
+    top.set_ylabel("output tokens/s (completed)")
+    top.grid(alpha=0.3)
+    if len(it):
+        bottom.plot(it["start_s"], it["batch_size"], lw=0.6)
+    bottom.set_ylabel("batch size")
+    bottom.set_xlabel("simulated time (s)")
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "timeline.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    share = {k: (v or 0.0) for k, v in result.summary["bottleneck_share"].items()}
+    ax.bar(list(share), list(share.values()), color=["#4c72b0", "#dd8452", "#55a868", "#8c8c8c"])
+    ax.set_ylabel("share of busy time")
+    ax.set_ylim(0, 1)
+    ax.set_title("compute / memory / network / overhead")
+    fig.tight_layout()
+    fig.savefig(out / "breakdown.png", dpi=110)
+    plt.close(fig)

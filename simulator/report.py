@@ -1,0 +1,280 @@
+"""Results: DataFrames built once from the collector, summary.json, parquet tables, plots and report.md.
+
+Metric definitions (the one place they are written down):
+- queue_s: arrival -> admission into the running batch. ttft_s: arrival -> first output token delivered.
+- tpot_s: (finish - first token) / (output tokens - 1), first token excluded; requests with 1 output token
+  have none. e2e_s: arrival -> last token.
+- throughput: completed requests' tokens over the simulated span (time 0 to the last event).
+- utilization.compute_mean / memory_bw_mean: achieved FLOP/s and bytes/s as a fraction of nameplate peak,
+  averaged over the span and the chips. links: bytes over (port bandwidth x span) per scale-up port.
+- bottleneck_share: share of busy time in which compute or memory bounds the roofline, plus the time spent
+  in collectives (network) and fixed overheads.
+- energy: each chip draws idle power always, plus (TDP - idle) x the fraction of each iteration bound by
+  compute or memory. Cost: rent per chip-hour, or purchase price amortised plus energy x PUE x price.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from simulator.collect import ITERATION_COLUMNS, STATUS_NAMES, Collector
+from simulator.hardware.placement import Plan
+from simulator.hardware.roofline import scaleup_port_bw
+from simulator.workload.arrivals import Requests
+
+if TYPE_CHECKING:
+    from simulator.config.load import Scenario
+    from simulator.hardware.model import ModelShape
+    from simulator.run import RunResult
+
+LINK_BUCKETS = 100
+SECONDS_PER_YEAR = 365.0 * 24 * 3600
+
+
+def frames(c: Collector, requests: Requests, plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(requests, iterations, links) frames from a finished run's records."""
+    req = pd.DataFrame({
+        "request_id": np.arange(c.n, dtype=np.int64),
+        "replica": np.asarray(c.replica, dtype=np.int32),
+        "status": pd.Categorical([STATUS_NAMES[s] for s in c.status], categories=list(STATUS_NAMES.values())),
+        "arrival_s": np.asarray(c.arrival_s, dtype=np.float64),
+        "admit_s": np.asarray(c.admit_s, dtype=np.float64),
+        "first_token_s": np.asarray(c.first_token_s, dtype=np.float64),
+        "finish_s": np.asarray(c.finish_s, dtype=np.float64),
+        "prompt_tokens": requests.prompt_tokens,
+        "output_tokens": requests.output_tokens,
+        "drop_reason": c.drop_reason,
+    })
+    req["queue_s"] = req["admit_s"] - req["arrival_s"]
+    req["ttft_s"] = req["first_token_s"] - req["arrival_s"]
+    req["e2e_s"] = req["finish_s"] - req["arrival_s"]
+    req.loc[req["status"] != "completed", "e2e_s"] = np.nan
+    decode_tokens = (req["output_tokens"] - 1).where(req["output_tokens"] > 1)
+    req["tpot_s"] = (req["finish_s"] - req["first_token_s"]) / decode_tokens
+    req.loc[req["status"] != "completed", "tpot_s"] = np.nan
+    it = pd.DataFrame.from_records(c.iterations, columns=list(ITERATION_COLUMNS))
+    if it.empty:
+        it = it.astype({"replica": np.int32})
+    return req, it, _link_frame(it, plan)
+
+
+def _link_frame(it: pd.DataFrame, plan: Plan) -> pd.DataFrame:
+    """Bytes each replica's scale-up ports carry per time bucket, spread evenly over each iteration."""
+    columns = ["link", "bucket_start_s", "bucket_s", "bytes", "utilization"]
+    if it.empty or plan.tensor_parallel == 1:
+        return pd.DataFrame({k: pd.Series(dtype=t) for k, t in zip(columns, ["str", "f8", "f8", "f8", "f8"])})
+    span = float((it["start_s"] + it["duration_s"]).max())
+    edges = np.linspace(0.0, span, LINK_BUCKETS + 1)
+    rows = []
+    for replica, group in it.groupby("replica", sort=True):
+        starts = group["start_s"].to_numpy()
+        ends = starts + group["duration_s"].to_numpy()
+        cumulative = np.cumsum(group["network_bytes_per_chip"].to_numpy())
+        times = np.column_stack([starts, ends]).ravel()
+        values = np.column_stack([cumulative - group["network_bytes_per_chip"].to_numpy(), cumulative]).ravel()
+        per_bucket = np.diff(np.interp(edges, times, values, left=0.0, right=cumulative[-1]))
+        rows.append(pd.DataFrame({"link": f"replica{replica}/scaleup", "bucket_start_s": edges[:-1],
+                                  "bucket_s": np.diff(edges), "bytes": per_bucket}))
+    return pd.concat(rows, ignore_index=True).assign(utilization=np.nan)
+
+
+def _stats(values: pd.Series) -> dict[str, float | None]:
+    v = values.dropna().to_numpy()
+    if v.size == 0:
+        return {"mean": None, "p50": None, "p90": None, "p99": None}
+    p50, p90, p99 = np.percentile(v, [50, 90, 99])
+    return {"mean": float(v.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
+
+
+def _share(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator > 0 else None
+
+
+def summarize(scenario: "Scenario", model: "ModelShape", plan: Plan,
+              tables: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame], span_s: float, events: int,
+              wall_s: float, peak_bytes: int | None = None) -> dict[str, Any]:
+    req, it, links = tables
+    spec, chip = scenario.spec, scenario.chip
+    done = req[req["status"] == "completed"]
+    counts = req["status"].value_counts()
+    out_tokens = float(done["output_tokens"].sum())
+    chips = plan.chips_total
+    busy = float(it["duration_s"].sum())
+    bound = np.maximum(it["compute_s"], it["memory_s"])
+    compute_bound = float(bound[it["compute_s"] >= it["memory_s"]].sum())
+    port_bw = scaleup_port_bw(chip, spec.cluster)
+    link_util = {}
+    if not links.empty:
+        links["utilization"] = links["bytes"] / (port_bw * links["bucket_s"])
+        for link, group in links.groupby("link", sort=True):
+            link_util[link] = _share(float(group["bytes"].sum()), port_bw * span_s)
+    energy_j = _energy_j(scenario, plan, it, span_s)
+    cost_usd = _cost_usd(scenario, plan, span_s, energy_j)
+    per_chip_peak = chip.compute.peak[plan.compute_dtype]
+    summary: dict[str, Any] = {
+        "scenario": spec.name,
+        "seed": spec.seed,
+        "model": model.name,
+        "chip": chip.id,
+        "requests": {"arrived": int(len(req) - counts.get("not_arrived", 0)),
+                     "completed": int(counts.get("completed", 0)), "dropped": int(counts.get("dropped", 0)),
+                     "in_flight": int(counts.get("in_flight", 0))},
+        "ttft_s": _stats(done["ttft_s"]),
+        "tpot_s": _stats(done["tpot_s"]),
+        "e2e_s": _stats(done["e2e_s"]),
+        "queue_s": _stats(done["queue_s"]),
+        "throughput": {
+            "requests_per_s": _share(len(done), span_s),
+            "output_tokens_per_s": _share(out_tokens, span_s),
+            "total_tokens_per_s": _share(out_tokens + float(done["prompt_tokens"].sum()), span_s),
+            "output_tokens_per_s_per_chip": _share(out_tokens, span_s * chips),
+        },
+        "utilization": {
+            "compute_mean": _share(float(it["flops_per_chip"].sum()) * plan.chips_per_replica,
+                                   per_chip_peak * span_s * chips),
+            "memory_bw_mean": _share(float(it["memory_bytes_per_chip"].sum()) * plan.chips_per_replica,
+                                     plan.tier_bandwidth * span_s * chips),
+            "links": link_util,
+        },
+        "bottleneck_share": {
+            "compute": _share(compute_bound, busy),
+            "memory": _share(float(bound.sum()) - compute_bound, busy),
+            "network": _share(float(it["network_s"].sum()), busy),
+            "overhead": _share(float(it["overhead_s"].sum()), busy),
+        },
+        "energy_j": energy_j,
+        "energy_j_per_output_token": _share(energy_j, out_tokens),
+        "cost_usd": cost_usd,
+        "cost_usd_per_million_output_tokens": (None if cost_usd is None or out_tokens == 0
+                                               else cost_usd / out_tokens * 1e6),
+        "chips": chips,
+        "plan": {
+            "tensor_parallel": plan.tensor_parallel, "replicas": plan.replicas,
+            "weights_dtype": plan.weights_dtype, "kv_dtype": plan.kv_dtype, "compute_dtype": plan.compute_dtype,
+            "memory_tier": plan.tier, "weight_bytes_per_chip": plan.weight_bytes_per_chip,
+            "kv_capacity_bytes_per_chip": plan.kv_capacity_bytes_per_chip,
+            "kv_capacity_tokens_per_replica": plan.kv_capacity_tokens,
+        },
+        "batch": {"mean": float(it["batch_size"].mean()) if len(it) else None,
+                  "max": int(it["batch_size"].max()) if len(it) else 0,
+                  "iterations": int(len(it))},
+        "sim": {"wall_s": wall_s, "events": int(events), "simulated_s": span_s},
+    }
+    if peak_bytes is not None:
+        summary["sim"]["peak_python_bytes"] = int(peak_bytes)
+    return summary
+
+
+def _energy_j(scenario: "Scenario", plan: Plan, it: pd.DataFrame, span_s: float) -> float | None:
+    power = scenario.chip.power
+    if power is None:
+        return None
+    active = float(np.maximum(it["compute_s"], it["memory_s"]).sum())
+    return plan.chips_total * power.idle * span_s + plan.chips_per_replica * (power.tdp - power.idle) * active
+
+
+def _cost_usd(scenario: "Scenario", plan: Plan, span_s: float, energy_j: float | None) -> float | None:
+    price, cost = scenario.chip.price, scenario.spec.cost
+    if price is None:
+        return None
+    rent = price.rent_usd_per_hour
+    if rent is not None and (cost.prefer == "rent" or price.purchase_usd is None):
+        return plan.chips_total * rent * span_s / 3600.0
+    if price.purchase_usd is None or energy_j is None:
+        return None
+    capital = plan.chips_total * price.purchase_usd * span_s / (cost.amortization_years * SECONDS_PER_YEAR)
+    return capital + energy_j * cost.pue * cost.usd_per_kwh / 3.6e6
+
+
+# ---------------------------------------------------------------- files
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return None if math.isnan(value) else float(value)
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def write_outputs(result: "RunResult", out: Path, plots: bool = True) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "requests.parquet", lambda p: result.requests.to_parquet(p, index=False))
+    _atomic_write(out / "iterations.parquet", lambda p: result.iterations.to_parquet(p, index=False))
+    _atomic_write(out / "links.parquet", lambda p: result.links.to_parquet(p, index=False))
+    if plots:
+        from simulator import plots as plotting
+        plotting.write_plots(result, out / "plots")
+    _atomic_write(out / "report.md", lambda p: p.write_text(markdown(result, plots), encoding="utf-8"))
+    _atomic_write(out / "summary.json", lambda p: p.write_text(summary_json(result.summary), encoding="utf-8"))
+    return out
+
+
+def _fmt(value: Any, scale: float = 1.0, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value * scale:.{digits}g}"
+
+
+def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(metric, value) rows shown by the CLI and the report."""
+    s, r, t = summary, summary["requests"], summary["throughput"]
+    share = s["bottleneck_share"]
+    top = max((k for k in share if share[k] is not None), key=lambda k: share[k], default=None)
+    return [
+        ("requests completed / dropped / in flight", f"{r['completed']} / {r['dropped']} / {r['in_flight']}"),
+        ("TTFT p50 / p99 (ms)", f"{_fmt(s['ttft_s']['p50'], 1e3)} / {_fmt(s['ttft_s']['p99'], 1e3)}"),
+        ("TPOT p50 / p99 (ms)", f"{_fmt(s['tpot_s']['p50'], 1e3)} / {_fmt(s['tpot_s']['p99'], 1e3)}"),
+        ("E2E p50 / p99 (s)", f"{_fmt(s['e2e_s']['p50'])} / {_fmt(s['e2e_s']['p99'])}"),
+        ("output tokens/s (per chip)",
+         f"{_fmt(t['output_tokens_per_s'], digits=4)} ({_fmt(t['output_tokens_per_s_per_chip'], digits=4)})"),
+        ("mean batch size", _fmt(s["batch"]["mean"])),
+        ("compute / memory-bw utilization",
+         f"{_fmt(s['utilization']['compute_mean'])} / {_fmt(s['utilization']['memory_bw_mean'])}"),
+        ("bottleneck", f"{top} ({_fmt(share[top])} of busy time)" if top else "n/a"),
+        ("energy per output token (J)", _fmt(s["energy_j_per_output_token"])),
+        ("cost per million output tokens (USD)", _fmt(s["cost_usd_per_million_output_tokens"])),
+        ("chips", str(s["chips"])),
+        ("simulated / wall time (s)", f"{_fmt(s['sim']['simulated_s'], digits=4)} / {s['sim']['wall_s']:.2f}"),
+    ]
+
+
+def markdown(result: "RunResult", plots: bool) -> str:
+    s, plan = result.summary, result.plan
+    lines = [f"# {s['scenario']}: {s['model']} on {plan.chips_total} x {s['chip']}", ""]
+    description = result.scenario.spec.description.strip()
+    if description:
+        lines += [description, ""]
+    lines += [f"Seed {s['seed']}. Tensor parallel {plan.tensor_parallel} x {plan.replicas} replicas, weights "
+              f"{plan.weights_dtype}, KV {plan.kv_dtype}; {plan.weight_bytes_per_chip / 1e9:.1f} GB of weights "
+              f"and room for {plan.kv_capacity_tokens:,} KV tokens per replica in {plan.tier}.", "",
+              "| metric | value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in headline(s)]
+    lines += ["", "## Latency (seconds)", "", "| metric | mean | p50 | p90 | p99 |", "|---|---|---|---|---|"]
+    for key in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
+        st = s[key]
+        lines.append(f"| {key} | " + " | ".join(_fmt(st[q], digits=4) for q in ("mean", "p50", "p90", "p99"))
+                     + " |")
+    lines += ["", "## Where the busy time went", "", "| resource | share |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in s["bottleneck_share"].items()]
+    if plots:
+        lines += ["", "## Plots", "", "![latency CDFs](plots/latency_cdf.png)", "",
+                  "![throughput and batch size over time](plots/timeline.png)", "",
+                  "![time breakdown](plots/breakdown.png)"]
+    return "\n".join(lines) + "\n"

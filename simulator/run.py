@@ -1,0 +1,71 @@
+"""run(scenario) -> RunResult: the stages of the data flow, one call each."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import simpy
+
+from simulator import report
+from simulator.config.load import Scenario
+from simulator.engine.cluster import Cluster
+from simulator.errors import ScenarioError
+from simulator.hardware.model import ModelShape, model_shape
+from simulator.hardware.placement import Plan, plan_deployment
+from simulator.hardware.roofline import StepCostModel
+from simulator.workload.arrivals import generate
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Everything a run produced; `write(dir)` puts it on disk in the documented layout."""
+    scenario: Scenario
+    plan: Plan
+    model: ModelShape
+    summary: dict
+    requests: pd.DataFrame
+    iterations: pd.DataFrame
+    links: pd.DataFrame
+
+    def write(self, out_dir: str | Path, plots: bool = True) -> Path:
+        return report.write_outputs(self, Path(out_dir), plots=plots)
+
+
+def prepare(scenario: Scenario) -> tuple[ModelShape, Plan, StepCostModel]:
+    """Stage 2: the model's shape, its placement on the cluster and the per-iteration cost model."""
+    spec = scenario.spec
+    try:
+        model = model_shape(scenario.model_name, scenario.model_config)
+        plan = plan_deployment(model, scenario.chip, spec.cluster, spec.deployment)
+        cost_model = StepCostModel.build(model, plan, scenario.chip, spec.cluster)
+    except ScenarioError as exc:
+        raise exc.with_file(scenario.file) from None
+    return model, plan, cost_model
+
+
+def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = False) -> RunResult:
+    """Simulate a scenario. The same scenario and seed always give the same results."""
+    if seed is not None:
+        scenario = replace(scenario, spec=scenario.spec.model_copy(update={"seed": seed}))
+    spec = scenario.spec
+    wall_start = time.perf_counter()
+    if measure_memory:
+        tracemalloc.start()
+    model, plan, cost_model = prepare(scenario)
+    requests = generate(spec.workload, spec.seed)
+    env = simpy.Environment()
+    cluster = Cluster(env, model, plan, cost_model, spec.serving, requests)
+    cluster.run(spec.sim.max_time)
+    cluster.check()
+    peak_bytes = tracemalloc.get_traced_memory()[1] if measure_memory else None
+    if measure_memory:
+        tracemalloc.stop()
+    wall_s = time.perf_counter() - wall_start
+    frames = report.frames(cluster.collector, requests, plan)
+    summary = report.summarize(scenario, model, plan, frames, env.now, cluster.collector.events, wall_s,
+                               peak_bytes)
+    return RunResult(scenario, plan, model, summary, *frames)

@@ -1,0 +1,1 @@
+"""Requests, pure and seeded (stage 3): arrival processes and length distributions."""
