@@ -14,7 +14,7 @@ from simulator.errors import InfersimError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Simulate LLM inference clusters: latency, throughput, cost, energy, bottlenecks.")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # never truncate piped tables
 
 
 def fail(message: str) -> None:

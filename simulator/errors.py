@@ -31,14 +31,20 @@ class ScenarioError(InfersimError):
 class CapacityError(InfersimError):
     """Something does not fit: says what, how many bytes it needs and how many there are."""
 
-    def __init__(self, what: str, needed_bytes: float, available_bytes: float, hint: str = ""):
+    def __init__(self, what: str, needed_bytes: float, available_bytes: float, hint: str = "",
+                 file: str | None = None):
         self.what = what
         self.needed_bytes = needed_bytes
         self.available_bytes = available_bytes
         self.hint = hint
-        super().__init__(what, needed_bytes, available_bytes, hint)
+        self.file = file
+        super().__init__(what, needed_bytes, available_bytes, hint, file)
+
+    def with_file(self, file: str) -> "CapacityError":
+        return CapacityError(self.what, self.needed_bytes, self.available_bytes, self.hint, self.file or file)
 
     def __str__(self) -> str:
-        msg = (f"{self.what} need {self.needed_bytes / 1e9:.1f} GB, "
+        where = f"{self.file}: " if self.file else ""
+        msg = (f"{where}{self.what} need {self.needed_bytes / 1e9:.1f} GB, "
                f"{self.available_bytes / 1e9:.1f} GB available")
         return f"{msg}; {self.hint}" if self.hint else msg

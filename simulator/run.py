@@ -13,7 +13,7 @@ import simpy
 from simulator import report
 from simulator.config.load import Scenario
 from simulator.engine.cluster import Cluster
-from simulator.errors import ScenarioError
+from simulator.errors import CapacityError, ScenarioError
 from simulator.hardware.model import ModelShape, model_shape
 from simulator.hardware.placement import Plan, plan_deployment
 from simulator.hardware.roofline import StepCostModel
@@ -42,7 +42,7 @@ def prepare(scenario: Scenario) -> tuple[ModelShape, Plan, StepCostModel]:
         model = model_shape(scenario.model_name, scenario.model_config)
         plan = plan_deployment(model, scenario.chip, spec.cluster, spec.deployment)
         cost_model = StepCostModel.build(model, plan, scenario.chip, spec.cluster)
-    except ScenarioError as exc:
+    except (ScenarioError, CapacityError) as exc:
         raise exc.with_file(scenario.file) from None
     return model, plan, cost_model
 

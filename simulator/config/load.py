@@ -241,6 +241,15 @@ def load_topology(ref: str, base: Path) -> tuple[dict[str, Any], str]:
 
 # ---------------------------------------------------------------- scenario
 
+def _resolve_refs(data: dict[str, Any], base: Path, file: str, origins: dict[str, str]) -> None:
+    """Replace `cluster:` and `workload:` names by the mappings in their files, noting where each came from."""
+    for key, folder in (("cluster", "topologies"), ("workload", "workloads")):
+        if isinstance(data.get(key), str):
+            ref_path = _resolve_ref(data[key], folder, base, key, file)
+            data[key] = read_yaml(ref_path)
+            origins[key] = str(ref_path)
+
+
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
     """Scenario file (+ dotted overrides) -> Scenario with its topology, workload, chip and model resolved."""
     path = Path(path)
@@ -248,15 +257,13 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
     data = read_yaml(path)
     base = path.resolve().parent
     origins: dict[str, str] = {}
-    for key, folder in (("cluster", "topologies"), ("workload", "workloads")):
-        if isinstance(data.get(key), str):
-            ref_path = _resolve_ref(data[key], folder, base, key, file)
-            data[key] = read_yaml(ref_path)
-            origins[key] = str(ref_path)
+    _resolve_refs(data, base, file, origins)
     for text in overrides or []:
         keys, value = parse_override(text)
         apply_override(data, keys, value)
-        origins.pop(keys[0], None)  # an overridden value is reported against the scenario
+        if len(keys) > 1:
+            origins.pop(keys[0], None)  # a value overridden inside a referenced file is the scenario's now
+    _resolve_refs(data, base, file, origins)  # an override may itself name a topology or workload
     spec: ScenarioSpec = validate(ScenarioSpec, data, file, origins)
     chip_file = origins.get("cluster", file)
     chip_field = "chip" if "cluster" in origins else "cluster.chip"

@@ -66,6 +66,7 @@ class ModelShape:
     total_params: int
     embedding_params: int           # input embedding (+ learned positions): looked up, never multiplied
     lm_head_params: int             # output projection, multiplied once per token that produces logits
+    tied_embeddings: bool           # the lm_head reuses the input embedding's weights
     dense_layer_params: int         # every parameter of the layers except routed experts
     n_experts: int
     top_k: int
@@ -82,7 +83,8 @@ class ModelShape:
     def active_params(self) -> float:
         """Parameters one token touches (embedding and lm_head included, as model cards count them)."""
         routed = self.n_moe_layers * self.top_k * self.expert_params
-        return self.embedding_params + self.lm_head_params + self.dense_layer_params + routed
+        head = 0 if self.tied_embeddings else self.lm_head_params
+        return self.embedding_params + head + self.dense_layer_params + routed
 
     @property
     def active_layer_params(self) -> float:
@@ -158,7 +160,8 @@ def shape_from_dims(name: str, d: _Dims) -> ModelShape:
     return ModelShape(
         name=name, n_layers=d.n_layers, d_model=d.d_model, n_heads=d.n_heads, n_kv_heads=d.n_kv_heads,
         vocab_size=d.vocab_size, max_context=d.max_context, attention=attention, total_params=total,
-        embedding_params=embedding, lm_head_params=lm_head, dense_layer_params=dense_layer_params + final_norm,
+        embedding_params=embedding, lm_head_params=lm_head, tied_embeddings=d.tied_embeddings,
+        dense_layer_params=dense_layer_params + final_norm,
         n_experts=d.n_experts, top_k=d.top_k, n_moe_layers=n_moe, expert_params=expert,
         kv_elements_per_token_per_layer=kv_elements,
         attn_flops_per_pair_per_layer=2 * d.n_heads * (qk_dim + v_dim),
