@@ -1,12 +1,16 @@
 """Append-only records of a run (per request, per iteration) and the end-of-run invariant checks.
 
 Per-request fields live in preallocated lists indexed by request id (cheap scalar writes in the event loop);
-iteration rows are tuples appended to one list. Frames are built once, after the run, by report.py.
+iteration rows are appended to one typed array per column (8 bytes a value, not a Python object). Frames are
+built once, after the run, by report.py.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
+
+import numpy as np
 
 from simulator.hardware.roofline import BatchShape, StepCost
 
@@ -18,6 +22,9 @@ ITERATION_COLUMNS = (
     "memory_bytes_per_chip", "network_bytes_per_chip", "prefill_tokens", "decode_tokens", "batch_size",
     "decode_context_tokens", "kv_blocks_used",
 )
+
+INTEGER_COLUMNS = {"replica", "prefill_tokens", "decode_tokens", "batch_size", "decode_context_tokens",
+                   "kv_blocks_used"}
 
 
 class InvariantError(RuntimeError):
@@ -35,7 +42,7 @@ class Collector:
         self.finish_s = [nan] * n_requests
         self.status = [NOT_ARRIVED] * n_requests
         self.drop_reason = [""] * n_requests
-        self.iterations: list[tuple] = []
+        self._columns = [array("d") for _ in ITERATION_COLUMNS]
         self.arrived = self.completed = self.dropped = 0
         self.events = 0
 
@@ -68,11 +75,19 @@ class Collector:
 
     def iteration(self, replica: int, start: float, cost: StepCost, shape: BatchShape, batch_size: int,
                   kv_blocks_used: int) -> None:
-        self.iterations.append((
-            replica, start, cost.duration_s, cost.compute_s, cost.memory_s, cost.network_s, cost.overhead_s,
-            cost.flops, cost.memory_bytes, cost.network_bytes, shape.prefill_tokens, shape.decode_tokens,
-            batch_size, shape.decode_context, kv_blocks_used,
-        ))
+        values = (replica, start, cost.duration_s, cost.compute_s, cost.memory_s, cost.network_s,
+                  cost.overhead_s, cost.flops, cost.memory_bytes, cost.network_bytes,
+                  shape.prefill_tokens, shape.decode_tokens, batch_size, shape.decode_context, kv_blocks_used)
+        for column, value in zip(self._columns, values):
+            column.append(value)
+
+    def iteration_columns(self) -> dict[str, np.ndarray]:
+        """The iteration records as numpy columns (counts as int64, times and sizes as float64)."""
+        out = {}
+        for name, column in zip(ITERATION_COLUMNS, self._columns):
+            values = np.frombuffer(column, dtype=np.float64) if len(column) else np.zeros(0)
+            out[name] = values.astype(np.int64) if name in INTEGER_COLUMNS else values.copy()
+        return out
 
     @property
     def in_flight(self) -> int:
@@ -94,12 +109,11 @@ class Collector:
                                 f"{self.admit_s[rid]}, first token {self.first_token_s[rid]}, "
                                 f"finish {self.finish_s[rid]})")
                 break
-        last: dict[int, float] = {}
-        for row in self.iterations:
-            replica, start, duration = row[0], row[1], row[2]
-            if start < last.get(replica, 0.0) - 1e-12 or duration <= 0:
-                problems.append(f"replica {replica}: iteration at {start} overlaps the previous one")
-                break
-            last[replica] = start + duration
+        it = self.iteration_columns()
+        for replica in np.unique(it["replica"]):
+            mine = it["replica"] == replica
+            start, end = it["start_s"][mine], it["start_s"][mine] + it["duration_s"][mine]
+            if np.any(it["duration_s"][mine] <= 0) or np.any(start[1:] < end[:-1] - 1e-9 * end[:-1]):
+                problems.append(f"replica {replica}: iterations overlap or go back in time")
         if problems:
             raise InvariantError("run broke its invariants (a bug in infersim): " + "; ".join(problems))

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from simulator.collect import ITERATION_COLUMNS, STATUS_NAMES, Collector
+from simulator.collect import STATUS_NAMES, Collector
 from simulator.hardware.placement import Plan
 from simulator.hardware.roofline import scaleup_port_bw
 from simulator.workload.arrivals import Requests
@@ -59,9 +59,7 @@ def frames(c: Collector, requests: Requests, plan: Plan) -> tuple[pd.DataFrame, 
     decode_tokens = (req["output_tokens"] - 1).where(req["output_tokens"] > 1)
     req["tpot_s"] = (req["finish_s"] - req["first_token_s"]) / decode_tokens
     req.loc[req["status"] != "completed", "tpot_s"] = np.nan
-    it = pd.DataFrame.from_records(c.iterations, columns=list(ITERATION_COLUMNS))
-    if it.empty:
-        it = it.astype({"replica": np.int32})
+    it = pd.DataFrame(c.iteration_columns())
     return req, it, _link_frame(it, plan)
 
 
