@@ -19,11 +19,11 @@ STATUS_NAMES = {NOT_ARRIVED: "not_arrived", IN_FLIGHT: "in_flight", COMPLETED: "
 
 ITERATION_COLUMNS = (
     "replica", "start_s", "duration_s", "compute_s", "memory_s", "network_s", "overhead_s", "flops_per_chip",
-    "memory_bytes_per_chip", "network_bytes_per_chip", "prefill_tokens", "decode_tokens", "batch_size",
+    "memory_bytes_per_chip", "network_bytes_per_chip", "prefill_tokens", "decode_tokens", "output_tokens", "batch_size",
     "decode_context_tokens", "kv_blocks_used",
 )
 
-INTEGER_COLUMNS = {"replica", "prefill_tokens", "decode_tokens", "batch_size", "decode_context_tokens",
+INTEGER_COLUMNS = {"replica", "prefill_tokens", "decode_tokens", "output_tokens", "batch_size", "decode_context_tokens",
                    "kv_blocks_used"}
 
 
@@ -77,7 +77,8 @@ class Collector:
                   kv_blocks_used: int) -> None:
         values = (replica, start, cost.duration_s, cost.compute_s, cost.memory_s, cost.network_s,
                   cost.overhead_s, cost.flops, cost.memory_bytes, cost.network_bytes,
-                  shape.prefill_tokens, shape.decode_tokens, batch_size, shape.decode_context, kv_blocks_used)
+                  shape.prefill_tokens, shape.decode_tokens, shape.logits, batch_size, shape.decode_context,
+                  kv_blocks_used)
         for column, value in zip(self._columns, values):
             column.append(value)
 

@@ -106,3 +106,10 @@ def test_throughput_and_utilisation_are_consistent(write_scenario):
     assert 0 < s["utilization"]["compute_mean"] < 1 and 0 < s["utilization"]["memory_bw_mean"] < 1
     assert sum(s["bottleneck_share"].values()) == pytest.approx(1.0)
     assert s["energy_j_per_output_token"] > 0 and s["cost_usd_per_million_output_tokens"] > 0
+
+
+def test_tokens_produced_by_iterations_equal_tokens_delivered(write_scenario):
+    result = run_file(write_scenario())
+    req, it = result.requests, result.iterations
+    assert it["output_tokens"].sum() == req["output_tokens"].sum()
+    assert it["prefill_tokens"].sum() == req["prompt_tokens"].sum()
