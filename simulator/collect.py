@@ -14,13 +14,38 @@ import numpy as np
 
 from simulator.hardware.roofline import BatchShape, StepCost
 
+
+class IterationAccount:
+    """Where one iteration's time went, summed over its stage passes, reported per chip (stage average).
+
+    compute_bound_s / memory_bound_s: roofline time bound by FLOPs or by bytes; network_s: waiting for
+    collectives and stage-to-stage sends; bubble_s: the rest of the iteration (pipeline fill and drain)."""
+    __slots__ = ("stages", "chips", "compute_s", "memory_s", "compute_bound_s", "memory_bound_s", "overhead_s",
+                 "network_s", "flops", "memory_bytes", "network_bytes")
+
+    def __init__(self, stages: int, chips: int):
+        self.stages, self.chips = stages, chips
+        self.compute_s = self.memory_s = self.compute_bound_s = self.memory_bound_s = 0.0
+        self.overhead_s = self.network_s = self.flops = self.memory_bytes = self.network_bytes = 0.0
+
+    def add_compute(self, cost: StepCost) -> None:
+        self.compute_s += cost.compute_s
+        self.memory_s += cost.memory_s
+        if cost.compute_s >= cost.memory_s:
+            self.compute_bound_s += cost.compute_s
+        else:
+            self.memory_bound_s += cost.memory_s
+        self.overhead_s += cost.overhead_s
+        self.flops += cost.flops
+        self.memory_bytes += cost.memory_bytes
+
 NOT_ARRIVED, IN_FLIGHT, COMPLETED, DROPPED = 0, 1, 2, 3
 STATUS_NAMES = {NOT_ARRIVED: "not_arrived", IN_FLIGHT: "in_flight", COMPLETED: "completed", DROPPED: "dropped"}
 
 ITERATION_COLUMNS = (
-    "replica", "start_s", "duration_s", "compute_s", "memory_s", "network_s", "overhead_s", "flops_per_chip",
-    "memory_bytes_per_chip", "network_bytes_per_chip", "prefill_tokens", "decode_tokens", "output_tokens", "batch_size",
-    "decode_context_tokens", "kv_blocks_used",
+    "replica", "start_s", "duration_s", "compute_s", "memory_s", "compute_bound_s", "memory_bound_s", "network_s",
+    "overhead_s", "bubble_s", "flops_per_chip", "memory_bytes_per_chip", "network_bytes_per_chip",
+    "prefill_tokens", "decode_tokens", "output_tokens", "batch_size", "decode_context_tokens", "kv_blocks_used",
 )
 
 INTEGER_COLUMNS = {"replica", "prefill_tokens", "decode_tokens", "output_tokens", "batch_size", "decode_context_tokens",
@@ -73,12 +98,14 @@ class Collector:
             self.status[rid] = COMPLETED
         self.completed += len(rids)
 
-    def iteration(self, replica: int, start: float, cost: StepCost, shape: BatchShape, batch_size: int,
-                  kv_blocks_used: int) -> None:
-        values = (replica, start, cost.duration_s, cost.compute_s, cost.memory_s, cost.network_s,
-                  cost.overhead_s, cost.flops, cost.memory_bytes, cost.network_bytes,
-                  shape.prefill_tokens, shape.decode_tokens, shape.logits, batch_size, shape.decode_context,
-                  kv_blocks_used)
+    def iteration(self, replica: int, start: float, duration: float, a: IterationAccount, shape: BatchShape,
+                  batch_size: int, kv_blocks_used: int) -> None:
+        k = a.stages
+        busy = (a.compute_bound_s + a.memory_bound_s + a.overhead_s + a.network_s) / k
+        values = (replica, start, duration, a.compute_s / k, a.memory_s / k, a.compute_bound_s / k,
+                  a.memory_bound_s / k, a.network_s / k, a.overhead_s / k, max(duration - busy, 0.0),
+                  a.flops / k, a.memory_bytes / k, a.network_bytes / a.chips, shape.prefill_tokens,
+                  shape.decode_tokens, shape.logits, batch_size, shape.decode_context, kv_blocks_used)
         for column, value in zip(self._columns, values):
             column.append(value)
 

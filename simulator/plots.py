@@ -52,10 +52,31 @@ def write_plots(result: "RunResult", out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     share = {k: (v or 0.0) for k, v in result.summary["bottleneck_share"].items()}
-    ax.bar(list(share), list(share.values()), color=["#4c72b0", "#dd8452", "#55a868", "#8c8c8c"])
+    ax.bar(list(share), list(share.values()), color=["#4c72b0", "#dd8452", "#55a868", "#8c8c8c", "#c44e52"])
     ax.set_ylabel("share of busy time")
     ax.set_ylim(0, 1)
-    ax.set_title("compute / memory / network / overhead")
+    ax.set_title("where the iterations' time went")
     fig.tight_layout()
     fig.savefig(out / "breakdown.png", dpi=110)
+    plt.close(fig)
+
+    if not result.links.empty:
+        _link_heatmap(result, out / "links.png", plt)
+
+
+def _link_heatmap(result: "RunResult", path: Path, plt, most: int = 40) -> None:
+    """Utilisation of the busiest links (rows) over time (columns)."""
+    links = result.links
+    table = links.pivot(index="link", columns="bucket_start_s", values="utilization")
+    busiest = table.mean(axis=1).sort_values(ascending=False).index[:most]
+    table = table.loc[busiest]
+    fig, ax = plt.subplots(figsize=(11, 0.28 * len(table) + 1.6))
+    image = ax.imshow(table.to_numpy(), aspect="auto", vmin=0, vmax=1, cmap="viridis", interpolation="nearest",
+                      extent=(0, result.summary["sim"]["simulated_s"], len(table), 0))
+    ax.set_yticks(np.arange(len(table)) + 0.5, table.index, fontsize=7)
+    ax.set_xlabel("simulated time (s)")
+    ax.set_title(f"link utilisation (busiest {len(table)} of {links['link'].nunique()} links)")
+    fig.colorbar(image, ax=ax, label="utilisation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -6,9 +6,10 @@ Metric definitions (the one place they are written down):
   have none. e2e_s: arrival -> last token.
 - throughput: completed requests' tokens over the simulated span (time 0 to the last event).
 - utilization.compute_mean / memory_bw_mean: achieved FLOP/s and bytes/s as a fraction of nameplate peak,
-  averaged over the span and the chips. links: bytes over (port bandwidth x span) per scale-up port.
-- bottleneck_share: share of busy time in which compute or memory bounds the roofline, plus the time spent
-  in collectives (network) and fixed overheads.
+  averaged over the span and the chips. links: bytes carried over (bandwidth x span), per directed link that
+  carried traffic (`src->dst`).
+- bottleneck_share: share of busy time in which compute or memory bounds the roofline, the time spent waiting
+  for collectives and stage-to-stage sends (network), fixed overheads, and pipeline bubbles.
 - energy: each chip draws idle power always, plus (TDP - idle) x the fraction of each iteration bound by
   compute or memory. Cost: rent per chip-hour, or purchase price amortised plus energy x PUE x price.
 """
@@ -26,19 +27,21 @@ import pandas as pd
 
 from simulator.collect import STATUS_NAMES, Collector
 from simulator.hardware.placement import Plan
-from simulator.hardware.roofline import scaleup_port_bw
 from simulator.workload.arrivals import Requests
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from simulator.config.load import Scenario
+    from simulator.engine.link import Network
     from simulator.hardware.model import ModelShape
     from simulator.run import RunResult
 
-LINK_BUCKETS = 100
 SECONDS_PER_YEAR = 365.0 * 24 * 3600
 
 
-def frames(c: Collector, requests: Requests, plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def frames(c: Collector, requests: Requests, network: "Network", graph: "nx.DiGraph",
+           span_s: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(requests, iterations, links) frames from a finished run's records."""
     req = pd.DataFrame({
         "request_id": np.arange(c.n, dtype=np.int64),
@@ -60,27 +63,34 @@ def frames(c: Collector, requests: Requests, plan: Plan) -> tuple[pd.DataFrame, 
     req["tpot_s"] = (req["finish_s"] - req["first_token_s"]) / decode_tokens
     req.loc[req["status"] != "completed", "tpot_s"] = np.nan
     it = pd.DataFrame(c.iteration_columns())
-    return req, it, _link_frame(it, plan)
+    return req, it, link_frame(network, graph, span_s)
 
 
-def _link_frame(it: pd.DataFrame, plan: Plan) -> pd.DataFrame:
-    """Bytes each replica's scale-up ports carry per time bucket, spread evenly over each iteration."""
-    columns = ["link", "bucket_start_s", "bucket_s", "bytes", "utilization"]
-    if it.empty or plan.tensor_parallel == 1:
-        return pd.DataFrame({k: pd.Series(dtype=t) for k, t in zip(columns, ["str", "f8", "f8", "f8", "f8"])})
-    span = float((it["start_s"] + it["duration_s"]).max())
-    edges = np.linspace(0.0, span, LINK_BUCKETS + 1)
-    rows = []
-    for replica, group in it.groupby("replica", sort=True):
-        starts = group["start_s"].to_numpy()
-        ends = starts + group["duration_s"].to_numpy()
-        cumulative = np.cumsum(group["network_bytes_per_chip"].to_numpy())
-        times = np.column_stack([starts, ends]).ravel()
-        values = np.column_stack([cumulative - group["network_bytes_per_chip"].to_numpy(), cumulative]).ravel()
-        per_bucket = np.diff(np.interp(edges, times, values, left=0.0, right=cumulative[-1]))
-        rows.append(pd.DataFrame({"link": f"replica{replica}/scaleup", "bucket_start_s": edges[:-1],
-                                  "bucket_s": np.diff(edges), "bytes": per_bucket}))
-    return pd.concat(rows, ignore_index=True).assign(utilization=np.nan)
+def link_frame(network: "Network", graph: "nx.DiGraph", span_s: float) -> pd.DataFrame:
+    """Bytes and utilisation of every link that carried traffic, per time bucket of the network's histogram."""
+    edges_by_id = {d["id"]: (u, v, d) for u, v, d in graph.edges(data=True)}
+    hist = network.histogram
+    n = max(1, min(hist.max_buckets, int(np.ceil(span_s / hist.width)) if span_s > 0 else 1))
+    starts = np.arange(n) * hist.width
+    widths = np.minimum(starts + hist.width, max(span_s, hist.width)) - starts
+    parts = []
+    for link in sorted(hist.bins):
+        u, v, d = edges_by_id[link]
+        carried = np.zeros(n)
+        bins = hist.bins[link][:n]
+        carried[:len(bins)] = bins
+        parts.append(pd.DataFrame({
+            "link": link, "fabric": d["fabric"], "src": u, "dst": v, "bandwidth_bytes_per_s": d["bw"],
+            "bucket_start_s": starts, "bucket_s": widths, "bytes": carried,
+            "utilization": np.divide(carried, d["bw"] * widths, out=np.zeros(n), where=widths > 0),
+        }))
+    if not parts:
+        return pd.DataFrame({name: pd.Series(dtype=kind) for name, kind in LINK_COLUMNS.items()})
+    return pd.concat(parts, ignore_index=True)
+
+
+LINK_COLUMNS = {"link": "str", "fabric": "str", "src": "str", "dst": "str", "bandwidth_bytes_per_s": "f8",
+                "bucket_start_s": "f8", "bucket_s": "f8", "bytes": "f8", "utilization": "f8"}
 
 
 def _stats(values: pd.Series) -> dict[str, float | None]:
@@ -105,14 +115,10 @@ def summarize(scenario: "Scenario", model: "ModelShape", plan: Plan,
     out_tokens = float(done["output_tokens"].sum())
     chips = plan.chips_total
     busy = float(it["duration_s"].sum())
-    bound = np.maximum(it["compute_s"], it["memory_s"])
-    compute_bound = float(bound[it["compute_s"] >= it["memory_s"]].sum())
-    port_bw = scaleup_port_bw(chip, spec.cluster)
     link_util = {}
     if not links.empty:
-        links["utilization"] = links["bytes"] / (port_bw * links["bucket_s"])
-        for link, group in links.groupby("link", sort=True):
-            link_util[link] = _share(float(group["bytes"].sum()), port_bw * span_s)
+        totals = links.groupby("link", sort=True).agg(bytes=("bytes", "sum"), bw=("bandwidth_bytes_per_s", "first"))
+        link_util = {link: _share(float(row.bytes), float(row.bw) * span_s) for link, row in totals.iterrows()}
     energy_j = _energy_j(scenario, plan, it, span_s)
     cost_usd = _cost_usd(scenario, plan, span_s, energy_j)
     per_chip_peak = chip.compute.peak[plan.compute_dtype]
@@ -142,10 +148,16 @@ def summarize(scenario: "Scenario", model: "ModelShape", plan: Plan,
             "links": link_util,
         },
         "bottleneck_share": {
-            "compute": _share(compute_bound, busy),
-            "memory": _share(float(bound.sum()) - compute_bound, busy),
+            "compute": _share(float(it["compute_bound_s"].sum()), busy),
+            "memory": _share(float(it["memory_bound_s"].sum()), busy),
             "network": _share(float(it["network_s"].sum()), busy),
             "overhead": _share(float(it["overhead_s"].sum()), busy),
+            "bubble": _share(float(it["bubble_s"].sum()), busy),
+        },
+        "network": {
+            "link_bytes": float(links["bytes"].sum()) if len(links) else 0.0,  # bytes x links crossed
+            "busiest_link": max(link_util, key=link_util.get) if link_util else None,
+            "busiest_link_utilization": max(link_util.values()) if link_util else None,
         },
         "energy_j": energy_j,
         "energy_j_per_output_token": _share(energy_j, out_tokens),
@@ -154,7 +166,9 @@ def summarize(scenario: "Scenario", model: "ModelShape", plan: Plan,
                                                else cost_usd / out_tokens * 1e6),
         "chips": chips,
         "plan": {
-            "tensor_parallel": plan.tensor_parallel, "replicas": plan.replicas,
+            "tensor_parallel": plan.tensor_parallel, "pipeline_parallel": plan.pipeline_parallel,
+            "expert_parallel": plan.expert_parallel, "micro_batches": plan.micro_batches,
+            "replicas": plan.replicas,
             "weights_dtype": plan.weights_dtype, "kv_dtype": plan.kv_dtype, "compute_dtype": plan.compute_dtype,
             "memory_tier": plan.tier, "weight_bytes_per_chip": plan.weight_bytes_per_chip,
             "kv_capacity_bytes_per_chip": plan.kv_capacity_bytes_per_chip,
@@ -174,7 +188,7 @@ def _energy_j(scenario: "Scenario", plan: Plan, it: pd.DataFrame, span_s: float)
     power = scenario.chip.power
     if power is None:
         return None
-    active = float(np.maximum(it["compute_s"], it["memory_s"]).sum())
+    active = float((it["compute_bound_s"] + it["memory_bound_s"]).sum())
     return plan.chips_total * power.idle * span_s + plan.chips_per_replica * (power.tdp - power.idle) * active
 
 
@@ -259,7 +273,8 @@ def markdown(result: "RunResult", plots: bool) -> str:
     description = result.scenario.spec.description.strip()
     if description:
         lines += [description, ""]
-    lines += [f"Seed {s['seed']}. Tensor parallel {plan.tensor_parallel} x {plan.replicas} replicas, weights "
+    lines += [f"Seed {s['seed']}. Tensor parallel {plan.tensor_parallel} x pipeline {plan.pipeline_parallel} "
+              f"(expert parallel {plan.expert_parallel}) x {plan.replicas} replicas, weights "
               f"{plan.weights_dtype}, KV {plan.kv_dtype}; {plan.weight_bytes_per_chip / 1e9:.1f} GB of weights "
               f"and room for {plan.kv_capacity_tokens:,} KV tokens per replica in {plan.tier}.", "",
               "| metric | value |", "|---|---|"]
@@ -275,4 +290,6 @@ def markdown(result: "RunResult", plots: bool) -> str:
         lines += ["", "## Plots", "", "![latency CDFs](plots/latency_cdf.png)", "",
                   "![throughput and batch size over time](plots/timeline.png)", "",
                   "![time breakdown](plots/breakdown.png)"]
+        if not result.links.empty:
+            lines += ["", "![link utilisation over time](plots/links.png)"]
     return "\n".join(lines) + "\n"

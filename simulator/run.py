@@ -7,6 +7,7 @@ import tracemalloc
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import networkx as nx
 import pandas as pd
 import simpy
 
@@ -17,6 +18,7 @@ from simulator.errors import CapacityError, ScenarioError
 from simulator.hardware.model import ModelShape, model_shape
 from simulator.hardware.placement import Plan, plan_deployment
 from simulator.hardware.roofline import StepCostModel
+from simulator.hardware.topology import build_graph
 from simulator.workload.arrivals import generate
 
 
@@ -35,16 +37,27 @@ class RunResult:
         return report.write_outputs(self, Path(out_dir), plots=plots)
 
 
-def prepare(scenario: Scenario) -> tuple[ModelShape, Plan, StepCostModel]:
-    """Stage 2: the model's shape, its placement on the cluster and the per-iteration cost model."""
+@dataclass(frozen=True)
+class Prepared:
+    """Stage 2: the model's shape, its placement, the per-stage cost models and the cluster graph."""
+    model: ModelShape
+    plan: Plan
+    cost_models: list[StepCostModel]
+    graph: nx.DiGraph
+
+
+def prepare(scenario: Scenario) -> Prepared:
     spec = scenario.spec
     try:
         model = model_shape(scenario.model_name, scenario.model_config)
         plan = plan_deployment(model, scenario.chip, spec.cluster, spec.deployment)
-        cost_model = StepCostModel.build(model, plan, scenario.chip, spec.cluster)
+        graph = build_graph(spec.cluster, scenario.chip)
     except (ScenarioError, CapacityError) as exc:
         raise exc.with_file(scenario.file) from None
-    return model, plan, cost_model
+    except ValueError as exc:  # a fabric the chip cannot provide
+        raise ScenarioError("cluster", str(exc), scenario.origins.get("cluster", scenario.file)) from None
+    cost_models = [StepCostModel.build(model, plan, scenario.chip, s) for s in range(plan.pipeline_parallel)]
+    return Prepared(model, plan, cost_models, graph)
 
 
 def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = False) -> RunResult:
@@ -55,17 +68,18 @@ def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = Fals
     wall_start = time.perf_counter()
     if measure_memory:
         tracemalloc.start()
-    model, plan, cost_model = prepare(scenario)
+    prepared = prepare(scenario)
+    model, plan = prepared.model, prepared.plan
     requests = generate(spec.workload, spec.seed)
     env = simpy.Environment()
-    cluster = Cluster(env, model, plan, cost_model, spec.serving, requests)
+    cluster = Cluster(env, spec, model, plan, prepared.cost_models, prepared.graph, requests)
     cluster.run(spec.sim.max_time)
     cluster.check()
     peak_bytes = tracemalloc.get_traced_memory()[1] if measure_memory else None
     if measure_memory:
         tracemalloc.stop()
     wall_s = time.perf_counter() - wall_start
-    frames = report.frames(cluster.collector, requests, plan)
-    summary = report.summarize(scenario, model, plan, frames, env.now, cluster.collector.events, wall_s,
-                               peak_bytes)
+    frames = report.frames(cluster.collector, requests, cluster.network, prepared.graph, env.now)
+    events = cluster.collector.events + cluster.network.events
+    summary = report.summarize(scenario, model, plan, frames, env.now, events, wall_s, peak_bytes)
     return RunResult(scenario, plan, model, summary, *frames)

@@ -45,7 +45,7 @@ def cli_error(*args):
      "{f}: deployment.tensor_parallel: 3 does not divide the 64 attention heads of llama-3.1-70b; "
      "allowed: 1, 2, 4, 8"),
     ({"model": "llama-3.1-70b"},
-     "{f}: llama-3.1-70b weights at bf16 split over TP 1 need 141.1 GB, 77.3 GB available; per chip: hbm "
+     "{f}: llama-3.1-70b weights at bf16 split over 1 chip need 141.1 GB, 77.3 GB available; per chip: hbm "
      "85.9 GB x memory_utilization 0.9; the weights alone need at least 2 h100-sxm chips"),
     ({"deployment.weights_dtype": "fp9"},
      "{f}: deployment.weights_dtype: 'fp9' is not one of: bf16, fp16, fp32, fp4, fp8, int4, int8"),
@@ -71,7 +71,8 @@ def test_errors_in_a_referenced_file_name_that_file(tmp_path, write_scenario):
 def test_unknown_topology_name_lists_the_known_ones(write_scenario):
     path = write_scenario({"cluster": "hgx-h900"})
     message = cli_error("run", path)
-    assert message.startswith(f"{path}: cluster: 'hgx-h900' is not one of: hgx-h100, hgx-h200,")
+    assert message.startswith(f"{path}: cluster: 'hgx-h900' is not one of: cerebras-cs3-4, dgx-b200, ")
+    assert ", hgx-h100, hgx-h200, " in message
 
 
 def test_file_level_problems(tmp_path):

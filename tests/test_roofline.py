@@ -3,6 +3,7 @@
 import pytest
 
 from simulator.config.load import load_scenario
+from simulator.hardware.model import DTYPE_BYTES
 from simulator.hardware.roofline import BatchShape, ring_allreduce_s
 from simulator.run import prepare
 
@@ -17,9 +18,15 @@ def prefill(tokens: int) -> BatchShape:
     return BatchShape(tokens, tokens * (tokens + 1) // 2, 0, 0, 0, 1)
 
 
+def prepared(path, overrides=()):
+    p = prepare(load_scenario(path, list(overrides)))
+    assert len(p.cost_models) == 1
+    return p.model, p.plan, p.cost_models[0]
+
+
 @pytest.fixture(scope="module")
 def h100_8b():
-    return prepare(load_scenario(REPO / "scenarios" / "default.yaml"))
+    return prepared(REPO / "scenarios" / "default.yaml")
 
 
 @pytest.mark.parametrize("scenario, overrides", [
@@ -30,21 +37,24 @@ def h100_8b():
     ("default.yaml", ["model=mixtral-8x7b", "cluster=hgx-h100", "deployment.tensor_parallel=2"]),
 ])
 def test_single_request_decode_never_beats_weight_bytes_over_bandwidth(scenario, overrides):
-    model, plan, cost_model = prepare(load_scenario(REPO / "scenarios" / scenario, overrides))
+    model, plan, cost_model = prepared(REPO / "scenarios" / scenario, overrides)
     for context in (1, 1000, 100_000):
         cost = cost_model.cost(decode(1, context))
         kv = context * plan.kv_bytes_per_token_per_chip
-        # MoE: one token reads only its top-k experts, so bound by the dense part plus those experts
+        # every layer weight and the lm_head are read; the embedding is only looked up; an MoE token reads
+        # only its top-k experts
         routed_all = model.n_moe_layers * model.n_experts * model.expert_params
-        read = (model.total_params - routed_all + model.n_moe_layers * model.top_k * model.expert_params)
-        weights = read * plan.weight_bytes_per_chip / model.total_params
-        assert cost.duration_s >= (weights + kv) / plan.tier_bandwidth
+        read = (model.total_params - model.embedding_params - routed_all
+                + model.n_moe_layers * model.top_k * model.expert_params
+                + (model.lm_head_params if model.tied_embeddings else 0))
+        weights = read * DTYPE_BYTES[plan.weights_dtype] / plan.tensor_parallel
+        assert cost.roofline_s >= (weights + kv) / plan.tier_bandwidth
         assert cost.memory_bytes >= weights + kv
 
 
 def test_decode_step_grows_slowly_while_memory_bound_and_linearly_past_the_ridge(h100_8b):
     model, plan, cost_model = h100_8b
-    t = {b: cost_model.cost(decode(b)).duration_s for b in (1, 2, 4, 8, 16, 4096, 8192, 16384)}
+    t = {b: cost_model.cost(decode(b)).roofline_s for b in (1, 2, 4, 8, 16, 4096, 8192, 16384)}
     assert t[2] / t[1] < 1.02 and t[16] / t[1] < 1.1  # memory-bound: weights read once for the batch
     assert t[16384] / t[8192] == pytest.approx(2.0, rel=0.03)  # compute-bound: linear in tokens
     assert t[8192] / t[4096] == pytest.approx(2.0, rel=0.05)
@@ -59,7 +69,7 @@ def test_long_prefill_is_compute_bound_and_at_least_flops_over_peak(h100_8b):
     model, plan, cost_model = h100_8b
     cost = cost_model.cost(prefill(8192))
     assert cost.compute_s > 5 * cost.memory_s
-    assert cost.duration_s >= model.flops_per_token(0) * 8192 / 989.4e12
+    assert cost.roofline_s >= model.flops_per_token(0) * 8192 / 989.4e12
 
 
 def test_ring_allreduce_closed_form():
@@ -68,22 +78,31 @@ def test_ring_allreduce_closed_form():
     assert ring_allreduce_s(size, 1, bw, hop) == 0.0
 
 
-def test_tensor_parallel_splits_weight_reads_and_adds_two_allreduces_per_layer():
+def test_tensor_parallel_splits_weight_reads():
     path = REPO / "scenarios" / "llama70b-hgx-h100-fp8.yaml"
-    _, plan8, tp8 = prepare(load_scenario(path))
-    _, plan4, tp4 = prepare(load_scenario(path, ["deployment.tensor_parallel=4"]))
+    _, plan8, tp8 = prepared(path)
+    _, plan4, tp4 = prepared(path, ["deployment.tensor_parallel=4"])
     assert plan4.weight_bytes_per_chip == pytest.approx(2 * plan8.weight_bytes_per_chip)
-    c8, c4 = tp8.cost(decode(1)), tp4.cost(decode(1))
-    assert c4.memory_s == pytest.approx(2 * c8.memory_s, rel=0.01)
-    size = 1 * 8192 * 2.0  # one token's activations in 16 bits
-    expected = 80 * 2 * ring_allreduce_s(size, 8, tp8.fabric_bw, tp8.hop_latency_s)
-    assert c8.network_s == pytest.approx(expected)
+    assert tp4.cost(decode(1)).memory_s == pytest.approx(2 * tp8.cost(decode(1)).memory_s, rel=0.01)
+
+
+def test_pipeline_stages_split_layers_and_only_the_last_holds_the_lm_head():
+    p = prepare(load_scenario(REPO / "scenarios" / "llama70b-hgx-h100-fp8.yaml",
+                              ["deployment.tensor_parallel=2", "deployment.pipeline_parallel=4"]))
+    # balanced by bytes: the stages holding the embedding and the lm_head (1.05 GB each) take fewer layers
+    assert p.plan.layers_per_stage == (19, 21, 21, 19)
+    first, last = p.cost_models[0], p.cost_models[-1]
+    assert not first.last and last.last
+    lm_head = p.model.lm_head_params * DTYPE_BYTES["fp8"] / 2
+    assert last.dense_weight_bytes - first.dense_weight_bytes == pytest.approx(lm_head)
+    whole = prepared(REPO / "scenarios" / "llama70b-hgx-h100-fp8.yaml", ["deployment.tensor_parallel=2"])[2]
+    stages = sum(cm.cost(decode(8)).memory_bytes for cm in p.cost_models)
+    assert stages == pytest.approx(whole.cost(decode(8)).memory_bytes)
 
 
 def test_moe_reads_only_the_experts_its_tokens_touch():
-    _, _, cost_model = prepare(load_scenario(REPO / "scenarios" / "default.yaml",
-                                             ["model=mixtral-8x7b", "cluster=hgx-h100",
-                                              "deployment.tensor_parallel=2"]))
+    _, _, cost_model = prepared(REPO / "scenarios" / "default.yaml",
+                                ["model=mixtral-8x7b", "cluster=hgx-h100", "deployment.tensor_parallel=2"])
     assert cost_model.experts_touched(1) == pytest.approx(2.0)  # top-2 of 8
     assert cost_model.experts_touched(1000) == pytest.approx(8.0)
     assert cost_model.cost(decode(1)).memory_bytes < cost_model.cost(decode(64)).memory_bytes

@@ -7,7 +7,8 @@ family is a union discriminated on `kind:`; that union is the only lookup table.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+import math
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -102,10 +103,40 @@ class ChipSpec(Frozen):
 # ---------------------------------------------------------------- topologies
 
 class ScaleUpFabric(Frozen):
-    """How the chips of one node talk. `switch`: every pair gets the chip's full port bandwidth (NVSwitch)."""
-    kind: Literal["switch"] = "switch"
-    bandwidth_per_dir: Bandwidth | None = None  # None: the chip's scale-up port bandwidth
+    """How the chips inside one node talk.
+
+    switch: every chip has one port of `bandwidth_per_dir` into a non-blocking switch (NVSwitch), so any pair
+      talks at the full port bandwidth. mesh: a direct link of `bandwidth_per_dir` between every pair
+      (AMD Infinity Fabric: 7 links per GPU), so one pair gets one link. torus: links between neighbours of a
+      `dims` grid, wrapped around when `wraparound` (TPU ICI); `bandwidth_per_dir` is per link.
+    """
+    kind: Literal["switch", "mesh", "torus"] = "switch"
+    bandwidth_per_dir: Bandwidth | None = None  # None: the chip's scale-up port (switch) or link bandwidth
+    dims: tuple[int, ...] | None = None
+    wraparound: bool = True
     hop_latency: Seconds
+    energy_per_bit: Annotated[float, BeforeValidator(units.parse_joules), Field(ge=0)] | None = None
+    source: str
+
+
+class ScaleOutFabric(Frozen):
+    """How nodes talk. leaf_spine: one NIC per chip into its node's leaf switch (`nodes_per_leaf` nodes per
+    leaf), leaves joined to every spine by one uplink each; flows pick a spine by a static hash (ECMP).
+    ring: chip i of each node linked to chip i of the next node (rail-aligned direct links, Groq-style)."""
+    kind: Literal["leaf_spine", "ring"]
+    nic_bandwidth_per_dir: Bandwidth
+    nodes_per_leaf: int = Field(default=1, ge=1)
+    spines: int = Field(default=1, ge=1)
+    uplink_bandwidth_per_dir: Bandwidth | None = None
+    hop_latency: Seconds
+    energy_per_bit: Annotated[float, BeforeValidator(units.parse_joules), Field(ge=0)] | None = None
+    source: str
+
+
+class HostLink(Frozen):
+    """Each node's host (CPU, DRAM) behind a PCIe link per chip."""
+    bandwidth_per_dir: Bandwidth
+    latency: Seconds = 1e-6
     source: str
 
 
@@ -116,7 +147,23 @@ class TopologySpec(Frozen):
     nodes: int = Field(default=1, ge=1)
     chips_per_node: int = Field(ge=1)
     scaleup: ScaleUpFabric | None = None
+    scaleout: ScaleOutFabric | None = None
+    host: HostLink | None = None
     source: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TopologySpec":
+        if self.scaleup and self.scaleup.kind == "torus":
+            dims = self.scaleup.dims or ()
+            if not dims or math.prod(dims) != self.chips_per_node:
+                raise ValueError(f"scaleup.dims {list(dims)} must multiply to chips_per_node "
+                                 f"({self.chips_per_node})")
+        if self.nodes > 1 and self.scaleout is None:
+            raise ValueError(f"{self.nodes} nodes need a scaleout fabric between them")
+        if self.scaleout and self.scaleout.kind == "leaf_spine" and self.nodes > self.scaleout.nodes_per_leaf \
+                and self.scaleout.uplink_bandwidth_per_dir is None:
+            raise ValueError("scaleout.uplink_bandwidth_per_dir is needed when nodes span several leaves")
+        return self
 
 
 # ---------------------------------------------------------------- workloads
@@ -178,7 +225,11 @@ class WorkloadSpec(Frozen):
 class DeploymentSpec(Frozen):
     """How the model is laid onto the cluster. Unset dtypes follow weights_dtype."""
     tensor_parallel: int = Field(default=1, ge=1)
+    pipeline_parallel: int = Field(default=1, ge=1)
+    expert_parallel: int = Field(default=1, ge=1)  # 1, or = tensor_parallel: experts sharded over the TP group
+    micro_batches: int | None = Field(default=None, ge=1)  # per iteration with pipeline parallelism; None: pp
     replicas: int = Field(default=1, ge=1)
+    placement: Literal["packed", "strided"] = "packed"  # replica r on chips r*n.. (packed) or r, r+R, ..
     weights_dtype: DType = "bf16"
     kv_dtype: DType | None = None
     compute_dtype: DType | None = None
@@ -220,6 +271,8 @@ class CostSpec(Frozen):
 
 class SimSpec(Frozen):
     max_time: Seconds | None = None  # stop the simulation here; unfinished requests count as in flight
+    collectives: Literal["iteration", "layer"] = "iteration"  # flows per iteration (fast) or per layer
+    link_buckets: int = Field(default=100, ge=1, le=10_000)  # time buckets of links.parquet
 
 
 class ScenarioSpec(Frozen):

@@ -1,43 +1,72 @@
-"""Wire a run: replicas with their batchers and KV pools, the router, and the arrival feeder. Wiring only."""
+"""Wire a run: the network, replicas with their stages, batchers and KV pools, the router and the arrival
+feeder. Wiring only."""
 
 from __future__ import annotations
 
 import math
 
+import networkx as nx
+import numpy as np
 import simpy
 
 from simulator.collect import Collector
-from simulator.config.schema import ServingSpec
+from simulator.config.schema import ScenarioSpec
+from simulator.engine.link import Network
+from simulator.engine.replica import Replica, Stage
+from simulator.hardware import collectives
 from simulator.hardware.model import ModelShape
 from simulator.hardware.placement import Plan
 from simulator.hardware.roofline import StepCostModel
-from simulator.engine.replica import Replica
+from simulator.hardware.topology import Routes, chip
 from simulator.serving.batcher import ContinuousBatching
 from simulator.serving.kv_cache import KvBlockPool
 from simulator.serving.router import RoundRobinRouter
 from simulator.workload.arrivals import Requests
 
 
+def allreduce_for(graph: nx.DiGraph, chips: list[str]):
+    """The all-reduce a TP group uses on its fabric: direct on a full mesh (every pair has its own link,
+    as RCCL does on Infinity Fabric), hierarchical across nodes, a ring otherwise (NCCL on NVSwitch)."""
+    nodes = sorted({graph.nodes[c]["node"] for c in chips})
+    if len(nodes) > 1:
+        groups = [[c for c in chips if graph.nodes[c]["node"] == n] for n in nodes]
+        if len({len(g) for g in groups}) == 1 and len(groups[0]) > 1:
+            return lambda size: collectives.hierarchical_allreduce(groups, size)
+        return lambda size: collectives.ring_allreduce(chips, size)
+    full_mesh = all(graph.has_edge(a, b) for a in chips for b in chips if a != b)
+    if full_mesh and len(chips) > 2:
+        return lambda size: collectives.direct_allreduce(chips, size)
+    return lambda size: collectives.ring_allreduce(chips, size)
+
+
 class Cluster:
     """Everything of one simulation that lives inside the SimPy environment."""
 
-    def __init__(self, env: simpy.Environment, model: ModelShape, plan: Plan, cost_model: StepCostModel,
-                 serving: ServingSpec, requests: Requests):
+    def __init__(self, env: simpy.Environment, spec: ScenarioSpec, model: ModelShape, plan: Plan,
+                 cost_models: list[StepCostModel], graph: nx.DiGraph, requests: Requests):
         self.env = env
         self.requests = requests
         self.collector = Collector(len(requests), requests.arrival_s.tolist())
+        self.network = Network(env, {d["id"]: d["bw"] for _, _, d in graph.edges(data=True)},
+                               spec.sim.link_buckets)
+        self.routes = Routes(graph)
         self.router = RoundRobinRouter(plan.replicas)
         self.all_done = env.event()
         self.next_closed_loop = requests.closed_loop_users
         prompt, output = requests.prompt_tokens.tolist(), requests.output_tokens.tolist()
-        block_bytes = plan.kv_bytes_per_token_per_chip * plan.kv_block_tokens * plan.chips_per_replica
+        block_bytes = plan.kv_bytes_per_token_per_chip * plan.kv_block_tokens * plan.tensor_parallel
         self.pools = [KvBlockPool(plan.kv_capacity_blocks, plan.kv_block_tokens, block_bytes)
                       for _ in range(plan.replicas)]
-        self.replicas = [
-            Replica(env, i, ContinuousBatching(serving.batcher, pool, prompt, output, model.max_context),
-                    cost_model, self.collector, self._on_done)
-            for i, pool in enumerate(self.pools)
-        ]
+        self.replicas = []
+        for r, pool in enumerate(self.pools):
+            stages = []
+            for s, cost_model in enumerate(cost_models):
+                names = [chip(i) for i in plan.stage_chips(r, s)]
+                stages.append(Stage(env, names, cost_model, allreduce_for(graph, names)))
+            batcher = ContinuousBatching(spec.serving.batcher, pool, prompt, output, model.max_context)
+            rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xE7, r]))
+            self.replicas.append(Replica(env, r, batcher, stages, plan.micro_batches, self.network, self.routes,
+                                         self.collector, self._on_done, rng, spec.sim.collectives == "layer"))
         if requests.closed_loop_users:
             for rid in range(min(requests.closed_loop_users, len(requests))):
                 self._arrive(rid)
@@ -83,6 +112,7 @@ class Cluster:
 
     def check(self) -> None:
         problems = [p for pool in self.pools for p in pool.check()]
+        problems += self.network.check()
         held = sum(len(pool.held) for pool in self.pools)
         running = sum(r.batcher.running for r in self.replicas)
         if held != running:

@@ -1,28 +1,51 @@
-"""A replica as a SimPy process: ask the batcher for a batch, hold the chips for its roofline time, record.
+"""A replica as SimPy processes: ask the batcher for a batch, run it through the pipeline stages, record.
 
-One SimPy event per iteration; an idle replica sleeps on one event until a request is submitted.
+Per iteration: one event per stage pass of each micro-batch, plus the flows of its collectives (tensor-
+parallel all-reduces aggregated per stage pass by default, or per layer) and of the activations sent to the
+next stage. An idle replica sleeps on one event until a request is submitted.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import simpy
 
-from simulator.collect import Collector
-from simulator.hardware.roofline import StepCostModel
+from simulator.collect import Collector, IterationAccount
+from simulator.engine.link import Network
+from simulator.hardware.collectives import Collective, Phase, repeated
+from simulator.hardware.roofline import ACTIVATION_BYTES, BatchShape, StepCostModel
+from simulator.hardware.topology import Routes
 from simulator.serving.batcher import ContinuousBatching
 
 
+class Stage:
+    """One pipeline stage: its TP group's chips, its cost model, and the collective of one layer."""
+
+    def __init__(self, env: simpy.Environment, chips: list[str], cost_model: StepCostModel,
+                 layer_collective: Callable[[float], Collective]):
+        self.chips = chips
+        self.cost_model = cost_model
+        self.layer_collective = layer_collective  # bytes of one all-reduce -> collective
+        self.busy = simpy.Resource(env, capacity=1)
+
+
 class Replica:
-    def __init__(self, env: simpy.Environment, index: int, batcher: ContinuousBatching,
-                 cost_model: StepCostModel, collector: Collector, on_done: Callable[[list[int]], None]):
+    def __init__(self, env: simpy.Environment, index: int, batcher: ContinuousBatching, stages: list[Stage],
+                 micro_batches: int, network: Network, routes: Routes, collector: Collector,
+                 on_done: Callable[[list[int]], None], rng: np.random.Generator, per_layer: bool):
         self.env = env
         self.index = index
         self.batcher = batcher
-        self.cost_model = cost_model
+        self.stages = stages
+        self.micro_batches = micro_batches
+        self.network = network
+        self.routes = routes
         self.collector = collector
         self.on_done = on_done
+        self.rng = rng
+        self.per_layer = per_layer
         self.wakeup: simpy.Event | None = None
         self.process = env.process(self.run())
 
@@ -48,14 +71,89 @@ class Replica:
                 yield self.wakeup
                 self.wakeup = None
                 continue
-            cost = self.cost_model.cost(batch.shape)
-            collector.events += 1
-            yield env.timeout(cost.duration_s)
+            account = IterationAccount(len(self.stages), sum(len(s.chips) for s in self.stages))
+            parts = max(1, min(self.micro_batches, batch.size))
+            if parts == 1:
+                yield from self._micro_batch(batch.shape, account)
+            else:
+                micro = batch.shape.split(parts)
+                yield env.all_of([env.process(self._micro_batch(micro, account)) for _ in range(parts)])
             first, finished = batcher.complete(batch)
-            collector.iteration(self.index, now, cost, batch.shape, batch.size, batcher.kv.used_blocks)
+            collector.iteration(self.index, now, env.now - now, account, batch.shape, batch.size,
+                                batcher.kv.used_blocks)
             end = env.now
             if first:
                 collector.first_tokens(first, end)
             if finished:
                 collector.finish(finished, end)
                 self.on_done(finished)
+
+    def _micro_batch(self, shape: BatchShape, account: IterationAccount):
+        """One micro-batch through every stage: compute, TP collectives, then activations to the next stage."""
+        env = self.env
+        for s, stage in enumerate(self.stages):
+            with stage.busy.request() as turn:
+                yield turn
+                cost = stage.cost_model.cost(shape, self._expert_load(stage, shape))
+                account.add_compute(cost)
+                size = shape.tokens * stage.cost_model.model.d_model * ACTIVATION_BYTES
+                chunks = stage.cost_model.layers if self.per_layer else 1
+                layers_per_chunk = stage.cost_model.layers / chunks
+                for _ in range(chunks):
+                    self.collector.events += 1
+                    yield env.timeout(cost.roofline_s / chunks)
+                    if len(stage.chips) > 1:
+                        collective = repeated(stage.layer_collective(size), round(2 * layers_per_chunk))
+                        start = env.now
+                        yield from self._run(collective, account)
+                        account.network_s += env.now - start
+            if s + 1 < len(self.stages):
+                nxt = self.stages[s + 1]
+                # each TP rank sends its 1/tp slice of the activations to its peer in the next stage
+                sends = tuple((a, b, size / len(stage.chips)) for a, b in zip(stage.chips, nxt.chips))
+                start = env.now
+                yield from self._run((Phase(sends, 1),), account)
+                account.network_s += env.now - start
+
+    def _run(self, collective: Collective, account: IterationAccount):
+        account.network_bytes += yield from run_collective(self.env, self.network, self.routes, collective)
+
+    def _expert_load(self, stage: Stage, shape: BatchShape) -> tuple[float, float] | None:
+        """With expert parallelism: sample top-k routing for every MoE layer of the stage and return the
+        busiest rank's (routed tokens, experts touched), summed over layers (each layer waits for it)."""
+        cm = stage.cost_model
+        m = cm.model
+        if cm.ep <= 1 or not m.n_experts:
+            return None
+        layers = round(cm.moe_layers)
+        tokens = int(round(shape.tokens))
+        if layers == 0 or tokens == 0:
+            return (0.0, 0.0)
+        counts = self.rng.multinomial(tokens * m.top_k, np.full(m.n_experts, 1.0 / m.n_experts), size=layers)
+        per_rank = counts.reshape(layers, cm.ep, m.n_experts // cm.ep)
+        routed = per_rank.sum(axis=2)
+        touched = (per_rank > 0).sum(axis=2)
+        busiest = routed.argmax(axis=1)
+        rows = np.arange(layers)
+        return float(routed[rows, busiest].sum()), float(touched[rows, busiest].sum())
+
+
+def run_collective(env: simpy.Environment, network: Network, routes: Routes, collective: Collective):
+    """Run a collective's phases in order (a SimPy generator; returns the bytes sent). Each phase's flows go
+    as bundles of equal-sized flows, then the phase waits its latency steps (the slowest member route's
+    latency per step)."""
+    sent = 0.0
+    for phase in collective:
+        by_size: dict[float, list] = {}
+        latency = 0.0
+        for src, dst, size in phase.flows:
+            links, route_latency = routes.route(src, dst)
+            latency = max(latency, route_latency)
+            by_size.setdefault(size, []).append((src, dst, links))
+            sent += size
+        events = [network.transfer(members, size, 0.0) for size, members in by_size.items()]
+        network.events += 1
+        yield events[0] if len(events) == 1 else env.all_of(events)
+        if phase.steps and latency:
+            yield env.timeout(phase.steps * latency)
+    return sent

@@ -1,5 +1,10 @@
-"""Lay a model onto chips: tensor-parallel shards, replicas, the memory tier that holds the weights, and the
-KV-cache capacity left. Every check that fails says what does not fit, by how much, or what is allowed.
+"""Lay a model onto chips: tensor-parallel shards, pipeline stages, expert shards, replicas, the memory tier
+that holds the weights, and the KV-cache capacity left. Every check that fails says what does not fit, by
+how much, or what is allowed.
+
+Chips are numbered node-major (see topology.py). A replica takes tp x pp chips: stage s is the TP group
+chips[s*tp:(s+1)*tp]. `packed` placement gives replica r the chips r*n .. r*n+n-1 (TP groups stay inside a
+node when they fit); `strided` interleaves replicas (r, r+R, r+2R, ...), which spreads them over nodes.
 """
 
 from __future__ import annotations
@@ -9,13 +14,18 @@ from dataclasses import dataclass
 
 from simulator.config.schema import ChipSpec, DeploymentSpec, MemoryTier, TopologySpec
 from simulator.errors import CapacityError, ScenarioError
-from simulator.hardware.model import ModelShape
+from simulator.hardware.model import DTYPE_BYTES, ModelShape
 
 
 @dataclass(frozen=True)
 class Plan:
     """Where one deployment's bytes live, per chip and per replica."""
     tensor_parallel: int
+    pipeline_parallel: int
+    expert_parallel: int
+    micro_batches: int
+    layers_per_stage: tuple[int, ...]
+    replica_chips: tuple[tuple[int, ...], ...]  # global chip indices of each replica, stage-major
     replicas: int
     chips_per_replica: int
     chips_total: int
@@ -25,8 +35,8 @@ class Plan:
     tier: str                       # memory tier that holds weights and KV-cache
     tier_bandwidth: float           # bytes/s
     usable_bytes_per_chip: float
-    weight_bytes_per_chip: float
-    kv_bytes_per_token_per_chip: float
+    weight_bytes_per_chip: float     # the fullest stage's chips
+    kv_bytes_per_token_per_chip: float  # all layers' KV on one TP rank (a stage holds its layers' share)
     kv_capacity_bytes_per_chip: float
     kv_block_tokens: int
     kv_capacity_tokens: int         # per replica, whole blocks
@@ -34,6 +44,10 @@ class Plan:
     @property
     def kv_capacity_blocks(self) -> int:
         return self.kv_capacity_tokens // self.kv_block_tokens
+
+    def stage_chips(self, replica: int, stage: int) -> tuple[int, ...]:
+        tp = self.tensor_parallel
+        return self.replica_chips[replica][stage * tp:(stage + 1) * tp]
 
 
 def _divisors(n: int) -> list[int]:
@@ -48,11 +62,52 @@ def kv_share_per_chip(model: ModelShape, tp: int) -> float:
     return max(1, model.n_kv_heads // tp) / model.n_kv_heads
 
 
-def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
-                    deployment: DeploymentSpec) -> Plan:
-    tp = deployment.tensor_parallel
+def split_stages(sizes: list[float], stages: int) -> list[list[int]]:
+    """Cut a sequence of item sizes into `stages` contiguous, non-empty runs with the largest run as small
+    as it can be: bisection on the run capacity, greedy filling for each guess."""
+
+    def greedy(capacity: float) -> list[list[int]]:
+        runs: list[list[int]] = [[]]
+        load = 0.0
+        for i, size in enumerate(sizes):
+            if runs[-1] and load + size > capacity:
+                runs.append([])
+                load = 0.0
+            runs[-1].append(i)
+            load += size
+        return runs
+
+    lo, hi = max(sizes), sum(sizes)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if len(greedy(mid)) <= stages else (mid, hi)
+    runs = greedy(hi)
+    while len(runs) < stages:  # fewer runs than stages: split the longest run
+        longest = max(range(len(runs)), key=lambda r: (len(runs[r]), -r))
+        run = runs[longest]
+        runs[longest:longest + 1] = [run[: len(run) // 2], run[len(run) // 2:]]
+    return runs
+
+
+def stage_layout(model: ModelShape, stages: int, wbytes: float) -> tuple[tuple[int, ...], float]:
+    """(layers per stage, weight bytes of the fullest stage). The embedding opens the first stage and the
+    lm_head closes the last, so on small-memory chips they get stages of their own."""
+    per_layer = model.total_params - model.embedding_params - (0 if model.tied_embeddings else model.lm_head_params)
+    per_layer /= model.n_layers
+    edges = [float(model.embedding_params), float(0 if model.tied_embeddings else model.lm_head_params)]
+    if stages == 1:
+        return (model.n_layers,), model.total_params * wbytes
+    sizes = [edges[0]] + [per_layer] * model.n_layers + [edges[1] or per_layer * 1e-9]
+    runs = split_stages(sizes, stages)
+    layers = tuple(sum(1 for i in run if 0 < i <= model.n_layers) for run in runs)
+    fullest = max(sum(sizes[i] for i in run) for run in runs)
+    return layers, fullest * wbytes
+
+
+def _check_parallelism(model: ModelShape, cluster: TopologySpec, d: DeploymentSpec) -> None:
+    tp, pp, ep = d.tensor_parallel, d.pipeline_parallel, d.expert_parallel
     if model.n_heads % tp:
-        allowed = ", ".join(str(d) for d in _divisors(model.n_heads) if d <= cluster.chips_per_node)
+        allowed = ", ".join(str(x) for x in _divisors(model.n_heads) if x <= cluster.chips_per_node)
         raise ScenarioError("deployment.tensor_parallel",
                             f"{tp} does not divide the {model.n_heads} attention heads of {model.name}; "
                             f"allowed: {allowed}")
@@ -60,30 +115,53 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
         raise ScenarioError("deployment.tensor_parallel",
                             f"{tp} neither divides nor is a multiple of the {model.n_kv_heads} KV heads "
                             f"of {model.name}")
-    if tp > cluster.chips_per_node:
-        raise ScenarioError("deployment.tensor_parallel",
-                            f"{tp} exceeds the {cluster.chips_per_node} chips of one {cluster.name} node; "
-                            "tensor parallelism stays inside a node")
+    if pp > model.n_layers + 2:
+        raise ScenarioError("deployment.pipeline_parallel",
+                            f"{pp} stages for the {model.n_layers} layers of {model.name} (plus embedding and "
+                            f"lm_head); at most {model.n_layers + 2}")
+    if ep > 1 and (not model.is_moe or ep != tp or model.n_experts % ep):
+        why = "it has no experts" if not model.is_moe else (
+            f"allowed: 1 or tensor_parallel ({tp}) when it divides the {model.n_experts} experts")
+        raise ScenarioError("deployment.expert_parallel", f"{ep} for {model.name}: {why}")
     chips_total = cluster.nodes * cluster.chips_per_node
-    if tp * deployment.replicas > chips_total:
+    needed = tp * pp * d.replicas
+    if needed > chips_total:
         raise ScenarioError("deployment.replicas",
-                            f"{deployment.replicas} replicas x TP {tp} need {tp * deployment.replicas} chips, "
+                            f"{d.replicas} replicas x TP {tp} x PP {pp} need {needed} chips, "
                             f"{cluster.name} has {chips_total}")
+
+
+def _assign_chips(n_replicas: int, per_replica: int, placement: str) -> tuple[tuple[int, ...], ...]:
+    if placement == "packed":
+        return tuple(tuple(range(r * per_replica, (r + 1) * per_replica)) for r in range(n_replicas))
+    return tuple(tuple(r + i * n_replicas for i in range(per_replica)) for r in range(n_replicas))
+
+
+def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
+                    deployment: DeploymentSpec) -> Plan:
+    _check_parallelism(model, cluster, deployment)
+    tp, pp = deployment.tensor_parallel, deployment.pipeline_parallel
     compute_dtype = deployment.compute_dtype or deployment.weights_dtype
     if compute_dtype not in chip.compute.peak:
-        raise ScenarioError("deployment.compute_dtype",
-                            f"{chip.id} has no {compute_dtype} peak; allowed: {', '.join(chip.compute.peak)}")
+        allowed = ", ".join(chip.compute.peak) or "none (the catalog has no peak for this chip)"
+        raise ScenarioError("deployment.compute_dtype", f"{chip.id} has no {compute_dtype} peak; allowed: {allowed}")
     kv_dtype = deployment.kv_dtype or deployment.weights_dtype
-    weight_bytes_per_chip = model.weight_bytes(deployment.weights_dtype) / tp
-    tier = _first_tier_that_holds(chip, weight_bytes_per_chip, deployment.memory_utilization, tp, model,
+    layers, fullest_stage_bytes = stage_layout(model, pp, DTYPE_BYTES[deployment.weights_dtype])
+    weight_bytes_per_chip = fullest_stage_bytes / tp
+    tier = _first_tier_that_holds(chip, weight_bytes_per_chip, deployment.memory_utilization, tp * pp, model,
                                   deployment.weights_dtype)
     usable = tier.capacity * deployment.memory_utilization
     kv_per_token = model.kv_bytes_per_token(kv_dtype) * kv_share_per_chip(model, tp)
     kv_bytes = usable - weight_bytes_per_chip
-    blocks = int(kv_bytes // (kv_per_token * deployment.kv_block_tokens))
+    stage_kv_per_token = kv_per_token * max(layers) / model.n_layers
+    blocks = int(kv_bytes // (stage_kv_per_token * deployment.kv_block_tokens))
+    micro = deployment.micro_batches or pp
     return Plan(
-        tensor_parallel=tp, replicas=deployment.replicas, chips_per_replica=tp,
-        chips_total=tp * deployment.replicas, weights_dtype=deployment.weights_dtype, kv_dtype=kv_dtype,
+        tensor_parallel=tp, pipeline_parallel=pp, expert_parallel=deployment.expert_parallel,
+        micro_batches=micro if pp > 1 else 1, layers_per_stage=layers,
+        replica_chips=_assign_chips(deployment.replicas, tp * pp, deployment.placement),
+        replicas=deployment.replicas, chips_per_replica=tp * pp,
+        chips_total=tp * pp * deployment.replicas, weights_dtype=deployment.weights_dtype, kv_dtype=kv_dtype,
         compute_dtype=compute_dtype, tier=tier.tier, tier_bandwidth=float(tier.bandwidth or 0.0),
         usable_bytes_per_chip=usable, weight_bytes_per_chip=weight_bytes_per_chip,
         kv_bytes_per_token_per_chip=kv_per_token, kv_capacity_bytes_per_chip=kv_bytes,
@@ -91,7 +169,7 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
     )
 
 
-def _first_tier_that_holds(chip: ChipSpec, weight_bytes: float, utilization: float, tp: int,
+def _first_tier_that_holds(chip: ChipSpec, weight_bytes: float, utilization: float, chips: int,
                            model: ModelShape, dtype: str) -> MemoryTier:
     """The fastest tier with a known bandwidth that holds this chip's share of the weights."""
     timed = [t for t in chip.memory if t.bandwidth is not None]
@@ -102,6 +180,7 @@ def _first_tier_that_holds(chip: ChipSpec, weight_bytes: float, utilization: flo
     available = largest.capacity * utilization
     chips_needed = math.ceil(model.weight_bytes(dtype) / available)
     raise CapacityError(
-        f"{model.name} weights at {dtype} split over TP {tp}", weight_bytes, available,
+        f"{model.name} weights at {dtype} split over {chips} chip{'s' if chips > 1 else ''}", weight_bytes,
+        available,
         f"per chip: {largest.tier} {largest.capacity / 1e9:.1f} GB x memory_utilization {utilization}; "
         f"the weights alone need at least {chips_needed} {chip.id} chips")

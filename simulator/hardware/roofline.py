@@ -1,11 +1,12 @@
-"""Time of one iteration (one forward pass of a batch) on one tensor-parallel stage, with its breakdown.
+"""Time of one iteration (one forward pass of a batch) on one pipeline stage, with its breakdown.
 
-    time = max(FLOPs / (peak x eps_c), bytes / (bandwidth x eps_m)) + collectives + overheads
+    roofline time = max(FLOPs / (peak x eps_c), bytes / (bandwidth x eps_m)) + overheads
 
-Bytes: every weight once per iteration (MoE: the experts the batch's tokens are expected to touch), the
-KV-cache each token attends to, and the KV it writes. FLOPs: 2 x active params per token, the lm_head for
-tokens that produce logits, and attention per (query, key) pair. Tensor parallelism splits both and adds
-two ring all-reduces of the activations per layer (closed form here; the network model replaces it).
+Bytes: every layer weight of the stage once per iteration (MoE: the experts the batch's tokens touch), the
+lm_head on the last stage, the KV-cache each token attends to and the KV it writes. FLOPs: 2 x active
+params per token, the lm_head for tokens that produce logits, and attention per (query, key) pair.
+Tensor parallelism divides both; its all-reduces are flows on the network (engine), and
+`ring_allreduce_s` gives their uncontended closed form.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from simulator.config.schema import ChipSpec, TopologySpec
+from simulator.config.schema import ChipSpec
 from simulator.hardware.model import DTYPE_BYTES, ModelShape
 from simulator.hardware.placement import Plan
 
@@ -22,23 +23,32 @@ ACTIVATION_BYTES = 2.0  # activations and all-reduces in 16-bit, also for 8-bit 
 
 class BatchShape(NamedTuple):
     """What an iteration processes, summed over its requests (token counts)."""
-    prefill_tokens: int      # new prompt tokens computed this iteration
-    prefill_pairs: int       # (query, key) pairs of those tokens' attention
-    prefill_kv_tokens: int   # earlier context positions whose KV the prefill chunks read
-    decode_tokens: int       # one per decoding request
-    decode_context: int      # context positions the decoding requests attend to
-    logits: int              # tokens that produce a next-token distribution
+    prefill_tokens: float    # new prompt tokens computed this iteration
+    prefill_pairs: float     # (query, key) pairs of those tokens' attention
+    prefill_kv_tokens: float  # earlier context positions whose KV the prefill chunks read
+    decode_tokens: float     # one per decoding request
+    decode_context: float    # context positions the decoding requests attend to
+    logits: float            # tokens that produce a next-token distribution
+
+    @property
+    def tokens(self) -> float:
+        return self.prefill_tokens + self.decode_tokens
+
+    def split(self, parts: int) -> "BatchShape":
+        """One of `parts` equal micro-batches (pipeline parallelism)."""
+        return BatchShape(*(value / parts for value in self))
 
 
 class StepCost(NamedTuple):
-    duration_s: float
     compute_s: float
     memory_s: float
-    network_s: float
     overhead_s: float
     flops: float             # per chip
     memory_bytes: float      # per chip, from the memory tier
-    network_bytes: float     # per chip, sent on the scale-up fabric
+
+    @property
+    def roofline_s(self) -> float:
+        return max(self.compute_s, self.memory_s) + self.overhead_s
 
 
 def ring_allreduce_s(size_bytes: float, n: int, bw_bytes_per_s: float, hop_latency_s: float) -> float:
@@ -48,71 +58,72 @@ def ring_allreduce_s(size_bytes: float, n: int, bw_bytes_per_s: float, hop_laten
     return 2.0 * (n - 1) / n * size_bytes / bw_bytes_per_s + 2 * (n - 1) * hop_latency_s
 
 
-def scaleup_port_bw(chip: ChipSpec, cluster: TopologySpec) -> float:
-    """Per-direction bandwidth of one chip's scale-up port: the topology's figure, else the chip's."""
-    if cluster.scaleup and cluster.scaleup.bandwidth_per_dir:
-        return cluster.scaleup.bandwidth_per_dir
-    return chip.scaleup.bandwidth_per_dir if chip.scaleup else 0.0
-
-
 @dataclass(frozen=True)
 class StepCostModel:
-    """Per-chip constants of one replica, so that `cost()` is a handful of float operations."""
+    """Per-chip constants of one pipeline stage, so that `cost()` is a handful of float operations."""
     model: ModelShape
     tp: int
-    peak_flops: float        # effective: peak x eps_c
-    memory_bw: float         # effective: bandwidth x eps_m
-    fabric_bw: float         # effective per-direction bandwidth per chip
-    hop_latency_s: float
-    dense_weight_bytes: float  # per chip: all but routed experts
-    expert_bytes: float        # per chip: one routed expert of one layer
-    kv_bytes_per_token: float  # per chip
+    ep: int
+    layers: int               # transformer layers in this stage
+    last: bool                # holds the lm_head
+    peak_flops: float         # effective: peak x eps_c
+    memory_bw: float          # effective: bandwidth x eps_m
+    dense_weight_bytes: float  # per chip: this stage's layers except routed experts (+ lm_head if last)
+    expert_bytes: float       # per chip: one routed expert of one layer (whole with EP, 1/tp without)
+    kv_bytes_per_token: float  # per chip, this stage's layers
     overhead_s: float
 
     @classmethod
-    def build(cls, model: ModelShape, plan: Plan, chip: ChipSpec, cluster: TopologySpec) -> "StepCostModel":
+    def build(cls, model: ModelShape, plan: Plan, chip: ChipSpec, stage: int) -> "StepCostModel":
         eff = chip.efficiency
         wbytes = DTYPE_BYTES[plan.weights_dtype]
-        routed = model.n_moe_layers * model.n_experts * model.expert_params
-        fabric = cluster.scaleup
-        port_bw = scaleup_port_bw(chip, cluster)
-        if plan.tensor_parallel > 1 and not port_bw:
-            raise ValueError(f"{chip.id} has no scale-up bandwidth, so tensor parallelism cannot be timed")
+        layers = plan.layers_per_stage[stage]
+        last = stage == len(plan.layers_per_stage) - 1
+        frac = layers / model.n_layers
+        dense = model.dense_layer_params * frac + (model.lm_head_params if last else 0)
         return cls(
-            model=model, tp=plan.tensor_parallel,
+            model=model, tp=plan.tensor_parallel, ep=plan.expert_parallel, layers=layers, last=last,
             peak_flops=chip.compute.peak[plan.compute_dtype] * eff.compute,
             memory_bw=plan.tier_bandwidth * eff.memory,
-            fabric_bw=port_bw * eff.collective,
-            hop_latency_s=fabric.hop_latency if fabric else 0.0,
-            dense_weight_bytes=(model.total_params - routed) * wbytes / plan.tensor_parallel,
-            expert_bytes=model.expert_params * wbytes / plan.tensor_parallel,
-            kv_bytes_per_token=plan.kv_bytes_per_token_per_chip,
-            overhead_s=eff.step_overhead + model.n_layers * eff.layer_overhead,
+            dense_weight_bytes=dense * wbytes / plan.tensor_parallel,
+            expert_bytes=model.expert_params * wbytes / (1 if plan.expert_parallel > 1 else plan.tensor_parallel),
+            kv_bytes_per_token=plan.kv_bytes_per_token_per_chip * frac,
+            overhead_s=eff.step_overhead + layers * eff.layer_overhead,
         )
 
-    def experts_touched(self, tokens: int) -> float:
+    @property
+    def moe_layers(self) -> float:
+        m = self.model
+        return m.n_moe_layers * self.layers / m.n_layers
+
+    def experts_touched(self, tokens: float) -> float:
         """Expected distinct experts per MoE layer hit by `tokens` tokens routed top-k uniformly."""
         m = self.model
         return m.n_experts * (1.0 - (1.0 - m.top_k / m.n_experts) ** tokens)
 
-    def cost(self, b: BatchShape) -> StepCost:
+    def cost(self, b: BatchShape, expert_load: tuple[float, float] | None = None) -> StepCost:
+        """Roofline of one pass of `b` through this stage on one chip. `expert_load` = (routed tokens,
+        experts touched) summed over this stage's MoE layers on the busiest expert-parallel rank; without
+        it the routed experts are split evenly over the TP group (expected experts touched)."""
         m = self.model
         tokens = b.prefill_tokens + b.decode_tokens
-        flops = (2.0 * m.active_layer_params * tokens + 2.0 * m.lm_head_params * b.logits
-                 + m.attn_flops_per_pair_per_layer * m.n_layers * (b.prefill_pairs + b.decode_context)) / self.tp
+        frac = self.layers / m.n_layers  # a stage may hold no layer (only the embedding or the lm_head)
+        routed_active = m.n_moe_layers * m.top_k * m.expert_params
+        dense_active = m.active_layer_params - routed_active
+        attention = m.attn_flops_per_pair_per_layer * self.layers * (b.prefill_pairs + b.decode_context)
+        flops = (2.0 * dense_active * frac * tokens + attention) / self.tp
+        if self.last:
+            flops += 2.0 * m.lm_head_params * b.logits / self.tp
         weights = self.dense_weight_bytes
         if m.n_experts:
-            weights += m.n_moe_layers * self.experts_touched(tokens) * self.expert_bytes
+            if expert_load is None:
+                flops += 2.0 * routed_active * frac * tokens / self.tp
+                weights += self.moe_layers * self.experts_touched(tokens) * self.expert_bytes
+            else:
+                routed_tokens, touched = expert_load
+                flops += 2.0 * m.expert_params * routed_tokens
+                weights += touched * self.expert_bytes
         kv = (b.prefill_kv_tokens + b.decode_context + tokens) * self.kv_bytes_per_token  # reads + writes
         memory_bytes = weights + kv
-        compute_s = flops / self.peak_flops
-        memory_s = memory_bytes / self.memory_bw
-        network_s = network_bytes = 0.0
-        if self.tp > 1:
-            size = tokens * m.d_model * ACTIVATION_BYTES
-            per_layer = 2 * ring_allreduce_s(size, self.tp, self.fabric_bw, self.hop_latency_s)
-            network_s = m.n_layers * per_layer
-            network_bytes = m.n_layers * 2 * 2.0 * (self.tp - 1) / self.tp * size
-        duration = max(compute_s, memory_s) + network_s + self.overhead_s
-        return StepCost(duration, compute_s, memory_s, network_s, self.overhead_s, flops, memory_bytes,
-                        network_bytes)
+        return StepCost(flops / self.peak_flops, memory_bytes / self.memory_bw, self.overhead_s, flops,
+                        memory_bytes)

@@ -1,0 +1,103 @@
+"""Collectives as flows: which chip sends how many bytes to which, phase by phase.
+
+A collective is a sequence of phases; the flows of a phase run concurrently (and share links with whatever
+else is on the network), and a phase also costs `steps` sequential hop latencies (the synchronisation of
+ring steps, which the flow model would otherwise hide by aggregating them). Uncontended, a ring all-reduce
+of S bytes over n chips on links of bandwidth B takes exactly 2(n-1)/n * S / B + 2(n-1) hop latencies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+FlowSpec = tuple[str, str, float]  # (source chip, destination chip, bytes)
+
+
+@dataclass(frozen=True)
+class Phase:
+    flows: tuple[FlowSpec, ...]
+    steps: int
+
+
+Collective = tuple[Phase, ...]
+
+
+def _ring(chips: list[str], per_flow: float, steps: int) -> Phase:
+    n = len(chips)
+    return Phase(tuple((chips[i], chips[(i + 1) % n], per_flow) for i in range(n)), steps)
+
+
+def ring_allreduce(chips: list[str], size: float) -> Collective:
+    """Reduce-scatter then all-gather around a ring: each chip sends 2(n-1)/n of the buffer to its successor."""
+    n = len(chips)
+    if n <= 1:
+        return ()
+    return (_ring(chips, 2.0 * (n - 1) / n * size, 2 * (n - 1)),)
+
+
+def ring_allgather(chips: list[str], size: float) -> Collective:
+    """`size` is the gathered result; each chip forwards (n-1)/n of it around the ring."""
+    n = len(chips)
+    return (_ring(chips, (n - 1) / n * size, n - 1),) if n > 1 else ()
+
+
+def ring_reduce_scatter(chips: list[str], size: float) -> Collective:
+    """`size` is the input buffer; each chip forwards (n-1)/n of it around the ring."""
+    return ring_allgather(chips, size)
+
+
+def direct_allreduce(chips: list[str], size: float) -> Collective:
+    """For full meshes: every chip sends each peer 1/n of the buffer (reduce-scatter), then the reduced
+    slices back (all-gather), using all n-1 of its links at once."""
+    n = len(chips)
+    if n <= 1:
+        return ()
+    pairs = tuple((a, b, size / n) for a in chips for b in chips if a != b)
+    return (Phase(pairs, 1), Phase(pairs, 1))
+
+
+def tree_allreduce(chips: list[str], size: float) -> Collective:
+    """Reduce up a binary tree then broadcast down: every tree edge carries the whole buffer each way,
+    pipelined, in 2 ceil(log2 n) latency steps."""
+    n = len(chips)
+    if n <= 1:
+        return ()
+    depth = math.ceil(math.log2(n))
+    up = tuple((chips[i], chips[(i - 1) // 2], size) for i in range(1, n))
+    down = tuple((chips[(i - 1) // 2], chips[i], size) for i in range(1, n))
+    return (Phase(up, depth), Phase(down, depth))
+
+
+def hierarchical_allreduce(groups: list[list[str]], size: float) -> Collective:
+    """Reduce-scatter inside each group (node), all-reduce the 1/g slices across groups rank by rank, then
+    all-gather inside each group. Groups must be the same size."""
+    g = len(groups[0])
+    local_rs = [ring_reduce_scatter(group, size) for group in groups]
+    across = [ring_allreduce([group[r] for group in groups], size / g) for r in range(g)]
+    local_ag = [ring_allgather(group, size) for group in groups]
+    return tuple(_merge(parts) for parts in (local_rs, across, local_ag) if any(parts))
+
+
+def all_to_all(chips: list[str], size_per_chip: float) -> Collective:
+    """Each chip sends 1/n of its `size_per_chip` buffer to every other chip (MoE dispatch/combine)."""
+    n = len(chips)
+    if n <= 1:
+        return ()
+    return (Phase(tuple((a, b, size_per_chip / n) for a in chips for b in chips if a != b), 1),)
+
+
+def p2p(src: str, dst: str, size: float) -> Collective:
+    return (Phase(((src, dst, size),), 1),)
+
+
+def _merge(parts: list[Collective]) -> Phase:
+    """Run the single phases of several independent collectives concurrently."""
+    flows = tuple(f for c in parts for phase in c for f in phase.flows)
+    return Phase(flows, max((phase.steps for c in parts for phase in c), default=0))
+
+
+def repeated(collective: Collective, times: int) -> Collective:
+    """`times` back-to-back runs of a collective as one: bytes and latency steps add up (aggregating the
+    all-reduces of many layers into one set of flows per iteration)."""
+    return tuple(Phase(tuple((a, b, n * times) for a, b, n in p.flows), p.steps * times) for p in collective)

@@ -1,0 +1,147 @@
+"""TopologySpec -> a directed networkx graph of chips, switches and hosts, and the routes flows take.
+
+Vertices: chips `c{i}` (global index, node-major), node switches `n{k}/sw`, leaf and spine switches
+`leaf{l}`, `spine{s}`, hosts `n{k}/host`. Every edge is one direction of a physical link and carries `bw`
+(bytes/s), `latency_s`, `energy_per_bit` (J) and `fabric` (scaleup, scaleout, pcie); an edge's id is
+"u->v". Within a node, traffic uses the scale-up fabric; between nodes, the chips' NICs and the scale-out
+fabric (as NCCL does: NVLink inside the node, the NIC to the rest).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from simulator.config.schema import ChipSpec, TopologySpec
+
+
+def chip(i: int) -> str:
+    return f"c{i}"
+
+
+def _link(g: nx.DiGraph, u: str, v: str, bw: float, latency: float, energy: float | None, fabric: str) -> None:
+    for a, b in ((u, v), (v, u)):
+        g.add_edge(a, b, bw=bw, latency_s=latency, energy_per_bit=energy or 0.0, fabric=fabric, id=f"{a}->{b}")
+
+
+def build_graph(spec: TopologySpec, chip_spec: ChipSpec) -> nx.DiGraph:
+    """The cluster as a graph; chips carry `node` (their node index) as an attribute."""
+    g = nx.DiGraph(name=spec.name)
+    n = spec.chips_per_node
+    for k in range(spec.nodes):
+        for local in range(n):
+            g.add_node(chip(k * n + local), kind="chip", node=k, local=local)
+        if spec.scaleup and n > 1:
+            _scaleup(g, spec, chip_spec, k)
+        if spec.host:
+            g.add_node(f"n{k}/host", kind="host", node=k)
+            for local in range(n):
+                _link(g, chip(k * n + local), f"n{k}/host", spec.host.bandwidth_per_dir, spec.host.latency,
+                      None, "pcie")
+    if spec.scaleout and spec.nodes > 1:
+        _scaleout(g, spec)
+    return g
+
+
+def _scaleup(g: nx.DiGraph, spec: TopologySpec, chip_spec: ChipSpec, k: int) -> None:
+    f = spec.scaleup
+    n = spec.chips_per_node
+    members = [chip(k * n + local) for local in range(n)]
+    if f.kind == "switch":
+        bw = f.bandwidth_per_dir or (chip_spec.scaleup.bandwidth_per_dir if chip_spec.scaleup else None)
+        if bw is None:
+            raise ValueError(f"{chip_spec.id} has no scale-up bandwidth; set scaleup.bandwidth_per_dir")
+        switch = f"n{k}/sw"
+        g.add_node(switch, kind="switch", node=k)
+        for member in members:  # half the hop latency each way: chip -> switch -> chip is one hop
+            _link(g, member, switch, bw, f.hop_latency / 2, f.energy_per_bit, "scaleup")
+    elif f.kind == "mesh":
+        bw = f.bandwidth_per_dir or (chip_spec.scaleup.link_bandwidth_per_dir if chip_spec.scaleup else None)
+        if bw is None:
+            raise ValueError(f"{chip_spec.id} has no per-link scale-up bandwidth; set scaleup.bandwidth_per_dir")
+        for a, b in itertools.combinations(members, 2):
+            _link(g, a, b, bw, f.hop_latency, f.energy_per_bit, "scaleup")
+    else:  # torus
+        bw = f.bandwidth_per_dir
+        if bw is None:
+            raise ValueError("a torus needs scaleup.bandwidth_per_dir (per link)")
+        dims = f.dims
+        for coords in itertools.product(*(range(d) for d in dims)):
+            here = members[_index(coords, dims)]
+            for axis, size in enumerate(dims):
+                if size == 1 or (coords[axis] == size - 1 and (not f.wraparound or size == 2)):
+                    continue
+                nxt = list(coords)
+                nxt[axis] = (coords[axis] + 1) % size
+                _link(g, here, members[_index(tuple(nxt), dims)], bw, f.hop_latency, f.energy_per_bit, "scaleup")
+
+
+def _index(coords: tuple[int, ...], dims: tuple[int, ...]) -> int:
+    index = 0
+    for c, d in zip(coords, dims):
+        index = index * d + c
+    return index
+
+
+def _scaleout(g: nx.DiGraph, spec: TopologySpec) -> None:
+    f = spec.scaleout
+    n = spec.chips_per_node
+    if f.kind == "ring":
+        for k in range(spec.nodes if spec.nodes > 2 else 1):
+            for local in range(n):
+                _link(g, chip(k * n + local), chip(((k + 1) % spec.nodes) * n + local), f.nic_bandwidth_per_dir,
+                      f.hop_latency, f.energy_per_bit, "scaleout")
+        return
+    leaves = -(-spec.nodes // f.nodes_per_leaf)
+    for k in range(spec.nodes):
+        leaf = f"leaf{k // f.nodes_per_leaf}"
+        g.add_node(leaf, kind="switch")
+        for local in range(n):  # one NIC per chip (rail-optimised nodes)
+            _link(g, chip(k * n + local), leaf, f.nic_bandwidth_per_dir, f.hop_latency / 2, f.energy_per_bit,
+                  "scaleout")
+    if leaves > 1:
+        for s in range(f.spines):
+            g.add_node(f"spine{s}", kind="switch")
+            for leaf in range(leaves):
+                _link(g, f"leaf{leaf}", f"spine{s}", f.uplink_bandwidth_per_dir, f.hop_latency / 2,
+                      f.energy_per_bit, "scaleout")
+
+
+@dataclass
+class Routes:
+    """Deterministic routes between chips, cached: links (edge ids) and summed latency."""
+    graph: nx.DiGraph
+    cache: dict[tuple[str, str], tuple[tuple[str, ...], float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        g = self.graph
+        self.scaleup = g.edge_subgraph([(u, v) for u, v, d in g.edges(data=True) if d["fabric"] == "scaleup"])
+        self.scaleout = g.edge_subgraph([(u, v) for u, v, d in g.edges(data=True) if d["fabric"] == "scaleout"])
+
+    def route(self, src: str, dst: str) -> tuple[tuple[str, ...], float]:
+        key = (src, dst)
+        if key not in self.cache:
+            self.cache[key] = self._route(src, dst)
+        return self.cache[key]
+
+    def _route(self, src: str, dst: str) -> tuple[tuple[str, ...], float]:
+        g = self.graph
+        same_node = g.nodes[src]["node"] == g.nodes[dst]["node"]
+        fabric = self.scaleup if same_node else self.scaleout
+        if src not in fabric or dst not in fabric:
+            raise ValueError(f"no {'scale-up' if same_node else 'scale-out'} path from {src} to {dst}")
+        path = self._ecmp(fabric, src, dst)
+        edges = list(zip(path, path[1:]))
+        return tuple(g.edges[e]["id"] for e in edges), sum(g.edges[e]["latency_s"] for e in edges)
+
+    @staticmethod
+    def _ecmp(fabric: nx.DiGraph, src: str, dst: str) -> list[str]:
+        """One of the shortest paths, picked by a stable hash of the endpoints (static ECMP). At most 16 are
+        considered: enough for a spine layer, and a torus's thousands of equal paths would cost too much."""
+        paths = sorted(itertools.islice(nx.all_shortest_paths(fabric, src, dst), 16))
+        if len(paths) == 1:
+            return paths[0]
+        a, b = int(src[1:]), int(dst[1:])
+        return paths[(a * 31 + b) % len(paths)]
