@@ -73,20 +73,23 @@ def link_frame(network: "Network", graph: "nx.DiGraph", span_s: float) -> pd.Dat
     n = max(1, min(hist.max_buckets, int(np.ceil(span_s / hist.width)) if span_s > 0 else 1))
     starts = np.arange(n) * hist.width
     widths = np.minimum(starts + hist.width, max(span_s, hist.width)) - starts
-    parts = []
-    for link in sorted(hist.bins):
-        u, v, d = edges_by_id[link]
-        carried = np.zeros(n)
-        bins = hist.bins[link][:n]
-        carried[:len(bins)] = bins
-        parts.append(pd.DataFrame({
-            "link": link, "fabric": d["fabric"], "src": u, "dst": v, "bandwidth_bytes_per_s": d["bw"],
-            "bucket_start_s": starts, "bucket_s": widths, "bytes": carried,
-            "utilization": np.divide(carried, d["bw"] * widths, out=np.zeros(n), where=widths > 0),
-        }))
-    if not parts:
+    names = sorted(hist.bins)
+    if not names:
         return pd.DataFrame({name: pd.Series(dtype=kind) for name, kind in LINK_COLUMNS.items()})
-    return pd.concat(parts, ignore_index=True)
+    carried = np.zeros((len(names), n))
+    for row, link in enumerate(names):
+        bins = hist.bins[link][:n]
+        carried[row, :len(bins)] = bins
+    ends = [edges_by_id[link] for link in names]
+    bandwidth = np.array([d["bw"] for _, _, d in ends])
+    capacity = bandwidth[:, None] * widths[None, :]
+    return pd.DataFrame({
+        "link": np.repeat(names, n), "fabric": np.repeat([d["fabric"] for _, _, d in ends], n),
+        "src": np.repeat([u for u, _, _ in ends], n), "dst": np.repeat([v for _, v, _ in ends], n),
+        "bandwidth_bytes_per_s": np.repeat(bandwidth, n), "bucket_start_s": np.tile(starts, len(names)),
+        "bucket_s": np.tile(widths, len(names)), "bytes": carried.ravel(),
+        "utilization": np.divide(carried, capacity, out=np.zeros_like(carried), where=capacity > 0).ravel(),
+    })
 
 
 LINK_COLUMNS = {"link": "str", "fabric": "str", "src": "str", "dst": "str", "bandwidth_bytes_per_s": "f8",

@@ -82,4 +82,5 @@ def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = Fals
     frames = report.frames(cluster.collector, requests, cluster.network, prepared.graph, env.now)
     events = cluster.collector.events + cluster.network.events
     summary = report.summarize(scenario, model, plan, frames, env.now, events, wall_s, peak_bytes)
+    summary["network"]["closed_form_replicas"] = cluster.private_replicas
     return RunResult(scenario, plan, model, summary, *frames)

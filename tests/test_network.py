@@ -192,3 +192,29 @@ def test_bytes_sent_equal_bytes_received_on_a_tp_run():
     downs = links[links["link"].str.contains("->c")]["bytes"].sum()
     assert ups == pytest.approx(downs)  # through the switch: every byte out of a chip goes into one
     assert np.all(links["utilization"] <= 1 + 1e-9)
+
+
+def test_closed_form_iterations_equal_the_flow_model():
+    # per-layer collectives always run as flows; per-iteration ones on private links use the closed form
+    path = REPO / "scenarios" / "llama70b-hgx-h100-fp8.yaml"
+    fast = run(load_scenario(path, ["workload.num_requests=60"]))
+    flows = run(load_scenario(path, ["workload.num_requests=60", "sim.collectives=layer"]))
+    assert fast.summary["network"]["closed_form_replicas"] == 1
+    assert flows.summary["network"]["closed_form_replicas"] == 0
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        assert fast.summary[key]["p50"] == pytest.approx(flows.summary[key]["p50"], rel=1e-6)
+    assert fast.summary["network"]["link_bytes"] == pytest.approx(flows.summary["network"]["link_bytes"])
+    assert flows.summary["sim"]["events"] > 10 * fast.summary["sim"]["events"]
+
+
+def test_expert_parallel_load_imbalance_makes_moe_iterations_slower_than_an_even_split():
+    path = REPO / "scenarios" / "default.yaml"
+    base = ["model=mixtral-8x7b", "cluster=hgx-h100", "deployment.tensor_parallel=8",
+            "workload.num_requests=200", "workload.arrival={kind: closed_loop, users: 64}"]
+    even = run(load_scenario(path, base)).iterations
+    ep = run(load_scenario(path, base + ["deployment.expert_parallel=8"])).iterations
+    # same FLOPs in total, but each layer waits for the busiest expert rank
+    decode = lambda it: it[(it["prefill_tokens"] == 0) & (it["batch_size"] == 64)]  # noqa: E731
+    assert decode(ep)["compute_s"].mean() > decode(even)["compute_s"].mean()
+    with pytest.raises(Exception, match="expert_parallel: 8 for llama-3.1-8b: it has no experts"):
+        run(load_scenario(path, ["deployment.expert_parallel=8", "cluster=hgx-h100", "deployment.tensor_parallel=8"]))

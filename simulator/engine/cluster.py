@@ -12,7 +12,7 @@ import simpy
 from simulator.collect import Collector
 from simulator.config.schema import ScenarioSpec
 from simulator.engine.link import Network
-from simulator.engine.replica import Replica, Stage
+from simulator.engine.replica import PrivateTraffic, Replica, Stage
 from simulator.hardware import collectives
 from simulator.hardware.model import ModelShape
 from simulator.hardware.placement import Plan
@@ -57,21 +57,43 @@ class Cluster:
         block_bytes = plan.kv_bytes_per_token_per_chip * plan.kv_block_tokens * plan.tensor_parallel
         self.pools = [KvBlockPool(plan.kv_capacity_blocks, plan.kv_block_tokens, block_bytes)
                       for _ in range(plan.replicas)]
+        all_stages = [[Stage(env, [chip(i) for i in plan.stage_chips(r, s)], cost_model,
+                             allreduce_for(graph, [chip(i) for i in plan.stage_chips(r, s)]))
+                       for s, cost_model in enumerate(cost_models)] for r in range(plan.replicas)]
+        private = self._private_replicas(all_stages) if spec.sim.collectives == "iteration" else set()
+        self.private_replicas = len(private)
         self.replicas = []
-        for r, pool in enumerate(self.pools):
-            stages = []
-            for s, cost_model in enumerate(cost_models):
-                names = [chip(i) for i in plan.stage_chips(r, s)]
-                stages.append(Stage(env, names, cost_model, allreduce_for(graph, names)))
+        for r, (pool, stages) in enumerate(zip(self.pools, all_stages)):
             batcher = ContinuousBatching(spec.serving.batcher, pool, prompt, output, model.max_context)
             rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xE7, r]))
             self.replicas.append(Replica(env, r, batcher, stages, plan.micro_batches, self.network, self.routes,
-                                         self.collector, self._on_done, rng, spec.sim.collectives == "layer"))
+                                         self.collector, self._on_done, rng, spec.sim.collectives == "layer",
+                                         private=r in private))
         if requests.closed_loop_users:
             for rid in range(min(requests.closed_loop_users, len(requests))):
                 self._arrive(rid)
         else:
             env.process(self._feed_open_loop())
+
+    def _private_replicas(self, all_stages: list[list[Stage]]) -> set[int]:
+        """Replicas none of whose links carry another replica's or stage's traffic: their iterations can be
+        timed in closed form (exactly what the flow model would give), one event each."""
+        capacity = self.network.capacity
+        users: dict[str, int] = {}
+        for stages in all_stages:
+            for s, stage in enumerate(stages):
+                try:
+                    stage.private = PrivateTraffic(stage, stages[s + 1] if s + 1 < len(stages) else None,
+                                                   self.routes, capacity)
+                except ValueError:  # no closed form for this collective: keep flows
+                    stage.private = None
+                    continue
+                for links in stage.private.sources():
+                    for link in links:
+                        users[link] = users.get(link, 0) + 1
+        return {r for r, stages in enumerate(all_stages)
+                if all(st.private and all(users[link] == 1 for links in st.private.sources() for link in links)
+                       for st in stages)}
 
     def _arrive(self, rid: int) -> None:
         replica = self.router.route(rid)

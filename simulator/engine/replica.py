@@ -14,7 +14,7 @@ import simpy
 
 from simulator.collect import Collector, IterationAccount
 from simulator.engine.link import Network
-from simulator.hardware.collectives import Collective, Phase, repeated
+from simulator.hardware.collectives import Collective, Phase, phase_links, repeated, uncontended_s
 from simulator.hardware.roofline import ACTIVATION_BYTES, BatchShape, StepCostModel
 from simulator.hardware.topology import Routes
 from simulator.serving.batcher import ContinuousBatching
@@ -29,12 +29,44 @@ class Stage:
         self.cost_model = cost_model
         self.layer_collective = layer_collective  # bytes of one all-reduce -> collective
         self.busy = simpy.Resource(env, capacity=1)
+        self.private: PrivateTraffic | None = None  # set when no other traffic can share this stage's links
+
+
+class PrivateTraffic:
+    """Closed-form traffic of a stage whose links carry nothing else: per byte of activations, the time and
+    the bytes per link of its TP all-reduces (all layers) and of its send to the next stage."""
+
+    def __init__(self, stage: Stage, next_stage: Stage | None, routes: Routes, capacity: dict[str, float]):
+        unit = repeated(stage.layer_collective(1.0), 2 * stage.cost_model.layers) if len(stage.chips) > 1 else ()
+        self.coll_s_per_byte, self.coll_latency_s, self.coll_carried, self.coll_sent = _linear(unit, routes,
+                                                                                               capacity)
+        send: Collective = ()
+        if next_stage is not None:
+            n = len(stage.chips)
+            send = (Phase(tuple((a, b, 1.0 / n) for a, b in zip(stage.chips, next_stage.chips)), 1),)
+        self.send_s_per_byte, self.send_latency_s, self.send_carried, self.send_sent = _linear(send, routes,
+                                                                                               capacity)
+
+    def sources(self) -> list[set[str]]:
+        """The link sets of its two traffic sources (all-reduces, send), which may overlap in time."""
+        return [set(self.coll_carried), set(self.send_carried)]
+
+
+def _linear(collective: Collective, routes: Routes, capacity: dict[str, float]):
+    """(seconds per byte, fixed latency, bytes per link per byte, bytes sent per byte) of a collective."""
+    if not collective:
+        return 0.0, 0.0, {}, 0.0
+    latency = sum(p.steps * phase_links(p, routes.route)[1] for p in collective)
+    seconds, carried = uncontended_s(collective, routes.route, capacity)
+    sent = sum(size for p in collective for _, _, size in p.flows)
+    return seconds - latency, latency, carried, sent
 
 
 class Replica:
     def __init__(self, env: simpy.Environment, index: int, batcher: ContinuousBatching, stages: list[Stage],
                  micro_batches: int, network: Network, routes: Routes, collector: Collector,
-                 on_done: Callable[[list[int]], None], rng: np.random.Generator, per_layer: bool):
+                 on_done: Callable[[list[int]], None], rng: np.random.Generator, per_layer: bool,
+                 private: bool = False):
         self.env = env
         self.index = index
         self.batcher = batcher
@@ -46,6 +78,7 @@ class Replica:
         self.on_done = on_done
         self.rng = rng
         self.per_layer = per_layer
+        self.private = private  # every stage's links carry only this replica's own traffic: closed form
         self.wakeup: simpy.Event | None = None
         self.process = env.process(self.run())
 
@@ -73,7 +106,10 @@ class Replica:
                 continue
             account = IterationAccount(len(self.stages), sum(len(s.chips) for s in self.stages))
             parts = max(1, min(self.micro_batches, batch.size))
-            if parts == 1:
+            if self.private:
+                collector.events += 1
+                yield env.timeout(self._closed_form(batch.shape, parts, account, now))
+            elif parts == 1:
                 yield from self._micro_batch(batch.shape, account)
             else:
                 micro = batch.shape.split(parts)
@@ -87,6 +123,33 @@ class Replica:
             if finished:
                 collector.finish(finished, end)
                 self.on_done(finished)
+
+    def _closed_form(self, shape: BatchShape, parts: int, account: IterationAccount, start: float) -> float:
+        """Duration of an iteration whose links are all private: every stage pass, all-reduce and send in
+        closed form, and the pipeline of `parts` identical micro-batches as a flow shop with identical jobs:
+        makespan = sum of every step + (parts - 1) x the slowest step that holds a resource."""
+        micro = shape.split(parts) if parts > 1 else shape
+        size = micro.tokens * self.stages[0].cost_model.model.d_model * ACTIVATION_BYTES
+        total = slowest = 0.0
+        bookings = []
+        for stage in self.stages:
+            t = stage.private
+            cost = stage.cost_model.cost(micro, self._expert_load(stage, micro))
+            for _ in range(parts):
+                account.add_compute(cost)
+            coll = t.coll_s_per_byte * size + t.coll_latency_s
+            xfer = t.send_s_per_byte * size
+            step = cost.roofline_s + coll
+            total += step + xfer + t.send_latency_s
+            slowest = max(slowest, step, xfer)
+            account.network_s += parts * (coll + xfer + t.send_latency_s)
+            account.network_bytes += parts * size * (t.coll_sent + t.send_sent)
+            bookings.append((t, size * parts))
+        duration = total + (parts - 1) * slowest
+        for t, nbytes in bookings:
+            self.network.account_private(start, start + duration, t.coll_carried, nbytes * t.coll_sent, nbytes)
+            self.network.account_private(start, start + duration, t.send_carried, nbytes * t.send_sent, nbytes)
+        return duration
 
     def _micro_batch(self, shape: BatchShape, account: IterationAccount):
         """One micro-batch through every stage: compute, TP collectives, then activations to the next stage."""

@@ -101,3 +101,35 @@ def repeated(collective: Collective, times: int) -> Collective:
     """`times` back-to-back runs of a collective as one: bytes and latency steps add up (aggregating the
     all-reduces of many layers into one set of flows per iteration)."""
     return tuple(Phase(tuple((a, b, n * times) for a, b, n in p.flows), p.steps * times) for p in collective)
+
+
+def phase_links(phase: Phase, route) -> tuple[dict[str, int], float]:
+    """(members per link, slowest route latency) of a phase; `route(src, dst)` -> (links, latency)."""
+    mult: dict[str, int] = {}
+    latency = 0.0
+    for src, dst, _ in phase.flows:
+        links, route_latency = route(src, dst)
+        latency = max(latency, route_latency)
+        for link in links:
+            mult[link] = mult.get(link, 0) + 1
+    return mult, latency
+
+
+def uncontended_s(collective: Collective, route, capacity: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """Time of a collective alone on the network, and the bytes it puts on each link: per phase, its flows
+    move at the rate of their tightest link (capacity over the members crossing it), then wait its latency
+    steps. This is what the flow model gives when nothing else shares the links."""
+    total = 0.0
+    carried: dict[str, float] = {}
+    for phase in collective:
+        sizes = {size for _, _, size in phase.flows}
+        if len(sizes) != 1:
+            raise ValueError("a phase with flows of different sizes has no single closed form")
+        size = sizes.pop()
+        mult, latency = phase_links(phase, route)
+        if mult:
+            total += size / min(capacity[link] / m for link, m in mult.items())
+        total += phase.steps * latency
+        for link, m in mult.items():
+            carried[link] = carried.get(link, 0.0) + size * m
+    return total, carried
