@@ -90,7 +90,7 @@ class Network:
         """Event that fires when every member (src, dst, route links) has moved `size` bytes, plus `latency`."""
         done = self.env.event()
         mult: dict[str, int] = {}
-        for src, dst, links in members:
+        for src, _dst, links in members:
             self.sent[src] += size
             for link in links:
                 mult[link] = mult.get(link, 0) + 1
@@ -182,7 +182,7 @@ class Network:
                 weight[link] = weight.get(link, 0) + m
         unfixed = dict.fromkeys(bundles)
         while unfixed:
-            link = min((l for l in left if weight[l] > 0), key=lambda l: (max(left[l], 0.0) / weight[l], l))
+            link = min((k for k in left if weight[k] > 0), key=lambda k: (max(left[k], 0.0) / weight[k], k))
             share = max(left[link], 0.0) / weight[link]
             for b in [b for b in self.active[link] if b in unfixed]:
                 b.rate = share
