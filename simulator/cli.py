@@ -73,6 +73,39 @@ def list_(what: str = typer.Argument(..., help="chips, models or topologies")) -
     console.print(table)
 
 
+workload_app = typer.Typer(no_args_is_help=True, help="Inspect workloads: statistics and plots.")
+app.add_typer(workload_app, name="workload")
+
+
+@workload_app.command("describe")
+def workload_describe(
+    file: Path = typer.Argument(..., help="Workload YAML, or a scenario YAML (its workload)."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out",
+                                       help="Plot folder (default results/workload-<name>)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Seed (default: the scenario's, else 0)."),
+) -> None:
+    """Print a workload's rate, inter-arrival CV and length percentiles (per class) and plot them."""
+    from simulator.config.load import load_workload
+    from simulator.workload import describe
+    from simulator.workload.arrivals import generate
+
+    try:
+        spec, file_seed, name = load_workload(file)
+        requests = generate(spec, file_seed if seed is None else seed)
+    except InfersimError as exc:
+        fail(str(exc))
+        return
+    columns, rows = describe.table(describe.describe(requests))
+    table = Table(title=f"workload {name}")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    written = describe.write_plots(requests, out or Path("results") / f"workload-{name}", name)
+    console.print(f"plots: {', '.join(str(p) for p in written)}")
+
+
 def main() -> None:
     try:
         app()

@@ -39,7 +39,8 @@ def cli_error(*args):
      "{f}: workload.arrival.rate: expected rate like '5 /s' or '300 /min', got unit 'parsecs'"),
     ({"serving.batcher.kind": "vlm"}, "{f}: serving.batcher.kind: 'vlm' is not one of: continuous"),
     ({"workload.arrival.kind": "hawkes"},
-     "{f}: workload.arrival.kind: 'hawkes' is not one of: closed_loop, poisson"),
+     "{f}: workload.arrival.kind: 'hawkes' is not one of: closed_loop, daily, gamma, offline, on_off, poisson, "
+     "trace"),
     ({"model": "llama-3.1-70b", "cluster": str(REPO / "topologies" / "hgx-h100.yaml"),
       "deployment.tensor_parallel": 3},
      "{f}: deployment.tensor_parallel: 3 does not divide the 64 attention heads of llama-3.1-70b; "

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from simulator.config.schema import ChipSpec, ScenarioSpec
+from simulator.config.schema import ChipSpec, ScenarioSpec, WorkloadSpec
 from simulator.errors import ScenarioError
 
 CATALOG_DIR = Path(__file__).resolve().parent.parent / "catalog"
@@ -163,8 +163,8 @@ def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> tuple[str, st
     return field_name, message
 
 
-_UNION_TAGS = {"fixed", "uniform", "lognormal", "poisson", "closed_loop", "continuous",
-               "function-after[_ordered(), UniformLength]"}
+_UNION_TAGS = {"fixed", "uniform", "lognormal", "empirical", "poisson", "gamma", "on_off", "daily",
+               "closed_loop", "offline", "trace", "continuous", "function-after[_ordered(), UniformLength]"}
 
 
 def _choices(expected: str) -> str:
@@ -248,6 +248,34 @@ def _resolve_refs(data: dict[str, Any], base: Path, file: str, origins: dict[str
             ref_path = _resolve_ref(data[key], folder, base, key, file)
             data[key] = read_yaml(ref_path)
             origins[key] = str(ref_path)
+            if key == "workload":
+                absolute_trace_paths(data[key], ref_path.resolve().parent)
+    if isinstance(data.get("workload"), dict):  # an inline workload: paths relative to the scenario file
+        absolute_trace_paths(data["workload"], base)
+
+
+def absolute_trace_paths(node: Any, base: Path) -> None:
+    """Make each `path:` of a trace arrival or empirical length absolute, relative to the file it is in."""
+    if isinstance(node, dict):
+        if node.get("kind") in ("trace", "empirical") and isinstance(node.get("path"), str):
+            node["path"] = str(base / Path(node["path"]).expanduser())
+        for value in node.values():
+            absolute_trace_paths(value, base)
+    elif isinstance(node, list):
+        for value in node:
+            absolute_trace_paths(value, base)
+
+
+def load_workload(path: str | Path) -> tuple[WorkloadSpec, int, str]:
+    """A workload file, or a scenario file's workload -> (spec, seed, name), trace paths made absolute."""
+    path = Path(path)
+    data = read_yaml(path)
+    if "model" in data and "workload" in data:
+        spec = load_scenario(path).spec
+        return spec.workload, spec.seed, spec.name
+    absolute_trace_paths(data, path.resolve().parent)
+    workload: WorkloadSpec = validate(WorkloadSpec, data, str(path))
+    return workload, 0, workload.name or path.stem
 
 
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:

@@ -1,1 +1,1 @@
-"""Requests, pure and seeded (stage 3): arrival processes and length distributions."""
+"""Requests, pure and seeded (stage 3): arrival processes, length distributions, trace replay, statistics."""

@@ -1,0 +1,102 @@
+"""What every trace reader shares: the TraceRequests record, file opening and row parsing with line numbers.
+
+Every problem in a trace file becomes one ScenarioError naming the file (relative to the working folder when
+inside it), the line and the column: `workloads/traces/azure/code.csv: line 17: ContextTokens: 'abc' is not
+an integer`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from simulator.errors import ScenarioError
+
+
+@dataclass(frozen=True)
+class TraceRequests:
+    """Requests taken from a trace, in arrival order; arrival_s is NaN for a lengths-only trace."""
+    arrival_s: np.ndarray
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+    prefix_hashes: tuple[tuple[int, ...], ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.prompt_tokens)
+
+    def take(self, index: np.ndarray) -> "TraceRequests":
+        hashes = self.prefix_hashes
+        if hashes is not None:
+            hashes = tuple(hashes[i] for i in index.tolist())
+        return TraceRequests(self.arrival_s[index], self.prompt_tokens[index], self.output_tokens[index],
+                             hashes)
+
+
+def shown_path(path: str | Path) -> str:
+    """The path as a person wants to read it in an error: relative to the working folder when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """Every line of a text file (gunzipped when it ends in .gz); problems become one-line errors."""
+    shown = shown_path(path)
+    opener: Callable[..., Any] = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig") as handle:
+            return handle.read().splitlines()
+    except FileNotFoundError:
+        raise ScenarioError("", "file not found", shown) from None
+    except IsADirectoryError:
+        raise ScenarioError("", "is a folder, not a trace file", shown) from None
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise ScenarioError("", f"cannot be read: {exc}", shown) from None
+
+
+# ---------------------------------------------------------------- row parsing
+
+def parse_int(text: Any, line: int, column: str, shown: str) -> int:
+    """A non-negative integer cell, or a ScenarioError naming file, line and column."""
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise ScenarioError(f"line {line}: {column}", f"{text!r} is not an integer", shown)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ScenarioError(f"line {line}: {column}", f"{text!r} is not an integer", shown) from None
+    if value < 0:
+        raise ScenarioError(f"line {line}: {column}", f"{value} is negative", shown)
+    return value
+
+
+def parse_float(text: Any, line: int, column: str, shown: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ScenarioError(f"line {line}: {column}", f"{text!r} is not a number", shown) from None
+    if not math.isfinite(value):
+        raise ScenarioError(f"line {line}: {column}", f"{text!r} is not a finite number", shown)
+    return value
+
+
+def csv_rows(lines: list[str], columns: tuple[str, ...], shown: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, the named cells) of each data row of a plain CSV file (no quoted commas)."""
+    header = [cell.strip() for cell in lines[0].split(",")] if lines else []
+    for column in columns:
+        if column not in header:
+            raise ScenarioError("line 1", f"the header has no column {column!r}; found: {', '.join(header)}",
+                                shown)
+    where = [header.index(column) for column in columns]
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cells = line.split(",")
+        if len(cells) != len(header):
+            raise ScenarioError(f"line {number}", f"{len(cells)} fields, the header has {len(header)}", shown)
+        yield number, [cells[i].strip() for i in where]

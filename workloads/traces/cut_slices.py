@@ -1,0 +1,80 @@
+"""Cut the trace slices in this folder from the full traces: `python workloads/traces/cut_slices.py SRC`.
+
+SRC holds the originals in the layout of the project's shared trace folder (azure-llm-2023/,
+mooncake-fast25/, servegen/, sharegpt-lengths/, all gzip-compressed). Rows are copied byte for byte; only
+ServeGen's dataset lines are re-serialised (same keys and string values, compact JSON) after dropping the
+windows not used. Output gzip files carry no timestamp, so the same input gives the same bytes.
+"""
+
+import gzip
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent
+
+
+def gz_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.GzipFile(path, "wb", mtime=0) as handle:
+        handle.write(data)
+
+
+def azure(src: Path, name: str, minutes: int) -> None:
+    """Header + every row less than `minutes` after the first row (rows are sorted by time)."""
+    lines = [l for l in gzip.open(src / f"azure-llm-2023/AzureLLMInferenceTrace_{name}.csv.gz").read()
+             .split(b"\r\n") if l]
+    first = datetime.fromisoformat(lines[1].split(b",")[0].decode()[:26])
+    def seconds(line: bytes) -> float:
+        return (datetime.fromisoformat(line.split(b",")[0].decode()[:26]) - first).total_seconds()
+
+    keep = [line for line in lines[1:] if seconds(line) < minutes * 60]
+    (OUT / "azure").mkdir(exist_ok=True)
+    (OUT / "azure" / f"{name}.csv").write_bytes(b"\r\n".join([lines[0], *keep]) + b"\r\n")
+
+
+def mooncake(src: Path) -> None:
+    """Lines with timestamp < 600,000 ms: the first 10 minutes."""
+    lines = gzip.open(src / "mooncake-fast25/conversation_trace.jsonl.gz").read().split(b"\n")
+    keep = [l for l in lines if l and json.loads(l)["timestamp"] < 600_000]
+    gz_write(OUT / "mooncake" / "conversation.jsonl.gz", b"\n".join(keep) + b"\n")
+
+
+def sharegpt(src: Path) -> None:
+    """Header + the first 2,000 rows."""
+    name = "sharegpt-lengths/sharegpt_8k_filtered_stats_llama2_tokenizer.csv.gz"
+    lines = gzip.open(src / name).read().split(b"\n")
+    (OUT / "sharegpt").mkdir(exist_ok=True)
+    (OUT / "sharegpt" / "lengths.csv").write_bytes(b"\n".join(lines[:2001]) + b"\n")
+
+
+def servegen(src: Path) -> None:
+    """deepseek-r1, 12:00-13:00 (windows 43200..46200): the 10 clients with the most requests in that hour."""
+    rows = [l for l in gzip.open(src / "servegen/reason-deepseek-r1/trace.csv.gz").read().split(b"\n") if l]
+    hour = [r for r in rows[1:] if 43200 <= int(r.split(b",")[1]) < 46800]
+    load: dict[int, float] = {}
+    for row in hour:
+        cells = row.split(b",")
+        load[int(cells[0])] = load.get(int(cells[0]), 0.0) + float(cells[2]) * 600
+    top = sorted(load, key=lambda c: (-load[c], c))[:10]
+    out = OUT / "servegen" / "deepseek-r1"
+    chosen = [r for r in hour if int(r.split(b",")[0]) in top]
+    gz_write(out / "trace.csv.gz", b"\n".join([rows[0], *chosen]) + b"\n")
+    kept = []
+    for line in gzip.open(src / "servegen/reason-deepseek-r1/dataset.jsonl.gz", "rt"):
+        client = json.loads(line)
+        if client["client_id"] in top:
+            windows = {"43200": client["windows"]["43200"]}
+            line = {"client_id": client["client_id"], "windows": windows}
+            kept.append(json.dumps(line, separators=(",", ":")))
+    gz_write(out / "dataset.jsonl.gz", ("\n".join(kept) + "\n").encode())
+
+
+if __name__ == "__main__":
+    source = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/traces")
+    azure(source, "code", 20)
+    azure(source, "conv", 10)
+    mooncake(source)
+    sharegpt(source)
+    servegen(source)
