@@ -1,8 +1,8 @@
 """Append-only records of a run (per request, per iteration) and the end-of-run invariant checks.
 
 Per-request fields live in preallocated lists indexed by request id (cheap scalar writes in the event loop);
-iteration rows are appended to one typed array per column (8 bytes a value, not a Python object). Frames are
-built once, after the run, by report.py.
+iteration rows are appended to one flat typed array (8 bytes a value, not a Python object) and reshaped into
+columns after the run. Frames are built once, after the run, by report.py.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Collector:
         self.finish_s = [nan] * n_requests
         self.status = [NOT_ARRIVED] * n_requests
         self.drop_reason = [""] * n_requests
-        self._columns = [array("d") for _ in ITERATION_COLUMNS]
+        self._rows = array("d")  # ITERATION_COLUMNS values of every iteration, row after row
         self.arrived = self.completed = self.dropped = 0
         self.events = 0
 
@@ -106,16 +106,15 @@ class Collector:
                   a.memory_bound_s / k, a.network_s / k, a.overhead_s / k, max(duration - busy, 0.0),
                   a.flops / k, a.memory_bytes / k, a.network_bytes / a.chips, shape.prefill_tokens,
                   shape.decode_tokens, shape.logits, batch_size, shape.decode_context, kv_blocks_used)
-        for column, value in zip(self._columns, values):
-            column.append(value)
+        self._rows.extend(values)
 
     def iteration_columns(self) -> dict[str, np.ndarray]:
         """The iteration records as numpy columns (counts as int64, times and sizes as float64)."""
-        out = {}
-        for name, column in zip(ITERATION_COLUMNS, self._columns):
-            values = np.frombuffer(column, dtype=np.float64) if len(column) else np.zeros(0)
-            out[name] = values.astype(np.int64) if name in INTEGER_COLUMNS else values.copy()
-        return out
+        width = len(ITERATION_COLUMNS)
+        rows = np.frombuffer(self._rows, dtype=np.float64).reshape(-1, width) if len(self._rows) else \
+            np.zeros((0, width))
+        return {name: rows[:, i].astype(np.int64) if name in INTEGER_COLUMNS else rows[:, i].copy()
+                for i, name in enumerate(ITERATION_COLUMNS)}
 
     @property
     def in_flight(self) -> int:

@@ -79,6 +79,7 @@ class Replica:
         self.rng = rng
         self.per_layer = per_layer
         self.private = private  # every stage's links carry only this replica's own traffic: closed form
+        self.chips = sum(len(stage.chips) for stage in stages)
         self.wakeup: simpy.Event | None = None
         self.process = env.process(self.run())
 
@@ -104,7 +105,7 @@ class Replica:
                 yield self.wakeup
                 self.wakeup = None
                 continue
-            account = IterationAccount(len(self.stages), sum(len(s.chips) for s in self.stages))
+            account = IterationAccount(len(self.stages), self.chips)
             parts = max(1, min(self.micro_batches, batch.size))
             if self.private:
                 collector.events += 1
@@ -147,8 +148,10 @@ class Replica:
             bookings.append((t, size * parts))
         duration = total + (parts - 1) * slowest
         for t, nbytes in bookings:
-            self.network.account_private(start, start + duration, t.coll_carried, nbytes * t.coll_sent, nbytes)
-            self.network.account_private(start, start + duration, t.send_carried, nbytes * t.send_sent, nbytes)
+            if t.coll_carried:
+                self.network.account_private(start, start + duration, t.coll_carried, nbytes * t.coll_sent, nbytes)
+            if t.send_carried:
+                self.network.account_private(start, start + duration, t.send_carried, nbytes * t.send_sent, nbytes)
         return duration
 
     def _micro_batch(self, shape: BatchShape, account: IterationAccount):
