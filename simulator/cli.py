@@ -51,6 +51,29 @@ def run(
     console.print(f"results in {out_dir}/")
 
 
+@app.command()
+def explain(
+    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
+    set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
+) -> None:
+    """Print SCENARIO's plan without simulating: where bytes sit, KV room, maximum batch, speed of light."""
+    from simulator.config.load import load_scenario
+    from simulator.explain import explain as explain_plan
+
+    try:
+        loaded = load_scenario(scenario, set_)
+        rows = explain_plan(loaded)
+    except InfersimError as exc:
+        fail(str(exc))
+        return
+    table = Table(title=f"{loaded.spec.name}: {loaded.model_name} on {loaded.spec.cluster.name}")
+    for column in ("", "item", "value"):
+        table.add_column(column)
+    for section, item, value in rows:
+        table.add_row(section, item, value)
+    console.print(table)
+
+
 @app.command("list")
 def list_(what: str = typer.Argument(..., help="chips, models or topologies")) -> None:
     """Print the catalog's chips or models, or the topologies/ folder, as a table."""

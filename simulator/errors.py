@@ -45,6 +45,6 @@ class CapacityError(InfersimError):
 
     def __str__(self) -> str:
         where = f"{self.file}: " if self.file else ""
-        msg = (f"{where}{self.what} need {self.needed_bytes / 1e9:.1f} GB, "
-               f"{self.available_bytes / 1e9:.1f} GB available")
+        msg = (f"{where}{self.what} need {self.needed_bytes / 1e9:.4g} GB, "
+               f"{self.available_bytes / 1e9:.4g} GB available")
         return f"{msg}; {self.hint}" if self.hint else msg

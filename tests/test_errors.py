@@ -46,7 +46,7 @@ def cli_error(*args):
      "{f}: deployment.tensor_parallel: 3 does not divide the 64 attention heads of llama-3.1-70b; "
      "allowed: 1, 2, 4, 8"),
     ({"model": "llama-3.1-70b"},
-     "{f}: llama-3.1-70b weights at bf16 split over 1 chip need 141.1 GB, 77.3 GB available; per chip: hbm "
+     "{f}: llama-3.1-70b weights at bf16 split over 1 chip need 141.1 GB, 77.31 GB available; per chip: hbm "
      "85.9 GB x memory_utilization 0.9; the weights alone need at least 2 h100-sxm chips"),
     ({"deployment.weights_dtype": "fp9"},
      "{f}: deployment.weights_dtype: 'fp9' is not one of: bf16, fp16, fp32, fp4, fp8, int4, int8"),

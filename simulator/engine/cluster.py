@@ -13,7 +13,7 @@ from simulator.collect import Collector
 from simulator.config.schema import ScenarioSpec
 from simulator.engine.link import Network
 from simulator.engine.replica import PrivateTraffic, Replica, Stage
-from simulator.hardware import collectives
+from simulator.hardware.collectives import allreduce_for
 from simulator.hardware.model import ModelShape
 from simulator.hardware.placement import Plan
 from simulator.hardware.roofline import StepCostModel
@@ -22,21 +22,6 @@ from simulator.serving.batcher import ContinuousBatching
 from simulator.serving.kv_cache import KvBlockPool
 from simulator.serving.router import RoundRobinRouter
 from simulator.workload.arrivals import Requests
-
-
-def allreduce_for(graph: nx.DiGraph, chips: list[str]):
-    """The all-reduce a TP group uses on its fabric: direct on a full mesh (every pair has its own link,
-    as RCCL does on Infinity Fabric), hierarchical across nodes, a ring otherwise (NCCL on NVSwitch)."""
-    nodes = sorted({graph.nodes[c]["node"] for c in chips})
-    if len(nodes) > 1:
-        groups = [[c for c in chips if graph.nodes[c]["node"] == n] for n in nodes]
-        if len({len(g) for g in groups}) == 1 and len(groups[0]) > 1:
-            return lambda size: collectives.hierarchical_allreduce(groups, size)
-        return lambda size: collectives.ring_allreduce(chips, size)
-    full_mesh = all(graph.has_edge(a, b) for a in chips for b in chips if a != b)
-    if full_mesh and len(chips) > 2:
-        return lambda size: collectives.direct_allreduce(chips, size)
-    return lambda size: collectives.ring_allreduce(chips, size)
 
 
 class Cluster:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import networkx as nx
+
 FlowSpec = tuple[str, str, float]  # (source chip, destination chip, bytes)
 
 
@@ -133,3 +135,18 @@ def uncontended_s(collective: Collective, route, capacity: dict[str, float]) -> 
         for link, m in mult.items():
             carried[link] = carried.get(link, 0.0) + size * m
     return total, carried
+
+
+def allreduce_for(graph: nx.DiGraph, chips: list[str]):
+    """The all-reduce a TP group uses on its fabric: direct on a full mesh (every pair has its own link,
+    as RCCL does on Infinity Fabric), hierarchical across nodes, a ring otherwise (NCCL on NVSwitch)."""
+    nodes = sorted({graph.nodes[c]["node"] for c in chips})
+    if len(nodes) > 1:
+        groups = [[c for c in chips if graph.nodes[c]["node"] == n] for n in nodes]
+        if len({len(g) for g in groups}) == 1 and len(groups[0]) > 1:
+            return lambda size: hierarchical_allreduce(groups, size)
+        return lambda size: ring_allreduce(chips, size)
+    full_mesh = all(graph.has_edge(a, b) for a in chips for b in chips if a != b)
+    if full_mesh and len(chips) > 2:
+        return lambda size: direct_allreduce(chips, size)
+    return lambda size: ring_allreduce(chips, size)

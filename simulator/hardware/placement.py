@@ -182,5 +182,5 @@ def _first_tier_that_holds(chip: ChipSpec, weight_bytes: float, utilization: flo
     raise CapacityError(
         f"{model.name} weights at {dtype} split over {chips} chip{'s' if chips > 1 else ''}", weight_bytes,
         available,
-        f"per chip: {largest.tier} {largest.capacity / 1e9:.1f} GB x memory_utilization {utilization}; "
+        f"per chip: {largest.tier} {largest.capacity / 1e9:.4g} GB x memory_utilization {utilization}; "
         f"the weights alone need at least {chips_needed} {chip.id} chips")
