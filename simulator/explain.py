@@ -59,7 +59,8 @@ def decode_step(prepared: Prepared, scenario: Scenario, batch: int, context: int
     size = batch * prepared.model.d_model * ACTIVATION_BYTES
     for s, cost_model in enumerate(prepared.cost_models):
         cost = cost_model.cost(shape)
-        light += max(cost.flops / peak, cost.memory_bytes / plan.tier_bandwidth)
+        streamed = cost.stream_bytes / plan.stream_bandwidth if plan.stream_bandwidth else 0.0
+        light += max(cost.flops / peak, cost.memory_bytes / plan.tier_bandwidth, streamed)
         compute += cost.compute_s
         memory += cost.memory_s
         overhead += cost.overhead_s
@@ -103,7 +104,10 @@ def explain(scenario: Scenario) -> list[tuple[str, str, str]]:
         ("plan", "parallelism", f"TP {plan.tensor_parallel} x PP {plan.pipeline_parallel} (EP "
                                 f"{plan.expert_parallel}) x {plan.replicas} replicas = {plan.chips_total} chips"),
         ("plan", "layers per stage", ", ".join(str(n) for n in plan.layers_per_stage)),
-        ("memory", "tier holding weights and KV-cache", f"{plan.tier} ({plan.tier_bandwidth / 1e12:.3g} TB/s)"),
+        ("memory", "tier holding weights and KV-cache" if not plan.stream_tier else "tier holding the KV-cache",
+         f"{plan.tier} ({plan.tier_bandwidth / 1e12:.3g} TB/s)"),
+        *([("memory", "weights streamed from", f"{plan.stream_tier} ({plan.stream_bandwidth / 1e9:.4g} GB/s) "
+            "every iteration")] if plan.stream_tier else []),
         ("memory", "weights per chip (fullest stage)", f"{plan.weight_bytes_per_chip / 1e9:.2f} GB"),
         ("memory", "usable per chip", f"{plan.usable_bytes_per_chip / 1e9:.2f} GB "
                                       f"(memory_utilization {spec.deployment.memory_utilization})"),
@@ -117,10 +121,10 @@ def explain(scenario: Scenario) -> list[tuple[str, str, str]]:
         step = decode_step(prepared, scenario, batch, context)
         rows += [
             ("decode", f"batch {batch}: speed of light per token",
-             f"{step.light_s * 1e3:.3f} ms ({1 / step.light_s:.0f} tokens/s per user)"),
+             f"{step.light_s * 1e3:.4g} ms ({1 / step.light_s:.4g} tokens/s per user)"),
             ("decode", f"batch {batch}: estimate per token",
-             f"{step.estimate_s * 1e3:.3f} ms ({1 / step.estimate_s:.0f} tokens/s per user, "
-             f"{batch * plan.replicas / step.estimate_s:.0f} tokens/s in all)"),
+             f"{step.estimate_s * 1e3:.4g} ms ({1 / step.estimate_s:.4g} tokens/s per user, "
+             f"{batch * plan.replicas / step.estimate_s:.4g} tokens/s in all)"),
             ("decode", f"batch {batch}: bound by",
              f"{step.bound} (compute {step.compute_s * 1e3:.3f}, memory {step.memory_s * 1e3:.3f}, network "
              f"{step.network_s * 1e3:.3f}, overhead {step.overhead_s * 1e3:.3f} ms)"),

@@ -10,8 +10,9 @@ Metric definitions (the one place they are written down):
   carried traffic (`src->dst`).
 - bottleneck_share: share of busy time in which compute or memory bounds the roofline, the time spent waiting
   for collectives and stage-to-stage sends (network), fixed overheads, and pipeline bubbles.
-- energy: each chip draws idle power always, plus (TDP - idle) x the fraction of each iteration bound by
-  compute or memory. Cost: rent per chip-hour, or purchase price amortised plus energy x PUE x price.
+- energy: idle power of every chip over the span, plus joules per FLOP ((TDP - idle) / peak), per byte of
+  the memory tier and per byte per link hop (hardware/energy.py); `energy` breaks it down and gives the share
+  spent moving data. Cost: rent per chip-hour, or purchase price amortised plus energy x PUE x price.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.collect import STATUS_NAMES, Collector
+from simulator.hardware.energy import EnergyModel, EnergyParts, energy_parts
 from simulator.hardware.placement import Plan
 from simulator.workload.arrivals import Requests
 
@@ -89,11 +91,12 @@ def link_frame(network: "Network", graph: "nx.DiGraph", span_s: float) -> pd.Dat
         "bandwidth_bytes_per_s": np.repeat(bandwidth, n), "bucket_start_s": np.tile(starts, len(names)),
         "bucket_s": np.tile(widths, len(names)), "bytes": carried.ravel(),
         "utilization": np.divide(carried, capacity, out=np.zeros_like(carried), where=capacity > 0).ravel(),
+        "energy_j": (carried * 8.0 * np.array([d["energy_per_bit"] for _, _, d in ends])[:, None]).ravel(),
     })
 
 
 LINK_COLUMNS = {"link": "str", "fabric": "str", "src": "str", "dst": "str", "bandwidth_bytes_per_s": "f8",
-                "bucket_start_s": "f8", "bucket_s": "f8", "bytes": "f8", "utilization": "f8"}
+                "bucket_start_s": "f8", "bucket_s": "f8", "bytes": "f8", "utilization": "f8", "energy_j": "f8"}
 
 
 def _stats(values: pd.Series) -> dict[str, float | None]:
@@ -122,7 +125,8 @@ def summarize(scenario: "Scenario", model: "ModelShape", plan: Plan,
     if not links.empty:
         totals = links.groupby("link", sort=True).agg(bytes=("bytes", "sum"), bw=("bandwidth_bytes_per_s", "first"))
         link_util = {link: _share(float(row.bytes), float(row.bw) * span_s) for link, row in totals.iterrows()}
-    energy_j = _energy_j(scenario, plan, it, span_s)
+    energy = _energy(scenario, plan, it, links, span_s)
+    energy_j = energy.total_j if energy else None
     cost_usd = _cost_usd(scenario, plan, span_s, energy_j)
     per_chip_peak = chip.compute.peak[plan.compute_dtype]
     summary: dict[str, Any] = {
@@ -163,7 +167,19 @@ def summarize(scenario: "Scenario", model: "ModelShape", plan: Plan,
             "busiest_link_utilization": max(link_util.values()) if link_util else None,
         },
         "energy_j": energy_j,
-        "energy_j_per_output_token": _share(energy_j, out_tokens),
+        "energy_j_per_output_token": _share(energy_j, out_tokens) if energy_j is not None else None,
+        "energy": None if energy is None else {
+            "idle_j": energy.idle_j, "compute_j": energy.compute_j, "memory_j": energy.memory_j,
+            "network_j": energy.network_j, "data_movement_share": energy.data_movement_share,
+            "mean_power_w": _share(energy.total_j, span_s),
+            "links_without_energy_figure": int((links.groupby("link")["energy_j"].sum() == 0).sum())
+            if len(links) else 0,
+        },
+        "deployment": {
+            "chips": chips, "nodes": -(-chips // spec.cluster.chips_per_node),
+            "nameplate_power_kw": None if chip.power is None else chips * chip.power.tdp / 1e3,
+            "facility_power_kw": None if chip.power is None else chips * chip.power.tdp * spec.cost.pue / 1e3,
+        },
         "cost_usd": cost_usd,
         "cost_usd_per_million_output_tokens": (None if cost_usd is None or out_tokens == 0
                                                else cost_usd / out_tokens * 1e6),
@@ -173,7 +189,8 @@ def summarize(scenario: "Scenario", model: "ModelShape", plan: Plan,
             "expert_parallel": plan.expert_parallel, "micro_batches": plan.micro_batches,
             "replicas": plan.replicas,
             "weights_dtype": plan.weights_dtype, "kv_dtype": plan.kv_dtype, "compute_dtype": plan.compute_dtype,
-            "memory_tier": plan.tier, "weight_bytes_per_chip": plan.weight_bytes_per_chip,
+            "memory_tier": plan.tier, "weight_stream_tier": plan.stream_tier,
+            "weight_bytes_per_chip": plan.weight_bytes_per_chip,
             "kv_capacity_bytes_per_chip": plan.kv_capacity_bytes_per_chip,
             "kv_capacity_tokens_per_replica": plan.kv_capacity_tokens,
         },
@@ -187,12 +204,16 @@ def summarize(scenario: "Scenario", model: "ModelShape", plan: Plan,
     return summary
 
 
-def _energy_j(scenario: "Scenario", plan: Plan, it: pd.DataFrame, span_s: float) -> float | None:
-    power = scenario.chip.power
-    if power is None:
+def _energy(scenario: "Scenario", plan: Plan, it: pd.DataFrame, links: pd.DataFrame,
+            span_s: float) -> EnergyParts | None:
+    model = EnergyModel.build(scenario.chip, plan.compute_dtype, plan.tier, plan.stream_tier)
+    if model is None:
         return None
-    active = float((it["compute_bound_s"] + it["memory_bound_s"]).sum())
-    return plan.chips_total * power.idle * span_s + plan.chips_per_replica * (power.tdp - power.idle) * active
+    per_replica = plan.chips_per_replica  # iteration columns are per chip of a replica
+    return energy_parts(model, plan.chips_total, span_s, float(it["flops_per_chip"].sum()) * per_replica,
+                        float(it["memory_bytes_per_chip"].sum()) * per_replica,
+                        float(links["energy_j"].sum()) if len(links) else 0.0,
+                        float(it["stream_bytes_per_chip"].sum()) * per_replica)
 
 
 def _cost_usd(scenario: "Scenario", plan: Plan, span_s: float, energy_j: float | None) -> float | None:

@@ -42,6 +42,7 @@ class MemoryTier(Frozen):
     tier: Literal["sram", "hbm", "ddr"]
     capacity: Bytes
     bandwidth: Bandwidth | None = None
+    energy_per_bit: Annotated[float, BeforeValidator(units.parse_joules), Field(ge=0)] | None = None  # read/write
     source: str
 
 
@@ -436,6 +437,7 @@ class DeploymentSpec(Frozen):
     kv_dtype: DType | None = None
     compute_dtype: DType | None = None
     memory_utilization: Fraction = 0.9  # share of each chip's memory the engine may use (vLLM's default)
+    weight_streaming: bool = False  # weights too big for the fast tier stream from a larger, slower one
     kv_block_tokens: int = Field(default=16, ge=1)
 
 

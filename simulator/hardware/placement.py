@@ -32,8 +32,10 @@ class Plan:
     weights_dtype: str
     kv_dtype: str
     compute_dtype: str
-    tier: str                       # memory tier that holds weights and KV-cache
+    tier: str                       # memory tier that holds the KV-cache (and the weights unless streamed)
     tier_bandwidth: float           # bytes/s
+    stream_tier: str | None         # with weight streaming: the larger, slower tier the weights are read from
+    stream_bandwidth: float         # bytes/s of that tier (0 without streaming)
     usable_bytes_per_chip: float
     weight_bytes_per_chip: float     # the fullest stage's chips
     kv_bytes_per_token_per_chip: float  # all layers' KV on one TP rank (a stage holds its layers' share)
@@ -148,11 +150,10 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
     kv_dtype = deployment.kv_dtype or deployment.weights_dtype
     layers, fullest_stage_bytes = stage_layout(model, pp, DTYPE_BYTES[deployment.weights_dtype])
     weight_bytes_per_chip = fullest_stage_bytes / tp
-    tier = _first_tier_that_holds(chip, weight_bytes_per_chip, deployment.memory_utilization, tp * pp, model,
-                                  deployment.weights_dtype)
+    tier, stream = _tiers(chip, weight_bytes_per_chip, deployment, tp * pp, model)
     usable = tier.capacity * deployment.memory_utilization
     kv_per_token = model.kv_bytes_per_token(kv_dtype) * kv_share_per_chip(model, tp)
-    kv_bytes = usable - weight_bytes_per_chip
+    kv_bytes = usable - (0.0 if stream else weight_bytes_per_chip)
     stage_kv_per_token = kv_per_token * max(layers) / model.n_layers
     blocks = int(kv_bytes // (stage_kv_per_token * deployment.kv_block_tokens))
     micro = deployment.micro_batches or pp
@@ -163,23 +164,34 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
         replicas=deployment.replicas, chips_per_replica=tp * pp,
         chips_total=tp * pp * deployment.replicas, weights_dtype=deployment.weights_dtype, kv_dtype=kv_dtype,
         compute_dtype=compute_dtype, tier=tier.tier, tier_bandwidth=float(tier.bandwidth or 0.0),
+        stream_tier=stream.tier if stream else None,
+        stream_bandwidth=float(stream.bandwidth or 0.0) if stream else 0.0,
         usable_bytes_per_chip=usable, weight_bytes_per_chip=weight_bytes_per_chip,
         kv_bytes_per_token_per_chip=kv_per_token, kv_capacity_bytes_per_chip=kv_bytes,
         kv_block_tokens=deployment.kv_block_tokens, kv_capacity_tokens=blocks * deployment.kv_block_tokens,
     )
 
 
-def _first_tier_that_holds(chip: ChipSpec, weight_bytes: float, utilization: float, chips: int,
-                           model: ModelShape, dtype: str) -> MemoryTier:
-    """The fastest tier with a known bandwidth that holds this chip's share of the weights."""
+def _tiers(chip: ChipSpec, weight_bytes: float, d: DeploymentSpec, chips: int,
+           model: ModelShape) -> tuple[MemoryTier, MemoryTier | None]:
+    """(tier for the KV-cache and resident weights, tier the weights stream from or None). Weights go to the
+    fastest tier with a known bandwidth that holds them; with weight streaming allowed, weights too big for
+    the fastest tier stay in a slower one and are read from it every iteration, the KV-cache in the fastest."""
     timed = [t for t in chip.memory if t.bandwidth is not None]
-    for tier in timed:
-        if weight_bytes < tier.capacity * utilization:
-            return tier
+    holds = [t for t in timed if weight_bytes < t.capacity * d.memory_utilization]
+    if holds and (holds[0] is timed[0] or not d.weight_streaming):
+        return holds[0], None
+    if holds and d.weight_streaming:
+        return timed[0], holds[0]
+    raise _does_not_fit(chip, timed, weight_bytes, d.memory_utilization, chips, model, d.weights_dtype)
+
+
+def _does_not_fit(chip: ChipSpec, timed: list[MemoryTier], weight_bytes: float, utilization: float, chips: int,
+                  model: ModelShape, dtype: str) -> CapacityError:
     largest = max(timed, key=lambda t: t.capacity)
     available = largest.capacity * utilization
     chips_needed = math.ceil(model.weight_bytes(dtype) / available)
-    raise CapacityError(
+    return CapacityError(
         f"{model.name} weights at {dtype} split over {chips} chip{'s' if chips > 1 else ''}", weight_bytes,
         available,
         f"per chip: {largest.tier} {largest.capacity / 1e9:.4g} GB x memory_utilization {utilization}; "

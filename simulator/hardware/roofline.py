@@ -44,7 +44,8 @@ class StepCost(NamedTuple):
     memory_s: float
     overhead_s: float
     flops: float             # per chip
-    memory_bytes: float      # per chip, from the memory tier
+    memory_bytes: float      # per chip, from the fast memory tier
+    stream_bytes: float = 0.0  # per chip, weights streamed from a slower tier (weight streaming only)
 
     @property
     def roofline_s(self) -> float:
@@ -68,6 +69,7 @@ class StepCostModel:
     last: bool                # holds the lm_head
     peak_flops: float         # effective: peak x eps_c
     memory_bw: float          # effective: bandwidth x eps_m
+    stream_bw: float          # effective bandwidth of the tier weights stream from; 0 without streaming
     dense_weight_bytes: float  # per chip: this stage's layers except routed experts (+ lm_head if last)
     expert_bytes: float       # per chip: one routed expert of one layer (whole with EP, 1/tp without)
     kv_bytes_per_token: float  # per chip, this stage's layers
@@ -85,6 +87,7 @@ class StepCostModel:
             model=model, tp=plan.tensor_parallel, ep=plan.expert_parallel, layers=layers, last=last,
             peak_flops=chip.compute.peak[plan.compute_dtype] * eff.compute,
             memory_bw=plan.tier_bandwidth * eff.memory,
+            stream_bw=plan.stream_bandwidth * eff.memory,
             dense_weight_bytes=dense * wbytes / plan.tensor_parallel,
             expert_bytes=model.expert_params * wbytes / (1 if plan.expert_parallel > 1 else plan.tensor_parallel),
             kv_bytes_per_token=plan.kv_bytes_per_token_per_chip * frac,
@@ -124,6 +127,9 @@ class StepCostModel:
                 flops += 2.0 * m.expert_params * routed_tokens
                 weights += touched * self.expert_bytes
         kv = (b.prefill_kv_tokens + b.decode_context + tokens) * self.kv_bytes_per_token  # reads + writes
+        if self.stream_bw:  # the two tiers are read at the same time: the slower stream bounds the step
+            memory_s = max(weights / self.stream_bw, kv / self.memory_bw)
+            return StepCost(flops / self.peak_flops, memory_s, self.overhead_s, flops, kv, weights)
         memory_bytes = weights + kv
         return StepCost(flops / self.peak_flops, memory_bytes / self.memory_bw, self.overhead_s, flops,
                         memory_bytes)

@@ -1,0 +1,40 @@
+"""Memory tiers: weights in the fastest tier with room, or streamed from a slower one when allowed."""
+
+import pytest
+
+from simulator import load_scenario, run
+from simulator.hardware.model import model_shape
+from simulator.config.load import load_model_config
+
+from conftest import REPO
+
+SN40L = {"name": "sn40l", "model": "llama-3.1-405b",
+         "cluster": {"name": "one-sn40l", "chip": "sambanova-sn40l", "chips_per_node": 1},
+         "deployment": {"weights_dtype": "bf16", "weight_streaming": True},
+         "workload": {"arrival": {"kind": "closed_loop", "users": 2}, "num_requests": 2,
+                      "prompt_tokens": {"kind": "fixed", "value": 64}, "output_tokens": {"kind": "fixed", "value": 3}}}
+
+
+def test_weights_too_big_for_hbm_stream_from_ddr_and_bound_every_token(write_scenario):
+    result = run(load_scenario(write_scenario(base=SN40L)))
+    plan = result.plan
+    assert (plan.tier, plan.stream_tier) == ("hbm", "ddr")
+    weights = model_shape(*load_model_config("llama-3.1-405b", REPO, "t")).weight_bytes("bf16")
+    assert plan.weight_bytes_per_chip == pytest.approx(weights)
+    # every decode step reads all layer weights from DDR at 100 GB/s
+    assert result.requests["tpot_s"].min() >= 0.98 * weights / 100e9
+    it = result.iterations
+    assert (it["stream_bytes_per_chip"] > 0.9 * weights).all()
+    assert result.summary["plan"]["weight_stream_tier"] == "ddr"
+
+
+def test_without_streaming_everything_sits_in_the_tier_that_holds_the_weights(write_scenario):
+    data = {**SN40L, "deployment": {"weights_dtype": "bf16"}}
+    plan = run(load_scenario(write_scenario(base=data))).plan
+    assert (plan.tier, plan.stream_tier) == ("ddr", None)
+
+
+def test_weights_that_fit_the_fast_tier_are_never_streamed(write_scenario):
+    data = {**SN40L, "model": "llama-3.1-8b"}
+    plan = run(load_scenario(write_scenario(base=data))).plan
+    assert (plan.tier, plan.stream_tier) == ("hbm", None)
