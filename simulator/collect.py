@@ -21,13 +21,13 @@ class IterationAccount:
     compute_bound_s / memory_bound_s: roofline time bound by FLOPs or by bytes; network_s: waiting for
     collectives and stage-to-stage sends; bubble_s: the rest of the iteration (pipeline fill and drain)."""
     __slots__ = ("stages", "chips", "compute_s", "memory_s", "compute_bound_s", "memory_bound_s", "overhead_s",
-                 "network_s", "flops", "memory_bytes", "stream_bytes", "network_bytes")
+                 "network_s", "flops", "memory_bytes", "stream_bytes", "network_bytes", "swap_bytes")
 
     def __init__(self, stages: int, chips: int):
         self.stages, self.chips = stages, chips
         self.compute_s = self.memory_s = self.compute_bound_s = self.memory_bound_s = 0.0
         self.overhead_s = self.network_s = self.flops = self.memory_bytes = self.network_bytes = 0.0
-        self.stream_bytes = 0.0
+        self.stream_bytes = self.swap_bytes = 0.0
 
     def add_compute(self, cost: StepCost) -> None:
         self.compute_s += cost.compute_s
@@ -47,7 +47,7 @@ STATUS_NAMES = {NOT_ARRIVED: "not_arrived", IN_FLIGHT: "in_flight", COMPLETED: "
 ITERATION_COLUMNS = (
     "replica", "start_s", "duration_s", "compute_s", "memory_s", "compute_bound_s", "memory_bound_s", "network_s",
     "overhead_s", "bubble_s", "flops_per_chip", "memory_bytes_per_chip", "stream_bytes_per_chip",
-    "network_bytes_per_chip",
+    "network_bytes_per_chip", "swap_bytes_per_chip",
     "prefill_tokens", "decode_tokens", "output_tokens", "batch_size", "decode_context_tokens", "kv_blocks_used",
 )
 
@@ -70,6 +70,7 @@ class Collector:
         self.finish_s = [nan] * n_requests
         self.status = [NOT_ARRIVED] * n_requests
         self.drop_reason = [""] * n_requests
+        self.preemptions = [0] * n_requests
         self._rows = array("d")  # ITERATION_COLUMNS values of every iteration, row after row
         self.arrived = self.completed = self.dropped = 0
         self.events = 0
@@ -83,7 +84,12 @@ class Collector:
 
     def admit(self, rids: list[int], now: float) -> None:
         for rid in rids:
-            self.admit_s[rid] = now
+            if math.isnan(self.admit_s[rid]):  # the first admission; a preempted request is admitted again
+                self.admit_s[rid] = now
+
+    def preempt(self, rids: list[int]) -> None:
+        for rid in rids:
+            self.preemptions[rid] += 1
 
     def drop(self, rid: int, reason: str, now: float) -> None:
         self.status[rid] = DROPPED
@@ -107,7 +113,7 @@ class Collector:
         busy = (a.compute_bound_s + a.memory_bound_s + a.overhead_s + a.network_s) / k
         values = (replica, start, duration, a.compute_s / k, a.memory_s / k, a.compute_bound_s / k,
                   a.memory_bound_s / k, a.network_s / k, a.overhead_s / k, max(duration - busy, 0.0),
-                  a.flops / k, a.memory_bytes / k, a.stream_bytes / k, a.network_bytes / a.chips, shape.prefill_tokens,
+                  a.flops / k, a.memory_bytes / k, a.stream_bytes / k, a.network_bytes / a.chips, a.swap_bytes, shape.prefill_tokens,
                   shape.decode_tokens, shape.logits, batch_size, shape.decode_context, kv_blocks_used)
         self._rows.extend(values)
 

@@ -56,6 +56,7 @@ def frames(c: Collector, requests: Requests, network: "Network", graph: "nx.DiGr
         "prompt_tokens": requests.prompt_tokens,
         "output_tokens": requests.output_tokens,
         "drop_reason": c.drop_reason,
+        "preemptions": np.asarray(c.preemptions, dtype=np.int32),
     })
     req["queue_s"] = req["admit_s"] - req["arrival_s"]
     req["ttft_s"] = req["first_token_s"] - req["arrival_s"]
@@ -194,6 +195,9 @@ def summarize(scenario: "Scenario", model: "ModelShape", plan: Plan,
             "kv_capacity_bytes_per_chip": plan.kv_capacity_bytes_per_chip,
             "kv_capacity_tokens_per_replica": plan.kv_capacity_tokens,
         },
+        "kv_cache": {"preemptions": int(req["preemptions"].sum()),
+                     "requests_preempted": int((req["preemptions"] > 0).sum()),
+                     "swapped_bytes": float(it["swap_bytes_per_chip"].sum()) * plan.chips_per_replica},
         "batch": {"mean": float(it["batch_size"].mean()) if len(it) else None,
                   "max": int(it["batch_size"].max()) if len(it) else 0,
                   "iterations": int(len(it))},

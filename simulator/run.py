@@ -56,6 +56,11 @@ def prepare(scenario: Scenario) -> Prepared:
         raise exc.with_file(scenario.file) from None
     except ValueError as exc:  # a fabric the chip cannot provide
         raise ScenarioError("cluster", str(exc), scenario.origins.get("cluster", scenario.file)) from None
+    batcher = spec.serving.batcher
+    if batcher.kv_policy == "paged" and batcher.preemption == "swap" and spec.cluster.host is None:
+        raise ScenarioError("serving.batcher.preemption",
+                            f"swap needs host memory behind PCIe, but topology {spec.cluster.name} has no `host:` "
+                            "block; allowed here: recompute", scenario.file)
     cost_models = [StepCostModel.build(model, plan, scenario.chip, s) for s in range(plan.pipeline_parallel)]
     return Prepared(model, plan, cost_models, graph)
 

@@ -32,8 +32,8 @@ def cli_error(*args):
      "mixtral-8x22b, mixtral-8x7b, opt-13b, opt-175b, palm-540b, qwen2.5-72b, qwen3-235b-a22b, qwen3-32b) "
      "nor a path to a config.json"),
     ({"serving.batcher.max_batch_sise": 8},
-     "{f}: serving.batcher.max_batch_sise: unknown key; allowed: chunked_prefill, kind, max_batch_size, "
-     "max_batched_tokens"),
+     "{f}: serving.batcher.max_batch_sise: unknown key; allowed: chunked_prefill, kind, kv_policy, "
+     "max_batch_size, max_batched_tokens, preemption"),
     ({"workload.arrival.rate": -5}, "{f}: workload.arrival.rate: must be > 0, got -5"),
     ({"workload.arrival.rate": "5 parsecs"},
      "{f}: workload.arrival.rate: expected rate like '5 /s' or '300 /min', got unit 'parsecs'"),

@@ -445,12 +445,15 @@ class ContinuousBatcher(Frozen):
     """Iteration-level batching (Orca/vLLM): requests join and leave between iterations.
 
     With `chunked_prefill`, long prompts are split to fill the token budget left by decodes (Sarathi);
-    without it a prompt is prefilled whole and must fit the budget.
+    without it a prompt is prefilled whole and must fit the budget. `kv_policy` and `preemption`: see
+    serving/batcher.py; swapping needs host links in the topology (`host:`).
     """
     kind: Literal["continuous"] = "continuous"
     max_batch_size: int = Field(default=256, ge=1)
     max_batched_tokens: int = Field(default=8192, ge=1)
     chunked_prefill: bool = True
+    kv_policy: Literal["reserve", "paged"] = "reserve"  # reserve all output blocks up front, or grow (vLLM)
+    preemption: Literal["recompute", "swap"] = "recompute"  # paged only: what a preempted request does
 
     @model_validator(mode="after")
     def _budget_holds_batch(self) -> "ContinuousBatcher":

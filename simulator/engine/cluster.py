@@ -121,7 +121,7 @@ class Cluster:
         problems = [p for pool in self.pools for p in pool.check()]
         problems += self.network.check()
         held = sum(len(pool.held) for pool in self.pools)
-        running = sum(r.batcher.running for r in self.replicas)
+        running = sum(len(r.batcher.running) for r in self.replicas)
         if held != running:
             problems.append(f"{held} requests hold KV blocks but {running} are running")
         if not math.isfinite(self.env.now):

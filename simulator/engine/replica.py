@@ -99,6 +99,7 @@ class Replica:
                 collector.drop(rid, reason, now)
             if dropped:
                 self.on_done([rid for rid, _ in dropped])
+            collector.preempt(batcher.take_preempted())
             if batch is None:
                 self.wakeup = env.event()
                 collector.events += 1
@@ -107,12 +108,14 @@ class Replica:
                 continue
             account = IterationAccount(len(self.stages), self.chips)
             parts = max(1, min(self.micro_batches, batch.size))
-            if self.private:
+            if batch.swap_out_bytes or batch.swap_in_bytes:
+                yield from self._swap(batch, account)
+            if batch.size and self.private:
                 collector.events += 1
                 yield env.timeout(self._closed_form(batch.shape, parts, account, now))
-            elif parts == 1:
+            elif batch.size and parts == 1:
                 yield from self._micro_batch(batch.shape, account)
-            else:
+            elif batch.size:
                 micro = batch.shape.split(parts)
                 yield env.all_of([env.process(self._micro_batch(micro, account)) for _ in range(parts)])
             first, finished = batcher.complete(batch)
@@ -180,6 +183,21 @@ class Replica:
                 start = env.now
                 yield from self._run((Phase(sends, 1),), account)
                 account.network_s += env.now - start
+
+    def _swap(self, batch, account: IterationAccount):
+        """Copy preempted requests' KV-cache to host memory and resumed ones back, each chip over its own
+        PCIe link (every chip holds its shard), before the iteration computes."""
+        start = self.env.now
+        chips = [c for stage in self.stages for c in stage.chips]
+        flows = []
+        for nbytes, outbound in ((batch.swap_out_bytes, True), (batch.swap_in_bytes, False)):
+            if nbytes:
+                for c in chips:
+                    host = self.routes.host_of(c)
+                    flows.append((c, host, nbytes / len(chips)) if outbound else (host, c, nbytes / len(chips)))
+        yield from self._run((Phase(tuple(flows), 1),), account)
+        account.swap_bytes += (batch.swap_out_bytes + batch.swap_in_bytes) / len(chips)
+        account.network_s += (self.env.now - start) * len(self.stages)
 
     def _run(self, collective: Collective, account: IterationAccount):
         account.network_bytes += yield from run_collective(self.env, self.network, self.routes, collective)

@@ -126,8 +126,17 @@ class Routes:
             self.cache[key] = self._route(src, dst)
         return self.cache[key]
 
+    def host_of(self, chip_name: str) -> str:
+        host = f"n{self.graph.nodes[chip_name]['node']}/host"
+        if host not in self.graph:
+            raise ValueError(f"{chip_name} has no host link: give the topology a `host:` block")
+        return host
+
     def _route(self, src: str, dst: str) -> tuple[tuple[str, ...], float]:
         g = self.graph
+        if g.has_edge(src, dst) and g.edges[src, dst]["fabric"] == "pcie":
+            edge = g.edges[src, dst]
+            return (edge["id"],), edge["latency_s"]
         same_node = g.nodes[src]["node"] == g.nodes[dst]["node"]
         fabric = self.scaleup if same_node else self.scaleout
         if src not in fabric or dst not in fabric:

@@ -1,9 +1,16 @@
 """Continuous (iteration-level) batching: which requests run in the next forward pass of a replica.
 
-Admission reserves KV blocks for a request's prompt and all its output tokens (TensorRT-LLM's
-"guaranteed no evict" policy), so a running request is never preempted; the KV capacity therefore bounds
-the batch. Decode bookkeeping is O(1) per iteration: every decoding request gains one token per iteration,
-so a request that starts decoding at step s with n tokens to go finishes at step s + n, kept in a heap.
+Two KV-cache policies (`kv_policy`):
+- reserve (TensorRT-LLM's "guaranteed no evict"): admission reserves blocks for the prompt and every output
+  token, so nothing is ever preempted and the KV capacity bounds the batch.
+- paged (vLLM): admission takes blocks for the prompt; a decoding request takes one more block whenever its
+  context crosses a block boundary. When no block is free, the most recently admitted running request is
+  preempted: its blocks are freed and it later either recomputes its prompt and generated tokens
+  (`preemption: recompute`) or has its KV-cache copied to host memory over PCIe and back (`swap`).
+
+Decode bookkeeping stays O(1) per iteration (plus the requests crossing a block boundary): every decoding
+request gains one token per iteration, so a request's finish and its next block boundary are decode-step
+numbers, kept in heaps; entries of preempted requests go stale and are skipped.
 """
 
 from __future__ import annotations
@@ -19,9 +26,12 @@ from simulator.serving.kv_cache import KvBlockPool
 
 @dataclass
 class Batch:
-    """One iteration's work: its shape for the cost model and the prefill chunks it advances."""
+    """One iteration's work: its shape for the cost model, the prefill chunks it advances, and the KV-cache
+    bytes it copies to and from host memory first."""
     shape: BatchShape
-    chunks: list[tuple[list[int], int]] = field(default_factory=list)  # ([rid, done], tokens)
+    chunks: list[tuple[list[int], int]] = field(default_factory=list)  # ([rid, done, target], tokens)
+    swap_out_bytes: float = 0.0
+    swap_in_bytes: float = 0.0
 
     @property
     def size(self) -> int:
@@ -35,54 +45,129 @@ class ContinuousBatching:
                  output_tokens: list[int], max_context: int | None):
         self.cfg = cfg
         self.kv = kv
+        self.paged = cfg.kv_policy == "paged"
         self.prompt = prompt_tokens
         self.output = output_tokens
         self.max_context = max_context
         self.waiting: deque[int] = deque()
-        self.prefilling: list[list[int]] = []   # [rid, prompt tokens done], in admission order
+        self.running: dict[int, None] = {}      # admitted and not finished, in admission order
+        self.prefilling: list[list[int]] = []   # [rid, tokens done, tokens to compute]
+        self.decoding: dict[int, tuple[int, int, int]] = {}  # rid -> (join step, context then, generated then)
         self.decode_heap: list[tuple[int, int]] = []  # (step at which it finishes, rid)
+        self.block_heap: list[tuple[int, int]] = []   # (step at which it needs another block, rid)
         self.decode_context = 0                 # sum of contexts the next decode iteration attends
         self.step = 0                           # decode iterations run so far
+        self.generated_before: dict[int, int] = {}  # tokens generated before a recompute preemption
+        self.swapped: dict[int, tuple[int, int, int]] = {}  # rid -> (context, generated, blocks in host memory)
+        self.swap_out = self.swap_in = 0.0
+        self.watermark = max(1, kv.capacity_blocks // 100) if self.paged else 0
         self.admitted: list[int] = []
         self.dropped: list[tuple[int, str]] = []
-
-    @property
-    def running(self) -> int:
-        return len(self.prefilling) + len(self.decode_heap)
+        self.preempted: list[int] = []
 
     def enqueue(self, rid: int) -> None:
         self.waiting.append(rid)
 
+    # ------------------------------------------------------------ admission
+
     def _admit(self) -> None:
-        while self.waiting and self.running < self.cfg.max_batch_size:
+        while self.waiting and len(self.running) < self.cfg.max_batch_size:
             rid = self.waiting[0]
-            tokens = self.prompt[rid] + self.output[rid]
-            blocks = self.kv.blocks_for(tokens)
-            reason = self._never_fits(rid, tokens, blocks)
+            reason = "" if rid in self.swapped or rid in self.generated_before else self._never_fits(rid)
             if reason:
                 self.waiting.popleft()
                 self.dropped.append((rid, reason))
                 continue
-            if not self.kv.can_allocate(blocks):
+            blocks = self._blocks_to_admit(rid)
+            if self.kv.used_blocks + blocks + self.watermark > self.kv.capacity_blocks:
                 return  # first come, first served: wait for blocks to free
             self.waiting.popleft()
             self.kv.allocate(rid, blocks)
-            self.prefilling.append([rid, 0])
-            self.admitted.append(rid)
+            self.running[rid] = None
+            if rid in self.swapped:
+                context, generated, in_host = self.swapped.pop(rid)
+                self.swap_in += in_host * self.kv.bytes_per_block  # a block it still lacked comes fresh
+                self._join(rid, context, generated)
+            else:
+                target = self.prompt[rid] + self.generated_before.get(rid, 0)
+                self.prefilling.append([rid, 0, target])
+                self.admitted.append(rid)
 
-    def _never_fits(self, rid: int, tokens: int, blocks: int) -> str:
+    def _blocks_to_admit(self, rid: int) -> int:
+        if rid in self.swapped:
+            return self.kv.blocks_for(self.swapped[rid][0])
+        if not self.paged:
+            return self.kv.blocks_for(self.prompt[rid] + self.output[rid])
+        return self.kv.blocks_for(self.prompt[rid] + self.generated_before.get(rid, 0) + 1)
+
+    def _never_fits(self, rid: int) -> str:
+        tokens = self.prompt[rid] + self.output[rid]
         if self.max_context and tokens > self.max_context:
             return "context"
-        if blocks > self.kv.capacity_blocks:
+        if self.kv.blocks_for(tokens) + self.watermark > self.kv.capacity_blocks:
             return "kv_capacity"
         if not self.cfg.chunked_prefill and self.prompt[rid] > self.cfg.max_batched_tokens:
             return "token_budget"
         return ""
 
+    # ------------------------------------------------------------ decode state
+
+    def _context(self, rid: int) -> int:
+        join, context, _ = self.decoding[rid]
+        return context + self.step - join
+
+    def _join(self, rid: int, context: int, generated: int) -> None:
+        """Start (or resume) decoding: `context` tokens in the KV-cache, `generated` output tokens so far."""
+        self.decoding[rid] = (self.step, context, generated)
+        heapq.heappush(self.decode_heap, (self.step + self.output[rid] - generated, rid))
+        self.decode_context += context
+        if self.paged:
+            self._push_block_need(rid)
+
+    def _push_block_need(self, rid: int) -> None:
+        join, context, _ = self.decoding[rid]
+        covered = self.kv.held[rid] * self.kv.block_tokens
+        heapq.heappush(self.block_heap, (join + covered - context + 1, rid))
+
+    def _grow(self) -> None:
+        """Give a block to every decoding request whose context is about to cross a block boundary,
+        preempting the most recently admitted requests while none is free."""
+        while self.block_heap and self.block_heap[0][0] <= self.step:
+            need, rid = heapq.heappop(self.block_heap)
+            if rid not in self.decoding:
+                continue  # preempted or finished since
+            while not self.kv.can_allocate(1) and rid in self.running:
+                self._preempt(next(reversed(self.running)))
+            if rid in self.decoding:
+                self.kv.allocate(rid, 1)
+                self._push_block_need(rid)
+
+    def _preempt(self, rid: int) -> None:
+        del self.running[rid]
+        if rid in self.decoding:
+            join, context, generated = self.decoding.pop(rid)
+            now_context = context + self.step - join
+            self.decode_context -= now_context
+            now_generated = generated + self.step - join
+            if self.cfg.preemption == "swap":
+                self.swapped[rid] = (now_context, now_generated, self.kv.held[rid])
+                self.swap_out += self.kv.held[rid] * self.kv.bytes_per_block
+            else:
+                self.generated_before[rid] = now_generated
+        else:  # caught mid-prefill: its partial KV-cache is simply dropped
+            self.prefilling = [e for e in self.prefilling if e[0] != rid]
+        self.kv.free(rid)
+        self.waiting.appendleft(rid)
+        self.preempted.append(rid)
+
+    # ------------------------------------------------------------ iterations
+
     def schedule(self) -> Batch | None:
         """The next iteration's batch, or None when there is nothing to run."""
+        if self.paged:
+            self._grow()
         self._admit()
-        n_decode = len(self.decode_heap)
+        n_decode = len(self.decoding)
         if self.cfg.chunked_prefill:
             budget = self.cfg.max_batched_tokens - n_decode
         else:  # vLLM without chunking: whole prompts in prefill-only iterations, which pause decodes
@@ -94,8 +179,8 @@ class ContinuousBatching:
         for entry in self.prefilling:
             if budget <= 0:
                 break
-            rid, done = entry
-            remaining = self.prompt[rid] - done
+            _, done, target = entry
+            remaining = target - done
             if not self.cfg.chunked_prefill and remaining > budget:
                 break
             n = min(remaining, budget)
@@ -105,11 +190,13 @@ class ContinuousBatching:
             kv_read += done
             budget -= n
             logits += n == remaining
-        if not chunks and not n_decode:
+        swap_out, swap_in = self.swap_out, self.swap_in
+        self.swap_out = self.swap_in = 0.0
+        if not chunks and not n_decode and not swap_out and not swap_in:
             return None
         decode_context = self.decode_context if n_decode else 0
         shape = BatchShape(new, pairs, kv_read, n_decode, decode_context, logits + n_decode)
-        return Batch(shape, chunks)
+        return Batch(shape, chunks, swap_out, swap_in)
 
     def complete(self, batch: Batch) -> tuple[list[int], list[int]]:
         """Apply a finished iteration: (requests that got their first token, requests that finished)."""
@@ -117,28 +204,37 @@ class ContinuousBatching:
         finished: list[int] = []
         if batch.shape.decode_tokens:
             self.step += 1
-            self.decode_context += len(self.decode_heap)
+            self.decode_context += len(self.decoding)
             while self.decode_heap and self.decode_heap[0][0] <= self.step:
-                _, rid = heapq.heappop(self.decode_heap)
-                self.decode_context -= self.prompt[rid] + self.output[rid]
-                self.kv.free(rid)
-                finished.append(rid)
-        completed_prefill = False
+                end, rid = heapq.heappop(self.decode_heap)
+                state = self.decoding.get(rid)
+                if state is None or state[0] + self.output[rid] - state[2] != end:
+                    continue  # stale: preempted (and perhaps resumed) since
+                self.decode_context -= self._context(rid)
+                del self.decoding[rid]
+                self._finish(rid, finished)
+        completed = False
         for entry, n in batch.chunks:
             entry[1] += n
-            rid = entry[0]
-            if entry[1] == self.prompt[rid]:
-                completed_prefill = True
+            rid, done, target = entry
+            if done < target:
+                continue
+            completed = True
+            generated = self.generated_before.pop(rid, 0) + 1  # the prefill's last position yields a token
+            if generated == 1:
                 first.append(rid)
-                if self.output[rid] == 1:
-                    self.kv.free(rid)
-                    finished.append(rid)
-                else:
-                    heapq.heappush(self.decode_heap, (self.step + self.output[rid] - 1, rid))
-                    self.decode_context += self.prompt[rid] + 1
-        if completed_prefill:
-            self.prefilling = [e for e in self.prefilling if e[1] < self.prompt[e[0]]]
+            if generated >= self.output[rid]:
+                self._finish(rid, finished)
+            else:
+                self._join(rid, target + 1, generated)
+        if completed:
+            self.prefilling = [e for e in self.prefilling if e[1] < e[2]]
         return first, finished
+
+    def _finish(self, rid: int, finished: list[int]) -> None:
+        del self.running[rid]
+        self.kv.free(rid)
+        finished.append(rid)
 
     def take_admitted(self) -> list[int]:
         admitted, self.admitted = self.admitted, []
@@ -147,3 +243,7 @@ class ContinuousBatching:
     def take_dropped(self) -> list[tuple[int, str]]:
         dropped, self.dropped = self.dropped, []
         return dropped
+
+    def take_preempted(self) -> list[int]:
+        preempted, self.preempted = self.preempted, []
+        return preempted
