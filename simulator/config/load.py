@@ -164,7 +164,7 @@ def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> tuple[str, st
 
 
 _UNION_TAGS = {"fixed", "uniform", "lognormal", "empirical", "poisson", "gamma", "on_off", "daily",
-               "closed_loop", "offline", "trace", "continuous", "function-after[_ordered(), UniformLength]"}
+               "closed_loop", "offline", "trace", "continuous", "static", "function-after[_ordered(), UniformLength]"}
 
 
 def _choices(expected: str) -> str:

@@ -454,6 +454,7 @@ class ContinuousBatcher(Frozen):
     chunked_prefill: bool = True
     kv_policy: Literal["reserve", "paged"] = "reserve"  # reserve all output blocks up front, or grow (vLLM)
     preemption: Literal["recompute", "swap"] = "recompute"  # paged only: what a preempted request does
+    priority: Literal["decode_first", "prefill_first"] | None = None  # None: decode first iff chunked
 
     @model_validator(mode="after")
     def _budget_holds_batch(self) -> "ContinuousBatcher":
@@ -463,8 +464,27 @@ class ContinuousBatcher(Frozen):
         return self
 
 
+class StaticBatcher(Frozen):
+    """Request-level (static) batching, as FasterTransformer served: a batch is admitted only when the
+    replica is empty, prefilled at once, and decoded until its last request finishes; requests that arrive
+    meanwhile wait for the whole batch. It starts when `max_batch_size` requests wait or the oldest has
+    waited `max_wait`."""
+    kind: Literal["static"]
+    max_batch_size: int = Field(default=32, ge=1)
+    max_wait: Seconds = 0.0
+    # fixed for static batching (same names as the continuous batcher's, so the scheduler reads one shape)
+    max_batched_tokens: Literal[2**31] = 2**31
+    chunked_prefill: Literal[False] = False
+    kv_policy: Literal["reserve"] = "reserve"
+    preemption: Literal["recompute"] = "recompute"
+    priority: Literal["prefill_first"] = "prefill_first"
+
+
+Batcher = Annotated[Union[ContinuousBatcher, StaticBatcher], Field(discriminator="kind")]
+
+
 class ServingSpec(Frozen):
-    batcher: ContinuousBatcher = ContinuousBatcher()
+    batcher: Batcher = ContinuousBatcher()
 
 
 class CostSpec(Frozen):

@@ -84,15 +84,15 @@ class Replica:
         self.process = env.process(self.run())
 
     def submit(self, rid: int) -> None:
-        self.batcher.enqueue(rid)
+        self.batcher.enqueue(rid, self.env.now)
         if self.wakeup is not None and not self.wakeup.triggered:
             self.wakeup.succeed()
 
     def run(self):
         env, batcher, collector = self.env, self.batcher, self.collector
         while True:
-            batch = batcher.schedule()
             now = env.now
+            batch = batcher.schedule(now)
             collector.admit(batcher.take_admitted(), now)
             dropped = batcher.take_dropped()
             for rid, reason in dropped:
@@ -100,10 +100,13 @@ class Replica:
             if dropped:
                 self.on_done([rid for rid, _ in dropped])
             collector.preempt(batcher.take_preempted())
-            if batch is None:
+            if batch is None:  # sleep until a request arrives (or a static batch's wait runs out)
                 self.wakeup = env.event()
                 collector.events += 1
-                yield self.wakeup
+                if batcher.wake_at is not None:
+                    yield env.any_of([self.wakeup, env.timeout(batcher.wake_at - now)])
+                else:
+                    yield self.wakeup
                 self.wakeup = None
                 continue
             account = IterationAccount(len(self.stages), self.chips)

@@ -8,6 +8,11 @@ Two KV-cache policies (`kv_policy`):
   preempted: its blocks are freed and it later either recomputes its prompt and generated tokens
   (`preemption: recompute`) or has its KV-cache copied to host memory over PCIe and back (`swap`).
 
+Priority: decode_first puts every decoding request in the iteration and fills the rest of the token
+budget with prefill (Sarathi, vLLM with chunked prefill); prefill_first runs prefill-only iterations while
+prompts wait, pausing decodes (vLLM without chunking). Static batching (kind: static) admits a new batch only
+when the replica is empty.
+
 Decode bookkeeping stays O(1) per iteration (plus the requests crossing a block boundary): every decoding
 request gains one token per iteration, so a request's finish and its next block boundary are decode-step
 numbers, kept in heaps; entries of preempted requests go stale and are skipped.
@@ -19,7 +24,7 @@ import heapq
 from collections import deque
 from dataclasses import dataclass, field
 
-from simulator.config.schema import ContinuousBatcher
+from simulator.config.schema import ContinuousBatcher, StaticBatcher
 from simulator.hardware.roofline import BatchShape
 from simulator.serving.kv_cache import KvBlockPool
 
@@ -41,11 +46,16 @@ class Batch:
 class ContinuousBatching:
     """State of one replica's scheduler. Request lengths are indexed by request id."""
 
-    def __init__(self, cfg: ContinuousBatcher, kv: KvBlockPool, prompt_tokens: list[int],
+    def __init__(self, cfg: ContinuousBatcher | StaticBatcher, kv: KvBlockPool, prompt_tokens: list[int],
                  output_tokens: list[int], max_context: int | None):
         self.cfg = cfg
         self.kv = kv
         self.paged = cfg.kv_policy == "paged"
+        self.static = cfg.kind == "static"
+        self.prefill_first = (cfg.priority or ("decode_first" if cfg.chunked_prefill else "prefill_first")) \
+            == "prefill_first"
+        self.enqueued_at: dict[int, float] = {}
+        self.wake_at: float | None = None  # static batching: when the oldest waiting request's wait runs out
         self.prompt = prompt_tokens
         self.output = output_tokens
         self.max_context = max_context
@@ -65,12 +75,26 @@ class ContinuousBatching:
         self.dropped: list[tuple[int, str]] = []
         self.preempted: list[int] = []
 
-    def enqueue(self, rid: int) -> None:
+    def enqueue(self, rid: int, now: float = 0.0) -> None:
         self.waiting.append(rid)
+        self.enqueued_at[rid] = now
 
     # ------------------------------------------------------------ admission
 
-    def _admit(self) -> None:
+    def _static_gate(self, now: float) -> bool:
+        """Static batching: may a new batch start now? If not, note when it may."""
+        self.wake_at = None
+        if self.running or not self.waiting:
+            return False
+        deadline = self.enqueued_at[self.waiting[0]] + self.cfg.max_wait
+        if len(self.waiting) >= self.cfg.max_batch_size or now >= deadline:
+            return True
+        self.wake_at = deadline
+        return False
+
+    def _admit(self, now: float) -> None:
+        if self.static and not self._static_gate(now):
+            return
         while self.waiting and len(self.running) < self.cfg.max_batch_size:
             rid = self.waiting[0]
             reason = "" if rid in self.swapped or rid in self.generated_before else self._never_fits(rid)
@@ -82,6 +106,7 @@ class ContinuousBatching:
             if self.kv.used_blocks + blocks + self.watermark > self.kv.capacity_blocks:
                 return  # first come, first served: wait for blocks to free
             self.waiting.popleft()
+            self.enqueued_at.pop(rid, None)
             self.kv.allocate(rid, blocks)
             self.running[rid] = None
             if rid in self.swapped:
@@ -162,18 +187,15 @@ class ContinuousBatching:
 
     # ------------------------------------------------------------ iterations
 
-    def schedule(self) -> Batch | None:
-        """The next iteration's batch, or None when there is nothing to run."""
+    def schedule(self, now: float = 0.0) -> Batch | None:
+        """The next iteration's batch, or None when there is nothing to run (see `wake_at`)."""
         if self.paged:
             self._grow()
-        self._admit()
+        self._admit(now)
         n_decode = len(self.decoding)
-        if self.cfg.chunked_prefill:
-            budget = self.cfg.max_batched_tokens - n_decode
-        else:  # vLLM without chunking: whole prompts in prefill-only iterations, which pause decodes
-            budget = self.cfg.max_batched_tokens if self.prefilling else 0
-            if self.prefilling:
-                n_decode = 0
+        if self.prefill_first and self.prefilling:  # prefill-only iteration: decodes wait
+            n_decode = 0
+        budget = self.cfg.max_batched_tokens - n_decode
         chunks = []
         new = pairs = kv_read = logits = 0
         for entry in self.prefilling:
