@@ -33,11 +33,11 @@ def cli_error(*args):
      "nor a path to a config.json"),
     ({"serving.batcher.max_batch_sise": 8},
      "{f}: serving.batcher.max_batch_sise: unknown key; allowed: chunked_prefill, kind, kv_policy, "
-     "max_batch_size, max_batched_tokens, preemption"),
+     "max_batch_size, max_batched_tokens, preemption, priority"),
     ({"workload.arrival.rate": -5}, "{f}: workload.arrival.rate: must be > 0, got -5"),
     ({"workload.arrival.rate": "5 parsecs"},
      "{f}: workload.arrival.rate: expected rate like '5 /s' or '300 /min', got unit 'parsecs'"),
-    ({"serving.batcher.kind": "vlm"}, "{f}: serving.batcher.kind: 'vlm' is not one of: continuous"),
+    ({"serving.batcher.kind": "vlm"}, "{f}: serving.batcher.kind: 'vlm' is not one of: continuous, static"),
     ({"workload.arrival.kind": "hawkes"},
      "{f}: workload.arrival.kind: 'hawkes' is not one of: closed_loop, daily, gamma, offline, on_off, poisson, "
      "trace"),
