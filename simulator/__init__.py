@@ -1,11 +1,13 @@
 """infersim: a discrete-event simulator of LLM inference clusters.
 
-    from simulator import load_scenario, run
+    from simulator import load_scenario, run, sweep
     result = run(load_scenario("scenarios/default.yaml"))
     result.summary["ttft_s"]["p99"]
+    table = sweep("scenarios/sweeps/llama70b-batch-x-tp.yaml", "results/batch-x-tp").table
 """
 
 from simulator.config.load import Scenario, load_scenario
 from simulator.run import RunResult, run
+from simulator.sweep import SweepResult, sweep
 
-__all__ = ["Scenario", "RunResult", "load_scenario", "run"]
+__all__ = ["Scenario", "RunResult", "SweepResult", "load_scenario", "run", "sweep"]

@@ -1,4 +1,4 @@
-"""Command line: `infersim run`, `infersim list`. User mistakes print one line and exit 2."""
+"""Command line: `infersim run`, `sweep`, `list`. User mistakes print one line and exit 2."""
 
 from __future__ import annotations
 
@@ -49,6 +49,34 @@ def run(
         table.add_row(name, value)
     console.print(table)
     console.print(f"results in {out_dir}/")
+
+
+@app.command()
+def sweep(
+    file: Path = typer.Argument(..., help="Sweep YAML file: a base scenario and axes over dotted keys."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output folder (default results/<name>)."),
+    backend: str = typer.Option("local", "--backend", help="local (processes) or ray."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster (default: a local one)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a base value: dotted.key=value (repeatable)."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
+) -> None:
+    """Simulate the points of FILE not yet in the output folder; write sweep tables, plots, report.md."""
+    from simulator.sweep import sweep as run_sweep
+
+    try:
+        result = run_sweep(file, out, set_, backend, workers, address, plots)
+    except InfersimError as exc:
+        fail(str(exc))
+        return
+    counts = ", ".join(f"{result.count(s)} {s}" for s in ("ok", "error", "crash"))
+    console.print(f"{len(result.table)} points: {counts}; simulated {result.computed}, the rest cached")
+    console.print(f"results in {result.out}/")
+    crashed = result.table[result.table["status"] == "crash"]
+    if len(crashed):  # a bug, not a user mistake: exit 1, tracebacks in the point records
+        typer.echo(f"{len(crashed)} points crashed (a bug), e.g.: {crashed['error'].iloc[0]}; tracebacks in "
+                   f"{result.out}/points/{crashed['key'].iloc[0]}.json", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

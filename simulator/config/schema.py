@@ -514,3 +514,51 @@ class ScenarioSpec(Frozen):
     workload: WorkloadSpec
     cost: CostSpec = CostSpec()
     sim: SimSpec = SimSpec()
+
+
+class ParetoSpec(Frozen):
+    """Two columns of the sweep table that trade off, both better when larger (default: tokens/s each user
+    sees against tokens/s each chip delivers)."""
+    x: str = "interactivity.tokens_per_s_per_user"
+    y: str = "throughput.output_tokens_per_s_per_chip"
+
+
+class SweepSpec(Frozen):
+    """A sweep file: a base scenario and axes over its dotted keys (the keys `infersim run --set` takes).
+
+    Points are the product of the `axes` and the `zip` groups, in file order, the last varying fastest; the
+    keys of one zip group advance together. With `seeds: spawn` point i runs with a seed spawned from the root
+    seed by its index; with `seeds: shared` every point runs with the root seed (common random numbers).
+    """
+    name: str = ""
+    description: str = ""
+    base: str  # the base scenario file, relative to the sweep file
+    seed: int | None = Field(default=None, ge=0)  # root seed; None: the base scenario's seed
+    seeds: Literal["spawn", "shared"] = "spawn"
+    overrides: tuple[str, ...] = ()  # dotted.key=value applied to every point, as with --set
+    axes: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
+    zip: tuple[dict[str, Annotated[list[Any], Field(min_length=1)]], ...] = ()
+    x_axis: str | None = None  # the axis the metric plots use as x; None: the first
+    metrics: tuple[str, ...] = ("throughput.output_tokens_per_s_per_chip", "tpot_s.p50", "ttft_s.p99")
+    pareto: ParetoSpec = ParetoSpec()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SweepSpec":
+        seen = list(self.axes)
+        for i, group in enumerate(self.zip):
+            lengths = {key: len(values) for key, values in group.items()}
+            if not lengths:
+                raise ValueError(f"zip.{i}: an empty group; give it keys with lists of values")
+            if len(set(lengths.values())) > 1:
+                listed = ", ".join(f"{key} has {n}" for key, n in lengths.items())
+                raise ValueError(f"zip.{i}: zipped keys need lists of equal length; {listed}")
+            twice = [key for key in group if key in seen]
+            if twice:
+                raise ValueError(f"zip.{i}: {twice[0]} is already an axis")
+            seen += list(group)
+        if self.x_axis is not None and self.x_axis not in seen:
+            raise ValueError(f"x_axis: {self.x_axis!r} is not one of the axes: {', '.join(seen) or 'none'}")
+        return self
+
+
+# ---------------------------------------------------------------- comparisons

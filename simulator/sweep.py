@@ -1,0 +1,367 @@
+"""Sweeps: one base scenario, axes over its dotted keys, many independent simulations, one table.
+
+A sweep file (`SweepSpec`) expands into points, the product of its axes and zipped groups. Each point is the
+base scenario loaded with the same overrides `infersim run --set` takes, so any dotted key can be an axis,
+`cluster` and `model` included. Points run in local processes (default) or as Ray tasks; each finished point
+is written atomically to OUT/points/<key>.json, where the key hashes the resolved scenario, the point's seed
+and the infersim version. A re-run reads those records and simulates only the points without one, so a
+killed sweep loses nothing it had finished. The key does not see code edits that keep the version number:
+after such edits use a fresh output folder.
+
+Failures: an InfersimError (a model that does not fit, a TP degree that does not divide the heads) is what
+the input gives, so it is a result: status "error", cached like a success, not retried. Any other exception
+is a bug: status "crash", its traceback kept in the record, simulated again on the next run. Neither stops
+the other points. Points whose scenarios resolve identically are simulated once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import threading
+import traceback
+from collections import Counter
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from simulator import sweep_report
+from simulator.config.load import Scenario, load_scenario, read_yaml, validate
+from simulator.config.schema import SweepSpec
+from simulator.errors import InfersimError, ScenarioError
+from simulator.report import summary_json
+from simulator.run import run
+
+FINAL = ("ok", "error")  # statuses a re-run keeps; "crash" is simulated again
+
+
+def _version() -> str:
+    try:
+        return metadata.version("infersim")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+VERSION = _version()
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of a sweep: its index in expansion order, its value on every axis, its seed."""
+    index: int
+    values: dict[str, Any]
+    seed: int
+
+    def overrides(self) -> list[str]:
+        """The axis values as `--set` strings, written by YAML's own dumper so each reads back exactly
+        (JSON would write 1e-06, which YAML 1.1 reads as a string)."""
+        return [f"{key}={_yaml_value(value)}" for key, value in self.values.items()]
+
+
+def _yaml_value(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
+    return text.removesuffix("\n...").strip()
+
+
+@dataclass(frozen=True)
+class Job:
+    """A point with its resolved scenario and cache key, or the error that kept it from resolving."""
+    point: Point
+    scenario: Scenario | None
+    key: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The sweep table (one row per point, expansion order) and how many points this call simulated."""
+    spec: SweepSpec
+    file: Path
+    out: Path
+    table: pd.DataFrame
+    computed: int
+
+    def count(self, status: str) -> int:
+        return int((self.table["status"] == status).sum())
+
+
+# ---------------------------------------------------------------- expansion
+
+def load_sweep(path: str | Path) -> tuple[SweepSpec, Path]:
+    """Read and validate a sweep file; returns it with the path of its base scenario."""
+    path = Path(path)
+    spec: SweepSpec = validate(SweepSpec, read_yaml(path), str(path))
+    base = Path(spec.base) if Path(spec.base).is_absolute() else path.resolve().parent / spec.base
+    if not base.is_file():
+        raise ScenarioError("base", f"{spec.base!r} is not a scenario file (no {base})", str(path))
+    return spec, base
+
+
+def axis_keys(spec: SweepSpec) -> list[str]:
+    return [*spec.axes, *(key for group in spec.zip for key in group)]
+
+
+def expand(spec: SweepSpec, root_seed: int) -> list[Point]:
+    """Every point of the sweep in order: the product of the axes, then the zip groups, the last fastest."""
+    dims = [[{key: value} for value in values] for key, values in spec.axes.items()]
+    dims += [[dict(zip(group, row, strict=True)) for row in zip(*group.values(), strict=True)]
+             for group in spec.zip]
+    points = []
+    for index, parts in enumerate(itertools.product(*dims)):
+        values = {key: value for part in parts for key, value in part.items()}
+        points.append(Point(index, values, _seed(spec, root_seed, index, values)))
+    return points
+
+
+def point_seed(root_seed: int, index: int) -> int:
+    """The seed of point `index`: the index-th child of SeedSequence(root), as `.spawn()` numbers them."""
+    return int(np.random.SeedSequence(root_seed, spawn_key=(index,)).generate_state(1)[0])
+
+
+def _seed(spec: SweepSpec, root_seed: int, index: int, values: dict[str, Any]) -> int:
+    if "seed" in values:  # seed is an axis: replications
+        return int(values["seed"])
+    return root_seed if spec.seeds == "shared" else point_seed(root_seed, index)
+
+
+def point_key(scenario: Scenario, seed: int) -> str:
+    """Cache key of a point: everything its result depends on (scenario, model, chip, seed, version)."""
+    parts = [scenario.spec.model_dump_json(), scenario.model_name,
+             json.dumps(scenario.model_config, sort_keys=True), scenario.chip.model_dump_json(), str(seed),
+             VERSION]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
+
+
+def resolve(file: Path, base: Path, points: Sequence[Point], common: Sequence[str]) -> list[Job]:
+    """Load each point's scenario; one that does not load is an error row, unless none loads at all."""
+    jobs = []
+    for point in points:
+        try:
+            scenario = load_scenario(base, [*common, *point.overrides()])
+        except InfersimError as exc:
+            jobs.append(Job(point, None, None, str(exc)))
+            continue
+        jobs.append(Job(point, scenario, point_key(scenario, point.seed)))
+    if jobs and all(job.error for job in jobs):
+        raise ScenarioError("", f"no point of the sweep loads; the first: {jobs[0].error}", str(file))
+    return jobs
+
+
+def _check_overrides(spec: SweepSpec, file: Path, overrides: Sequence[str]) -> None:
+    """A --set on an axis key would be silently replaced by the axis values: refuse it."""
+    keys = axis_keys(spec)
+    for text in overrides:
+        key = text.partition("=")[0].strip()
+        if key in keys:
+            raise ScenarioError("--set", f"{key} is an axis of {file}; change its values there")
+
+
+# ---------------------------------------------------------------- one point
+
+def simulate(scenario: Scenario, seed: int) -> dict[str, Any]:
+    """Run one point and return its outcome; never raises, so that one bad point cannot stop a sweep."""
+    try:
+        summary = run(scenario, seed=seed).summary
+        return {"status": "ok", "error": None, "summary": json.loads(summary_json(summary)),
+                "infersim": VERSION}
+    except InfersimError as exc:
+        return _failed("error", str(exc))
+    except Exception as exc:  # a bug: recorded with its traceback, retried on the next run
+        return _failed("crash", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+
+def _failed(status: str, message: str, trace: str | None = None) -> dict[str, Any]:
+    outcome = {"status": status, "error": message.strip().splitlines()[0] if message.strip() else status,
+               "summary": None, "infersim": VERSION}
+    if trace:
+        outcome["traceback"] = trace
+    return outcome
+
+
+def _save(points_dir: Path, job: Job, outcome: dict[str, Any]) -> dict[str, Any]:
+    """Write a point's record atomically; return it as a later run will read it back."""
+    if outcome.get("infersim") != VERSION:
+        outcome = _failed("crash", f"the worker runs infersim {outcome.get('infersim')}, this is {VERSION}")
+    record = {"key": job.key, "index": job.point.index, "values": job.point.values, "seed": job.point.seed,
+              **outcome}
+    text = json.dumps(record, indent=1, default=str) + "\n"
+    sweep_report.atomic_write(points_dir / f"{job.key}.json", lambda p: p.write_text(text, encoding="utf-8"))
+    return json.loads(text)
+
+
+def _cached(points_dir: Path, key: str) -> dict[str, Any] | None:
+    try:
+        record = json.loads((points_dir / f"{key}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if record.get("key") == key and record.get("status") in FINAL else None
+
+
+# ---------------------------------------------------------------- backends
+
+Backend = Callable[[list[Job], int, "str | None"], Iterator[tuple[Job, dict[str, Any]]]]
+
+
+def _local(jobs: list[Job], workers: int, address: str | None) -> Iterator[tuple[Job, dict[str, Any]]]:
+    """Local processes; one worker runs in this process (no pickling, easy to debug)."""
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield job, simulate(job.scenario, job.point.seed)
+        return
+    context = _mp_context()
+    alive, alive_w = context.Pipe(duplex=False)  # only this process holds alive_w
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
+                               initializer=_exit_with_parent, initargs=(alive,))
+    finished = False
+    try:
+        futures = {pool.submit(simulate, job.scenario, job.point.seed): job for job in jobs}
+        for future in as_completed(futures):
+            yield futures[future], _outcome(future)
+        finished = True
+    finally:
+        pool.shutdown(wait=finished, cancel_futures=True)
+        alive_w.close()  # interrupted: the workers stop now, not after their current point
+
+
+def _exit_with_parent(alive: Any) -> None:
+    """Worker initializer: exit when the sweep process is gone (even SIGKILLed), never idle as an orphan."""
+    def watch() -> None:
+        try:
+            alive.recv()  # nothing is ever sent: this returns or raises only at the parent's end
+        except (EOFError, OSError):
+            pass
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _mp_context() -> Any:
+    """forkserver, preloaded with the simulator: workers start fast, never fork a threaded parent, and
+    inherit none of its file descriptors (so the `alive` pipe sees EOF when the parent dies)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["simulator.sweep"])
+    return context
+
+
+def _outcome(future: Future) -> dict[str, Any]:
+    try:
+        return future.result()
+    except Exception as exc:  # the worker process died (killed, out of memory)
+        return _failed("crash", f"worker failed: {type(exc).__name__}: {exc}")
+
+
+def _ray(jobs: list[Job], workers: int, address: str | None) -> Iterator[tuple[Job, dict[str, Any]]]:
+    """One Ray task per point, on the cluster at `address` or on a local Ray instance of `workers` CPUs."""
+    if not jobs:  # all cached: no need to start Ray
+        return
+    try:
+        import ray
+    except ImportError:
+        raise ScenarioError("", "ray is not installed: pip install -e '.[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        _ray_init(ray, workers, address)
+    task = ray.remote(num_cpus=1, max_retries=0)(simulate)
+    pending = {task.remote(job.scenario, job.point.seed): job for job in jobs}
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            try:
+                outcome = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:
+                outcome = _failed("crash", f"ray task failed: {type(exc).__name__}: {exc}")
+            yield job, outcome
+    finally:
+        for ref in pending:
+            ray.cancel(ref)
+        if started:
+            ray.shutdown()
+
+
+def _ray_init(ray: Any, workers: int, address: str | None) -> None:
+    """Join a cluster, shipping this simulator package so its nodes run this code; or start a local one."""
+    import logging
+
+    import simulator
+
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
+                     runtime_env={"py_modules": [simulator]})
+        else:
+            ray.init(address="local", num_cpus=workers, include_dashboard=False,  # never a running cluster
+                     logging_level=logging.WARNING, log_to_driver=False)
+    except Exception as exc:  # connection refused, bad address: a user problem
+        problem = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ScenarioError("--address" if address else "", f"cannot start Ray: {problem}") from None
+
+
+BACKENDS: dict[str, Backend] = {"local": _local, "ray": _ray}
+
+
+@contextmanager
+def _progress(total: int, done: int, failed: int, show: bool | None) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr (points done, failed, ETA); off when stderr is not a terminal."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn(), console=console,
+                   disable=not (console.is_terminal if show is None else show))
+    with bar:
+        task = bar.add_task("sweep", total=total, completed=done, failed=failed)
+
+        def tick(points: int, failures: int) -> None:
+            nonlocal failed
+            failed += failures
+            bar.update(task, advance=points, failed=failed)
+
+        yield tick
+
+
+# ---------------------------------------------------------------- the sweep
+
+def sweep(file: str | Path, out: str | Path | None = None, overrides: Sequence[str] = (),
+          backend: str = "local", workers: int | None = None, address: str | None = None,
+          plots: bool = True, progress: bool | None = None) -> SweepResult:
+    """Simulate every point of the sweep FILE not yet in OUT/points/, then write OUT/sweep.parquet,
+    sweep.csv, report.md and plots/. `overrides` (--set) apply to every point's base scenario."""
+    file = Path(file)
+    if backend not in BACKENDS:
+        raise ScenarioError("--backend", f"{backend!r} is not one of: {', '.join(BACKENDS)}")
+    spec, base = load_sweep(file)
+    _check_overrides(spec, file, overrides)
+    common = [*spec.overrides, *overrides]
+    root_seed = spec.seed if spec.seed is not None else load_scenario(base, common).spec.seed
+    jobs = resolve(file, base, expand(spec, root_seed), common)
+    out = Path(out) if out is not None else Path("results") / (spec.name or file.stem)
+    points_dir = out / "points"
+    points_dir.mkdir(parents=True, exist_ok=True)
+    records = {job.key: r for job in jobs if job.key and (r := _cached(points_dir, job.key)) is not None}
+    todo = list({job.key: job for job in jobs if job.key and job.key not in records}.values())
+    share = Counter(job.key for job in jobs if job.key)
+    waiting = sum(share[job.key] for job in todo)
+    failed = sum(1 for job in jobs if job.error or records.get(job.key, {}).get("status", "ok") != "ok")
+    with _progress(len(jobs), len(jobs) - waiting, failed, progress) as tick:
+        for job, outcome in BACKENDS[backend](todo, workers or os.cpu_count() or 1, address):
+            records[job.key] = _save(points_dir, job, outcome)
+            tick(share[job.key], share[job.key] * (outcome["status"] != "ok"))
+    table = sweep_report.table(jobs, records)
+    sweep_report.write(out, spec, file, table, axis_keys(spec), plots)
+    return SweepResult(spec, file, out, table, len(todo))
