@@ -1,4 +1,4 @@
-"""Command line: `infersim run`, `sweep`, `list`. User mistakes print one line and exit 2."""
+"""Command line: `infersim run`, `sweep`, `slo-search`, `list`. User mistakes: one line, exit 2."""
 
 from __future__ import annotations
 
@@ -77,6 +77,83 @@ def sweep(
         typer.echo(f"{len(crashed)} points crashed (a bug), e.g.: {crashed['error'].iloc[0]}; tracebacks in "
                    f"{result.out}/points/{crashed['key'].iloc[0]}.json", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def compare(
+    file: Path = typer.Argument(..., help="Compare YAML file: one model and workload, several designs."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output folder (default results/compare-<name>)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
+) -> None:
+    """Simulate every design of FILE at every concurrency; write the comparison table, Pareto plots, report.md."""
+    from simulator.compare import compare as run_compare
+    from simulator.compare_report import reason, summary_rows
+
+    try:
+        result = run_compare(file, out, set_, workers, plots)
+    except InfersimError as exc:
+        fail(str(exc))
+        return
+    header, rows = summary_rows(result.table, failed=False)
+    table = Table(title=f"compare {result.spec.name}: {result.spec.model}")
+    for column in header:
+        table.add_column(column, justify="left" if column == "design" else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for design, points in result.table.groupby("design", sort=False):
+        if reason(points):
+            console.print(f"{design}: {reason(points)}", soft_wrap=True)
+    console.print(f"results in {result.out}/")
+    if result.count("crash"):  # a bug, not a user mistake
+        crashed = result.table[result.table["status"] == "crash"]
+        typer.echo(f"{len(crashed)} points crashed (a bug), e.g.: {crashed['error'].iloc[0]}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("slo-search")
+def slo_search(
+    scenario: Path = typer.Argument(..., help="Scenario YAML file with an open-loop arrival rate and SLOs."),
+    target: float = typer.Option(0.9, "--target", help="SLO attainment a rate must reach (0-1]."),
+    low: Optional[str] = typer.Option(None, "--low", help="Lowest rate to try, e.g. '2 /s'."),
+    high: Optional[str] = typer.Option(None, "--high", help="Highest rate to try, e.g. '50 /s'."),
+    max_runs: int = typer.Option(12, "--max-runs", min=1, help="Simulations at most."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Override the scenario's seed."),
+    set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
+) -> None:
+    """Bisect the arrival rate for the highest one whose SLO attainment reaches --target."""
+    from simulator import units
+    from simulator.slo_search import max_rate_under_slo
+
+    try:
+        bounds = [None if v is None else units.parse_rate(v) for v in (low, high)]
+    except ValueError as exc:
+        fail(f"--low/--high: {exc}")
+        return
+    try:
+        result = max_rate_under_slo(scenario, set_, target, *bounds, max_runs=max_runs, seed=seed)
+    except InfersimError as exc:
+        fail(str(exc))
+        return
+    table = Table(title=f"{result.scenario}: SLO attainment against arrival rate (target {target:g})")
+    for column in ("try", "rate (/s)", "attainment", "goodput (/s)", "TTFT p99 (ms)", "TPOT p99 (ms)",
+                   "passes"):
+        table.add_column(column, justify="right")
+    def fmt(value, scale: float = 1.0, spec: str = ".4g") -> str:
+        return "n/a" if value is None or value != value else f"{value * scale:{spec}}"
+
+    for i, row in result.table.sort_values("rate_per_s", kind="stable").iterrows():
+        table.add_row(str(i + 1), fmt(row.rate_per_s), fmt(row.attainment, spec=".3f"),
+                      fmt(row.goodput_requests_per_s), fmt(row.ttft_p99_s, 1e3), fmt(row.tpot_p99_s, 1e3),
+                      "yes" if row.passes else "no")
+    console.print(table)
+    if result.rate is None:
+        console.print(f"no tried rate reaches attainment {target:g} (lowest tried fails)")
+    else:
+        above = "" if result.hi is None else f"; {result.hi:.4g} /s fails"
+        console.print(f"max rate under SLO: {result.rate:.4g} /s ({result.status}{above})")
 
 
 @app.command()

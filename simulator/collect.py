@@ -47,11 +47,11 @@ STATUS_NAMES = {NOT_ARRIVED: "not_arrived", IN_FLIGHT: "in_flight", COMPLETED: "
 ITERATION_COLUMNS = (
     "replica", "start_s", "duration_s", "compute_s", "memory_s", "compute_bound_s", "memory_bound_s", "network_s",
     "overhead_s", "bubble_s", "flops_per_chip", "memory_bytes_per_chip", "stream_bytes_per_chip",
-    "network_bytes_per_chip", "swap_bytes_per_chip",
+    "network_bytes_per_chip", "swap_bytes_per_chip", "chips",
     "prefill_tokens", "decode_tokens", "output_tokens", "batch_size", "decode_context_tokens", "kv_blocks_used",
 )
 
-INTEGER_COLUMNS = {"replica", "prefill_tokens", "decode_tokens", "output_tokens", "batch_size", "decode_context_tokens",
+INTEGER_COLUMNS = {"replica", "chips", "prefill_tokens", "decode_tokens", "output_tokens", "batch_size", "decode_context_tokens",
                    "kv_blocks_used"}
 
 
@@ -71,6 +71,8 @@ class Collector:
         self.status = [NOT_ARRIVED] * n_requests
         self.drop_reason = [""] * n_requests
         self.preemptions = [0] * n_requests
+        self.kv_transfer_bytes = [0.0] * n_requests
+        self.prefix_hit_tokens = [0] * n_requests
         self._rows = array("d")  # ITERATION_COLUMNS values of every iteration, row after row
         self.arrived = self.completed = self.dropped = 0
         self.events = 0
@@ -86,6 +88,13 @@ class Collector:
         for rid in rids:
             if math.isnan(self.admit_s[rid]):  # the first admission; a preempted request is admitted again
                 self.admit_s[rid] = now
+
+    def prefix_hits(self, hits: list[tuple[int, int]]) -> None:
+        for rid, tokens in hits:
+            self.prefix_hit_tokens[rid] = max(self.prefix_hit_tokens[rid], tokens)
+
+    def kv_transferred(self, rid: int, nbytes: float) -> None:
+        self.kv_transfer_bytes[rid] += nbytes
 
     def preempt(self, rids: list[int]) -> None:
         for rid in rids:
@@ -113,7 +122,8 @@ class Collector:
         busy = (a.compute_bound_s + a.memory_bound_s + a.overhead_s + a.network_s) / k
         values = (replica, start, duration, a.compute_s / k, a.memory_s / k, a.compute_bound_s / k,
                   a.memory_bound_s / k, a.network_s / k, a.overhead_s / k, max(duration - busy, 0.0),
-                  a.flops / k, a.memory_bytes / k, a.stream_bytes / k, a.network_bytes / a.chips, a.swap_bytes, shape.prefill_tokens,
+                  a.flops / k, a.memory_bytes / k, a.stream_bytes / k, a.network_bytes / a.chips, a.swap_bytes,
+                  a.chips, shape.prefill_tokens,
                   shape.decode_tokens, shape.logits, batch_size, shape.decode_context, kv_blocks_used)
         self._rows.extend(values)
 

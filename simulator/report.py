@@ -13,6 +13,12 @@ Metric definitions (the one place they are written down):
 - energy: idle power of every chip over the span, plus joules per FLOP ((TDP - idle) / peak), per byte of
   the memory tier and per byte per link hop (hardware/energy.py); `energy` breaks it down and gives the share
   spent moving data. Cost: rent per chip-hour, or purchase price amortised plus energy x PUE x price.
+- itl_s: inter-token latency over every decode token of the run (weighted percentiles of iteration gaps):
+  with chunked prefill, iteration durations weighted by decode tokens; without it, the pauses of decodes
+  during prefill-only iterations included (simulator/slo.py).
+- slo: attainment (requests that completed within their class's TTFT and TPOT targets / requests that
+  arrived), goodput_requests_per_s (those requests / span), and both per class with the targets checked;
+  requests.parquet has each request's `class` and `meets_slo` (definitions in simulator/slo.py).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from simulator import slo
 from simulator.collect import STATUS_NAMES, Collector
 from simulator.hardware.energy import EnergyModel, EnergyParts, energy_parts
 from simulator.hardware.placement import Plan
@@ -43,8 +50,10 @@ SECONDS_PER_YEAR = 365.0 * 24 * 3600
 
 
 def frames(c: Collector, requests: Requests, network: "Network", graph: "nx.DiGraph",
-           span_s: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(requests, iterations, links) frames from a finished run's records."""
+           span_s: float, slo_targets: list[slo.Targets] | None = None
+           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(requests, iterations, links) frames from a finished run's records; `slo_targets` per class (none:
+    every completed request meets its SLO)."""
     req = pd.DataFrame({
         "request_id": np.arange(c.n, dtype=np.int64),
         "replica": np.asarray(c.replica, dtype=np.int32),
@@ -57,6 +66,8 @@ def frames(c: Collector, requests: Requests, network: "Network", graph: "nx.DiGr
         "output_tokens": requests.output_tokens,
         "drop_reason": c.drop_reason,
         "preemptions": np.asarray(c.preemptions, dtype=np.int32),
+        "kv_transfer_bytes": np.asarray(c.kv_transfer_bytes, dtype=np.float64),
+        "prefix_hit_tokens": np.asarray(c.prefix_hit_tokens, dtype=np.int64),
     })
     req["queue_s"] = req["admit_s"] - req["arrival_s"]
     req["ttft_s"] = req["first_token_s"] - req["arrival_s"]
@@ -65,6 +76,8 @@ def frames(c: Collector, requests: Requests, network: "Network", graph: "nx.DiGr
     decode_tokens = (req["output_tokens"] - 1).where(req["output_tokens"] > 1)
     req["tpot_s"] = (req["finish_s"] - req["first_token_s"]) / decode_tokens
     req.loc[req["status"] != "completed", "tpot_s"] = np.nan
+    req["class"] = pd.Categorical.from_codes(requests.class_id, categories=list(requests.class_names))
+    req["meets_slo"] = slo.meets(req, slo_targets or [(None, None)] * len(requests.class_names))
     it = pd.DataFrame(c.iteration_columns())
     return req, it, link_frame(network, graph, span_s)
 
@@ -112,23 +125,25 @@ def _share(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator > 0 else None
 
 
-def summarize(scenario: "Scenario", model: "ModelShape", plan: Plan,
+def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, Plan]],
               tables: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame], span_s: float, events: int,
               wall_s: float, peak_bytes: int | None = None) -> dict[str, Any]:
+    """`pools`: (role, plan) of every pool of replicas; one ("colocated", plan) unless disaggregated."""
     req, it, links = tables
+    plan = pools[0][1]
     spec, chip = scenario.spec, scenario.chip
     done = req[req["status"] == "completed"]
     counts = req["status"].value_counts()
     out_tokens = float(done["output_tokens"].sum())
-    chips = plan.chips_total
+    chips = sum(p.chips_total for _, p in pools)
     busy = float(it["duration_s"].sum())
     link_util = {}
     if not links.empty:
         totals = links.groupby("link", sort=True).agg(bytes=("bytes", "sum"), bw=("bandwidth_bytes_per_s", "first"))
         link_util = {link: _share(float(row.bytes), float(row.bw) * span_s) for link, row in totals.iterrows()}
-    energy = _energy(scenario, plan, it, links, span_s)
+    energy = _energy(scenario, plan, chips, it, links, span_s)
     energy_j = energy.total_j if energy else None
-    cost_usd = _cost_usd(scenario, plan, span_s, energy_j)
+    cost_usd = _cost_usd(scenario, chips, span_s, energy_j)
     per_chip_peak = chip.compute.peak[plan.compute_dtype]
     summary: dict[str, Any] = {
         "scenario": spec.name,
@@ -142,6 +157,8 @@ def summarize(scenario: "Scenario", model: "ModelShape", plan: Plan,
         "tpot_s": _stats(done["tpot_s"]),
         "e2e_s": _stats(done["e2e_s"]),
         "queue_s": _stats(done["queue_s"]),
+        "itl_s": slo.itl_stats(it),
+        "slo": slo.summary(req, slo.targets(spec, list(req["class"].cat.categories)), span_s),
         "throughput": {
             "requests_per_s": _share(len(done), span_s),
             "output_tokens_per_s": _share(out_tokens, span_s),
@@ -149,9 +166,9 @@ def summarize(scenario: "Scenario", model: "ModelShape", plan: Plan,
             "output_tokens_per_s_per_chip": _share(out_tokens, span_s * chips),
         },
         "utilization": {
-            "compute_mean": _share(float(it["flops_per_chip"].sum()) * plan.chips_per_replica,
+            "compute_mean": _share(float((it["flops_per_chip"] * it["chips"]).sum()),
                                    per_chip_peak * span_s * chips),
-            "memory_bw_mean": _share(float(it["memory_bytes_per_chip"].sum()) * plan.chips_per_replica,
+            "memory_bw_mean": _share(float((it["memory_bytes_per_chip"] * it["chips"]).sum()),
                                      plan.tier_bandwidth * span_s * chips),
             "links": link_util,
         },
@@ -194,10 +211,17 @@ def summarize(scenario: "Scenario", model: "ModelShape", plan: Plan,
             "weight_bytes_per_chip": plan.weight_bytes_per_chip,
             "kv_capacity_bytes_per_chip": plan.kv_capacity_bytes_per_chip,
             "kv_capacity_tokens_per_replica": plan.kv_capacity_tokens,
+            "pools": {role: {"tensor_parallel": p.tensor_parallel, "pipeline_parallel": p.pipeline_parallel,
+                             "replicas": p.replicas, "chips": p.chips_total,
+                             "kv_capacity_tokens_per_replica": p.kv_capacity_tokens} for role, p in pools},
         },
         "kv_cache": {"preemptions": int(req["preemptions"].sum()),
                      "requests_preempted": int((req["preemptions"] > 0).sum()),
-                     "swapped_bytes": float(it["swap_bytes_per_chip"].sum()) * plan.chips_per_replica},
+                     "swapped_bytes": float((it["swap_bytes_per_chip"] * it["chips"]).sum()),
+                     "transferred_bytes": float(req["kv_transfer_bytes"].sum()),
+                     "prefix_hit_tokens": int(req["prefix_hit_tokens"].sum()),
+                     "prefix_hit_rate": _share(float(req["prefix_hit_tokens"].sum()),
+                                               float(req.loc[req["status"] != "not_arrived", "prompt_tokens"].sum()))},
         "batch": {"mean": float(it["batch_size"].mean()) if len(it) else None,
                   "max": int(it["batch_size"].max()) if len(it) else 0,
                   "iterations": int(len(it))},
@@ -208,28 +232,29 @@ def summarize(scenario: "Scenario", model: "ModelShape", plan: Plan,
     return summary
 
 
-def _energy(scenario: "Scenario", plan: Plan, it: pd.DataFrame, links: pd.DataFrame,
+def _energy(scenario: "Scenario", plan: Plan, chips: int, it: pd.DataFrame, links: pd.DataFrame,
             span_s: float) -> EnergyParts | None:
     model = EnergyModel.build(scenario.chip, plan.compute_dtype, plan.tier, plan.stream_tier)
     if model is None:
         return None
-    per_replica = plan.chips_per_replica  # iteration columns are per chip of a replica
-    return energy_parts(model, plan.chips_total, span_s, float(it["flops_per_chip"].sum()) * per_replica,
-                        float(it["memory_bytes_per_chip"].sum()) * per_replica,
-                        float(links["energy_j"].sum()) if len(links) else 0.0,
-                        float(it["stream_bytes_per_chip"].sum()) * per_replica)
+
+    def total(column: str) -> float:  # iteration columns are per chip of the replica that ran it
+        return float((it[column] * it["chips"]).sum())
+
+    return energy_parts(model, chips, span_s, total("flops_per_chip"), total("memory_bytes_per_chip"),
+                        float(links["energy_j"].sum()) if len(links) else 0.0, total("stream_bytes_per_chip"))
 
 
-def _cost_usd(scenario: "Scenario", plan: Plan, span_s: float, energy_j: float | None) -> float | None:
+def _cost_usd(scenario: "Scenario", chips: int, span_s: float, energy_j: float | None) -> float | None:
     price, cost = scenario.chip.price, scenario.spec.cost
     if price is None:
         return None
     rent = price.rent_usd_per_hour
     if rent is not None and (cost.prefer == "rent" or price.purchase_usd is None):
-        return plan.chips_total * rent * span_s / 3600.0
+        return chips * rent * span_s / 3600.0
     if price.purchase_usd is None or energy_j is None:
         return None
-    capital = plan.chips_total * price.purchase_usd * span_s / (cost.amortization_years * SECONDS_PER_YEAR)
+    capital = chips * price.purchase_usd * span_s / (cost.amortization_years * SECONDS_PER_YEAR)
     return capital + energy_j * cost.pue * cost.usd_per_kwh / 3.6e6
 
 

@@ -11,14 +11,14 @@ import networkx as nx
 import pandas as pd
 import simpy
 
-from simulator import report
+from simulator import report, slo
 from simulator.config.load import Scenario
 from simulator.engine.cluster import Cluster
 from simulator.errors import CapacityError, ScenarioError
 from simulator.hardware.model import ModelShape, model_shape
-from simulator.hardware.placement import Plan, plan_deployment
+from simulator.hardware.placement import Plan, plan_pools
 from simulator.hardware.roofline import StepCostModel
-from simulator.hardware.topology import build_graph
+from simulator.hardware.topology import Routes, build_graph, chip
 from simulator.workload.arrivals import generate
 
 
@@ -38,19 +38,35 @@ class RunResult:
 
 
 @dataclass(frozen=True)
-class Prepared:
-    """Stage 2: the model's shape, its placement, the per-stage cost models and the cluster graph."""
-    model: ModelShape
+class Pool:
+    """Replicas that share one role and one placement: all of them (colocated), or prefill / decode."""
+    role: str
     plan: Plan
     cost_models: list[StepCostModel]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Stage 2: the model's shape, its pools of replicas with their per-stage cost models, the cluster graph."""
+    model: ModelShape
+    pools: list[Pool]
     graph: nx.DiGraph
+
+    @property
+    def plan(self) -> Plan:
+        """The first pool's plan: the only one unless prefill and decode are disaggregated."""
+        return self.pools[0].plan
+
+    @property
+    def cost_models(self) -> list[StepCostModel]:
+        return self.pools[0].cost_models
 
 
 def prepare(scenario: Scenario) -> Prepared:
     spec = scenario.spec
     try:
         model = model_shape(scenario.model_name, scenario.model_config)
-        plan = plan_deployment(model, scenario.chip, spec.cluster, spec.deployment)
+        plans = plan_pools(model, scenario.chip, spec.cluster, spec.deployment)
         graph = build_graph(spec.cluster, scenario.chip)
     except (ScenarioError, CapacityError) as exc:
         raise exc.with_file(scenario.file) from None
@@ -61,8 +77,28 @@ def prepare(scenario: Scenario) -> Prepared:
         raise ScenarioError("serving.batcher.preemption",
                             f"swap needs host memory behind PCIe, but topology {spec.cluster.name} has no `host:` "
                             "block; allowed here: recompute", scenario.file)
-    cost_models = [StepCostModel.build(model, plan, scenario.chip, s) for s in range(plan.pipeline_parallel)]
-    return Prepared(model, plan, cost_models, graph)
+    pools = [Pool(role, plan, [StepCostModel.build(model, plan, scenario.chip, s)
+                               for s in range(plan.pipeline_parallel)]) for role, plan in plans]
+    _check_paths(graph, [plan for _, plan in plans], scenario)
+    return Prepared(model, pools, graph)
+
+
+def _check_paths(graph: nx.DiGraph, plans: list[Plan], scenario: Scenario) -> None:
+    """Every chip pair a replica's collectives and stage sends use must be connected by the topology."""
+    routes = Routes(graph)
+    for plan in plans:
+        stages = [[chip(i) for i in plan.stage_chips(r, s)] for r in range(plan.replicas)
+                  for s in range(plan.pipeline_parallel)]
+        pairs = [(a, b) for group in stages for a in group for b in group if a != b]
+        pairs += [(a, b) for r in range(plan.replicas) for s in range(plan.pipeline_parallel - 1)
+                  for a, b in zip(map(chip, plan.stage_chips(r, s)), map(chip, plan.stage_chips(r, s + 1)))]
+        for a, b in pairs:
+            try:
+                routes.route(a, b)
+            except ValueError as exc:
+                raise ScenarioError("cluster", f"{exc}: the deployment needs chips {a} and {b} to talk; give "
+                                    "the topology a scaleup (inside a node) or scaleout (between nodes) fabric",
+                                    scenario.origins.get("cluster", scenario.file)) from None
 
 
 def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = False) -> RunResult:
@@ -77,15 +113,17 @@ def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = Fals
     model, plan = prepared.model, prepared.plan
     requests = generate(spec.workload, spec.seed)
     env = simpy.Environment()
-    cluster = Cluster(env, spec, model, plan, prepared.cost_models, prepared.graph, requests)
+    cluster = Cluster(env, spec, model, prepared.pools, prepared.graph, requests)
     cluster.run(spec.sim.max_time)
     cluster.check()
     peak_bytes = tracemalloc.get_traced_memory()[1] if measure_memory else None
     if measure_memory:
         tracemalloc.stop()
     wall_s = time.perf_counter() - wall_start
-    frames = report.frames(cluster.collector, requests, cluster.network, prepared.graph, env.now)
+    frames = report.frames(cluster.collector, requests, cluster.network, prepared.graph, env.now,
+                           slo.targets(spec, requests.class_names))
     events = cluster.collector.events + cluster.network.events
-    summary = report.summarize(scenario, model, plan, frames, env.now, events, wall_s, peak_bytes)
+    summary = report.summarize(scenario, model, [(p.role, p.plan) for p in prepared.pools], frames, env.now,
+                               events, wall_s, peak_bytes)
     summary["network"]["closed_form_replicas"] = cluster.private_replicas
     return RunResult(scenario, plan, model, summary, *frames)

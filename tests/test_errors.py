@@ -73,7 +73,7 @@ def test_unknown_topology_name_lists_the_known_ones(write_scenario):
     path = write_scenario({"cluster": "hgx-h900"})
     message = cli_error("run", path)
     assert message.startswith(f"{path}: cluster: 'hgx-h900' is not one of: cerebras-cs3-4, dgx-b200, ")
-    assert ", hgx-h100, hgx-h200, " in message
+    assert ", hgx-h100, hgx-h100-x2-ndr400, hgx-h200, " in message
 
 
 def test_file_level_problems(tmp_path):
@@ -108,3 +108,11 @@ def test_real_process_exit_code_and_single_line(write_scenario):
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: {path}: model: 'llama-9b' is not a catalog model")
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_tensor_parallel_without_a_fabric_is_a_clear_error(write_scenario):
+    path = write_scenario({"cluster": {"name": "two-loose", "chip": "h100-sxm", "chips_per_node": 2},
+                           "deployment.tensor_parallel": 2})
+    assert cli_error("run", path) == (
+        f"{path}: cluster: no scale-up path from c0 to c1: the deployment needs chips c0 and c1 to talk; give "
+        "the topology a scaleup (inside a node) or scaleout (between nodes) fabric")

@@ -7,6 +7,7 @@ reads `workloads/chat.yaml`, searched upward from the scenario file; a path to a
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass, field
@@ -164,7 +165,8 @@ def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> tuple[str, st
 
 
 _UNION_TAGS = {"fixed", "uniform", "lognormal", "empirical", "poisson", "gamma", "on_off", "daily",
-               "closed_loop", "offline", "trace", "continuous", "static", "function-after[_ordered(), UniformLength]"}
+               "closed_loop", "offline", "trace", "continuous", "static", "function-after[_ordered(), UniformLength]",
+               "round_robin", "least_outstanding_tokens", "shortest_queue", "affinity"}
 
 
 def _choices(expected: str) -> str:
@@ -281,9 +283,15 @@ def load_workload(path: str | Path) -> tuple[WorkloadSpec, int, str]:
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
     """Scenario file (+ dotted overrides) -> Scenario with its topology, workload, chip and model resolved."""
     path = Path(path)
-    file = str(path)
-    data = read_yaml(path)
-    base = path.resolve().parent
+    return load_scenario_dict(read_yaml(path), str(path), path.resolve().parent, overrides)
+
+
+def load_scenario_dict(data: Mapping[str, Any], file: str, base_dir: str | Path,
+                       overrides: list[str] | None = None) -> Scenario:
+    """A scenario mapping built in code (a compare point) -> Scenario, through the same validation as a file.
+    `file` names it in errors; references (topologies/, workloads/, model paths) resolve from `base_dir`."""
+    data = copy.deepcopy(dict(data))  # resolving references and overrides edits it in place
+    base = Path(base_dir).resolve()
     origins: dict[str, str] = {}
     _resolve_refs(data, base, file, origins)
     for text in overrides or []:

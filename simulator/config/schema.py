@@ -318,7 +318,8 @@ Arrivals = Annotated[Union[PoissonArrivals, GammaArrivals, OnOffArrivals, DailyA
 
 
 class SloSpec(Frozen):
-    """Latency targets of a request class. Stored with the workload; nothing enforces them yet."""
+    """Latency targets: a request meets them when it completes with TTFT <= ttft and TPOT <= tpot (an unset
+    target is not checked). Checked after the run (simulator/slo.py), never used for scheduling."""
     ttft: Duration | None = None
     tpot: Duration | None = None
 
@@ -425,6 +426,20 @@ def class_counts(c: RequestClass, w: WorkloadSpec) -> tuple[int | None, float | 
 
 # ---------------------------------------------------------------- scenario
 
+class PoolSpec(Frozen):
+    """The parallelism of one pool of replicas (prefill or decode) under disaggregation."""
+    tensor_parallel: int = Field(default=1, ge=1)
+    pipeline_parallel: int = Field(default=1, ge=1)
+    replicas: int = Field(default=1, ge=1)
+
+
+class DisaggregationSpec(Frozen):
+    """Prefill and decode on separate replicas (Splitwise, DistServe): the prefill pool's chips come first,
+    the decode pool's after them; each request's KV-cache moves between them over the fabric."""
+    prefill: PoolSpec
+    decode: PoolSpec
+
+
 class DeploymentSpec(Frozen):
     """How the model is laid onto the cluster. Unset dtypes follow weights_dtype."""
     tensor_parallel: int = Field(default=1, ge=1)
@@ -438,6 +453,14 @@ class DeploymentSpec(Frozen):
     compute_dtype: DType | None = None
     memory_utilization: Fraction = 0.9  # share of each chip's memory the engine may use (vLLM's default)
     weight_streaming: bool = False  # weights too big for the fast tier stream from a larger, slower one
+    disaggregated: DisaggregationSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_place_for_parallelism(self) -> "DeploymentSpec":
+        if self.disaggregated and (self.tensor_parallel, self.pipeline_parallel, self.replicas) != (1, 1, 1):
+            raise ValueError("with disaggregated pools, set tensor_parallel, pipeline_parallel and replicas under "
+                             "disaggregated.prefill and disaggregated.decode, not at the top")
+        return self
     kv_block_tokens: int = Field(default=16, ge=1)
 
 
@@ -483,8 +506,42 @@ class StaticBatcher(Frozen):
 Batcher = Annotated[Union[ContinuousBatcher, StaticBatcher], Field(discriminator="kind")]
 
 
+class RoundRobin(Frozen):
+    """Replica i gets requests i, i + n, i + 2n, ... (serving/router.py describes every router)."""
+    kind: Literal["round_robin"] = "round_robin"
+
+
+class LeastOutstandingTokens(Frozen):
+    """The replica with the fewest prompt + output tokens of requests routed to it and not yet finished."""
+    kind: Literal["least_outstanding_tokens"]
+
+
+class ShortestQueue(Frozen):
+    """The replica with the fewest requests waiting or running."""
+    kind: Literal["shortest_queue"]
+
+
+class Affinity(Frozen):
+    """A session (closed-loop user) or a prefix (its first `prefix_blocks` hashes) sticks to one replica,
+    unless that replica's queue exceeds the shortest by more than `max_queue_gap` requests and more than
+    `max_queue_ratio` times; then, and without a key, least outstanding tokens."""
+    kind: Literal["affinity"]
+    prefix_blocks: int = Field(default=2, ge=1)
+    max_queue_gap: int = Field(default=64, ge=0)
+    max_queue_ratio: float = Field(default=1.5, ge=1)
+
+
+RouterSpec = Annotated[Union[RoundRobin, LeastOutstandingTokens, ShortestQueue, Affinity],
+                       Field(discriminator="kind")]
+
+
 class ServingSpec(Frozen):
+    """How replicas serve: the batcher of each, the router across them, and a default SLO for requests
+    whose class (or workload) sets none."""
     batcher: Batcher = ContinuousBatcher()
+    router: RouterSpec = RoundRobin()
+    slo: SloSpec | None = None
+    prefix_caching: bool = False  # reuse cached prompt prefixes; needs a workload with block hashes (Mooncake)
 
 
 class CostSpec(Frozen):
@@ -515,6 +572,8 @@ class ScenarioSpec(Frozen):
     cost: CostSpec = CostSpec()
     sim: SimSpec = SimSpec()
 
+
+# ---------------------------------------------------------------- sweeps
 
 class ParetoSpec(Frozen):
     """Two columns of the sweep table that trade off, both better when larger (default: tokens/s each user
@@ -562,3 +621,44 @@ class SweepSpec(Frozen):
 
 
 # ---------------------------------------------------------------- comparisons
+
+class CompareDesign(Frozen):
+    """One cluster design of a comparison: a topology (name, path or mapping) and how the model sits on it.
+    `serving` replaces the comparison's default serving for this design only."""
+    name: str = Field(min_length=1)
+    description: str = ""
+    cluster: str | dict[str, Any]  # validated as a topology when the design's scenarios are built
+    deployment: DeploymentSpec = DeploymentSpec()
+    serving: ServingSpec | None = None
+
+
+class CompareSpec(Frozen):
+    """A comparison file: one model and workload over several cluster designs, each swept over concurrency.
+
+    Every (design, concurrency) point is a scenario whose workload arrival becomes closed_loop with
+    `concurrency` x replicas users (each waits `think_time` between its requests) and
+    max(requests_per_user x users, min_requests) requests, so each design is measured at the same load per
+    replica. All points share `seed` (common random numbers: the same prompts and answers everywhere).
+    """
+    name: str = Field(min_length=1)
+    description: str = ""
+    seed: int = Field(default=0, ge=0)
+    model: str
+    workload: str | dict[str, Any]  # a workloads/ name or path, or an inline workload
+    concurrency: tuple[Annotated[int, Field(ge=1)], ...] = Field(min_length=1)
+    requests_per_user: int = Field(default=4, ge=1)
+    min_requests: int = Field(default=16, ge=1)
+    think_time: Seconds = 0.0
+    serving: ServingSpec = ServingSpec()
+    cost: CostSpec = CostSpec()
+    sim: SimSpec = SimSpec()
+    designs: tuple[CompareDesign, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "CompareSpec":
+        names = [d.name for d in self.designs]
+        if len(set(names)) < len(names):
+            raise ValueError(f"design names must be unique, got {names}")
+        if len(set(self.concurrency)) < len(self.concurrency):
+            raise ValueError(f"concurrency values must be unique, got {list(self.concurrency)}")
+        return self

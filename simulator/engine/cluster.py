@@ -4,6 +4,7 @@ feeder. Wiring only."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import networkx as nx
 import numpy as np
@@ -12,59 +13,84 @@ import simpy
 from simulator.collect import Collector
 from simulator.config.schema import ScenarioSpec
 from simulator.engine.link import Network
-from simulator.engine.replica import PrivateTraffic, Replica, Stage
-from simulator.hardware.collectives import allreduce_for
+from simulator.engine.replica import PrivateTraffic, Replica, Stage, run_collective
+from simulator.hardware.collectives import Phase, allreduce_for
 from simulator.hardware.model import ModelShape
 from simulator.hardware.placement import Plan
 from simulator.hardware.roofline import StepCostModel
 from simulator.hardware.topology import Routes, chip
 from simulator.serving.batcher import ContinuousBatching
 from simulator.serving.kv_cache import KvBlockPool
-from simulator.serving.router import RoundRobinRouter
+from simulator.serving.router import ReplicaView, make_router
 from simulator.workload.arrivals import Requests
 
 
 class Cluster:
     """Everything of one simulation that lives inside the SimPy environment."""
 
-    def __init__(self, env: simpy.Environment, spec: ScenarioSpec, model: ModelShape, plan: Plan,
-                 cost_models: list[StepCostModel], graph: nx.DiGraph, requests: Requests):
+    def __init__(self, env: simpy.Environment, spec: ScenarioSpec, model: ModelShape, pools: list,
+                 graph: nx.DiGraph, requests: Requests):
         self.env = env
         self.requests = requests
         self.collector = Collector(len(requests), requests.arrival_s.tolist())
         self.network = Network(env, {d["id"]: d["bw"] for _, _, d in graph.edges(data=True)},
                                spec.sim.link_buckets)
         self.routes = Routes(graph)
-        self.router = RoundRobinRouter(plan.replicas)
         self.all_done = env.event()
         self.next_closed_loop = requests.closed_loop_users
+        self.disaggregated = any(pool.role == "prefill" for pool in pools)
+        self.kv_bytes_per_token = model.kv_bytes_per_token(pools[0].plan.kv_dtype)
         prompt, output = requests.prompt_tokens.tolist(), requests.output_tokens.tolist()
-        block_bytes = plan.kv_bytes_per_token_per_chip * plan.kv_block_tokens * plan.tensor_parallel
-        self.pools = [KvBlockPool(plan.kv_capacity_blocks, plan.kv_block_tokens, block_bytes)
-                      for _ in range(plan.replicas)]
-        all_stages = [[Stage(env, [chip(i) for i in plan.stage_chips(r, s)], cost_model,
-                             allreduce_for(graph, [chip(i) for i in plan.stage_chips(r, s)]))
-                       for s, cost_model in enumerate(cost_models)] for r in range(plan.replicas)]
-        private = self._private_replicas(all_stages) if spec.sim.collectives == "iteration" else set()
+        self.output = output
+        members = [(pool.role, pool.plan, [Stage(env, [chip(i) for i in pool.plan.stage_chips(r, s)], cost_model,
+                                                 allreduce_for(graph, [chip(i) for i in pool.plan.stage_chips(r, s)]))
+                                           for s, cost_model in enumerate(pool.cost_models)])
+                   for pool in pools for r in range(pool.plan.replicas)]
+        private = (self._private_replicas([stages for _, _, stages in members], self._kv_transfer_links(members))
+                   if spec.sim.collectives == "iteration" else set())
         self.private_replicas = len(private)
-        self.replicas = []
-        for r, (pool, stages) in enumerate(zip(self.pools, all_stages)):
-            batcher = ContinuousBatching(spec.serving.batcher, pool, prompt, output, model.max_context)
-            rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xE7, r]))
-            self.replicas.append(Replica(env, r, batcher, stages, plan.micro_batches, self.network, self.routes,
-                                         self.collector, self._on_done, rng, spec.sim.collectives == "layer",
-                                         private=r in private))
+        self.kv_pools: list[KvBlockPool] = []
+        self.replicas: list[Replica] = []
+        for index, (role, plan, stages) in enumerate(members):
+            block_bytes = plan.kv_bytes_per_token_per_chip * plan.kv_block_tokens * plan.tensor_parallel
+            kv = KvBlockPool(plan.kv_capacity_blocks, plan.kv_block_tokens, block_bytes)
+            lengths = [1] * len(output) if role == "prefill" else output  # a prefill replica makes one token
+            batcher = ContinuousBatching(spec.serving.batcher, kv, prompt, lengths, model.max_context,
+                                         requests.prefix_hashes if spec.serving.prefix_caching else None,
+                                         full_output_tokens=output)
+            rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xE7, index]))
+            on_done = partial(self._hand_off, index) if role == "prefill" else self._on_done
+            self.kv_pools.append(kv)
+            self.replicas.append(Replica(env, index, batcher, stages, plan.micro_batches, self.network, self.routes,
+                                         self.collector, on_done, rng, spec.sim.collectives == "layer",
+                                         private=index in private, role=role, on_dropped=self._on_done))
+        self.entry = [r for r in self.replicas if r.role != "decode"]  # where requests arrive
+        self.decoders = [r for r in self.replicas if r.role == "decode"]
+        self.view = ReplicaView([replica.batcher for replica in self.entry], requests)
+        self.router = make_router(spec.serving.router, self.view, requests)
         if requests.closed_loop_users:
             for rid in range(min(requests.closed_loop_users, len(requests))):
                 self._arrive(rid)
         else:
             env.process(self._feed_open_loop())
 
-    def _private_replicas(self, all_stages: list[list[Stage]]) -> set[int]:
-        """Replicas none of whose links carry another replica's or stage's traffic: their iterations can be
-        timed in closed form (exactly what the flow model would give), one event each."""
+    def _kv_transfer_links(self, members: list) -> set[str]:
+        """Every link a KV-cache hand-off from a prefill replica to a decode replica may use."""
+        chips = {role: [[c for stage in stages for c in stage.chips] for r, _, stages in members if r == role]
+                 for role in ("prefill", "decode")}
+        links: set[str] = set()
+        for sources in chips["prefill"]:
+            for targets in chips["decode"]:
+                for i in range(max(len(sources), len(targets))):
+                    links.update(self.routes.route(sources[i % len(sources)], targets[i % len(targets)])[0])
+        return links
+
+    def _private_replicas(self, all_stages: list[list[Stage]], shared: set[str]) -> set[int]:
+        """Replicas none of whose links carry another replica's or stage's traffic (nor KV hand-offs, the
+        `shared` links): their iterations can be timed in closed form (exactly what the flow model would
+        give), one event each."""
         capacity = self.network.capacity
-        users: dict[str, int] = {}
+        users: dict[str, int] = dict.fromkeys(shared, 1)
         for stages in all_stages:
             for s, stage in enumerate(stages):
                 try:
@@ -82,8 +108,9 @@ class Cluster:
 
     def _arrive(self, rid: int) -> None:
         replica = self.router.route(rid)
+        self.view.assign(rid, replica)
         self.collector.arrive(rid, self.env.now, replica)
-        self.replicas[replica].submit(rid)
+        self.entry[replica].submit(rid)
 
     def _feed_open_loop(self):
         env = self.env
@@ -93,16 +120,47 @@ class Cluster:
                 yield env.timeout(t - env.now)
             self._arrive(rid)
 
+    def _hand_off(self, source: int, rids: list[int]) -> None:
+        """Prefilled on replica `source`: move each request's KV-cache to a decode replica (its first token is
+        delivered when the KV-cache has arrived); a one-token request is done already."""
+        self.view.release(rids)
+        now = self.env.now
+        for rid in rids:
+            if self.output[rid] == 1:
+                self.collector.first_tokens([rid], now)
+                self.collector.finish([rid], now)
+                self._on_done([rid])
+            else:
+                self.env.process(self._transfer_kv(rid, self.replicas[source]))
+
+    def _transfer_kv(self, rid: int, source: Replica):
+        target = min(self.decoders, key=lambda r: (len(r.batcher.waiting) + len(r.batcher.running), r.index))
+        nbytes = self.requests.prompt_tokens[rid] * self.kv_bytes_per_token
+        sources = [c for stage in source.stages for c in stage.chips]
+        targets = [c for stage in target.stages for c in stage.chips]
+        n = max(len(sources), len(targets))
+        flows = tuple((sources[i % len(sources)], targets[i % len(targets)], nbytes / n) for i in range(n))
+        sent = yield from run_collective(self.env, self.network, self.routes, (Phase(flows, 1),))
+        self.collector.kv_transferred(rid, sent)
+        self.collector.first_tokens([rid], self.env.now)
+        reason = target.accept(rid, self.requests.prompt_tokens[rid] + 1, 1)
+        if reason:
+            self.collector.drop(rid, reason, self.env.now)
+            self._on_done([rid])
+
     def _on_done(self, rids: list[int]) -> None:
         c = self.collector
+        if not self.disaggregated:  # under disaggregation the prefill replica released them at hand-off
+            self.view.release(rids)
         if c.completed + c.dropped == c.n and not self.all_done.triggered:
             self.all_done.succeed()
         if not self.requests.closed_loop_users:
             return
-        for _ in rids:  # each finished user sends its next request after thinking
+        for done in rids:  # each finished user sends its next request after thinking
             if self.next_closed_loop >= len(self.requests):
                 return
             rid, self.next_closed_loop = self.next_closed_loop, self.next_closed_loop + 1
+            self.view.follow(rid, done)
             think = self.requests.think_time_s
             if think > 0:
                 c.events += 1
@@ -118,9 +176,9 @@ class Cluster:
             self.env.run(until=until)
 
     def check(self) -> None:
-        problems = [p for pool in self.pools for p in pool.check()]
+        problems = [p for pool in self.kv_pools for p in pool.check()]
         problems += self.network.check()
-        held = sum(len(pool.held) for pool in self.pools)
+        held = sum(1 for pool in self.kv_pools for key in pool.held if isinstance(key, int))  # not cache entries
         running = sum(len(r.batcher.running) for r in self.replicas)
         if held != running:
             problems.append(f"{held} requests hold KV blocks but {running} are running")

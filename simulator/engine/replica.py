@@ -66,7 +66,8 @@ class Replica:
     def __init__(self, env: simpy.Environment, index: int, batcher: ContinuousBatching, stages: list[Stage],
                  micro_batches: int, network: Network, routes: Routes, collector: Collector,
                  on_done: Callable[[list[int]], None], rng: np.random.Generator, per_layer: bool,
-                 private: bool = False):
+                 private: bool = False, role: str = "colocated",
+                 on_dropped: Callable[[list[int]], None] | None = None):
         self.env = env
         self.index = index
         self.batcher = batcher
@@ -75,16 +76,27 @@ class Replica:
         self.network = network
         self.routes = routes
         self.collector = collector
-        self.on_done = on_done
+        self.on_done = on_done  # finished here (for a prefill replica: prefilled, to be handed off)
+        self.on_dropped = on_dropped or on_done
         self.rng = rng
         self.per_layer = per_layer
         self.private = private  # every stage's links carry only this replica's own traffic: closed form
         self.chips = sum(len(stage.chips) for stage in stages)
+        self.role = role  # colocated, prefill (hands requests on after their first token) or decode
         self.wakeup: simpy.Event | None = None
         self.process = env.process(self.run())
 
     def submit(self, rid: int) -> None:
         self.batcher.enqueue(rid, self.env.now)
+        self._wake()
+
+    def accept(self, rid: int, context: int, generated: int) -> str:
+        """A decode replica takes a request whose KV-cache has just arrived; '' or why it never fits."""
+        reason = self.batcher.accept(rid, context, generated)
+        self._wake()
+        return reason
+
+    def _wake(self) -> None:
         if self.wakeup is not None and not self.wakeup.triggered:
             self.wakeup.succeed()
 
@@ -98,8 +110,9 @@ class Replica:
             for rid, reason in dropped:
                 collector.drop(rid, reason, now)
             if dropped:
-                self.on_done([rid for rid, _ in dropped])
+                self.on_dropped([rid for rid, _ in dropped])
             collector.preempt(batcher.take_preempted())
+            collector.prefix_hits(batcher.take_prefix_hits())
             if batch is None:  # sleep until a request arrives (or a static batch's wait runs out)
                 self.wakeup = env.event()
                 collector.events += 1
@@ -125,10 +138,11 @@ class Replica:
             collector.iteration(self.index, now, env.now - now, account, batch.shape, batch.size,
                                 batcher.kv.used_blocks)
             end = env.now
-            if first:
+            if first and self.role != "prefill":  # a prefill replica's token is delivered after the hand-off
                 collector.first_tokens(first, end)
             if finished:
-                collector.finish(finished, end)
+                if self.role != "prefill":
+                    collector.finish(finished, end)
                 self.on_done(finished)
 
     def _closed_form(self, shape: BatchShape, parts: int, account: IterationAccount, start: float) -> float:

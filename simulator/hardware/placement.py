@@ -133,14 +133,40 @@ def _check_parallelism(model: ModelShape, cluster: TopologySpec, d: DeploymentSp
                             f"{cluster.name} has {chips_total}")
 
 
-def _assign_chips(n_replicas: int, per_replica: int, placement: str) -> tuple[tuple[int, ...], ...]:
+def _assign_chips(n_replicas: int, per_replica: int, placement: str, offset: int = 0) -> tuple[tuple[int, ...], ...]:
     if placement == "packed":
-        return tuple(tuple(range(r * per_replica, (r + 1) * per_replica)) for r in range(n_replicas))
-    return tuple(tuple(r + i * n_replicas for i in range(per_replica)) for r in range(n_replicas))
+        return tuple(tuple(range(offset + r * per_replica, offset + (r + 1) * per_replica))
+                     for r in range(n_replicas))
+    return tuple(tuple(offset + r + i * n_replicas for i in range(per_replica)) for r in range(n_replicas))
+
+
+def plan_pools(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
+               deployment: DeploymentSpec) -> list[tuple[str, Plan]]:
+    """[("colocated", plan)], or [("prefill", plan), ("decode", plan)] with the decode pool's chips after the
+    prefill pool's."""
+    d = deployment.disaggregated
+    if d is None:
+        return [("colocated", plan_deployment(model, chip, cluster, deployment))]
+    pools, offset = [], 0
+    for role, pool in (("prefill", d.prefill), ("decode", d.decode)):
+        spec = deployment.model_copy(update={"tensor_parallel": pool.tensor_parallel, "replicas": pool.replicas,
+                                             "pipeline_parallel": pool.pipeline_parallel, "disaggregated": None})
+        try:
+            plan = plan_deployment(model, chip, cluster, spec, chip_offset=offset)
+        except ScenarioError as exc:  # name the pool's own field
+            field = exc.field.replace("deployment.", f"deployment.disaggregated.{role}.")
+            raise ScenarioError(field, exc.problem) from None
+        pools.append((role, plan))
+        offset += plan.chips_total
+    total = cluster.nodes * cluster.chips_per_node
+    if offset > total:
+        raise ScenarioError("deployment.disaggregated", f"the prefill and decode pools need {offset} chips, "
+                            f"{cluster.name} has {total}")
+    return pools
 
 
 def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
-                    deployment: DeploymentSpec) -> Plan:
+                    deployment: DeploymentSpec, chip_offset: int = 0) -> Plan:
     _check_parallelism(model, cluster, deployment)
     tp, pp = deployment.tensor_parallel, deployment.pipeline_parallel
     compute_dtype = deployment.compute_dtype or deployment.weights_dtype
@@ -160,7 +186,7 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
     return Plan(
         tensor_parallel=tp, pipeline_parallel=pp, expert_parallel=deployment.expert_parallel,
         micro_batches=micro if pp > 1 else 1, layers_per_stage=layers,
-        replica_chips=_assign_chips(deployment.replicas, tp * pp, deployment.placement),
+        replica_chips=_assign_chips(deployment.replicas, tp * pp, deployment.placement, chip_offset),
         replicas=deployment.replicas, chips_per_replica=tp * pp,
         chips_total=tp * pp * deployment.replicas, weights_dtype=deployment.weights_dtype, kv_dtype=kv_dtype,
         compute_dtype=compute_dtype, tier=tier.tier, tier_bandwidth=float(tier.bandwidth or 0.0),

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from simulator.config.schema import ContinuousBatcher, StaticBatcher
 from simulator.hardware.roofline import BatchShape
-from simulator.serving.kv_cache import KvBlockPool
+from simulator.serving.kv_cache import KvBlockPool, PrefixCache
 
 
 @dataclass
@@ -47,7 +47,9 @@ class ContinuousBatching:
     """State of one replica's scheduler. Request lengths are indexed by request id."""
 
     def __init__(self, cfg: ContinuousBatcher | StaticBatcher, kv: KvBlockPool, prompt_tokens: list[int],
-                 output_tokens: list[int], max_context: int | None):
+                 output_tokens: list[int], max_context: int | None,
+                 prefix_hashes: tuple[tuple[int, ...], ...] | None = None, prefix_block_tokens: int = 512,
+                 full_output_tokens: list[int] | None = None):
         self.cfg = cfg
         self.kv = kv
         self.paged = cfg.kv_policy == "paged"
@@ -58,6 +60,7 @@ class ContinuousBatching:
         self.wake_at: float | None = None  # static batching: when the oldest waiting request's wait runs out
         self.prompt = prompt_tokens
         self.output = output_tokens
+        self.full_output = full_output_tokens or output_tokens  # a prefill-only replica checks limits with these
         self.max_context = max_context
         self.waiting: deque[int] = deque()
         self.running: dict[int, None] = {}      # admitted and not finished, in admission order
@@ -74,10 +77,26 @@ class ContinuousBatching:
         self.admitted: list[int] = []
         self.dropped: list[tuple[int, str]] = []
         self.preempted: list[int] = []
+        # prefix caching: only when the workload names its prompts' blocks (Mooncake hash_ids)
+        self.prefix_hashes = prefix_hashes
+        self.prefix = PrefixCache(kv, prefix_block_tokens) if prefix_hashes is not None else None
+        self.pinned: dict[int, tuple[int, ...]] = {}  # rid -> cached prefix blocks it reuses
+        self.cached_tokens: dict[int, int] = {}  # rid -> prompt tokens those blocks cover
+        self.hits: list[tuple[int, int]] = []  # (rid, prompt tokens served from the prefix cache)
 
     def enqueue(self, rid: int, now: float = 0.0) -> None:
         self.waiting.append(rid)
         self.enqueued_at[rid] = now
+
+    def accept(self, rid: int, context: int, generated: int) -> str:
+        """Queue a request whose KV-cache (`context` tokens) was prefilled elsewhere (disaggregation): it
+        decodes without a prefill. Returns '' or why it can never fit here."""
+        reason = self._never_fits(rid)
+        if reason:
+            return reason
+        self.swapped[rid] = (context, generated, 0)  # like a swapped-out request, with nothing to copy back
+        self.waiting.append(rid)
+        return ""
 
     # ------------------------------------------------------------ admission
 
@@ -102,9 +121,19 @@ class ContinuousBatching:
                 self.waiting.popleft()
                 self.dropped.append((rid, reason))
                 continue
-            blocks = self._blocks_to_admit(rid)
+            hit, cached = self._prefix_hit(rid)
+            blocks = self._blocks_to_admit(rid, hit)
+            if self.prefix is not None:
+                self.prefix.pin(cached)  # before making room, so that its own prefix is not evicted
+                self.prefix.make_room(blocks + self.watermark)
             if self.kv.used_blocks + blocks + self.watermark > self.kv.capacity_blocks:
+                if self.prefix is not None:
+                    self.prefix.unpin(cached)
                 return  # first come, first served: wait for blocks to free
+            if cached:
+                self.pinned[rid] = cached
+                self.cached_tokens[rid] = hit
+                self.hits.append((rid, hit))
             self.waiting.popleft()
             self.enqueued_at.pop(rid, None)
             self.kv.allocate(rid, blocks)
@@ -115,20 +144,31 @@ class ContinuousBatching:
                 self._join(rid, context, generated)
             else:
                 target = self.prompt[rid] + self.generated_before.get(rid, 0)
-                self.prefilling.append([rid, 0, target])
+                self.prefilling.append([rid, hit, target])
                 self.admitted.append(rid)
 
-    def _blocks_to_admit(self, rid: int) -> int:
+    def _prefix_hit(self, rid: int) -> tuple[int, tuple[int, ...]]:
+        """(prompt tokens whose KV-cache is cached already, the cached blocks) for a request about to be
+        admitted fresh; at least the prompt's last token is always computed, to produce the first token."""
+        if self.prefix is None or rid in self.swapped or rid in self.generated_before:
+            return 0, ()
+        hashes = self.prefix_hashes[rid]
+        n = self.prefix.match(hashes)
+        hit = min(n * self.prefix.block_tokens, self.prompt[rid] - 1)
+        return (hit, hashes[:n]) if hit > 0 else (0, ())
+
+    def _blocks_to_admit(self, rid: int, cached: int = 0) -> int:
+        """Blocks a request takes at admission, beyond the `cached` prompt tokens the prefix cache holds."""
         if rid in self.swapped:
             return self.kv.blocks_for(self.swapped[rid][0])
         if not self.paged:
-            return self.kv.blocks_for(self.prompt[rid] + self.output[rid])
-        return self.kv.blocks_for(self.prompt[rid] + self.generated_before.get(rid, 0) + 1)
+            return self.kv.blocks_for(self.prompt[rid] + self.output[rid] - cached)
+        return self.kv.blocks_for(self.prompt[rid] + self.generated_before.get(rid, 0) + 1 - cached)
 
     def _never_fits(self, rid: int) -> str:
-        tokens = self.prompt[rid] + self.output[rid]
-        if self.max_context and tokens > self.max_context:
+        if self.max_context and self.prompt[rid] + self.full_output[rid] > self.max_context:
             return "context"
+        tokens = self.prompt[rid] + self.output[rid]
         if self.kv.blocks_for(tokens) + self.watermark > self.kv.capacity_blocks:
             return "kv_capacity"
         if not self.cfg.chunked_prefill and self.prompt[rid] > self.cfg.max_batched_tokens:
@@ -151,7 +191,7 @@ class ContinuousBatching:
 
     def _push_block_need(self, rid: int) -> None:
         join, context, _ = self.decoding[rid]
-        covered = self.kv.held[rid] * self.kv.block_tokens
+        covered = self.kv.held[rid] * self.kv.block_tokens + self.cached_tokens.get(rid, 0)
         heapq.heappush(self.block_heap, (join + covered - context + 1, rid))
 
     def _grow(self) -> None:
@@ -182,6 +222,7 @@ class ContinuousBatching:
         else:  # caught mid-prefill: its partial KV-cache is simply dropped
             self.prefilling = [e for e in self.prefilling if e[0] != rid]
         self.kv.free(rid)
+        self._release_prefix(rid, keep=False)
         self.waiting.appendleft(rid)
         self.preempted.append(rid)
 
@@ -256,7 +297,19 @@ class ContinuousBatching:
     def _finish(self, rid: int, finished: list[int]) -> None:
         del self.running[rid]
         self.kv.free(rid)
+        self._release_prefix(rid, keep=True)
         finished.append(rid)
+
+    def _release_prefix(self, rid: int, keep: bool) -> None:
+        """Unpin the cached blocks a request reused and, when it finished (`keep`), cache its prompt's full
+        blocks for later requests."""
+        if self.prefix is None:
+            return
+        self.prefix.unpin(self.pinned.pop(rid, ()))
+        self.cached_tokens.pop(rid, None)
+        if keep:
+            full = self.prompt[rid] // self.prefix.block_tokens
+            self.prefix.insert(self.prefix_hashes[rid][:full])
 
     def take_admitted(self) -> list[int]:
         admitted, self.admitted = self.admitted, []
@@ -265,6 +318,10 @@ class ContinuousBatching:
     def take_dropped(self) -> list[tuple[int, str]]:
         dropped, self.dropped = self.dropped, []
         return dropped
+
+    def take_prefix_hits(self) -> list[tuple[int, int]]:
+        hits, self.hits = self.hits, []
+        return hits
 
     def take_preempted(self) -> list[int]:
         preempted, self.preempted = self.preempted, []

@@ -1,0 +1,40 @@
+"""Prefix caching: a repeated prompt reuses the cached KV-cache of its prefix and skips that prefill."""
+
+import json
+
+import pytest
+
+from simulator import load_scenario, run
+
+
+def mooncake(tmp_path, rows):
+    path = tmp_path / "trace.jsonl"
+    path.write_text("".join(json.dumps({"timestamp": t, "input_length": n, "output_length": o, "hash_ids": h}) + "\n"
+                            for t, n, o, h in rows))
+    return str(path)
+
+
+def scenario(write_scenario, tmp_path, rows, caching):
+    return write_scenario({"model": "llama-3.1-70b", "cluster": {"name": "hgx", "chip": "h100-sxm",
+                                                                "chips_per_node": 8, "scaleup": {
+                               "kind": "switch", "hop_latency": "1 us", "source": "hgx-h100"}},
+                           "deployment": {"tensor_parallel": 8, "weights_dtype": "fp8"},
+                           "serving.prefix_caching": caching,
+                           "workload": {"arrival": {"kind": "trace", "format": "mooncake",
+                                                    "path": mooncake(tmp_path, rows)}}},
+                          name=f"cache-{caching}.yaml")
+
+
+def test_a_repeated_prompt_skips_the_cached_prefill_and_its_first_token_comes_sooner(write_scenario, tmp_path):
+    prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]  # 16 blocks of 512 tokens = 8,192 tokens
+    rows = [(0, 8192, 4, prompt), (5000, 8192, 4, prompt), (10000, 8192, 4, [99] + prompt[1:])]
+    cached = run(load_scenario(scenario(write_scenario, tmp_path, rows, True)))
+    plain = run(load_scenario(scenario(write_scenario, tmp_path, rows, False)))
+    c, p = cached.requests.set_index("request_id"), plain.requests.set_index("request_id")
+    assert c.loc[1, "prefix_hit_tokens"] == 8191  # all but the last token, which yields the first output token
+    assert c.loc[2, "prefix_hit_tokens"] == 0  # a different first block: no shared prefix
+    assert c.loc[1, "ttft_s"] < 0.1 * c.loc[0, "ttft_s"]
+    assert c.loc[0, "ttft_s"] == pytest.approx(p.loc[0, "ttft_s"])
+    assert p.loc[1, "ttft_s"] == pytest.approx(p.loc[0, "ttft_s"], rel=0.05)
+    assert cached.iterations["prefill_tokens"].sum() == 8192 * 3 - 8191
+    assert cached.summary["kv_cache"]["prefix_hit_tokens"] == 8191
