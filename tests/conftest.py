@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,3 +43,14 @@ def small_scenario() -> dict:
             "num_requests": 300,
         },
     }
+
+
+def cli_error(*args) -> str:
+    """Run the CLI expecting a user error: exit code 2, one line on stderr, no traceback; the line's text."""
+    from simulator.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output, result.stderr
+    return lines[0].removeprefix("error: ")

@@ -4,22 +4,12 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
-
-from simulator.cli import app
-
-from conftest import REPO
-
-runner = CliRunner()
 
 
-def cli_error(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0].removeprefix("error: ")
+from conftest import cli_error, REPO
+
+
+
 
 
 @pytest.mark.parametrize("overrides, expected", [

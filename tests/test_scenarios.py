@@ -1,7 +1,6 @@
 """Every shipped scenario runs and reproduces its golden summary; the CLI writes the documented outputs."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest

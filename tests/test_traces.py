@@ -17,7 +17,7 @@ from simulator.workload import servegen
 from simulator.workload.arrivals import generate
 from simulator.workload.traces import mean_rate, read_trace
 
-from conftest import REPO
+from conftest import cli_error, REPO
 
 TRACES = REPO / "workloads" / "traces"
 CODE = str(TRACES / "azure" / "code.csv")
@@ -137,12 +137,6 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def cli_error(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output
-    return lines[0].removeprefix("error: ")
 
 
 AZURE_ROWS = "".join(f"2023-11-16 18:17:{i:02d}.5000000,{100 + i},{10 + i}\n" for i in range(20))

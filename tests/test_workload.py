@@ -4,14 +4,12 @@ import math
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from simulator.cli import app
 from simulator.config.schema import WorkloadSpec
 from simulator.workload.arrivals import daily_rate, generate
 from simulator.workload.traces import read_trace
 
-from conftest import REPO
+from conftest import cli_error, REPO
 
 N = 100_000
 CODE = str(REPO / "workloads" / "traces" / "azure" / "code.csv")
@@ -183,12 +181,6 @@ def test_classes_with_their_own_arrivals_merge_in_time_order():
 
 # ---------------------------------------------------------------- user mistakes: one line, exact text
 
-def cli_error(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output
-    return lines[0].removeprefix("error: ")
 
 
 @pytest.mark.parametrize("overrides, expected", [

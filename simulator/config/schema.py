@@ -324,11 +324,8 @@ class SloSpec(Frozen):
     tpot: Duration | None = None
 
 
-class RequestClass(Frozen):
-    """One tenant of a mix: either a `weight` (its share of the workload's shared arrival stream) or its own
-    `arrival`. Unset lengths, correlation, num_requests and duration fall back to the workload's."""
-    name: str = Field(min_length=1)
-    weight: float | None = Field(default=None, gt=0)
+class Traffic(Frozen):
+    """What a workload and each of its classes may say about their requests."""
     arrival: Arrivals | None = None
     prompt_tokens: Lengths | None = None
     output_tokens: Lengths | None = None
@@ -338,7 +335,14 @@ class RequestClass(Frozen):
     slo: SloSpec | None = None
 
 
-class WorkloadSpec(Frozen):
+class RequestClass(Traffic):
+    """One tenant of a mix: either a `weight` (its share of the workload's shared arrival stream) or its own
+    `arrival`. Unset lengths, correlation, num_requests and duration fall back to the workload's."""
+    name: str = Field(min_length=1)
+    weight: float | None = Field(default=None, gt=0)
+
+
+class WorkloadSpec(Traffic):
     """Requests of a run: one class (arrival, lengths, num_requests or duration at the top) or `classes`.
 
     `correlation` (-1..1) couples prompt and output lengths through a Gaussian copula; unset, they are
@@ -346,13 +350,6 @@ class WorkloadSpec(Frozen):
     """
     name: str = ""
     description: str = ""
-    arrival: Arrivals | None = None
-    prompt_tokens: Lengths | None = None
-    output_tokens: Lengths | None = None
-    num_requests: int | None = Field(default=None, ge=1)
-    duration: Duration | None = None
-    correlation: float | None = Field(default=None, ge=-1, le=1)
-    slo: SloSpec | None = None
     classes: tuple[RequestClass, ...] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")

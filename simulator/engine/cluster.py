@@ -16,8 +16,6 @@ from simulator.engine.link import Network
 from simulator.engine.replica import PrivateTraffic, Replica, Stage, run_collective
 from simulator.hardware.collectives import Phase, allreduce_for
 from simulator.hardware.model import ModelShape
-from simulator.hardware.placement import Plan
-from simulator.hardware.roofline import StepCostModel
 from simulator.hardware.topology import Routes, chip
 from simulator.serving.batcher import ContinuousBatching
 from simulator.serving.kv_cache import KvBlockPool
