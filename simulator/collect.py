@@ -51,7 +51,7 @@ ITERATION_COLUMNS = (
     "prefill_tokens", "decode_tokens", "output_tokens", "batch_size", "decode_context_tokens", "kv_blocks_used",
 )
 
-INTEGER_COLUMNS = {"replica", "chips", "prefill_tokens", "decode_tokens", "output_tokens", "batch_size", "decode_context_tokens",
+INTEGER_COLUMNS = {"replica", "chips", "prefill_tokens", "decode_tokens", "batch_size", "decode_context_tokens",
                    "kv_blocks_used"}
 
 
@@ -117,14 +117,14 @@ class Collector:
         self.completed += len(rids)
 
     def iteration(self, replica: int, start: float, duration: float, a: IterationAccount, shape: BatchShape,
-                  batch_size: int, kv_blocks_used: int) -> None:
+                  batch_size: int, kv_blocks_used: int, output_tokens: float) -> None:
         k = a.stages
         busy = (a.compute_bound_s + a.memory_bound_s + a.overhead_s + a.network_s) / k
         values = (replica, start, duration, a.compute_s / k, a.memory_s / k, a.compute_bound_s / k,
                   a.memory_bound_s / k, a.network_s / k, a.overhead_s / k, max(duration - busy, 0.0),
                   a.flops / k, a.memory_bytes / k, a.stream_bytes / k, a.network_bytes / a.chips, a.swap_bytes,
                   a.chips, shape.prefill_tokens,
-                  shape.decode_tokens, shape.logits, batch_size, shape.decode_context, kv_blocks_used)
+                  shape.decode_tokens, output_tokens, batch_size, shape.decode_context, kv_blocks_used)
         self._rows.extend(values)
 
     def iteration_columns(self) -> dict[str, np.ndarray]:

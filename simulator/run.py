@@ -12,11 +12,12 @@ import pandas as pd
 import simpy
 
 from simulator import report, slo
-from simulator.config.load import Scenario
+from simulator.config.load import Scenario, load_model_config
 from simulator.engine.cluster import Cluster
+from simulator.engine.replica import Drafter
 from simulator.errors import CapacityError, ScenarioError
 from simulator.hardware.model import ModelShape, model_shape
-from simulator.hardware.placement import Plan, plan_pools
+from simulator.hardware.placement import Plan, plan_deployment, plan_pools
 from simulator.hardware.roofline import StepCostModel
 from simulator.hardware.topology import Routes, build_graph, chip
 from simulator.workload.arrivals import generate
@@ -51,6 +52,7 @@ class Prepared:
     model: ModelShape
     pools: list[Pool]
     graph: nx.DiGraph
+    drafter: Drafter | None = None  # speculative decoding's drafting cost
 
     @property
     def plan(self) -> Plan:
@@ -80,7 +82,32 @@ def prepare(scenario: Scenario) -> Prepared:
     pools = [Pool(role, plan, [StepCostModel.build(model, plan, scenario.chip, s)
                                for s in range(plan.pipeline_parallel)]) for role, plan in plans]
     _check_paths(graph, [plan for _, plan in plans], scenario)
-    return Prepared(model, pools, graph)
+    return Prepared(model, pools, graph, _drafter(scenario, model, pools))
+
+
+def _drafter(scenario: Scenario, model: ModelShape, pools: list[Pool]) -> Drafter | None:
+    """Speculative decoding: a draft model's decode passes on the target's chips, or one target layer per
+    drafted token (multi-token prediction)."""
+    spec, speculative = scenario.spec, scenario.spec.serving.speculative
+    if speculative is None:
+        return None
+    if any(pool.plan.pipeline_parallel > 1 for pool in pools) or spec.serving.batcher.kv_policy != "reserve":
+        raise ScenarioError("serving.speculative", "is modelled with pipeline_parallel 1 and kv_policy reserve; "
+                            "got pipeline parallelism or paged KV", scenario.file)
+    target = pools[-1].cost_models[0]  # the decoding pool's
+    if speculative.draft_model is None:
+        return Drafter(speculative.tokens, target, 1)
+    base = Path(scenario.file).resolve().parent
+    name, config = load_model_config(speculative.draft_model, base, scenario.file)
+    try:
+        draft = model_shape(name, config)
+        plan = plan_deployment(draft, scenario.chip, spec.cluster, spec.deployment.model_copy(update={
+            "tensor_parallel": pools[-1].plan.tensor_parallel, "replicas": 1, "pipeline_parallel": 1,
+            "disaggregated": None, "expert_parallel": 1}))
+    except (ScenarioError, CapacityError) as exc:
+        raise exc.with_file(scenario.file) from None
+    cost_model = StepCostModel.build(draft, plan, scenario.chip, 0)
+    return Drafter(speculative.tokens, cost_model, cost_model.layers)
 
 
 def _check_paths(graph: nx.DiGraph, plans: list[Plan], scenario: Scenario) -> None:
@@ -113,7 +140,7 @@ def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = Fals
     model, plan = prepared.model, prepared.plan
     requests = generate(spec.workload, spec.seed)
     env = simpy.Environment()
-    cluster = Cluster(env, spec, model, prepared.pools, prepared.graph, requests)
+    cluster = Cluster(env, spec, model, prepared.pools, prepared.graph, requests, prepared.drafter)
     cluster.run(spec.sim.max_time)
     cluster.check()
     peak_bytes = tracemalloc.get_traced_memory()[1] if measure_memory else None

@@ -532,6 +532,17 @@ RouterSpec = Annotated[Union[RoundRobin, LeastOutstandingTokens, ShortestQueue, 
                        Field(discriminator="kind")]
 
 
+class SpeculativeSpec(Frozen):
+    """Speculative decoding: each decode step drafts `tokens` tokens and verifies them in one pass of the
+    target model; each draft token is accepted with probability `acceptance` until the first rejection,
+    and the verification adds one token of its own. `draft_model`: a catalog model or config.json that
+    drafts, on the same chips; without one, multi-token-prediction heads draft at the cost of one target
+    layer per token (DeepSeek-V3's MTP module)."""
+    tokens: int = Field(ge=1, le=16)
+    acceptance: float = Field(ge=0, lt=1)
+    draft_model: str | None = None
+
+
 class ServingSpec(Frozen):
     """How replicas serve: the batcher of each, the router across them, and a default SLO for requests
     whose class (or workload) sets none."""
@@ -539,6 +550,7 @@ class ServingSpec(Frozen):
     router: RouterSpec = RoundRobin()
     slo: SloSpec | None = None
     prefix_caching: bool = False  # reuse cached prompt prefixes; needs a workload with block hashes (Mooncake)
+    speculative: SpeculativeSpec | None = None
 
 
 class CostSpec(Frozen):

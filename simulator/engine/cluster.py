@@ -13,11 +13,11 @@ import simpy
 from simulator.collect import Collector
 from simulator.config.schema import ScenarioSpec
 from simulator.engine.link import Network
-from simulator.engine.replica import PrivateTraffic, Replica, Stage, run_collective
+from simulator.engine.replica import Drafter, PrivateTraffic, Replica, Stage, run_collective
 from simulator.hardware.collectives import Phase, allreduce_for
 from simulator.hardware.model import ModelShape
 from simulator.hardware.topology import Routes, chip
-from simulator.serving.batcher import ContinuousBatching
+from simulator.serving.batcher import ContinuousBatching, Speculation
 from simulator.serving.kv_cache import KvBlockPool
 from simulator.serving.router import ReplicaView, make_router
 from simulator.workload.arrivals import Requests
@@ -27,7 +27,7 @@ class Cluster:
     """Everything of one simulation that lives inside the SimPy environment."""
 
     def __init__(self, env: simpy.Environment, spec: ScenarioSpec, model: ModelShape, pools: list,
-                 graph: nx.DiGraph, requests: Requests):
+                 graph: nx.DiGraph, requests: Requests, drafter: Drafter | None = None):
         self.env = env
         self.requests = requests
         self.collector = Collector(len(requests), requests.arrival_s.tolist())
@@ -53,15 +53,20 @@ class Cluster:
             block_bytes = plan.kv_bytes_per_token_per_chip * plan.kv_block_tokens * plan.tensor_parallel
             kv = KvBlockPool(plan.kv_capacity_blocks, plan.kv_block_tokens, block_bytes)
             lengths = [1] * len(output) if role == "prefill" else output  # a prefill replica makes one token
+            rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xE7, index]))
+            speculative = spec.serving.speculative if role != "prefill" else None
+            speculation = Speculation(speculative.tokens, speculative.acceptance,
+                                      np.random.default_rng(np.random.SeedSequence([spec.seed, 0x5D, index]))
+                                      ) if speculative else None
             batcher = ContinuousBatching(spec.serving.batcher, kv, prompt, lengths, model.max_context,
                                          requests.prefix_hashes if spec.serving.prefix_caching else None,
-                                         full_output_tokens=output)
-            rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xE7, index]))
+                                         full_output_tokens=output, speculative=speculation)
             on_done = partial(self._hand_off, index) if role == "prefill" else self._on_done
             self.kv_pools.append(kv)
             self.replicas.append(Replica(env, index, batcher, stages, plan.micro_batches, self.network, self.routes,
                                          self.collector, on_done, rng, spec.sim.collectives == "layer",
-                                         private=index in private, role=role, on_dropped=self._on_done))
+                                         private=index in private, role=role, on_dropped=self._on_done,
+                                         drafter=drafter if speculation else None))
         self.entry = [r for r in self.replicas if r.role != "decode"]  # where requests arrive
         self.decoders = [r for r in self.replicas if r.role == "decode"]
         self.view = ReplicaView([replica.batcher for replica in self.entry], requests)

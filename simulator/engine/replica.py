@@ -15,7 +15,7 @@ import simpy
 from simulator.collect import Collector, IterationAccount
 from simulator.engine.link import Network
 from simulator.hardware.collectives import Collective, Phase, phase_links, repeated, uncontended_s
-from simulator.hardware.roofline import ACTIVATION_BYTES, BatchShape, StepCostModel
+from simulator.hardware.roofline import ACTIVATION_BYTES, BatchShape, StepCost, StepCostModel, cost_sum
 from simulator.hardware.topology import Routes
 from simulator.serving.batcher import ContinuousBatching
 
@@ -62,12 +62,27 @@ def _linear(collective: Collective, routes: Routes, capacity: dict[str, float]):
     return seconds - latency, latency, carried, sent
 
 
+class Drafter:
+    """The cost of drafting `tokens` tokens per decoding request each step: `tokens` decode passes of a draft
+    model, or, without one, of one target layer each (multi-token prediction heads)."""
+
+    def __init__(self, tokens: int, cost_model: StepCostModel, layers: float):
+        self.tokens, self.cost_model, self.fraction = tokens, cost_model, layers / cost_model.layers
+
+    def cost(self, shape: BatchShape) -> StepCost:
+        one = self.cost_model.cost(BatchShape(0, 0, 0, shape.decode_tokens, shape.decode_context,
+                                              shape.decode_tokens))
+        scale = self.tokens * self.fraction
+        return StepCost(one.compute_s * scale, one.memory_s * scale, one.overhead_s * scale, one.flops * scale,
+                        one.memory_bytes * scale, one.stream_bytes * scale)
+
+
 class Replica:
     def __init__(self, env: simpy.Environment, index: int, batcher: ContinuousBatching, stages: list[Stage],
                  micro_batches: int, network: Network, routes: Routes, collector: Collector,
                  on_done: Callable[[list[int]], None], rng: np.random.Generator, per_layer: bool,
                  private: bool = False, role: str = "colocated",
-                 on_dropped: Callable[[list[int]], None] | None = None):
+                 on_dropped: Callable[[list[int]], None] | None = None, drafter: "Drafter | None" = None):
         self.env = env
         self.index = index
         self.batcher = batcher
@@ -83,6 +98,7 @@ class Replica:
         self.private = private  # every stage's links carry only this replica's own traffic: closed form
         self.chips = sum(len(stage.chips) for stage in stages)
         self.role = role  # colocated, prefill (hands requests on after their first token) or decode
+        self.drafter = drafter  # speculative decoding: the cost of drafting, added to each decode step
         self.wakeup: simpy.Event | None = None
         self.process = env.process(self.run())
 
@@ -136,7 +152,7 @@ class Replica:
                 yield env.all_of([env.process(self._micro_batch(micro, account)) for _ in range(parts)])
             first, finished = batcher.complete(batch)
             collector.iteration(self.index, now, env.now - now, account, batch.shape, batch.size,
-                                batcher.kv.used_blocks)
+                                batcher.kv.used_blocks, batch.output_tokens)
             end = env.now
             if first and self.role != "prefill":  # a prefill replica's token is delivered after the hand-off
                 collector.first_tokens(first, end)
@@ -155,7 +171,7 @@ class Replica:
         bookings = []
         for stage in self.stages:
             t = stage.private
-            cost = stage.cost_model.cost(micro, self._expert_load(stage, micro))
+            cost = self._cost(stage, micro)
             for _ in range(parts):
                 account.add_compute(cost)
             coll = t.coll_s_per_byte * size + t.coll_latency_s
@@ -180,7 +196,7 @@ class Replica:
         for s, stage in enumerate(self.stages):
             with stage.busy.request() as turn:
                 yield turn
-                cost = stage.cost_model.cost(shape, self._expert_load(stage, shape))
+                cost = self._cost(stage, shape)
                 account.add_compute(cost)
                 size = shape.tokens * stage.cost_model.model.d_model * ACTIVATION_BYTES
                 chunks = stage.cost_model.layers if self.per_layer else 1
@@ -218,6 +234,13 @@ class Replica:
 
     def _run(self, collective: Collective, account: IterationAccount):
         account.network_bytes += yield from run_collective(self.env, self.network, self.routes, collective)
+
+    def _cost(self, stage: Stage, shape: BatchShape) -> StepCost:
+        """Roofline of one pass of `shape` through `stage`, plus drafting when decoding speculatively."""
+        cost = stage.cost_model.cost(shape, self._expert_load(stage, shape))
+        if self.drafter is None or not shape.decode_tokens:
+            return cost
+        return cost_sum(cost, self.drafter.cost(shape))
 
     def _expert_load(self, stage: Stage, shape: BatchShape) -> tuple[float, float] | None:
         """With expert parallelism: sample top-k routing for every MoE layer of the stage and return the

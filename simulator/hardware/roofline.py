@@ -29,10 +29,12 @@ class BatchShape(NamedTuple):
     decode_tokens: float     # one per decoding request
     decode_context: float    # context positions the decoding requests attend to
     logits: float            # tokens that produce a next-token distribution
+    verify_tokens: float = 0.0  # speculative decoding: drafted tokens scored besides the decode tokens
+    verify_pairs: float = 0.0   # their (query, key) attention pairs
 
     @property
     def tokens(self) -> float:
-        return self.prefill_tokens + self.decode_tokens
+        return self.prefill_tokens + self.decode_tokens + self.verify_tokens
 
     def split(self, parts: int) -> "BatchShape":
         """One of `parts` equal micro-batches (pipeline parallelism)."""
@@ -50,6 +52,11 @@ class StepCost(NamedTuple):
     @property
     def roofline_s(self) -> float:
         return max(self.compute_s, self.memory_s) + self.overhead_s
+
+
+def cost_sum(a: StepCost, b: StepCost) -> StepCost:
+    """Two passes run one after the other (e.g. verifying and drafting), as one step's cost."""
+    return StepCost(*(x + y for x, y in zip(a, b)))
 
 
 def ring_allreduce_s(size_bytes: float, n: int, bw_bytes_per_s: float, hop_latency_s: float) -> float:
@@ -109,11 +116,12 @@ class StepCostModel:
         experts touched) summed over this stage's MoE layers on the busiest expert-parallel rank; without
         it the routed experts are split evenly over the TP group (expected experts touched)."""
         m = self.model
-        tokens = b.prefill_tokens + b.decode_tokens
+        tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
         frac = self.layers / m.n_layers  # a stage may hold no layer (only the embedding or the lm_head)
         routed_active = m.n_moe_layers * m.top_k * m.expert_params
         dense_active = m.active_layer_params - routed_active
-        attention = m.attn_flops_per_pair_per_layer * self.layers * (b.prefill_pairs + b.decode_context)
+        attention = m.attn_flops_per_pair_per_layer * self.layers * (b.prefill_pairs + b.decode_context
+                                                                     + b.verify_pairs)
         flops = (2.0 * dense_active * frac * tokens + attention) / self.tp
         if self.last:
             flops += 2.0 * m.lm_head_params * b.logits / self.tp

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+
+import numpy as np
 from dataclasses import dataclass, field
 
 from simulator.config.schema import ContinuousBatcher, StaticBatcher
@@ -37,10 +39,28 @@ class Batch:
     chunks: list[tuple[list[int], int]] = field(default_factory=list)  # ([rid, done, target], tokens)
     swap_out_bytes: float = 0.0
     swap_in_bytes: float = 0.0
+    output_tokens: float = 0.0  # tokens it produces (expected, under speculative decoding)
 
     @property
     def size(self) -> int:
         return self.shape.decode_tokens + len(self.chunks)
+
+
+class Speculation:
+    """Speculative decoding's yield: each step drafts k tokens, accepted one by one with probability a
+    until the first rejection, plus the token the verification itself produces, so a step yields
+    min(G, k + 1) tokens with G geometric; the mean is (1 - a^(k+1)) / (1 - a) (Leviathan et al., 2023)."""
+
+    def __init__(self, tokens: int, acceptance: float, rng: np.random.Generator):
+        self.tokens, self.acceptance, self.rng = tokens, acceptance, rng
+        self.expected_tokens = (1 - acceptance ** (tokens + 1)) / (1 - acceptance)
+
+    def steps(self, remaining: int) -> int:
+        """Decode steps one request needs for `remaining` tokens, sampled once when it starts decoding."""
+        if remaining <= 0:
+            return 0
+        draws = np.minimum(self.rng.geometric(1 - self.acceptance, size=remaining), self.tokens + 1)
+        return int(np.searchsorted(np.cumsum(draws), remaining) + 1)
 
 
 class ContinuousBatching:
@@ -49,7 +69,7 @@ class ContinuousBatching:
     def __init__(self, cfg: ContinuousBatcher | StaticBatcher, kv: KvBlockPool, prompt_tokens: list[int],
                  output_tokens: list[int], max_context: int | None,
                  prefix_hashes: tuple[tuple[int, ...], ...] | None = None, prefix_block_tokens: int = 512,
-                 full_output_tokens: list[int] | None = None):
+                 full_output_tokens: list[int] | None = None, speculative: "Speculation | None" = None):
         self.cfg = cfg
         self.kv = kv
         self.paged = cfg.kv_policy == "paged"
@@ -61,11 +81,14 @@ class ContinuousBatching:
         self.prompt = prompt_tokens
         self.output = output_tokens
         self.full_output = full_output_tokens or output_tokens  # a prefill-only replica checks limits with these
+        self.speculation = speculative
+        self.growth = speculative.expected_tokens if speculative else 1.0  # tokens per request per decode step
         self.max_context = max_context
         self.waiting: deque[int] = deque()
         self.running: dict[int, None] = {}      # admitted and not finished, in admission order
         self.prefilling: list[list[int]] = []   # [rid, tokens done, tokens to compute]
-        self.decoding: dict[int, tuple[int, int, int]] = {}  # rid -> (join step, context then, generated then)
+        self.decoding: dict[int, tuple[int, int, int, int]] = {}  # rid -> (join step, context then,
+        #                                                             generated then, step it finishes at)
         self.decode_heap: list[tuple[int, int]] = []  # (step at which it finishes, rid)
         self.block_heap: list[tuple[int, int]] = []   # (step at which it needs another block, rid)
         self.decode_context = 0                 # sum of contexts the next decode iteration attends
@@ -177,20 +200,23 @@ class ContinuousBatching:
 
     # ------------------------------------------------------------ decode state
 
-    def _context(self, rid: int) -> int:
-        join, context, _ = self.decoding[rid]
-        return context + self.step - join
+    def _context(self, rid: int) -> float:
+        join, context, _, _ = self.decoding[rid]
+        return context + self.growth * (self.step - join)
 
     def _join(self, rid: int, context: int, generated: int) -> None:
         """Start (or resume) decoding: `context` tokens in the KV-cache, `generated` output tokens so far."""
-        self.decoding[rid] = (self.step, context, generated)
-        heapq.heappush(self.decode_heap, (self.step + self.output[rid] - generated, rid))
+        remaining = self.output[rid] - generated
+        steps = self.speculation.steps(remaining) if self.speculation else remaining
+        # the finish step is stored with the state, so that stale heap entries can be recognised
+        self.decoding[rid] = (self.step, context, generated, self.step + steps)
+        heapq.heappush(self.decode_heap, (self.step + steps, rid))
         self.decode_context += context
         if self.paged:
             self._push_block_need(rid)
 
     def _push_block_need(self, rid: int) -> None:
-        join, context, _ = self.decoding[rid]
+        join, context, _, _ = self.decoding[rid]
         covered = self.kv.held[rid] * self.kv.block_tokens + self.cached_tokens.get(rid, 0)
         heapq.heappush(self.block_heap, (join + covered - context + 1, rid))
 
@@ -210,7 +236,7 @@ class ContinuousBatching:
     def _preempt(self, rid: int) -> None:
         del self.running[rid]
         if rid in self.decoding:
-            join, context, generated = self.decoding.pop(rid)
+            join, context, generated, _ = self.decoding.pop(rid)
             now_context = context + self.step - join
             self.decode_context -= now_context
             now_generated = generated + self.step - join
@@ -258,8 +284,11 @@ class ContinuousBatching:
         if not chunks and not n_decode and not swap_out and not swap_in:
             return None
         decode_context = self.decode_context if n_decode else 0
-        shape = BatchShape(new, pairs, kv_read, n_decode, decode_context, logits + n_decode)
-        return Batch(shape, chunks, swap_out, swap_in)
+        drafted = self.speculation.tokens if self.speculation and n_decode else 0
+        # each drafted token is scored too and attends (about) its request's context
+        shape = BatchShape(new, pairs, kv_read, n_decode, decode_context, logits + n_decode * (1 + drafted),
+                           n_decode * drafted, drafted * decode_context)
+        return Batch(shape, chunks, swap_out, swap_in, logits + n_decode * self.growth)
 
     def complete(self, batch: Batch) -> tuple[list[int], list[int]]:
         """Apply a finished iteration: (requests that got their first token, requests that finished)."""
@@ -267,11 +296,11 @@ class ContinuousBatching:
         finished: list[int] = []
         if batch.shape.decode_tokens:
             self.step += 1
-            self.decode_context += len(self.decoding)
+            self.decode_context += self.growth * len(self.decoding)
             while self.decode_heap and self.decode_heap[0][0] <= self.step:
                 end, rid = heapq.heappop(self.decode_heap)
                 state = self.decoding.get(rid)
-                if state is None or state[0] + self.output[rid] - state[2] != end:
+                if state is None or state[3] != end:
                     continue  # stale: preempted (and perhaps resumed) since
                 self.decode_context -= self._context(rid)
                 del self.decoding[rid]
