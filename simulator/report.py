@@ -136,6 +136,7 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
     counts = req["status"].value_counts()
     out_tokens = float(done["output_tokens"].sum())
     chips = sum(p.chips_total for _, p in pools)
+    nodes = math.ceil(chips / spec.cluster.chips_per_node)
     busy = float(it["duration_s"].sum())
     link_util = {}
     if not links.empty:
@@ -194,7 +195,8 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
             if len(links) else 0,
         },
         "deployment": {
-            "chips": chips, "nodes": -(-chips // spec.cluster.chips_per_node),
+            "chips": chips, "nodes": nodes,
+            "racks": None if spec.cluster.nodes_per_rack is None else math.ceil(nodes / spec.cluster.nodes_per_rack),
             "nameplate_power_kw": None if chip.power is None else chips * chip.power.tdp / 1e3,
             "facility_power_kw": None if chip.power is None else chips * chip.power.tdp * spec.cost.pue / 1e3,
         },

@@ -147,6 +147,7 @@ class TopologySpec(Frozen):
     chip: str
     nodes: int = Field(default=1, ge=1)
     chips_per_node: int = Field(ge=1)
+    nodes_per_rack: int | None = Field(default=None, ge=1)  # for counting racks; None when not known
     scaleup: ScaleUpFabric | None = None
     scaleout: ScaleOutFabric | None = None
     host: HostLink | None = None
