@@ -1,4 +1,4 @@
-"""Command line: `infersim run`, `sweep`, `slo-search`, `list`. User mistakes: one line, exit 2."""
+"""Command line: `infersim run`, `sweep`, `slo-search`, `validate`, `list`. User mistakes: one line, exit 2."""
 
 from __future__ import annotations
 
@@ -177,6 +177,32 @@ def explain(
     for section, item, value in rows:
         table.add_row(section, item, value)
     console.print(table)
+
+
+@app.command()
+def validate(
+    cases: Optional[Path] = typer.Argument(None, help="Validation CSV (default validation/calibration.csv)."),
+    out: Path = typer.Option(Path("results/validation"), "-o", "--out", help="Output folder."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Cases simulated in parallel processes."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the predicted-vs-measured plot."),
+) -> None:
+    """Simulate each published measurement in CASES and compare; exit 0 even when cases miss."""
+    from simulator import validate_report
+
+    try:
+        df = validate_report.validate_file(cases or validate_report.DEFAULT_CASES, out, workers, plots)
+    except InfersimError as exc:
+        fail(str(exc))
+        return
+    columns, rows = validate_report.table_rows(df)
+    table = Table(title=f"validation: {cases or validate_report.DEFAULT_CASES}")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("case", "note") else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"results in {out}/")
+    console.print(validate_report.summary_line(df))
 
 
 @app.command("list")

@@ -52,7 +52,8 @@ def min_chips_by_capacity(model: ModelShape, scenario: Scenario, dtype: str) -> 
 def decode_step(prepared: Prepared, scenario: Scenario, batch: int, context: int) -> StepEstimate:
     plan, graph = prepared.plan, prepared.graph
     routes = Routes(graph)
-    capacity = {d["id"]: d["bw"] for _, _, d in graph.edges(data=True)}
+    efficiency = scenario.chip.efficiency.collective  # as the engine: achievable share of each link
+    capacity = {d["id"]: d["bw"] * efficiency for _, _, d in graph.edges(data=True)}
     shape = BatchShape(0, 0, 0, batch, batch * context, batch)
     peak = scenario.chip.compute.peak[plan.compute_dtype]
     light = compute = memory = network = overhead = 0.0

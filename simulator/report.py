@@ -6,8 +6,8 @@ Metric definitions (the one place they are written down):
   have none. e2e_s: arrival -> last token.
 - throughput: completed requests' tokens over the simulated span (time 0 to the last event).
 - utilization.compute_mean / memory_bw_mean: achieved FLOP/s and bytes/s as a fraction of nameplate peak,
-  averaged over the span and the chips. links: bytes carried over (bandwidth x span), per directed link that
-  carried traffic (`src->dst`).
+  averaged over the span and the chips. links: bytes carried over (achievable bandwidth x span), per directed
+  link that carried traffic (`src->dst`); achievable = bandwidth x the chip's efficiency.collective.
 - bottleneck_share: share of busy time in which compute or memory bounds the roofline, the time spent waiting
   for collectives and stage-to-stage sends (network), fixed overheads, and pipeline bubbles.
 - energy: idle power of every chip over the span, plus joules per FLOP ((TDP - idle) / peak), per byte of
@@ -85,7 +85,7 @@ def frames(c: Collector, requests: Requests, network: "Network", graph: "nx.DiGr
 def link_frame(network: "Network", graph: "nx.DiGraph", span_s: float) -> pd.DataFrame:
     """Bytes and utilisation of every link that carried traffic, per time bucket of the network's histogram."""
     edges_by_id = {d["id"]: (u, v, d) for u, v, d in graph.edges(data=True)}
-    hist = network.histogram
+    hist = network.histogram  # utilisation is against what a link can achieve: network.capacity
     n = max(1, min(hist.max_buckets, int(np.ceil(span_s / hist.width)) if span_s > 0 else 1))
     starts = np.arange(n) * hist.width
     widths = np.minimum(starts + hist.width, max(span_s, hist.width)) - starts
@@ -98,11 +98,13 @@ def link_frame(network: "Network", graph: "nx.DiGraph", span_s: float) -> pd.Dat
         carried[row, :len(bins)] = bins
     ends = [edges_by_id[link] for link in names]
     bandwidth = np.array([d["bw"] for _, _, d in ends])
-    capacity = bandwidth[:, None] * widths[None, :]
+    achievable = np.array([network.capacity[link] for link in names])
+    capacity = achievable[:, None] * widths[None, :]
     return pd.DataFrame({
         "link": np.repeat(names, n), "fabric": np.repeat([d["fabric"] for _, _, d in ends], n),
         "src": np.repeat([u for u, _, _ in ends], n), "dst": np.repeat([v for _, v, _ in ends], n),
-        "bandwidth_bytes_per_s": np.repeat(bandwidth, n), "bucket_start_s": np.tile(starts, len(names)),
+        "bandwidth_bytes_per_s": np.repeat(bandwidth, n), "achievable_bytes_per_s": np.repeat(achievable, n),
+        "bucket_start_s": np.tile(starts, len(names)),
         "bucket_s": np.tile(widths, len(names)), "bytes": carried.ravel(),
         "utilization": np.divide(carried, capacity, out=np.zeros_like(carried), where=capacity > 0).ravel(),
         "energy_j": (carried * 8.0 * np.array([d["energy_per_bit"] for _, _, d in ends])[:, None]).ravel(),
@@ -110,6 +112,7 @@ def link_frame(network: "Network", graph: "nx.DiGraph", span_s: float) -> pd.Dat
 
 
 LINK_COLUMNS = {"link": "str", "fabric": "str", "src": "str", "dst": "str", "bandwidth_bytes_per_s": "f8",
+                "achievable_bytes_per_s": "f8",
                 "bucket_start_s": "f8", "bucket_s": "f8", "bytes": "f8", "utilization": "f8", "energy_j": "f8"}
 
 
@@ -140,7 +143,7 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
     busy = float(it["duration_s"].sum())
     link_util = {}
     if not links.empty:
-        totals = links.groupby("link", sort=True).agg(bytes=("bytes", "sum"), bw=("bandwidth_bytes_per_s", "first"))
+        totals = links.groupby("link", sort=True).agg(bytes=("bytes", "sum"), bw=("achievable_bytes_per_s", "first"))
         link_util = {link: _share(float(row.bytes), float(row.bw) * span_s) for link, row in totals.iterrows()}
     energy = _energy(scenario, plan, chips, it, links, span_s)
     energy_j = energy.total_j if energy else None

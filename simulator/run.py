@@ -140,7 +140,8 @@ def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = Fals
     model, plan = prepared.model, prepared.plan
     requests = generate(spec.workload, spec.seed)
     env = simpy.Environment()
-    cluster = Cluster(env, spec, model, prepared.pools, prepared.graph, requests, prepared.drafter)
+    cluster = Cluster(env, spec, model, prepared.pools, prepared.graph, requests, prepared.drafter,
+                      scenario.chip.efficiency.collective)
     cluster.run(spec.sim.max_time)
     cluster.check()
     peak_bytes = tracemalloc.get_traced_memory()[1] if measure_memory else None

@@ -150,8 +150,10 @@ def test_pipeline_of_p_stages_with_m_micro_batches_idles_p_minus_1_over_m_plus_p
 
 
 def shared_spine(placement):
+    # fine link buckets, so that some bucket lies inside an overlap of the all-reduces, however long the
+    # compute between them is (it grows as the calibrated compute efficiency falls)
     path = REPO / "scenarios" / "contention-shared-spine.yaml"
-    return run(load_scenario(path, [f"deployment.placement={placement}"]))
+    return run(load_scenario(path, [f"deployment.placement={placement}", "sim.link_buckets=1000"]))
 
 
 def test_replicas_sharing_a_spine_link_are_slower_and_the_link_is_full_while_they_overlap():

@@ -1,0 +1,203 @@
+"""What `infersim validate` writes: validation.csv (one row per case), report.md and a predicted-vs-measured
+plot, plus the table and the summary line the CLI prints. Cases that miss are results, not errors."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from simulator.config.load import find_dir, load_chip
+from simulator.validate import Outcome, simulate_all
+from simulator.validate_bounds import beats
+from simulator.validate_cases import read_cases
+
+_VALIDATION = find_dir("validation", Path(__file__).resolve().parent)
+DEFAULT_CASES = (_VALIDATION or Path("validation")) / "calibration.csv"
+FAMILY_ORDER = ("GPU NVIDIA", "GPU AMD", "TPU", "LPU", "wafer", "RDU")
+
+
+def family(chip_id: str) -> str:
+    """Hardware family of a chip: GPU <vendor>, TPU, LPU, wafer or RDU."""
+    chip = load_chip(chip_id)
+    return f"GPU {chip.vendor}" if chip.kind == "gpu" else {"tpu": "TPU", "lpu": "LPU", "rdu": "RDU"}.get(
+        chip.kind, chip.kind)
+
+
+def status(o: Outcome) -> str:
+    if o.predicted is None:
+        return "not simulated"
+    return "within" if o.within else "miss"
+
+
+def frame(outcomes: list[Outcome]) -> pd.DataFrame:
+    """One row per case; the columns of validation.csv."""
+    rows = []
+    for o in outcomes:
+        c = o.case
+        rows.append({
+            "case_id": c.case_id, "family": family(c.chip), "chip": c.chip, "model": c.model,
+            "source_kind": c.source_kind, "mode": c.mode, "metric": c.metric, "statistic": o.statistic,
+            "unit": c.unit, "measured": c.value, "predicted": o.predicted, "error": o.error,
+            "abs_error": None if o.error is None else abs(o.error), "tolerance": c.tolerance,
+            "within_tolerance": o.within, "status": status(o), "speed_of_light": o.bound,
+            "measured_beats_light": beats(c, c.value, o.bound),
+            "predicted_beats_light": beats(c, o.predicted, o.bound), "role": o.role,
+            "bottleneck": _bottleneck(o), "compute_dtype": o.compute_dtype, "max_batch": o.max_batch,
+            "num_requests": o.num_requests, "approximations": o.approximations,
+            "not_simulated_reason": o.reason, "wall_s": round(o.wall_s, 3),
+        })
+    return pd.DataFrame(rows)
+
+
+def _bottleneck(o: Outcome) -> str:
+    """The resource with the largest share of the simulated busy time."""
+    shares = {k: v for k, v in (o.shares or {}).items() if v is not None}
+    return max(shares, key=shares.get) if shares else ""
+
+
+@dataclass(frozen=True)
+class Stats:
+    cases: int
+    simulated: int
+    within: int
+    median_abs_error: float | None
+    max_abs_error: float | None
+
+
+def stats(df: pd.DataFrame) -> Stats:
+    errors = df["abs_error"].dropna().tolist()
+    return Stats(len(df), len(errors), int(df["within_tolerance"].sum()),
+                 statistics.median(errors) if errors else None, max(errors) if errors else None)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def summary_line(df: pd.DataFrame) -> str:
+    s = stats(df)
+    line = (f"{s.cases} cases: {s.within} within tolerance, {s.simulated - s.within} miss, "
+            f"{s.cases - s.simulated} not simulated; median |error| {_pct(s.median_abs_error)}, "
+            f"max {_pct(s.max_abs_error)}")
+    flags = [f"{int(df[col].sum())} {what}" for col, what in (
+        ("measured_beats_light", "measurements beat the speed of light"),
+        ("predicted_beats_light", "predictions beat the speed of light (a bug)")) if df[col].any()]
+    return line + ("; " + ", ".join(flags) if flags else "")
+
+
+def group_table(df: pd.DataFrame, column: str, order: list[str]) -> list[list[str]]:
+    """Cases, simulated, within tolerance, median and max |error| per value of `column`."""
+    rows = []
+    for name in order:
+        s = stats(df[df[column] == name])
+        rows.append([name, str(s.cases), str(s.simulated), str(s.within), _pct(s.median_abs_error),
+                     _pct(s.max_abs_error)])
+    return rows
+
+
+def _value(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{x:.4g}"
+
+
+def table_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """(columns, rows) of the table the CLI prints."""
+    columns = ["case", "measured", "predicted", "error", "tolerance", "within", "note"]
+    rows = []
+    for r in df.itertuples():
+        note = (r.not_simulated_reason and f"not simulated: {r.not_simulated_reason}") or (
+            r.approximations and f"approximated: {r.approximations}")
+        if r.measured_beats_light:
+            note = f"measurement beats the speed of light ({_value(r.speed_of_light)}) {note}"
+        if r.predicted_beats_light:
+            note = f"BUG: prediction beats the speed of light ({_value(r.speed_of_light)}) {note}"
+        error = "-" if r.error is None or r.error != r.error else f"{r.error:+.1%}"
+        rows.append([r.case_id, _value(r.measured), _value(r.predicted), error, f"{r.tolerance:.0%}",
+                     {"within": "yes", "miss": "NO", "not simulated": "-"}[r.status], note.strip()])
+    return columns, rows
+
+
+def _markdown_table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + [
+        "| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+
+
+def _role_order(role: str) -> tuple[bool, str]:
+    return role != "fit", role
+
+
+def markdown(df: pd.DataFrame, cases_file: str, plot: bool) -> str:
+    lines = [f"# Validation against published measurements ({Path(cases_file).name})", "",
+             summary_line(df) + ".", "",
+             "Each case is simulated with the catalog's efficiencies (one set per chip, never per case); "
+             "`error` is predicted / measured - 1. A case is within tolerance when |error| <= its tolerance. "
+             "The speed of light is the best value physics allows the metric at nameplate bandwidth and peak "
+             "(simulator/validate_bounds.py).", "", "## By hardware family", ""]
+    head = ["cases", "simulated", "within", "median abs error", "max abs error"]
+    families = [f for f in FAMILY_ORDER if f in set(df["family"])]
+    lines += _markdown_table(["family", *head], group_table(df, "family", families))
+    lines += ["", "## By role", "", "`fit`: the rows tools/calibrate.py fits efficiencies on; `check`: the "
+              "others (loose sources, not simulated, approximated, or mostly pipeline bubble).", ""]
+    roles = sorted(set(df["role"]), key=_role_order)
+    lines += _markdown_table(["role", *head], group_table(df, "role", roles))
+    columns, rows = table_rows(df)
+    lines += ["", "## Cases", ""] + _markdown_table(columns, rows)
+    approx = df[df["approximations"] != ""]
+    if len(approx):
+        lines += ["", "## Approximations", ""]
+        lines += [f"- {r.case_id}: {r.approximations}" for r in approx.itertuples()]
+    if plot:
+        lines += ["", "## Predicted vs measured", "",
+                  "![predicted vs measured](plots/predicted_vs_measured.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def write_plot(df: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = df.dropna(subset=["predicted"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1, 1.3]})
+    for name in FAMILY_ORDER:
+        part = done[done["family"] == name]
+        if len(part):
+            left.scatter(part["measured"], part["predicted"], label=name, s=30)
+    values = pd.concat([done["measured"], done["predicted"]])
+    span = [values.min() / 2, values.max() * 2]
+    left.plot(span, span, color="black", lw=1)
+    for tol, style in ((0.15, "--"), (0.40, ":")):
+        for k in (1 - tol, 1 + tol):
+            left.plot(span, [x * k for x in span], color="grey", lw=0.8, ls=style)
+    left.set(xscale="log", yscale="log", xlabel="measured (metric's unit)", ylabel="predicted",
+             title="predicted vs measured (lines: exact, +-15%, +-40%)")
+    left.legend(fontsize=8)
+    order = done.assign(ratio=done["predicted"] / done["measured"]).sort_values("ratio")
+    rows = range(len(order))
+    right.hlines(rows, 1 - order["tolerance"], 1 + order["tolerance"], color="lightgrey", lw=6)
+    colors = ["tab:green" if w else "tab:red" for w in order["within_tolerance"]]
+    right.scatter(order["ratio"], rows, c=colors, zorder=3)
+    right.axvline(1, color="black", lw=0.8)
+    right.set_yticks(list(rows), order["case_id"], fontsize=7)
+    right.set(xscale="log", xlabel="predicted / measured (grey: the case's tolerance)",
+              title="per case (green: within tolerance)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def validate_file(cases_file: str | Path, out: Path, workers: int = 1, plots: bool = True) -> pd.DataFrame:
+    """Read the cases (ScenarioError when malformed), simulate them all, write validation.csv, report.md and
+    the plot into `out`; return the table."""
+    cases = read_cases(cases_file)
+    df = frame(simulate_all(cases, workers=workers))
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "validation.csv", index=False)
+    plot = plots and df["predicted"].notna().any()
+    if plot:
+        write_plot(df, out / "plots" / "predicted_vs_measured.png")
+    (out / "report.md").write_text(markdown(df, str(cases_file), plot), encoding="utf-8")
+    return df
