@@ -2,7 +2,8 @@
 
 Per iteration: one event per stage pass of each micro-batch, plus the flows of its collectives (tensor-
 parallel all-reduces aggregated per stage pass by default, or per layer) and of the activations sent to the
-next stage. An idle replica sleeps on one event until a request is submitted.
+next stage. A replica whose links carry nothing else is timed in closed form instead: one event per
+iteration, the same result. An idle replica sleeps on one event until a request is submitted.
 """
 
 from __future__ import annotations
@@ -72,12 +73,12 @@ class Drafter:
     def cost(self, shape: BatchShape) -> StepCost:
         one = self.cost_model.cost(BatchShape(0, 0, 0, shape.decode_tokens, shape.decode_context,
                                               shape.decode_tokens))
-        scale = self.tokens * self.fraction
-        return StepCost(one.compute_s * scale, one.memory_s * scale, one.overhead_s * scale, one.flops * scale,
-                        one.memory_bytes * scale, one.stream_bytes * scale)
+        return StepCost(*(value * self.tokens * self.fraction for value in one))
 
 
 class Replica:
+    """One model replica: its batcher, its pipeline stages and its role (colocated, prefill or decode)."""
+
     def __init__(self, env: simpy.Environment, index: int, batcher: ContinuousBatching, stages: list[Stage],
                  micro_batches: int, network: Network, routes: Routes, collector: Collector,
                  on_done: Callable[[list[int]], None], rng: np.random.Generator, per_layer: bool,
