@@ -43,9 +43,7 @@ class Cluster:
         self.kv_bytes_per_token = model.kv_bytes_per_token(pools[0].plan.kv_dtype)
         prompt, output = requests.prompt_tokens.tolist(), requests.output_tokens.tolist()
         self.output = output
-        members = [(pool.role, pool.plan, [Stage(env, [chip(i) for i in pool.plan.stage_chips(r, s)], cost_model,
-                                                 allreduce_for(graph, [chip(i) for i in pool.plan.stage_chips(r, s)]))
-                                           for s, cost_model in enumerate(pool.cost_models)])
+        members = [(pool.role, pool.plan, self._stages(pool, r, graph))
                    for pool in pools for r in range(pool.plan.replicas)]
         private = (self._private_replicas([stages for _, _, stages in members], self._kv_transfer_links(members))
                    if spec.sim.collectives == "iteration" else set())
@@ -53,23 +51,7 @@ class Cluster:
         self.kv_pools: list[KvBlockPool] = []
         self.replicas: list[Replica] = []
         for index, (role, plan, stages) in enumerate(members):
-            block_bytes = plan.kv_bytes_per_token_per_chip * plan.kv_block_tokens * plan.tensor_parallel
-            kv = KvBlockPool(plan.kv_capacity_blocks, plan.kv_block_tokens, block_bytes)
-            lengths = [1] * len(output) if role == "prefill" else output  # a prefill replica makes one token
-            rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xE7, index]))
-            speculative = spec.serving.speculative if role != "prefill" else None
-            speculation = Speculation(speculative.tokens, speculative.acceptance,
-                                      np.random.default_rng(np.random.SeedSequence([spec.seed, 0x5D, index]))
-                                      ) if speculative else None
-            batcher = ContinuousBatching(spec.serving.batcher, kv, prompt, lengths, model.max_context,
-                                         requests.prefix_hashes if spec.serving.prefix_caching else None,
-                                         full_output_tokens=output, speculative=speculation)
-            on_done = partial(self._hand_off, index) if role == "prefill" else self._on_done
-            self.kv_pools.append(kv)
-            self.replicas.append(Replica(env, index, batcher, stages, plan.micro_batches, self.network, self.routes,
-                                         self.collector, on_done, rng, spec.sim.collectives == "layer",
-                                         private=index in private, role=role, on_dropped=self._on_done,
-                                         drafter=drafter if speculation else None))
+            self._add_replica(index, role, plan, stages, spec, model, prompt, index in private, drafter)
         self.entry = [r for r in self.replicas if r.role != "decode"]  # where requests arrive
         self.decoders = [r for r in self.replicas if r.role == "decode"]
         self.view = ReplicaView([replica.batcher for replica in self.entry], requests)
@@ -79,6 +61,37 @@ class Cluster:
                 self._arrive(rid)
         else:
             env.process(self._feed_open_loop())
+
+    def _stages(self, pool, replica: int, graph: nx.DiGraph) -> list[Stage]:
+        """The pipeline stages of one replica of a pool: chips, cost model and the TP group's all-reduce."""
+        stages = []
+        for s, cost_model in enumerate(pool.cost_models):
+            chips = [chip(i) for i in pool.plan.stage_chips(replica, s)]
+            stages.append(Stage(self.env, chips, cost_model, allreduce_for(graph, chips)))
+        return stages
+
+    def _add_replica(self, index: int, role: str, plan, stages: list[Stage], spec: ScenarioSpec,
+                     model: ModelShape, prompt: list[int], private: bool, drafter: Drafter | None) -> None:
+        """Wire one replica: its KV pool, its batcher (a prefill replica makes one token per request) and its
+        process; prefill replicas hand their requests off instead of finishing them."""
+        env, output = self.env, self.output
+        block_bytes = plan.kv_bytes_per_token_per_chip * plan.kv_block_tokens * plan.tensor_parallel
+        kv = KvBlockPool(plan.kv_capacity_blocks, plan.kv_block_tokens, block_bytes)
+        lengths = [1] * len(output) if role == "prefill" else output  # a prefill replica makes one token
+        rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xE7, index]))
+        speculative = spec.serving.speculative if role != "prefill" else None
+        speculation = Speculation(speculative.tokens, speculative.acceptance,
+                                  np.random.default_rng(np.random.SeedSequence([spec.seed, 0x5D, index]))
+                                  ) if speculative else None
+        batcher = ContinuousBatching(spec.serving.batcher, kv, prompt, lengths, model.max_context,
+                                     self.requests.prefix_hashes if spec.serving.prefix_caching else None,
+                                     full_output_tokens=output, speculative=speculation)
+        on_done = partial(self._hand_off, index) if role == "prefill" else self._on_done
+        self.kv_pools.append(kv)
+        self.replicas.append(Replica(env, index, batcher, stages, plan.micro_batches, self.network, self.routes,
+                                     self.collector, on_done, rng, spec.sim.collectives == "layer",
+                                     private=private, role=role, on_dropped=self._on_done,
+                                     drafter=drafter if speculation else None))
 
     def _kv_transfer_links(self, members: list) -> set[str]:
         """Every link a KV-cache hand-off from a prefill replica to a decode replica may use."""
