@@ -8,7 +8,7 @@ columns after the run. Frames are built once, after the run, by report.py.
 from __future__ import annotations
 
 import math
-from array import array
+import struct
 
 import numpy as np
 
@@ -51,6 +51,9 @@ ITERATION_COLUMNS = (
     "prefill_tokens", "decode_tokens", "output_tokens", "batch_size", "decode_context_tokens", "kv_blocks_used",
 )
 
+ROW = struct.Struct(f"<{len(ITERATION_COLUMNS)}d")
+ROWS_PER_CHUNK = 1 << 16
+
 INTEGER_COLUMNS = {"replica", "chips", "prefill_tokens", "decode_tokens", "batch_size", "decode_context_tokens",
                    "kv_blocks_used"}
 
@@ -73,7 +76,8 @@ class Collector:
         self.preemptions = [0] * n_requests
         self.kv_transfer_bytes = [0.0] * n_requests
         self.prefix_hit_tokens = [0] * n_requests
-        self._rows = array("d")  # ITERATION_COLUMNS values of every iteration, row after row
+        self.pending_rows: list[bytes] = []  # ITERATION_COLUMNS values of each iteration, packed as float64
+        self._chunks: list[bytes] = []  # earlier rows, ROWS_PER_CHUNK to a chunk
         self.arrived = self.completed = self.dropped = 0
         self.events = 0
 
@@ -120,18 +124,32 @@ class Collector:
                   batch_size: int, kv_blocks_used: int, output_tokens: float) -> None:
         k = a.stages
         busy = (a.compute_bound_s + a.memory_bound_s + a.overhead_s + a.network_s) / k
-        values = (replica, start, duration, a.compute_s / k, a.memory_s / k, a.compute_bound_s / k,
+        self.row((replica, start, duration, a.compute_s / k, a.memory_s / k, a.compute_bound_s / k,
                   a.memory_bound_s / k, a.network_s / k, a.overhead_s / k, max(duration - busy, 0.0),
                   a.flops / k, a.memory_bytes / k, a.stream_bytes / k, a.network_bytes / a.chips, a.swap_bytes,
                   a.chips, shape.prefill_tokens,
-                  shape.decode_tokens, output_tokens, batch_size, shape.decode_context, kv_blocks_used)
-        self._rows.extend(values)
+                  shape.decode_tokens, output_tokens, batch_size, shape.decode_context, kv_blocks_used))
+
+    def row(self, values: tuple) -> None:
+        """Record one iteration: ITERATION_COLUMNS values, packed as float64 (run_ahead.py packs its own)."""
+        self.pending_rows.append(ROW.pack(*values))
+        if len(self.pending_rows) >= ROWS_PER_CHUNK:
+            self.flush_rows()
+
+    def flush_rows(self) -> None:
+        self._chunks.append(b"".join(self.pending_rows))
+        self.pending_rows.clear()
 
     def iteration_columns(self) -> dict[str, np.ndarray]:
-        """The iteration records as numpy columns (counts as int64, times and sizes as float64)."""
+        """The iteration records as numpy columns (counts as int64, times and sizes as float64), in the order
+        they ended (ties by replica): a replica may record iterations ahead of the clock (run-ahead), so the
+        order of recording is not the order of time."""
         width = len(ITERATION_COLUMNS)
-        rows = np.frombuffer(self._rows, dtype=np.float64).reshape(-1, width) if len(self._rows) else \
-            np.zeros((0, width))
+        data = b"".join([*self._chunks, *self.pending_rows])
+        rows = np.frombuffer(data, dtype="<f8").reshape(-1, width) if data else np.zeros((0, width))
+        end = rows[:, 1] + rows[:, 2]
+        if np.any(end[1:] < end[:-1]) or np.any((end[1:] == end[:-1]) & (rows[1:, 0] < rows[:-1, 0])):
+            rows = rows[np.lexsort((rows[:, 0], end))]
         return {name: rows[:, i].astype(np.int64) if name in INTEGER_COLUMNS else rows[:, i].copy()
                 for i, name in enumerate(ITERATION_COLUMNS)}
 

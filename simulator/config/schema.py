@@ -567,6 +567,9 @@ class SimSpec(Frozen):
     max_time: Seconds | None = None  # stop the simulation here; unfinished requests count as in flight
     collectives: Literal["iteration", "layer"] = "iteration"  # flows per iteration (fast) or per layer
     link_buckets: int = Field(default=100, ge=1, le=10_000)  # time buckets of links.parquet
+    # commit decode iterations that nothing can interrupt without an event each (same results; false: one
+    # event per iteration, for checking)
+    run_ahead: bool = True
 
 
 class ScenarioSpec(Frozen):

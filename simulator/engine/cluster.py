@@ -3,6 +3,7 @@ feeder. Wiring only."""
 
 from __future__ import annotations
 
+import heapq
 import math
 from functools import partial
 
@@ -19,8 +20,18 @@ from simulator.hardware.model import ModelShape
 from simulator.hardware.topology import Routes, chip
 from simulator.serving.batcher import ContinuousBatching, Speculation
 from simulator.serving.kv_cache import KvBlockPool
-from simulator.serving.router import ReplicaView, make_router
+from simulator.serving.router import ReplicaView, RoundRobinRouter, make_router
 from simulator.workload.arrivals import Requests
+
+
+class ArrivalTimeout(simpy.Event):
+    """A timeout processed before every other event of the same instant, so that a request arriving exactly
+    at an iteration boundary is always seen there (whatever the order the events were created in)."""
+
+    def __init__(self, env: simpy.Environment, delay: float):
+        super().__init__(env)
+        self._ok, self._value = True, None  # triggered, as simpy.Timeout sets itself
+        env.schedule(self, simpy.core.URGENT, delay)
 
 
 class Cluster:
@@ -56,6 +67,17 @@ class Cluster:
         self.decoders = [r for r in self.replicas if r.role == "decode"]
         self.view = ReplicaView([replica.batcher for replica in self.entry], requests)
         self.router = make_router(spec.serving.router, self.view, requests)
+        # run-ahead (sim.run_ahead): when nothing but arrivals and the end of the run can reach a closed-form
+        # replica, it commits its iterations up to the next arrival that may be routed to it
+        self.arrival_event_s = self._arrival_event_times()
+        self.next_arrival = 0  # the feed's next request id
+        self.pending_thinks: list[float] = []  # closed loop: when thinking users send their next request
+        self.max_time_s = math.inf if spec.sim.max_time is None else spec.sim.max_time
+        if self._can_run_ahead(spec, model):
+            for replica in self.replicas:
+                if replica.private:
+                    replica.horizon = partial(self._horizon, replica.index)
+                    replica.early_effects = not requests.closed_loop_users
         if requests.closed_loop_users:
             for rid in range(min(requests.closed_loop_users, len(requests))):
                 self._arrive(rid)
@@ -125,6 +147,35 @@ class Cluster:
                 if all(st.private and all(users[link] == 1 for links in st.private.sources() for link in links)
                        for st in stages)}
 
+    def _can_run_ahead(self, spec: ScenarioSpec, model: ModelShape) -> bool:
+        """Arrivals are the only outside events that can reach a replica when prefill and decode are not
+        disaggregated (no KV hand-offs), a closed loop has one replica (another's finish would release a
+        user at any time) and no iteration draws random numbers (expert-parallel routing is sampled)."""
+        sampled = model.n_experts and any(s.cost_model.ep > 1 for r in self.replicas for s in r.stages)
+        return (spec.sim.run_ahead and not self.disaggregated and not sampled
+                and (not self.requests.closed_loop_users or len(self.entry) == 1))
+
+    def _horizon(self, replica: int) -> tuple[float, float, float]:
+        """(the earliest time a request may be submitted to `replica`, to any replica, the end of the run).
+        Round robin is blind to load, so the next request `replica` gets is known in advance."""
+        if self.requests.closed_loop_users:
+            anywhere = self.pending_thinks[0] if self.pending_thinks else math.inf
+            return anywhere, anywhere, self.max_time_s
+        times, j = self.arrival_event_s, self.next_arrival
+        anywhere = times[j] if j < len(times) else math.inf
+        if isinstance(self.router, RoundRobinRouter):
+            j += (replica - self.router.next) % len(self.entry)
+        return (times[j] if j < len(times) else math.inf), anywhere, self.max_time_s
+
+    def _arrival_event_times(self) -> list[float]:
+        """When the open-loop feed processes each arrival: exactly the times SimPy schedules them at."""
+        now, times = 0.0, []
+        for t in self.requests.arrival_s.tolist() if not self.requests.closed_loop_users else ():
+            if t > now:
+                now = now + (t - now)
+            times.append(now)
+        return times
+
     def _arrive(self, rid: int) -> None:
         replica = self.router.route(rid)
         self.view.assign(rid, replica)
@@ -136,7 +187,8 @@ class Cluster:
         for rid, t in enumerate(self.requests.arrival_s.tolist()):
             if t > env.now:
                 self.collector.events += 1
-                yield env.timeout(t - env.now)
+                yield ArrivalTimeout(env, t - env.now)
+            self.next_arrival = rid + 1
             self._arrive(rid)
 
     def _hand_off(self, source: int, rids: list[int]) -> None:
@@ -183,9 +235,14 @@ class Cluster:
             think = self.requests.think_time_s
             if think > 0:
                 c.events += 1
-                self.env.timeout(think).callbacks.append(lambda _event, rid=rid: self._arrive(rid))
+                heapq.heappush(self.pending_thinks, self.env.now + think)
+                ArrivalTimeout(self.env, think).callbacks.append(lambda _event, rid=rid: self._think_done(rid))
             else:
                 self._arrive(rid)
+
+    def _think_done(self, rid: int) -> None:
+        heapq.heappop(self.pending_thinks)  # timers fire in time order
+        self._arrive(rid)
 
     def run(self, max_time_s: float | None) -> None:
         until = self.all_done

@@ -3,11 +3,13 @@
 Per iteration: one event per stage pass of each micro-batch, plus the flows of its collectives (tensor-
 parallel all-reduces aggregated per stage pass by default, or per layer) and of the activations sent to the
 next stage. A replica whose links carry nothing else is timed in closed form instead: one event per
-iteration, the same result. An idle replica sleeps on one event until a request is submitted.
+iteration, the same result, or fewer when it may run ahead of the clock (run_ahead.py). An idle replica
+sleeps on one event until a request is submitted.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -15,10 +17,11 @@ import simpy
 
 from simulator.collect import Collector, IterationAccount
 from simulator.engine.link import Network
+from simulator.engine.run_ahead import run_ahead
 from simulator.hardware.collectives import Collective, Phase, phase_links, repeated, uncontended_s
 from simulator.hardware.roofline import ACTIVATION_BYTES, BatchShape, StepCost, StepCostModel, cost_sum
 from simulator.hardware.topology import Routes
-from simulator.serving.batcher import ContinuousBatching
+from simulator.serving.batcher import Batch, ContinuousBatching
 
 
 class Stage:
@@ -83,7 +86,8 @@ class Replica:
                  micro_batches: int, network: Network, routes: Routes, collector: Collector,
                  on_done: Callable[[list[int]], None], rng: np.random.Generator, per_layer: bool,
                  private: bool = False, role: str = "colocated",
-                 on_dropped: Callable[[list[int]], None] | None = None, drafter: "Drafter | None" = None):
+                 on_dropped: Callable[[list[int]], None] | None = None, drafter: "Drafter | None" = None,
+                 horizon: Callable[[], tuple[float, float]] | None = None):
         self.env = env
         self.index = index
         self.batcher = batcher
@@ -100,6 +104,11 @@ class Replica:
         self.chips = sum(len(stage.chips) for stage in stages)
         self.role = role  # colocated, prefill (hands requests on after their first token) or decode
         self.drafter = drafter  # speculative decoding: the cost of drafting, added to each decode step
+        # closed-form replicas only: () -> (the earliest time a request may be submitted to it, the end of
+        # the run); None: unknown, so every iteration is one event
+        self.horizon = horizon
+        self._timed: tuple | None = None  # (shape, parts, closed form) run-ahead timed but did not commit
+        self.early_effects = False  # may run-ahead commit finishes and drops before the clock (open loop)?
         self.wakeup: simpy.Event | None = None
         self.process = env.process(self.run())
 
@@ -119,17 +128,11 @@ class Replica:
 
     def run(self):
         env, batcher, collector = self.env, self.batcher, self.collector
+        batch = None  # run-ahead may have scheduled the next batch already, at the current time
         while True:
             now = env.now
-            batch = batcher.schedule(now)
-            collector.admit(batcher.take_admitted(), now)
-            dropped = batcher.take_dropped()
-            for rid, reason in dropped:
-                collector.drop(rid, reason, now)
-            if dropped:
-                self.on_dropped([rid for rid, _ in dropped])
-            collector.preempt(batcher.take_preempted())
-            collector.prefix_hits(batcher.take_prefix_hits())
+            if batch is None:
+                batch = self.schedule(now)
             if batch is None:  # sleep until a request arrives (or a static batch's wait runs out)
                 self.wakeup = env.event()
                 collector.events += 1
@@ -139,57 +142,105 @@ class Replica:
                     yield self.wakeup
                 self.wakeup = None
                 continue
+            if self.horizon is not None:
+                ahead, batch = run_ahead(self, batch, now)
+                if ahead > now:  # iterations committed up to `ahead`; go on from there
+                    collector.events += 1
+                    yield env.timeout(exact_delay(now, ahead))
+                    continue
+            parts = self.micro_batches_of(batch)
             account = IterationAccount(len(self.stages), self.chips)
-            parts = max(1, min(self.micro_batches, batch.size))
             if batch.swap_out_bytes or batch.swap_in_bytes:
                 yield from self._swap(batch, account)
             if batch.size and self.private:
                 collector.events += 1
-                yield env.timeout(self._closed_form(batch.shape, parts, account, now))
+                timed = self._timed
+                duration, costs, bookings = timed[2] if timed and timed[0] == batch.shape and timed[1] == parts \
+                    else self._closed_form(batch.shape, parts)
+                self._timed = None
+                self._book(now, now + duration, parts, costs, bookings, account)
+                yield env.timeout(duration)
             elif batch.size and parts == 1:
                 yield from self._micro_batch(batch.shape, account)
             elif batch.size:
                 micro = batch.shape.split(parts)
                 yield env.all_of([env.process(self._micro_batch(micro, account)) for _ in range(parts)])
-            first, finished = batcher.complete(batch)
-            collector.iteration(self.index, now, env.now - now, account, batch.shape, batch.size,
-                                batcher.kv.used_blocks, batch.output_tokens)
-            end = env.now
-            if first and self.role != "prefill":  # a prefill replica's token is delivered after the hand-off
-                collector.first_tokens(first, end)
-            if finished:
-                if self.role != "prefill":
-                    collector.finish(finished, end)
-                self.on_done(finished)
+            self.complete(batch, now, env.now, account)
+            batch = None
 
-    def _closed_form(self, shape: BatchShape, parts: int, account: IterationAccount, start: float) -> float:
+    def micro_batches_of(self, batch: Batch) -> int:
+        """Micro-batches the pipeline splits `batch` into: as configured, at most one per request."""
+        return max(1, min(self.micro_batches, batch.size))
+
+    def schedule(self, now: float) -> Batch | None:
+        """The batcher's next batch at `now`, with its admissions, drops, preemptions and prefix hits recorded."""
+        batcher, collector = self.batcher, self.collector
+        batch = batcher.schedule(now)
+        collector.admit(batcher.take_admitted(), now)
+        dropped = batcher.take_dropped()
+        for rid, reason in dropped:
+            collector.drop(rid, reason, now)
+        if dropped:
+            self.on_dropped([rid for rid, _ in dropped])
+        collector.preempt(batcher.take_preempted())
+        collector.prefix_hits(batcher.take_prefix_hits())
+        return batch
+
+    def complete(self, batch: Batch, start: float, end: float, account: IterationAccount) -> None:
+        """Apply an iteration that ran from `start` to `end`: record it, deliver first tokens, finish requests."""
+        collector = self.collector
+        first, finished = self.batcher.complete(batch)
+        collector.iteration(self.index, start, end - start, account, batch.shape, batch.size,
+                            self.batcher.kv.used_blocks, batch.output_tokens)
+        if first and self.role != "prefill":  # a prefill replica's token is delivered after the hand-off
+            collector.first_tokens(first, end)
+        if finished:
+            if self.role != "prefill":
+                collector.finish(finished, end)
+            self.on_done(finished)
+
+    def _closed_form(self, shape: BatchShape, parts: int) -> tuple[float, list[StepCost], list]:
         """Duration of an iteration whose links are all private: every stage pass, all-reduce and send in
         closed form, and the pipeline of `parts` identical micro-batches as a flow shop with identical jobs:
-        makespan = sum of every step + (parts - 1) x the slowest step that holds a resource."""
+        makespan = sum of every step + (parts - 1) x the slowest step that holds a resource. Returns (duration,
+        each stage's cost, each stage's (traffic, activation bytes)); `_book` records them. No side effects."""
         micro = shape.split(parts) if parts > 1 else shape
         size = micro.tokens * self.stages[0].cost_model.model.d_model * ACTIVATION_BYTES
         total = slowest = 0.0
-        bookings = []
+        costs, bookings = [], []
         for stage in self.stages:
             t = stage.private
             cost = self._cost(stage, micro)
-            for _ in range(parts):
-                account.add_compute(cost)
             coll = t.coll_s_per_byte * size + t.coll_latency_s
             xfer = t.send_s_per_byte * size
             step = cost.roofline_s + coll
             total += step + xfer + t.send_latency_s
             slowest = max(slowest, step, xfer)
+            costs.append(cost)
+            bookings.append((t, size, coll, xfer))
+        return total + (parts - 1) * slowest, costs, bookings
+
+    def _book(self, start: float, end: float, parts: int, costs: list[StepCost], bookings: list,
+              account: IterationAccount) -> None:
+        """Account a closed-form iteration [start, end]: its stage passes, and its bytes on each private link."""
+        for cost in costs:
+            for _ in range(parts):
+                account.add_compute(cost)
+        for t, size, coll, xfer in bookings:
             account.network_s += parts * (coll + xfer + t.send_latency_s)
             account.network_bytes += parts * size * (t.coll_sent + t.send_sent)
-            bookings.append((t, size * parts))
-        duration = total + (parts - 1) * slowest
-        for t, nbytes in bookings:
+            nbytes = size * parts
             if t.coll_carried:
-                self.network.account_private(start, start + duration, t.coll_carried, nbytes * t.coll_sent, nbytes)
+                self.network.account_private(start, end, t.coll_carried, nbytes * t.coll_sent, nbytes)
             if t.send_carried:
-                self.network.account_private(start, start + duration, t.send_carried, nbytes * t.send_sent, nbytes)
-        return duration
+                self.network.account_private(start, end, t.send_carried, nbytes * t.send_sent, nbytes)
+
+    def remember_timing(self, shape: BatchShape, parts: int, duration: float, costs: list[StepCost],
+                        size: float) -> None:
+        """Run-ahead timed this iteration but could not commit it: the normal path reuses the timing."""
+        bookings = [(st.private, size, st.private.coll_s_per_byte * size + st.private.coll_latency_s,
+                     st.private.send_s_per_byte * size) for st in self.stages]
+        self._timed = (shape, parts, (duration, costs, bookings))
 
     def _micro_batch(self, shape: BatchShape, account: IterationAccount):
         """One micro-batch through every stage: compute, TP collectives, then activations to the next stage."""
@@ -261,6 +312,17 @@ class Replica:
         busiest = routed.argmax(axis=1)
         rows = np.arange(layers)
         return float(routed[rows, busiest].sum()), float(touched[rows, busiest].sum())
+
+
+def exact_delay(now: float, t: float) -> float:
+    """The delay d with now + d == t in floating point (SimPy schedules at now + delay), so that committed
+    iterations end where one event per iteration would have put them."""
+    d = t - now
+    while now + d < t:
+        d = math.nextafter(d, math.inf)
+    while now + d > t:
+        d = math.nextafter(d, -math.inf)
+    return d
 
 
 def run_collective(env: simpy.Environment, network: Network, routes: Routes, collective: Collective):

@@ -81,6 +81,11 @@ class StepCostModel:
     expert_bytes: float       # per chip: one routed expert of one layer (whole with EP, 1/tp without)
     kv_bytes_per_token: float  # per chip, this stage's layers
     overhead_s: float
+    # derived in build(), so that cost() does few operations (the same ones, in the same order)
+    attn_flops_per_pair: float = 0.0   # attention FLOPs of one (query, key) pair over this stage's layers
+    dense_flops_per_token: float = 0.0  # 2 x the dense active parameters of this stage's layers
+    routed_flops_per_token: float = 0.0  # 2 x the routed experts' active parameters of this stage's layers
+    lm_head_flops_per_logit: float = 0.0  # 2 x the lm_head parameters
 
     @classmethod
     def build(cls, model: ModelShape, plan: Plan, chip: ChipSpec, stage: int) -> "StepCostModel":
@@ -90,6 +95,8 @@ class StepCostModel:
         last = stage == len(plan.layers_per_stage) - 1
         frac = layers / model.n_layers
         dense = model.dense_layer_params * frac + (model.lm_head_params if last else 0)
+        routed_active = model.n_moe_layers * model.top_k * model.expert_params
+        dense_active = model.active_layer_params - routed_active
         return cls(
             model=model, tp=plan.tensor_parallel, ep=plan.expert_parallel, layers=layers, last=last,
             peak_flops=chip.compute.peak[plan.compute_dtype] * eff.compute,
@@ -99,6 +106,10 @@ class StepCostModel:
             expert_bytes=model.expert_params * wbytes / (1 if plan.expert_parallel > 1 else plan.tensor_parallel),
             kv_bytes_per_token=plan.kv_bytes_per_token_per_chip * frac,
             overhead_s=eff.step_overhead + layers * eff.layer_overhead,
+            attn_flops_per_pair=model.attn_flops_per_pair_per_layer * layers,
+            dense_flops_per_token=2.0 * dense_active * frac,
+            routed_flops_per_token=2.0 * routed_active * frac,
+            lm_head_flops_per_logit=2.0 * model.lm_head_params,
         )
 
     @property
@@ -115,24 +126,19 @@ class StepCostModel:
         """Roofline of one pass of `b` through this stage on one chip. `expert_load` = (routed tokens,
         experts touched) summed over this stage's MoE layers on the busiest expert-parallel rank; without
         it the routed experts are split evenly over the TP group (expected experts touched)."""
-        m = self.model
         tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
-        frac = self.layers / m.n_layers  # a stage may hold no layer (only the embedding or the lm_head)
-        routed_active = m.n_moe_layers * m.top_k * m.expert_params
-        dense_active = m.active_layer_params - routed_active
-        attention = m.attn_flops_per_pair_per_layer * self.layers * (b.prefill_pairs + b.decode_context
-                                                                     + b.verify_pairs)
-        flops = (2.0 * dense_active * frac * tokens + attention) / self.tp
+        attention = self.attn_flops_per_pair * (b.prefill_pairs + b.decode_context + b.verify_pairs)
+        flops = (self.dense_flops_per_token * tokens + attention) / self.tp
         if self.last:
-            flops += 2.0 * m.lm_head_params * b.logits / self.tp
+            flops += self.lm_head_flops_per_logit * b.logits / self.tp
         weights = self.dense_weight_bytes
-        if m.n_experts:
+        if self.model.n_experts:
             if expert_load is None:
-                flops += 2.0 * routed_active * frac * tokens / self.tp
+                flops += self.routed_flops_per_token * tokens / self.tp
                 weights += self.moe_layers * self.experts_touched(tokens) * self.expert_bytes
             else:
                 routed_tokens, touched = expert_load
-                flops += 2.0 * m.expert_params * routed_tokens
+                flops += 2.0 * self.model.expert_params * routed_tokens
                 weights += touched * self.expert_bytes
         kv = (b.prefill_kv_tokens + b.decode_context + tokens) * self.kv_bytes_per_token  # reads + writes
         if self.stream_bw:  # the two tiers are read at the same time: the slower stream bounds the step
@@ -141,3 +147,19 @@ class StepCostModel:
         memory_bytes = weights + kv
         return StepCost(flops / self.peak_flops, memory_bytes / self.memory_bw, self.overhead_s, flops,
                         memory_bytes)
+
+    def decode_terms(self, b: BatchShape) -> tuple:
+        """What `cost(b)` computes that does not depend on `b.decode_context`, for a batch of decodes without
+        prefill, speculation or sampled expert load (run-ahead's steady decoding, engine/run_ahead.py). With
+        context c, the same float operations as cost() give: flops = (dense + per_pair x c) / tp + head + moe;
+        kv = (c + tokens) x kv_per_token; and memory time and bytes from weights and kv as in cost()."""
+        tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
+        head = self.lm_head_flops_per_logit * b.logits / self.tp if self.last else 0.0
+        moe = weights_moe = 0.0
+        if self.model.n_experts:
+            moe = self.routed_flops_per_token * tokens / self.tp
+            weights_moe = self.moe_layers * self.experts_touched(tokens) * self.expert_bytes
+        weights = self.dense_weight_bytes + weights_moe if self.model.n_experts else self.dense_weight_bytes
+        return (self.dense_flops_per_token * tokens, self.attn_flops_per_pair, self.tp, head, moe, weights, tokens,
+                self.kv_bytes_per_token, self.peak_flops, self.memory_bw,
+                weights / self.stream_bw if self.stream_bw else 0.0, self.overhead_s)

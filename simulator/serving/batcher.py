@@ -283,12 +283,52 @@ class ContinuousBatching:
         self.swap_out = self.swap_in = 0.0
         if not chunks and not n_decode and not swap_out and not swap_in:
             return None
+        return self._batch(chunks, new, pairs, kv_read, logits, n_decode, swap_out, swap_in)
+
+    def _batch(self, chunks: list, new: int, pairs: int, kv_read: int, logits: int, n_decode: int,
+               swap_out: float = 0.0, swap_in: float = 0.0) -> Batch:
         decode_context = self.decode_context if n_decode else 0
         drafted = self.speculation.tokens if self.speculation and n_decode else 0
         # each drafted token is scored too and attends (about) its request's context
         shape = BatchShape(new, pairs, kv_read, n_decode, decode_context, logits + n_decode * (1 + drafted),
                            n_decode * drafted, drafted * decode_context)
         return Batch(shape, chunks, swap_out, swap_in, logits + n_decode * self.growth)
+
+    # ------------------------------------------------------------ steady decoding (run-ahead)
+
+    def steady_steps(self, batch: Batch) -> int:
+        """How many decode iterations, from `batch` (just scheduled) on, complete while changing nothing but the
+        decoding requests' contexts: no prefill chunk, no swap, nobody finishing (a stale heap entry counts,
+        conservatively), no KV block due before the next one. Waiting requests that were not admitted stay
+        blocked meanwhile: nothing frees a slot or a block. 0 when `batch` is not such an iteration."""
+        if batch.chunks or batch.swap_out_bytes or batch.swap_in_bytes or self.prefilling \
+                or not batch.shape.decode_tokens or self.swap_out or self.swap_in:
+            return 0
+        steps = self.decode_heap[0][0] - self.step - 1 if self.decode_heap else 0
+        if self.paged and self.block_heap:
+            steps = min(steps, self.block_heap[0][0] - self.step)
+        return max(steps, 0)
+
+    def may_finish(self, batch: Batch) -> bool:
+        """Could completing `batch` finish a request (a stale heap entry counts, conservatively)?"""
+        if batch.shape.decode_tokens and self.decode_heap and self.decode_heap[0][0] <= self.step + 1:
+            return True
+        return any(entry[1] + n >= entry[2] and self.generated_before.get(entry[0], 0) + 1 >= self.output[entry[0]]
+                   for entry, n in batch.chunks)
+
+    def advance_steady(self) -> float:
+        """Complete one of the `steady_steps` iterations (exactly as `complete` would): every decoding request
+        gains a token. Returns the decode context of the next iteration."""
+        self.step += 1
+        self.decode_context += self.growth * len(self.decoding)
+        return self.decode_context
+
+    def steady_shape(self, shape: BatchShape, context: float) -> BatchShape:
+        """The shape of a steady decode iteration like `shape` at decode context `context`, as `schedule`
+        would build it."""
+        drafted = self.speculation.tokens if self.speculation else 0
+        return BatchShape(0, 0, 0, shape.decode_tokens, context, shape.logits, shape.verify_tokens,
+                          drafted * context)
 
     def complete(self, batch: Batch) -> tuple[list[int], list[int]]:
         """Apply a finished iteration: (requests that got their first token, requests that finished)."""

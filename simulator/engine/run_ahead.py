@@ -1,0 +1,182 @@
+"""Run-ahead: a closed-form replica computes its iterations ahead of the clock, without an event each.
+
+A replica whose links carry only its own traffic (closed form) is a deterministic function of what is
+submitted to it, and the only thing ever submitted is an arriving request (no disaggregation). So from any
+boundary on, its iterations are certain to happen as computed until the next arrival that may be routed to
+it: they are committed at once (timed, recorded, applied with their own times), and the replica sleeps until
+the last one ends. An arrival changes nothing in the iteration it lands in (it waits for the next boundary),
+so that iteration is committed too; the next schedule then happens at the clock's time, after the arrival.
+
+What else is seen outside the replica limits how far it may go:
+- a request finishing (or being dropped) releases its tokens from the router's view and may end the run, so
+  such an iteration is committed only if it ends before the next arrival anywhere and more arrivals are to
+  come (open loop; in a closed loop a finish releases a user's next request at the clock's time);
+- nothing is committed that ends at or after the end of the run (`sim.max_time`);
+- iterations that copy KV-cache to host memory (swap) move bytes as flows: the normal path runs them.
+Arrivals are processed before any iteration boundary at the same instant (engine/cluster.py), so ties
+resolve the same way with and without run-ahead.
+
+Steady decode iterations (the batch changes only by its contexts growing, `batcher.steady_steps`) are the
+hot loop of a long run and are committed by an unrolled copy of `Replica._closed_form` + `_book` +
+`Collector.iteration` that builds no per-iteration objects. Every iteration is timed with the same float
+operations in the same order as with one event per iteration (`Replica.run`, the reference, which
+`sim.run_ahead: false` selects); tests/test_run_ahead.py holds the two to identical results.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from simulator.collect import ROW, ROWS_PER_CHUNK, IterationAccount
+from simulator.hardware.roofline import ACTIVATION_BYTES, StepCost
+
+if TYPE_CHECKING:
+    from simulator.engine.replica import Replica
+    from simulator.serving.batcher import Batch
+
+
+def run_ahead(replica: "Replica", batch: "Batch", now: float) -> tuple[float, "Batch | None"]:
+    """Commit what is certain from `batch` (scheduled at `now`) on. Returns (t, next): the end of the last
+    committed iteration (`now` when none was) and the batch to run at t if it was scheduled already (None:
+    schedule at t)."""
+    batcher = replica.batcher
+    mine, anywhere, stop = replica.horizon()
+    effects_ok = replica.early_effects and anywhere < float("inf")  # finishes and drops may be committed
+    t = now
+    while True:
+        if batch.swap_out_bytes or batch.swap_in_bytes or not batch.size:
+            return t, batch
+        parts = replica.micro_batches_of(batch)
+        steps = batcher.steady_steps(batch)
+        if steps:
+            end, committed = _commit_steady(replica, batch, parts, t, steps, mine, stop)
+            if not committed:
+                return t, batch
+            t = end
+            if t >= mine or committed < steps or (batcher.waiting and not (effects_ok and t < anywhere)):
+                return t, None  # an arrival is due, the end is near, or the next schedule may drop a request
+            batch = replica.schedule(t)
+        else:
+            timed = replica._timed
+            duration, costs, bookings = timed[2] if timed and timed[0] == batch.shape and timed[1] == parts \
+                else replica._closed_form(batch.shape, parts)
+            end = t + duration
+            if end >= stop or (batcher.may_finish(batch) and not (effects_ok and end < anywhere)):
+                replica._timed = (batch.shape, parts, (duration, costs, bookings))  # the normal path reuses it
+                return t, batch
+            account = IterationAccount(len(replica.stages), replica.chips)
+            replica._book(t, end, parts, costs, bookings, account)
+            replica.complete(batch, t, end, account)
+            t = end
+            if t >= mine or (batcher.waiting and not (effects_ok and t < anywhere)):
+                return t, None
+            batch = replica.schedule(t)
+        if batch is None:
+            return t, None
+
+
+def _commit_steady(replica: "Replica", batch: "Batch", parts: int, start: float, steps: int, mine: float,
+                   stop: float) -> tuple[float, int]:
+    """Commit up to `steps` steady decode iterations from `batch` on, up to and including the first that
+    reaches `mine` and ending before `stop`. Returns (when the last committed one ends, how many)."""
+    if replica.drafter is not None:
+        return _commit_steady_drafting(replica, batch, parts, start, steps, mine, stop)
+    batcher, stages, network, collector = replica.batcher, replica.stages, replica.network, replica.collector
+    index, chips, k = replica.index, replica.chips, len(stages)
+    shape = batch.shape
+    micro = shape.split(parts) if parts > 1 else shape
+    size = micro.tokens * stages[0].cost_model.model.d_model * ACTIVATION_BYTES
+    nbytes = size * parts
+    # per stage, what does not change from one iteration to the next: cost terms, collective and send times
+    plan = []
+    for stage in stages:
+        p = stage.private
+        coll = p.coll_s_per_byte * size + p.coll_latency_s
+        xfer = p.send_s_per_byte * size
+        plan.append((stage.cost_model.decode_terms(micro), coll, xfer, p.send_latency_s,
+                     parts * (coll + xfer + p.send_latency_s), parts * size * (p.coll_sent + p.send_sent), p))
+    size_, used, out, n, pf = batch.size, batcher.kv.used_blocks, batch.output_tokens, shape.decode_tokens, \
+        shape.prefill_tokens
+    rows, pack = collector.pending_rows, ROW.pack
+    t, context, committed = start, shape.decode_context, 0
+    while committed < steps:
+        c_micro = context / parts if parts > 1 else context
+        # Replica._closed_form (with StepCostModel.cost), then Replica._book into a fresh account, unrolled
+        total = slowest = 0.0
+        costs = []
+        for (dense, per_pair, tp, head, moe, weights, tokens, kv_per_token, peak, bw, stream_s, ov), coll, xfer, \
+                send_latency, _, _, _ in plan:
+            fl = (dense + per_pair * c_micro) / tp + head + moe
+            kv = (c_micro + tokens) * kv_per_token
+            if stream_s:
+                m, mem_b, stream_b = max(stream_s, kv / bw), kv, weights
+            else:
+                mem_b = weights + kv
+                m, stream_b = mem_b / bw, 0.0
+            c = fl / peak
+            step = (m if m > c else c) + ov + coll
+            total += step + xfer + send_latency
+            slowest = max(slowest, step, xfer)
+            costs.append((c, m, ov, fl, mem_b, stream_b))
+        duration = total + (parts - 1) * slowest
+        end = t + duration
+        if end >= stop:
+            replica.remember_timing(batcher.steady_shape(shape, context), parts, duration,
+                                    [StepCost(*x) for x in costs], size)
+            break
+        cs = ms = cb = mb = ovs = flops = mem = stream = net = net_bytes = 0.0
+        for c, m, ov, fl, mem_b, stream_b in costs:
+            for _ in range(parts):
+                cs += c
+                ms += m
+                if c >= m:
+                    cb += c
+                else:
+                    mb += m
+                ovs += ov
+                flops += fl
+                mem += mem_b
+                stream += stream_b
+        for _, _, _, _, net_s, net_b, p in plan:
+            net += net_s
+            net_bytes += net_b
+            if p.coll_carried:
+                network.account_private(t, end, p.coll_carried, nbytes * p.coll_sent, nbytes)
+            if p.send_carried:
+                network.account_private(t, end, p.send_carried, nbytes * p.send_sent, nbytes)
+        duration = end - t  # as recorded after an event: the clock's difference
+        busy = (cb + mb + ovs + net) / k
+        rows.append(pack(index, t, duration, cs / k, ms / k, cb / k, mb / k, net / k, ovs / k,
+                         max(duration - busy, 0.0), flops / k, mem / k, stream / k, net_bytes / chips, 0.0, chips,
+                         pf, n, out, size_, context, used))
+        if len(rows) >= ROWS_PER_CHUNK:
+            collector.flush_rows()
+        t = end
+        committed += 1
+        context = batcher.advance_steady()
+        if end >= mine:
+            break
+    return t, committed
+
+
+def _commit_steady_drafting(replica: "Replica", batch: "Batch", parts: int, start: float, steps: int,
+                            mine: float, stop: float) -> tuple[float, int]:
+    """As _commit_steady, under speculative decoding: the general path, one iteration after the other."""
+    batcher = replica.batcher
+    t, shape, committed = start, batch.shape, 0
+    while committed < steps:
+        duration, costs, bookings = replica._closed_form(shape, parts)
+        end = t + duration
+        if end >= stop:
+            replica._timed = (shape, parts, (duration, costs, bookings))
+            break
+        account = IterationAccount(len(replica.stages), replica.chips)
+        replica._book(t, end, parts, costs, bookings, account)
+        replica.collector.iteration(replica.index, t, end - t, account, shape, batch.size, batcher.kv.used_blocks,
+                                    batch.output_tokens)
+        t = end
+        committed += 1
+        shape = batcher.steady_shape(shape, batcher.advance_steady())
+        if end >= mine:
+            break
+    return t, committed

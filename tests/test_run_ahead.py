@@ -1,0 +1,63 @@
+"""Run-ahead (sim.run_ahead) commits decode iterations that nothing can interrupt without an event each: it
+must give exactly the results of one event per iteration, in every configuration that uses it."""
+
+import json
+
+import pytest
+
+from simulator import load_scenario, run
+
+from conftest import REPO
+
+CASES = {
+    "poisson": {},
+    "paged-recompute": {"serving.batcher.kv_policy": "paged", "deployment.memory_utilization": 0.25,
+                        "workload.arrival": {"kind": "poisson", "rate": "200 /s"}},
+    "static": {"serving.batcher": {"kind": "static", "max_batch_size": 32, "max_wait": "50 ms"}},
+    "prefill-first": {"serving.batcher.priority": "prefill_first"},
+    "closed-loop-think": {"workload.arrival": {"kind": "closed_loop", "users": 16, "think_time": "0.3 s"}},
+    "closed-loop": {"workload.arrival": {"kind": "closed_loop", "users": 16, "think_time": "0 s"}},
+    "max-time": {"sim.max_time": "4 s"},
+    "speculative": {"serving.speculative": {"tokens": 3, "acceptance": 0.7}},
+    "gamma-bursty": {"workload.arrival": {"kind": "gamma", "rate": "30 /s", "cv": 4}},
+    "replicas-round-robin": {"cluster": str(REPO / "topologies" / "hgx-h100.yaml"), "deployment.replicas": 4,
+                             "workload.arrival": {"kind": "poisson", "rate": "60 /s"}},
+    "replicas-least-tokens": {"cluster": str(REPO / "topologies" / "hgx-h100.yaml"), "deployment.replicas": 4,
+                              "serving.router": {"kind": "least_outstanding_tokens"},
+                              "workload.arrival": {"kind": "poisson", "rate": "60 /s"}},
+    "tp-pp": {"cluster": str(REPO / "topologies" / "hgx-h100.yaml"), "deployment.tensor_parallel": 2,
+              "deployment.pipeline_parallel": 2, "deployment.replicas": 2},
+    "moe": {"model": "mixtral-8x7b", "cluster": str(REPO / "topologies" / "hgx-h100.yaml"),
+            "deployment.tensor_parallel": 2},
+    "weight-streaming": {"model": "llama-3.1-70b", "cluster": {"name": "sn40l", "chip": "sambanova-sn40l",
+                                                                "chips_per_node": 1},
+                         "deployment": {"weights_dtype": "bf16", "weight_streaming": True},
+                         "workload.arrival": {"kind": "poisson", "rate": "1 /s"}, "workload.num_requests": 20},
+    "lpu-pipeline": {"model": "llama-3.1-8b", "cluster": str(REPO / "topologies" / "groq-rack-720.yaml"),
+                     "deployment": {"tensor_parallel": 8, "pipeline_parallel": 9, "weights_dtype": "int8",
+                                    "memory_utilization": 1.0},
+                     "workload.num_requests": 60},
+}
+
+
+def _both(path):
+    ahead = run(load_scenario(path, ["sim.run_ahead=true"]))
+    stepped = run(load_scenario(path, ["sim.run_ahead=false"]))
+    return ahead, stepped
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_run_ahead_gives_exactly_the_results_of_one_event_per_iteration(write_scenario, name):
+    ahead, stepped = _both(write_scenario(CASES[name]))
+    for a, b in ((ahead.requests, stepped.requests), (ahead.iterations, stepped.iterations),
+                 (ahead.links, stepped.links)):
+        assert a.equals(b)
+    strip = lambda s: json.dumps({k: v for k, v in s.items() if k != "sim"}, sort_keys=True)  # noqa: E731
+    assert strip(ahead.summary) == strip(stepped.summary)
+
+
+def test_run_ahead_saves_events_where_it_applies(write_scenario):
+    ahead, stepped = _both(write_scenario({"workload.output_tokens": {"kind": "fixed", "value": 256},
+                                           "workload.arrival": {"kind": "poisson", "rate": "2 /s"}}))
+    assert ahead.summary["sim"]["events"] < stepped.summary["sim"]["events"] / 4
+    assert len(ahead.iterations) == len(stepped.iterations)
