@@ -162,3 +162,26 @@ def test_shipped_compare_files_load_every_point(path):
     spec, rest = load_compare(path)
     made = points(spec, path, rest)
     assert len(made) == len(spec.designs) * len(spec.concurrency)
+
+
+@pytest.mark.slow
+def test_the_shipped_sram_vs_hbm_comparison_shows_the_trade_off(tmp_path):
+    """From the shipped designs, nothing hard-coded: at one user an SRAM design decodes faster than an HBM
+    node (its weights are read from SRAM spread over many chips); with many users the HBM node delivers more
+    tokens per chip, per kW and per dollar (it batches its weight reads on a few chips). ~15 s."""
+    data = yaml.safe_load((REPO / "scenarios" / "compare" / "compare-sram-vs-hbm-llama70b.yaml").read_text())
+    keep = {"groq-lpu-int8", "cerebras-cs3-bf16", "hgx-h100-fp8"}
+    data["designs"] = [{**d, "cluster": str(REPO / "topologies" / f"{d['cluster']}.yaml")}
+                       for d in data["designs"] if d["name"] in keep]
+    data.update(concurrency=[1, 64], requests_per_user=1, min_requests=2)
+    path = tmp_path / "cmp.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    table = compare(path, tmp_path / "out", workers=2, plots=False).table
+    assert (table["status"] == "ok").all()
+    row = table.set_index(["design", "concurrency"])
+    hbm_one, hbm_many = row.loc[("hgx-h100-fp8", 1)], row.loc[("hgx-h100-fp8", 64)]
+    for sram in ("groq-lpu-int8", "cerebras-cs3-bf16"):
+        assert row.loc[(sram, 1), "tokens_per_s_per_user"] > 2 * hbm_one["tokens_per_s_per_user"]
+        assert hbm_many["output_tokens_per_s_per_kw"] > row.loc[sram, "output_tokens_per_s_per_kw"].max()
+    assert hbm_many["output_tokens_per_s_per_chip"] > 5 * row.loc["groq-lpu-int8", "output_tokens_per_s_per_chip"].max()
+    assert hbm_many["output_tokens_per_usd"] > 2 * row.loc["cerebras-cs3-bf16", "output_tokens_per_usd"].max()

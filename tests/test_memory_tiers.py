@@ -38,3 +38,19 @@ def test_weights_that_fit_the_fast_tier_are_never_streamed(write_scenario):
     data = {**SN40L, "model": "llama-3.1-8b"}
     plan = run(load_scenario(write_scenario(base=data))).plan
     assert (plan.tier, plan.stream_tier) == ("hbm", None)
+
+
+def test_weights_that_fit_no_tier_raise_a_capacity_error_with_needed_and_available_bytes(write_scenario):
+    import pickle
+
+    from simulator.errors import CapacityError
+
+    # Llama-3.1-70B at 16 bits (70,553,706,496 x 2 bytes) on one H100: 80 GiB of HBM x memory_utilization 0.9
+    path = write_scenario({"model": "llama-3.1-70b"})
+    with pytest.raises(CapacityError) as err:
+        run(load_scenario(path))
+    e = err.value
+    assert e.needed_bytes == 70_553_706_496 * 2
+    assert e.available_bytes == pytest.approx(80 * 2**30 * 0.9)
+    assert e.file == str(path) and str(e).startswith(f"{path}: llama-3.1-70b weights at bf16 split over 1 chip need")
+    assert str(pickle.loads(pickle.dumps(e))) == str(e)  # crosses process boundaries (sweeps) intact

@@ -38,3 +38,21 @@ def test_a_repeated_prompt_skips_the_cached_prefill_and_its_first_token_comes_so
     assert p.loc[1, "ttft_s"] == pytest.approx(p.loc[0, "ttft_s"], rel=0.05)
     assert cached.iterations["prefill_tokens"].sum() == 8192 * 3 - 8191
     assert cached.summary["kv_cache"]["prefix_hit_tokens"] == 8191
+
+
+def test_the_second_first_token_comes_sooner_by_exactly_the_skipped_prefill(write_scenario, tmp_path):
+    prompt = list(range(1, 17))  # 16 blocks of 512 tokens
+    rows = [(0, 8192, 4, prompt), (5000, 8192, 4, prompt)]  # Mooncake timestamps in ms: alone, 5 s apart
+    cached = run(load_scenario(scenario(write_scenario, tmp_path, rows, True)))
+    plain = run(load_scenario(scenario(write_scenario, tmp_path, rows, False)))
+
+    def prefill_s(result, start):
+        it = result.iterations
+        own = it[(it["start_s"] >= start) & (it["start_s"] < start + 5) & (it["prefill_tokens"] > 0)]
+        return own["prefill_tokens"].sum(), own["duration_s"].sum()
+
+    (plain_tokens, plain_s), (cached_tokens, cached_s) = prefill_s(plain, 5.0), prefill_s(cached, 5.0)
+    assert (plain_tokens, cached_tokens) == (8192, 1)  # 8,191 cached tokens are not computed again
+    c, p = cached.requests.set_index("request_id"), plain.requests.set_index("request_id")
+    assert p.loc[1, "ttft_s"] - c.loc[1, "ttft_s"] == pytest.approx(plain_s - cached_s, rel=1e-9)
+    assert plain_s - cached_s > 0.9 * p.loc[1, "ttft_s"]  # the prefill was nearly all of the first TTFT

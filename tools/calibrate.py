@@ -145,8 +145,9 @@ def provenance(family: str, chosen: list[Case], by_param: dict[str, list[Case]],
     return (f"fitted by tools/calibrate.py on {today} from {len(chosen)} {family} cases of "
             f"validation/calibration.csv: {fitted}. "
             + (f"Kept at the GPU defaults (no case moves them): {', '.join(kept)}. " if kept else "")
-            + f"Median |err| {errors[1]:.1%} (at the defaults {errors[0]:.1%}). collective not fitted: the "
-            "engine does not read it.")
+            + f"Median |err| {errors[1]:.1%} (at the defaults {errors[0]:.1%}). collective not fitted (no case "
+            "separates it from compute and the overheads): kept at NCCL's typical 0.8, which the engine "
+            "applies to every link.")
 
 
 def write_efficiency(chip_id: str, values: dict[str, str], source: str) -> None:
