@@ -23,12 +23,12 @@ def one(scenario: str, n: int, rate: float) -> dict:
     from simulator import load_scenario, run
 
     loaded = load_scenario(scenario, [f"workload.num_requests={n}", f"workload.arrival.rate={rate}"])
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = run(loaded)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     s = result.summary
     return {
-        "requests": n, "wall_s": wall, "sim_wall_s": s["sim"]["wall_s"], "events": s["sim"]["events"],
+        "requests": n, "wall_s": wall, "cpu_s": cpu, "sim_wall_s": s["sim"]["wall_s"], "events": s["sim"]["events"],
         "iterations": s["batch"]["iterations"], "simulated_s": s["sim"]["simulated_s"],
         "requests_per_wall_s": n / wall, "events_per_wall_s": s["sim"]["events"] / s["sim"]["wall_s"],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -48,13 +48,13 @@ def main() -> None:
         return
     print(f"# {Path(args.scenario).name} at {args.rate:g} req/s on {platform.processor() or platform.machine()}, "
           f"python {platform.python_version()}")
-    print(f"{'requests':>9} {'wall s':>8} {'req/wall-s':>11} {'events/s':>10} {'iterations':>10} "
+    print(f"{'requests':>9} {'wall s':>8} {'CPU s':>8} {'req/wall-s':>11} {'events/s':>10} {'iterations':>10} "
           f"{'simulated s':>11} {'peak RSS MB':>11}")
     for n in args.sizes:
         out = subprocess.run([sys.executable, __file__, "--scenario", args.scenario, "--rate", str(args.rate),
                               "--child", str(n)], capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{r['requests']:>9} {r['wall_s']:>8.2f} {r['requests_per_wall_s']:>11.0f} "
+        print(f"{r['requests']:>9} {r['wall_s']:>8.2f} {r['cpu_s']:>8.2f} {r['requests_per_wall_s']:>11.0f} "
               f"{r['events_per_wall_s']:>10.0f} {r['iterations']:>10} {r['simulated_s']:>11.0f} "
               f"{r['peak_rss_mb']:>11.0f}")
 

@@ -1,18 +1,22 @@
 """Append-only records of a run (per request, per iteration) and the end-of-run invariant checks.
 
-Per-request fields live in preallocated lists indexed by request id (cheap scalar writes in the event loop);
-iteration rows are appended to one flat typed array (8 bytes a value, not a Python object) and reshaped into
-columns after the run. Frames are built once, after the run, by report.py.
+Per-request fields live in preallocated typed arrays indexed by request id (cheap scalar writes in the event
+loop, 8 bytes a value); iteration rows go to an IterationStore (iteration_store.py), which keeps memory flat
+however long the run. Frames are built once, after the run, by report.py.
 """
 
 from __future__ import annotations
 
 import math
-import struct
+from array import array
+from typing import Callable
 
 import numpy as np
 
 from simulator.hardware.roofline import BatchShape, StepCost
+from simulator.iteration_store import ITERATION_COLUMNS, ROW, ROWS_PER_CHUNK, IterationStore
+
+__all__ = ["Collector", "ITERATION_COLUMNS", "InvariantError", "IterationAccount", "STATUS_NAMES"]
 
 
 class IterationAccount:
@@ -44,40 +48,27 @@ class IterationAccount:
 NOT_ARRIVED, IN_FLIGHT, COMPLETED, DROPPED = 0, 1, 2, 3
 STATUS_NAMES = {NOT_ARRIVED: "not_arrived", IN_FLIGHT: "in_flight", COMPLETED: "completed", DROPPED: "dropped"}
 
-ITERATION_COLUMNS = (
-    "replica", "start_s", "duration_s", "compute_s", "memory_s", "compute_bound_s", "memory_bound_s", "network_s",
-    "overhead_s", "bubble_s", "flops_per_chip", "memory_bytes_per_chip", "stream_bytes_per_chip",
-    "network_bytes_per_chip", "swap_bytes_per_chip", "chips",
-    "prefill_tokens", "decode_tokens", "output_tokens", "batch_size", "decode_context_tokens", "kv_blocks_used",
-)
-
-ROW = struct.Struct(f"<{len(ITERATION_COLUMNS)}d")
-ROWS_PER_CHUNK = 1 << 16
-
-INTEGER_COLUMNS = {"replica", "chips", "prefill_tokens", "decode_tokens", "batch_size", "decode_context_tokens",
-                   "kv_blocks_used"}
-
-
 class InvariantError(RuntimeError):
     """The run broke a conservation law: a bug in infersim, never a user error."""
 
 
 class Collector:
-    def __init__(self, n_requests: int, arrival_s: list[float]):
+    def __init__(self, n_requests: int, arrival_s: list[float], clock: Callable[[], float]):
         nan = math.nan
         self.n = n_requests
-        self.arrival_s = list(arrival_s)
-        self.replica = [-1] * n_requests
-        self.admit_s = [nan] * n_requests
-        self.first_token_s = [nan] * n_requests
-        self.finish_s = [nan] * n_requests
-        self.status = [NOT_ARRIVED] * n_requests
+        # per request, typed arrays (8 bytes a value) indexed by request id: cheap scalar writes, flat memory
+        self.arrival_s = array("d", arrival_s)
+        self.replica = array("q", [-1]) * n_requests
+        self.admit_s = array("d", [nan]) * n_requests
+        self.first_token_s = array("d", [nan]) * n_requests
+        self.finish_s = array("d", [nan]) * n_requests
+        self.status = array("b", [NOT_ARRIVED]) * n_requests
         self.drop_reason = [""] * n_requests
-        self.preemptions = [0] * n_requests
-        self.kv_transfer_bytes = [0.0] * n_requests
-        self.prefix_hit_tokens = [0] * n_requests
-        self.pending_rows: list[bytes] = []  # ITERATION_COLUMNS values of each iteration, packed as float64
-        self._chunks: list[bytes] = []  # earlier rows, ROWS_PER_CHUNK to a chunk
+        self.preemptions = array("q", [0]) * n_requests
+        self.kv_transfer_bytes = array("d", [0.0]) * n_requests
+        self.prefix_hit_tokens = array("q", [0]) * n_requests
+        self.iterations = IterationStore(clock)
+        self.pending_rows = self.iterations.pending  # ITERATION_COLUMNS values of each iteration, packed
         self.arrived = self.completed = self.dropped = 0
         self.events = 0
 
@@ -134,24 +125,10 @@ class Collector:
         """Record one iteration: ITERATION_COLUMNS values, packed as float64 (run_ahead.py packs its own)."""
         self.pending_rows.append(ROW.pack(*values))
         if len(self.pending_rows) >= ROWS_PER_CHUNK:
-            self.flush_rows()
+            self.iterations.flush()
 
     def flush_rows(self) -> None:
-        self._chunks.append(b"".join(self.pending_rows))
-        self.pending_rows.clear()
-
-    def iteration_columns(self) -> dict[str, np.ndarray]:
-        """The iteration records as numpy columns (counts as int64, times and sizes as float64), in the order
-        they ended (ties by replica): a replica may record iterations ahead of the clock (run-ahead), so the
-        order of recording is not the order of time."""
-        width = len(ITERATION_COLUMNS)
-        data = b"".join([*self._chunks, *self.pending_rows])
-        rows = np.frombuffer(data, dtype="<f8").reshape(-1, width) if data else np.zeros((0, width))
-        end = rows[:, 1] + rows[:, 2]
-        if np.any(end[1:] < end[:-1]) or np.any((end[1:] == end[:-1]) & (rows[1:, 0] < rows[:-1, 0])):
-            rows = rows[np.lexsort((rows[:, 0], end))]
-        return {name: rows[:, i].astype(np.int64) if name in INTEGER_COLUMNS else rows[:, i].copy()
-                for i, name in enumerate(ITERATION_COLUMNS)}
+        self.iterations.flush()
 
     @property
     def in_flight(self) -> int:
@@ -166,18 +143,21 @@ class Collector:
                             f"{[self.in_flight, self.completed, self.dropped]}")
         if self.arrived != self.completed + self.dropped + self.in_flight:
             problems.append("arrived != completed + dropped + in flight")
-        for rid in range(self.n):
-            if self.status[rid] == COMPLETED and not (
-                    self.arrival_s[rid] <= self.admit_s[rid] <= self.first_token_s[rid] <= self.finish_s[rid]):
-                problems.append(f"request {rid}: times out of order (arrival {self.arrival_s[rid]}, admit "
-                                f"{self.admit_s[rid]}, first token {self.first_token_s[rid]}, "
-                                f"finish {self.finish_s[rid]})")
-                break
-        it = self.iteration_columns()
-        for replica in np.unique(it["replica"]):
-            mine = it["replica"] == replica
-            start, end = it["start_s"][mine], it["start_s"][mine] + it["duration_s"][mine]
-            if np.any(it["duration_s"][mine] <= 0) or np.any(start[1:] < end[:-1] - 1e-9 * end[:-1]):
-                problems.append(f"replica {replica}: iterations overlap or go back in time")
+        arrival, admit, first, finish = (np.asarray(x) for x in (self.arrival_s, self.admit_s, self.first_token_s,
+                                                                 self.finish_s))
+        ordered = (arrival <= admit) & (admit <= first) & (first <= finish)
+        late = np.flatnonzero((np.asarray(self.status) == COMPLETED) & ~ordered)
+        if late.size:
+            rid = int(late[0])
+            problems.append(f"request {rid}: times out of order (arrival {arrival[rid]}, admit {admit[rid]}, "
+                            f"first token {first[rid]}, finish {finish[rid]})")
+        self.iterations.finish()
+        replicas, starts, durations = (self.iterations[c] for c in ("replica", "start_s", "duration_s"))
+        order = np.argsort(replicas, kind="stable")  # each replica's iterations, in the order they ended
+        replicas, starts, durations = replicas[order], starts[order], durations[order]
+        ends = starts + durations
+        overlap = (replicas[1:] == replicas[:-1]) & (starts[1:] < ends[:-1] - 1e-9 * ends[:-1])
+        bad = np.unique(np.concatenate([replicas[1:][overlap], replicas[durations <= 0]]))
+        problems += [f"replica {replica}: iterations overlap or go back in time" for replica in bad]
         if problems:
             raise InvariantError("run broke its invariants (a bug in infersim): " + "; ".join(problems))

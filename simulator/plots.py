@@ -17,7 +17,7 @@ def write_plots(result: "RunResult", out: Path) -> None:
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    req, it = result.requests, result.iterations
+    req, it = result.requests, result.iteration_store
     done = req[req["status"] == "completed"]
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -42,7 +42,7 @@ def write_plots(result: "RunResult", out: Path) -> None:
     top.set_ylabel("output tokens/s")
     top.grid(alpha=0.3)
     if len(it):
-        bottom.plot(it["start_s"], it["batch_size"], lw=0.6)
+        bottom.plot(*_thinned(it["start_s"], it["batch_size"], span), lw=0.6)
     bottom.set_ylabel("batch size")
     bottom.set_xlabel("simulated time (s)")
     bottom.grid(alpha=0.3)
@@ -62,6 +62,18 @@ def write_plots(result: "RunResult", out: Path) -> None:
 
     if not result.links.empty:
         _link_heatmap(result, out / "links.png", plt)
+
+
+def _thinned(t: np.ndarray, values: np.ndarray, span: float, most: int = 100_000, bins: int = 4_000):
+    """A long run's series as its mean per time bin (a line of millions of points draws slowly, as a blur)."""
+    if len(t) <= most:
+        return t, values
+    edges = np.linspace(0.0, span, bins + 1)
+    which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    sums = np.bincount(which, weights=values, minlength=bins)
+    keep = counts > 0
+    return edges[:-1][keep], sums[keep] / counts[keep]
 
 
 def _link_heatmap(result: "RunResult", path: Path, plt, most: int = 40) -> None:

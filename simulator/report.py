@@ -36,6 +36,7 @@ from simulator import slo
 from simulator.collect import STATUS_NAMES, Collector
 from simulator.hardware.energy import EnergyModel, EnergyParts, energy_parts
 from simulator.hardware.placement import Plan
+from simulator.iteration_store import IterationStore
 from simulator.workload.arrivals import Requests
 
 if TYPE_CHECKING:
@@ -51,9 +52,10 @@ SECONDS_PER_YEAR = 365.0 * 24 * 3600
 
 def frames(c: Collector, requests: Requests, network: "Network", graph: "nx.DiGraph",
            span_s: float, slo_targets: list[slo.Targets] | None = None
-           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(requests, iterations, links) frames from a finished run's records; `slo_targets` per class (none:
-    every completed request meets its SLO)."""
+           ) -> tuple[pd.DataFrame, IterationStore, pd.DataFrame]:
+    """(requests frame, iteration rows, links frame) from a finished run's records; `slo_targets` per class
+    (none: every completed request meets its SLO). Iterations stay in their store (a long run has millions):
+    summaries read them a column at a time."""
     req = pd.DataFrame({
         "request_id": np.arange(c.n, dtype=np.int64),
         "replica": np.asarray(c.replica, dtype=np.int32),
@@ -78,8 +80,7 @@ def frames(c: Collector, requests: Requests, network: "Network", graph: "nx.DiGr
     req.loc[req["status"] != "completed", "tpot_s"] = np.nan
     req["class"] = pd.Categorical.from_codes(requests.class_id, categories=list(requests.class_names))
     req["meets_slo"] = slo.meets(req, slo_targets or [(None, None)] * len(requests.class_names))
-    it = pd.DataFrame(c.iteration_columns())
-    return req, it, link_frame(network, graph, span_s)
+    return req, c.iterations, link_frame(network, graph, span_s)
 
 
 def link_frame(network: "Network", graph: "nx.DiGraph", span_s: float) -> pd.DataFrame:
@@ -129,7 +130,7 @@ def _share(numerator: float, denominator: float) -> float | None:
 
 
 def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, Plan]],
-              tables: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame], span_s: float, events: int,
+              tables: tuple[pd.DataFrame, IterationStore, pd.DataFrame], span_s: float, events: int,
               wall_s: float, peak_bytes: int | None = None) -> dict[str, Any]:
     """`pools`: (role, plan) of every pool of replicas; one ("colocated", plan) unless disaggregated."""
     req, it, links = tables
@@ -237,7 +238,7 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
     return summary
 
 
-def _energy(scenario: "Scenario", plan: Plan, chips: int, it: pd.DataFrame, links: pd.DataFrame,
+def _energy(scenario: "Scenario", plan: Plan, chips: int, it: IterationStore, links: pd.DataFrame,
             span_s: float) -> EnergyParts | None:
     model = EnergyModel.build(scenario.chip, plan.compute_dtype, plan.tier, plan.stream_tier)
     if model is None:
@@ -286,7 +287,7 @@ def _json_default(value: Any) -> Any:
 def write_outputs(result: "RunResult", out: Path, plots: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "requests.parquet", lambda p: result.requests.to_parquet(p, index=False))
-    _atomic_write(out / "iterations.parquet", lambda p: result.iterations.to_parquet(p, index=False))
+    _atomic_write(out / "iterations.parquet", result.iteration_store.write_parquet)
     _atomic_write(out / "links.parquet", lambda p: result.links.to_parquet(p, index=False))
     if plots:
         from simulator import plots as plotting

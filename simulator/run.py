@@ -20,6 +20,7 @@ from simulator.hardware.model import ModelShape, model_shape
 from simulator.hardware.placement import Plan, plan_deployment, plan_pools
 from simulator.hardware.roofline import StepCostModel
 from simulator.hardware.topology import Routes, build_graph, chip
+from simulator.iteration_store import IterationStore
 from simulator.workload.arrivals import generate
 
 
@@ -31,8 +32,13 @@ class RunResult:
     model: ModelShape
     summary: dict
     requests: pd.DataFrame
-    iterations: pd.DataFrame
+    iteration_store: IterationStore
     links: pd.DataFrame
+
+    @property
+    def iterations(self) -> pd.DataFrame:
+        """Every iteration as a DataFrame, built on each call (a long run's is large: the store reads columns)."""
+        return self.iteration_store.frame()
 
     def write(self, out_dir: str | Path, plots: bool = True) -> Path:
         return report.write_outputs(self, Path(out_dir), plots=plots)

@@ -82,19 +82,25 @@ def weighted_stats(values: Any, weights: Any = None) -> dict[str, float | None]:
     return out
 
 
-def itl_samples(iterations: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(gaps in seconds, decode tokens at that gap) of a run's iterations (see the module docstring)."""
+def itl_samples(iterations) -> tuple[np.ndarray, np.ndarray]:
+    """(gaps in seconds, decode tokens at that gap) of a run's iterations (a DataFrame or an IterationStore;
+    see the module docstring)."""
+    replica, start, duration, dec_all, out = (np.asarray(iterations[c]) for c in (
+        "replica", "start_s", "duration_s", "decode_tokens", "output_tokens"))
+    if len(replica) and np.any(replica != replica[0]):  # rows are in time order: group them by replica
+        order = np.argsort(replica, kind="stable")
+        replica, start, duration, dec_all, out = (x[order] for x in (replica, start, duration, dec_all, out))
+    bounds = np.flatnonzero(np.diff(replica)) + 1
     gaps, weights = [], []
-    for _, g in iterations.groupby("replica", sort=True):
-        g = g.sort_values("start_s", kind="stable")
-        end = (g["start_s"] + g["duration_s"]).to_numpy()
-        dec = g["decode_tokens"].to_numpy()
-        joins = (g["output_tokens"] - g["decode_tokens"]).to_numpy()  # prefills completed (each gave a token)
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(replica)]):
+        end = start[lo:hi] + duration[lo:hi]
+        dec = dec_all[lo:hi]
+        joins = out[lo:hi] - dec  # prefills completed (each gave a token)
         d = np.flatnonzero(dec > 0)
         if d.size == 0:
             continue
         since = np.empty(d.size)
-        since[0] = g["duration_s"].to_numpy()[d[0]]  # the replica's first decode: nobody decoded before
+        since[0] = duration[lo:hi][d[0]]  # the replica's first decode: nobody decoded before
         since[1:] = end[d[1:]] - end[d[:-1]]
         solo = np.flatnonzero((dec == 0) & (joins > 0))  # prefill-only iterations with requests joining
         nxt = np.searchsorted(d, solo)  # the decode iteration each joiner's next token comes from
@@ -107,7 +113,7 @@ def itl_samples(iterations: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(gaps), np.concatenate(weights).astype(np.int64)
 
 
-def itl_stats(iterations: pd.DataFrame) -> dict[str, float | None]:
+def itl_stats(iterations) -> dict[str, float | None]:
     """Inter-token latency over every decode token of the run: mean and weighted percentiles."""
     return weighted_stats(*itl_samples(iterations))
 

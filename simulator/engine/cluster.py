@@ -42,7 +42,7 @@ class Cluster:
                  link_efficiency: float = 1.0):
         self.env = env
         self.requests = requests
-        self.collector = Collector(len(requests), requests.arrival_s.tolist())
+        self.collector = Collector(len(requests), requests.arrival_s.tolist(), lambda: env.now)
         # links carry bulk transfers at the chip's achievable fraction of their bandwidth (NCCL's "bus
         # bandwidth" is ~80% of the wire's): the catalog's efficiency.collective
         self.network = Network(env, {d["id"]: d["bw"] * link_efficiency for _, _, d in graph.edges(data=True)},

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from simulator.collect import ROW, ROWS_PER_CHUNK, IterationAccount
+from simulator.collect import IterationAccount
 from simulator.hardware.roofline import ACTIVATION_BYTES, StepCost
+from simulator.iteration_store import ROW, ROWS_PER_CHUNK
 
 if TYPE_CHECKING:
     from simulator.engine.replica import Replica

@@ -1,0 +1,133 @@
+"""The iteration rows of a run: packed in memory, spooled to a parquet file once they outgrow it.
+
+A long run records millions of iterations (22 float64 values each, `collect.ITERATION_COLUMNS`), more than
+memory should hold. Rows arrive packed (`ROW.pack`, the hot path), ROWS_PER_CHUNK at a time they are put in
+the order they ended (ties by replica); once more than `memory_rows` are held they go to a parquet file in a
+temporary folder, row group by row group, and are read back one column at a time, so memory stays flat
+however long the run.
+
+Rows may be recorded ahead of the clock (engine/run_ahead.py), but never one that ends before the clock:
+so the rows ending before the clock's time are final in order, and the rest wait for the next chunk.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+ITERATION_COLUMNS = (
+    "replica", "start_s", "duration_s", "compute_s", "memory_s", "compute_bound_s", "memory_bound_s", "network_s",
+    "overhead_s", "bubble_s", "flops_per_chip", "memory_bytes_per_chip", "stream_bytes_per_chip",
+    "network_bytes_per_chip", "swap_bytes_per_chip", "chips",
+    "prefill_tokens", "decode_tokens", "output_tokens", "batch_size", "decode_context_tokens", "kv_blocks_used",
+)
+INTEGER_COLUMNS = {"replica", "chips", "prefill_tokens", "decode_tokens", "batch_size", "decode_context_tokens",
+                   "kv_blocks_used"}
+ROW = struct.Struct(f"<{len(ITERATION_COLUMNS)}d")
+ROWS_PER_CHUNK = 1 << 16
+MEMORY_ROWS = 1 << 18  # about 46 MB of rows; beyond, they are spooled to disk
+_WIDTH = len(ITERATION_COLUMNS)
+_INDEX = {name: i for i, name in enumerate(ITERATION_COLUMNS)}
+
+
+class IterationStore:
+    """Append packed rows to `pending` (and call `flush` every ROWS_PER_CHUNK), `finish` after the run, then
+    read columns (`store[name]`), the whole frame, or write the parquet file."""
+
+    def __init__(self, clock: Callable[[], float], memory_rows: int = MEMORY_ROWS):
+        self.pending: list[bytes] = []
+        self.clock = clock
+        self.memory_rows = memory_rows
+        self._carry = np.zeros((0, _WIDTH))  # rows not yet final: they may end after rows still to come
+        self._chunks: list[np.ndarray] = []  # final rows, in order, in memory
+        self._rows = 0
+        self._spool: Path | None = None
+        self._writer = None
+        self._finished = False
+
+    def __len__(self) -> int:
+        return self._rows + len(self._carry) + len(self.pending)
+
+    @property
+    def spooled(self) -> bool:
+        return self._spool is not None
+
+    def flush(self, final: bool = False) -> None:
+        """Order the pending rows with those not final yet, and move on the ones that end before the clock."""
+        rows = np.frombuffer(b"".join(self.pending), dtype="<f8").reshape(-1, _WIDTH)
+        self.pending.clear()
+        if len(self._carry):
+            rows = np.concatenate([self._carry, rows])
+        end = rows[:, 1] + rows[:, 2]
+        if np.any(end[1:] < end[:-1]) or np.any((end[1:] == end[:-1]) & (rows[1:, 0] < rows[:-1, 0])):
+            order = np.lexsort((rows[:, 0], end))
+            rows, end = rows[order], end[order]
+        cut = len(rows) if final else int(np.searchsorted(end, self.clock(), side="left"))
+        self._carry = rows[cut:].copy()
+        if cut:
+            self._emit(rows[:cut])
+
+    def finish(self) -> None:
+        """The run is over: every row is final."""
+        if self._finished:
+            return
+        self.flush(final=True)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._finished = True
+
+    def _emit(self, rows: np.ndarray) -> None:
+        self._rows += len(rows)
+        self._chunks.append(np.array(rows))
+        if self._writer is not None or sum(len(c) for c in self._chunks) > self.memory_rows:
+            self._spill()
+
+    def _spill(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            folder = Path(tempfile.mkdtemp(prefix="infersim-iterations-"))
+            weakref.finalize(self, shutil.rmtree, folder, True)
+            self._spool = folder / "iterations.parquet"
+            schema = pa.Table.from_pandas(_frame(self._chunks[0][:0]), preserve_index=False).schema
+            self._writer = pq.ParquetWriter(self._spool, schema)
+        while self._chunks:
+            self._writer.write_table(pa.Table.from_pandas(_frame(self._chunks.pop(0)), preserve_index=False))
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """One column of every row, in order (int64 for counts, float64 otherwise)."""
+        self.finish()
+        if self._spool is not None:
+            import pyarrow.parquet as pq
+            return pq.read_table(self._spool, columns=[name]).column(0).to_numpy()
+        i = _INDEX[name]
+        column = np.concatenate([c[:, i] for c in self._chunks]) if self._chunks else np.zeros(0)
+        return column.astype(np.int64) if name in INTEGER_COLUMNS else column
+
+    def frame(self) -> pd.DataFrame:
+        """Every row as a DataFrame (a long run's may be large: prefer columns)."""
+        self.finish()
+        if self._spool is not None:
+            return pd.read_parquet(self._spool)
+        return _frame(np.concatenate(self._chunks) if self._chunks else np.zeros((0, _WIDTH)))
+
+    def write_parquet(self, path: Path) -> None:
+        self.finish()
+        if self._spool is not None:
+            shutil.copyfile(self._spool, path)
+        else:
+            self.frame().to_parquet(path, index=False)
+
+
+def _frame(rows: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({name: rows[:, i].astype(np.int64) if name in INTEGER_COLUMNS else rows[:, i].copy()
+                         for i, name in enumerate(ITERATION_COLUMNS)})
