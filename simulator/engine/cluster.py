@@ -253,6 +253,7 @@ class Cluster:
 
     def check(self) -> None:
         problems = [p for pool in self.kv_pools for p in pool.check()]
+        self.network.fold_private()
         problems += self.network.check()
         held = sum(1 for pool in self.kv_pools for key in pool.held if isinstance(key, int))  # not cache entries
         running = sum(len(r.batcher.running) for r in self.replicas)

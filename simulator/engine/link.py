@@ -84,6 +84,9 @@ class Network:
         self.received: dict[str, float] = defaultdict(float)
         self.next_id = 0
         self.events = 0
+        # closed-form traffic: source name -> (bytes per link per unit, units booked); id(carried) -> name
+        self._private: dict[str, tuple[dict[str, float], list[float]]] = {}
+        self._private_key: dict[int, str] = {}
 
     def transfer(self, members: list[tuple[str, str, tuple[str, ...]]], size: float,
                  latency: float) -> simpy.Event:
@@ -110,14 +113,32 @@ class Network:
     def account_private(self, start: float, end: float, carried: dict[str, float], sent: float,
                         scale: float = 1.0) -> None:
         """Book traffic that ran on links nothing else uses, timed in closed form (no flows needed):
-        `carried` bytes per link (times `scale`) spread over [start, end]; `sent` bytes sent and received."""
-        for link, nbytes in carried.items():
-            nbytes *= scale
-            self.carried[link] += nbytes
-            self.delivered[link] += nbytes
-            self.histogram.add(link, start, end, nbytes)
+        `carried` bytes per link (times `scale`) spread over [start, end]; `sent` bytes sent and received.
+        O(1) whatever the number of links: every link of one `carried` source gets the same share of it
+        in every bucket, so the source is booked once and spread over its links by `fold_private`."""
+        key = self._private_key.get(id(carried))
+        if key is None:
+            key = self._private_key[id(carried)] = f"private#{len(self._private)}"
+            self._private[key] = (carried, [0.0])  # keeps `carried` alive, so that its id stays its own
+        self._private[key][1][0] += scale
+        self.histogram.add(key, start, end, scale)
         self.sent["private"] += sent
         self.received["private"] += sent
+
+    def fold_private(self) -> None:
+        """Spread the private sources' bookings over their links (before reading counters or buckets)."""
+        bins = self.histogram.bins
+        for key, (carried, (total,)) in self._private.items():
+            units = bins.pop(key, [])
+            for link, per_unit in carried.items():
+                row = bins.setdefault(link, [])
+                row.extend([0.0] * (len(units) - len(row)))
+                for i, u in enumerate(units):
+                    row[i] += per_unit * u
+                self.carried[link] += per_unit * total
+                self.delivered[link] += per_unit * total
+        self._private.clear()
+        self._private_key.clear()
 
     def _after(self, delay: float, event: simpy.Event) -> None:
         if delay > 0:
