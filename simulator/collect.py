@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class InvariantError(RuntimeError):
 
 
 class Collector:
-    def __init__(self, n_requests: int, arrival_s: list[float], clock: Callable[[], float]):
+    def __init__(self, n_requests: int, arrival_s: Sequence[float], clock: Callable[[], float]):
         nan = math.nan
         self.n = n_requests
         # per request, typed arrays (8 bytes a value) indexed by request id: cheap scalar writes, flat memory
@@ -151,13 +151,26 @@ class Collector:
             rid = int(late[0])
             problems.append(f"request {rid}: times out of order (arrival {arrival[rid]}, admit {admit[rid]}, "
                             f"first token {first[rid]}, finish {finish[rid]})")
-        self.iterations.finish()
-        replicas, starts, durations = (self.iterations[c] for c in ("replica", "start_s", "duration_s"))
-        order = np.argsort(replicas, kind="stable")  # each replica's iterations, in the order they ended
-        replicas, starts, durations = replicas[order], starts[order], durations[order]
-        ends = starts + durations
-        overlap = (replicas[1:] == replicas[:-1]) & (starts[1:] < ends[:-1] - 1e-9 * ends[:-1])
-        bad = np.unique(np.concatenate([replicas[1:][overlap], replicas[durations <= 0]]))
-        problems += [f"replica {replica}: iterations overlap or go back in time" for replica in bad]
+        problems += [f"replica {replica}: iterations overlap or go back in time"
+                     for replica in overlapping_replicas(self.iterations)]
         if problems:
             raise InvariantError("run broke its invariants (a bug in infersim): " + "; ".join(problems))
+
+
+def overlapping_replicas(store: IterationStore) -> list[int]:
+    """Replicas with an iteration of no duration or one that starts before the previous one ended (chunk by
+    chunk, each replica's iterations in the order they ended)."""
+    last_end: dict[int, float] = {}
+    bad: set[int] = set()
+    for part in store.chunks(["replica", "start_s", "duration_s"]):
+        order = np.argsort(part["replica"], kind="stable")
+        replicas, starts, durations = part["replica"][order], part["start_s"][order], part["duration_s"][order]
+        ends = starts + durations
+        first = np.r_[True, replicas[1:] != replicas[:-1]]
+        previous = np.r_[np.nan, ends[:-1]]
+        previous[first] = [last_end.get(int(r), -np.inf) for r in replicas[first]]
+        late = starts < previous - 1e-9 * np.abs(previous)
+        bad.update(int(r) for r in replicas[late | (durations <= 0)])
+        last = np.r_[replicas[1:] != replicas[:-1], True]
+        last_end.update(zip(replicas[last].tolist(), ends[last].tolist()))
+    return sorted(bad)

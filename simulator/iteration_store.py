@@ -41,10 +41,10 @@ class IterationStore:
     """Append packed rows to `pending` (and call `flush` every ROWS_PER_CHUNK), `finish` after the run, then
     read columns (`store[name]`), the whole frame, or write the parquet file."""
 
-    def __init__(self, clock: Callable[[], float], memory_rows: int = MEMORY_ROWS):
+    def __init__(self, clock: Callable[[], float], memory_rows: int | None = None):
         self.pending: list[bytes] = []
         self.clock = clock
-        self.memory_rows = memory_rows
+        self.memory_rows = MEMORY_ROWS if memory_rows is None else memory_rows
         self._carry = np.zeros((0, _WIDTH))  # rows not yet final: they may end after rows still to come
         self._chunks: list[np.ndarray] = []  # final rows, in order, in memory
         self._rows = 0
@@ -105,13 +105,27 @@ class IterationStore:
 
     def __getitem__(self, name: str) -> np.ndarray:
         """One column of every row, in order (int64 for counts, float64 otherwise)."""
+        column = np.empty(len(self), dtype=np.int64 if name in INTEGER_COLUMNS else np.float64)
+        at = 0
+        for part in self.chunks([name]):
+            values = part[name]
+            column[at:at + len(values)] = values
+            at += len(values)
+        return column
+
+    def chunks(self, names: list[str]):
+        """The rows chunk by chunk, in order, as {name: column} (memory bounded by one chunk)."""
         self.finish()
         if self._spool is not None:
             import pyarrow.parquet as pq
-            return pq.read_table(self._spool, columns=[name]).column(0).to_numpy()
-        i = _INDEX[name]
-        column = np.concatenate([c[:, i] for c in self._chunks]) if self._chunks else np.zeros(0)
-        return column.astype(np.int64) if name in INTEGER_COLUMNS else column
+            spool = pq.ParquetFile(self._spool)
+            for group in range(spool.num_row_groups):
+                table = spool.read_row_group(group, columns=names)
+                yield {name: table.column(name).to_numpy() for name in names}
+            return
+        for chunk in self._chunks:
+            yield {name: chunk[:, _INDEX[name]].astype(np.int64) if name in INTEGER_COLUMNS
+                   else chunk[:, _INDEX[name]].copy() for name in names}
 
     def frame(self) -> pd.DataFrame:
         """Every row as a DataFrame (a long run's may be large: prefer columns)."""

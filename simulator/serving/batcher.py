@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from typing import Sequence
 
 import numpy as np
 from dataclasses import dataclass, field
@@ -66,10 +67,10 @@ class Speculation:
 class ContinuousBatching:
     """State of one replica's scheduler. Request lengths are indexed by request id."""
 
-    def __init__(self, cfg: ContinuousBatcher | StaticBatcher, kv: KvBlockPool, prompt_tokens: list[int],
-                 output_tokens: list[int], max_context: int | None,
+    def __init__(self, cfg: ContinuousBatcher | StaticBatcher, kv: KvBlockPool, prompt_tokens: Sequence[int],
+                 output_tokens: Sequence[int], max_context: int | None,
                  prefix_hashes: tuple[tuple[int, ...], ...] | None = None, prefix_block_tokens: int = 512,
-                 full_output_tokens: list[int] | None = None, speculative: "Speculation | None" = None):
+                 full_output_tokens: Sequence[int] | None = None, speculative: "Speculation | None" = None):
         self.cfg = cfg
         self.kv = kv
         self.paged = cfg.kv_policy == "paged"
@@ -80,7 +81,8 @@ class ContinuousBatching:
         self.wake_at: float | None = None  # static batching: when the oldest waiting request's wait runs out
         self.prompt = prompt_tokens
         self.output = output_tokens
-        self.full_output = full_output_tokens or output_tokens  # a prefill-only replica checks limits with these
+        # a prefill-only replica checks limits with these
+        self.full_output = output_tokens if full_output_tokens is None else full_output_tokens
         self.speculation = speculative
         self.growth = speculative.expected_tokens if speculative else 1.0  # tokens per request per decode step
         self.max_context = max_context

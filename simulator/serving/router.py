@@ -24,7 +24,10 @@ deterministic: ties go to the first replica at or after a rotating start, so idl
 from __future__ import annotations
 
 import hashlib
+from array import array
 from typing import Protocol, Sequence
+
+import numpy as np
 
 from simulator.config.schema import Affinity, LeastOutstandingTokens, RoundRobin, RouterSpec, ShortestQueue
 from simulator.serving.batcher import ContinuousBatching
@@ -43,9 +46,10 @@ class ReplicaView:
 
     def __init__(self, batchers: Sequence[ContinuousBatching], requests: Requests):
         self.batchers = batchers
-        self.tokens = (requests.prompt_tokens + requests.output_tokens).tolist()
+        tokens = np.ascontiguousarray(requests.prompt_tokens + requests.output_tokens, dtype=np.int64)
+        self.tokens = array("q", tokens.tobytes())  # typed arrays: 8 bytes a request
         self.outstanding = [0] * len(batchers)
-        self.replica_of = [-1] * len(requests)
+        self.replica_of = array("q", [-1]) * len(requests)
         users = requests.closed_loop_users
         self.session: list[int] | None = list(range(len(requests))) if users else None
 
