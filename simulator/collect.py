@@ -33,17 +33,18 @@ class IterationAccount:
         self.overhead_s = self.network_s = self.flops = self.memory_bytes = self.network_bytes = 0.0
         self.stream_bytes = self.swap_bytes = 0.0
 
-    def add_compute(self, cost: StepCost) -> None:
-        self.compute_s += cost.compute_s
-        self.memory_s += cost.memory_s
+    def add_compute(self, cost: StepCost, passes: int = 1) -> None:
+        """`passes` stage passes of this cost (a pipeline's identical micro-batches)."""
+        self.compute_s += passes * cost.compute_s
+        self.memory_s += passes * cost.memory_s
         if cost.compute_s >= cost.memory_s:
-            self.compute_bound_s += cost.compute_s
+            self.compute_bound_s += passes * cost.compute_s
         else:
-            self.memory_bound_s += cost.memory_s
-        self.overhead_s += cost.overhead_s
-        self.flops += cost.flops
-        self.memory_bytes += cost.memory_bytes
-        self.stream_bytes += cost.stream_bytes
+            self.memory_bound_s += passes * cost.memory_s
+        self.overhead_s += passes * cost.overhead_s
+        self.flops += passes * cost.flops
+        self.memory_bytes += passes * cost.memory_bytes
+        self.stream_bytes += passes * cost.stream_bytes
 
 NOT_ARRIVED, IN_FLIGHT, COMPLETED, DROPPED = 0, 1, 2, 3
 STATUS_NAMES = {NOT_ARRIVED: "not_arrived", IN_FLIGHT: "in_flight", COMPLETED: "completed", DROPPED: "dropped"}

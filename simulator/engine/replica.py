@@ -224,8 +224,7 @@ class Replica:
               account: IterationAccount) -> None:
         """Account a closed-form iteration [start, end]: its stage passes, and its bytes on each private link."""
         for cost in costs:
-            for _ in range(parts):
-                account.add_compute(cost)
+            account.add_compute(cost, parts)
         for t, size, coll, xfer in bookings:
             account.network_s += parts * (coll + xfer + t.send_latency_s)
             account.network_bytes += parts * size * (t.coll_sent + t.send_sent)

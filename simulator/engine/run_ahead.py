@@ -126,18 +126,17 @@ def _commit_steady(replica: "Replica", batch: "Batch", parts: int, start: float,
                                     [StepCost(*x) for x in costs], size)
             break
         cs = ms = cb = mb = ovs = flops = mem = stream = net = net_bytes = 0.0
-        for c, m, ov, fl, mem_b, stream_b in costs:
-            for _ in range(parts):
-                cs += c
-                ms += m
-                if c >= m:
-                    cb += c
-                else:
-                    mb += m
-                ovs += ov
-                flops += fl
-                mem += mem_b
-                stream += stream_b
+        for c, m, ov, fl, mem_b, stream_b in costs:  # IterationAccount.add_compute(cost, parts)
+            cs += parts * c
+            ms += parts * m
+            if c >= m:
+                cb += parts * c
+            else:
+                mb += parts * m
+            ovs += parts * ov
+            flops += parts * fl
+            mem += parts * mem_b
+            stream += parts * stream_b
         for _, _, _, _, net_s, net_b, p in plan:
             net += net_s
             net_bytes += net_b
