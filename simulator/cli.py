@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -35,10 +38,15 @@ def run(
     from simulator.config.load import load_scenario
     from simulator.run import run as run_scenario
 
+    from simulator.outputs import check_output_folder
+
     try:
         loaded = load_scenario(scenario, set_)
-        result = run_scenario(loaded, seed=seed)
-        out_dir = result.write(out or Path("results") / loaded.spec.name, plots=plots)
+        out_dir = out or Path("results") / loaded.spec.name
+        check_output_folder(out_dir)  # before a long run, not after it
+        with watching(loaded.spec.workload.num_requests) as watch:
+            result = run_scenario(loaded, seed=seed, watch=watch)
+        result.write(out_dir, plots=plots)
     except InfersimError as exc:
         fail(str(exc))
         return
@@ -49,6 +57,50 @@ def run(
         table.add_row(name, value)
     console.print(table)
     console.print(f"results in {out_dir}/")
+    if result.summary["sim"]["interrupted"]:
+        typer.echo(f"interrupted at {result.summary['sim']['simulated_s']:.4g} simulated s: the results are "
+                   "partial (sim.interrupted in summary.json)", err=True)
+        raise typer.Exit(130)
+
+
+@contextmanager
+def watching(total: int | None) -> Iterator[Callable[[float, int], bool]]:
+    """A `watch` for run(): a progress bar on a terminal, and Ctrl-C stops the run between two events so
+    that its partial results are still written (a second Ctrl-C stops at once)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    stop: list[bool] = []
+
+    def on_interrupt(signum, frame) -> None:
+        if stop:
+            raise KeyboardInterrupt
+        stop.append(True)
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    except ValueError:  # not the main thread: no Ctrl-C handling
+        previous = None
+    bar = None
+    if sys.stderr.isatty():
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       console=Console(stderr=True), transient=True)
+        task = bar.add_task("simulating", total=total)
+        bar.start()
+    last = [0.0]
+
+    def watch(now: float, done: int) -> bool:
+        if bar is not None and time.monotonic() - last[0] > 0.2:
+            last[0] = time.monotonic()
+            bar.update(task, completed=done, description=f"simulated {now:,.0f} s")
+        return bool(stop)
+
+    try:
+        yield watch
+    finally:
+        if bar is not None:
+            bar.stop()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 @app.command()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,7 @@ from simulator.collect import STATUS_NAMES, Collector
 from simulator.hardware.energy import EnergyModel, EnergyParts, energy_parts
 from simulator.hardware.placement import Plan
 from simulator.iteration_store import IterationStore
+from simulator.outputs import staged_folder
 from simulator.workload.arrivals import Requests
 
 if TYPE_CHECKING:
@@ -238,6 +238,17 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
     return summary
 
 
+def out_of_range(summary: dict[str, Any]) -> list[str]:
+    """Fractions of a summary that must lie in [0, 1] and do not: a bug, never a result to report."""
+    u = summary["utilization"]
+    fractions = {"utilization.compute_mean": u["compute_mean"], "utilization.memory_bw_mean": u["memory_bw_mean"],
+                 **{f"utilization.links.{k}": v for k, v in u["links"].items()},
+                 **{f"bottleneck_share.{k}": v for k, v in summary["bottleneck_share"].items()},
+                 "slo.attainment": summary["slo"]["attainment"]}
+    return [f"{name} = {value} is outside [0, 1]" for name, value in fractions.items()
+            if value is not None and not -1e-12 <= value <= 1 + 1e-9]
+
+
 def _energy(scenario: "Scenario", plan: Plan, chips: int, it: IterationStore, links: pd.DataFrame,
             span_s: float) -> EnergyParts | None:
     model = EnergyModel.build(scenario.chip, plan.compute_dtype, plan.tier, plan.stream_tier)
@@ -266,12 +277,6 @@ def _cost_usd(scenario: "Scenario", chips: int, span_s: float, energy_j: float |
 
 # ---------------------------------------------------------------- files
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def summary_json(summary: dict[str, Any]) -> str:
     return json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n"
 
@@ -285,15 +290,16 @@ def _json_default(value: Any) -> Any:
 
 
 def write_outputs(result: "RunResult", out: Path, plots: bool = True) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "requests.parquet", lambda p: result.requests.to_parquet(p, index=False))
-    _atomic_write(out / "iterations.parquet", result.iteration_store.write_parquet)
-    _atomic_write(out / "links.parquet", lambda p: result.links.to_parquet(p, index=False))
-    if plots:
-        from simulator import plots as plotting
-        plotting.write_plots(result, out / "plots")
-    _atomic_write(out / "report.md", lambda p: p.write_text(markdown(result, plots), encoding="utf-8"))
-    _atomic_write(out / "summary.json", lambda p: p.write_text(summary_json(result.summary), encoding="utf-8"))
+    """Write the run's folder all or nothing (outputs.py): a killed write leaves the previous folder."""
+    with staged_folder(out) as folder:
+        result.requests.to_parquet(folder / "requests.parquet", index=False)
+        result.iteration_store.write_parquet(folder / "iterations.parquet")
+        result.links.to_parquet(folder / "links.parquet", index=False)
+        if plots:
+            from simulator import plots as plotting
+            plotting.write_plots(result, folder / "plots")
+        (folder / "report.md").write_text(markdown(result, plots), encoding="utf-8")
+        (folder / "summary.json").write_text(summary_json(result.summary), encoding="utf-8")
     return out
 
 
@@ -332,6 +338,9 @@ def markdown(result: "RunResult", plots: bool) -> str:
     description = result.scenario.spec.description.strip()
     if description:
         lines += [description, ""]
+    if s["sim"].get("interrupted"):
+        lines += [f"**Interrupted** at {s['sim']['simulated_s']:.4g} simulated seconds: a partial result "
+                  "(requests not done by then count as in flight).", ""]
     lines += [f"Seed {s['seed']}. Tensor parallel {plan.tensor_parallel} x pipeline {plan.pipeline_parallel} "
               f"(expert parallel {plan.expert_parallel}) x {plan.replicas} replicas, weights "
               f"{plan.weights_dtype}, KV {plan.kv_dtype}; {plan.weight_bytes_per_chip / 1e9:.1f} GB of weights "

@@ -6,6 +6,7 @@ import time
 import tracemalloc
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import networkx as nx
 import pandas as pd
@@ -13,6 +14,7 @@ import simpy
 
 from simulator import report, slo
 from simulator.config.load import Scenario, load_model_config
+from simulator.collect import InvariantError
 from simulator.engine.cluster import Cluster
 from simulator.engine.replica import Drafter
 from simulator.errors import CapacityError, ScenarioError
@@ -134,8 +136,13 @@ def _check_paths(graph: nx.DiGraph, plans: list[Plan], scenario: Scenario) -> No
                                     scenario.origins.get("cluster", scenario.file)) from None
 
 
-def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = False) -> RunResult:
-    """Simulate a scenario. The same scenario and seed always give the same results."""
+def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = False,
+        watch: Callable[[float, int], bool] | None = None) -> RunResult:
+    """Simulate a scenario. The same scenario and seed always give the same results.
+
+    `watch(simulated seconds, requests done)` is called every few thousand events (progress); when it returns
+    True the run stops there and the result is the partial but consistent state of that moment, marked
+    `summary["sim"]["interrupted"]` (unfinished requests count as in flight)."""
     if seed is not None:
         scenario = replace(scenario, spec=scenario.spec.model_copy(update={"seed": seed}))
     spec = scenario.spec
@@ -148,7 +155,7 @@ def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = Fals
     env = simpy.Environment()
     cluster = Cluster(env, spec, model, prepared.pools, prepared.graph, requests, prepared.drafter,
                       scenario.chip.efficiency.collective)
-    cluster.run(spec.sim.max_time)
+    interrupted = cluster.run(spec.sim.max_time, watch)
     cluster.check()
     peak_bytes = tracemalloc.get_traced_memory()[1] if measure_memory else None
     if measure_memory:
@@ -160,4 +167,8 @@ def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = Fals
     summary = report.summarize(scenario, model, [(p.role, p.plan) for p in prepared.pools], frames, env.now,
                                events, wall_s, peak_bytes)
     summary["network"]["closed_form_replicas"] = cluster.private_replicas
+    summary["sim"]["interrupted"] = interrupted
+    problems = report.out_of_range(summary)
+    if problems:
+        raise InvariantError("run broke its invariants (a bug in infersim): " + "; ".join(problems))
     return RunResult(scenario, plan, model, summary, *frames)

@@ -7,6 +7,7 @@ import heapq
 import math
 from array import array
 from functools import partial
+from typing import Callable
 
 import networkx as nx
 import numpy as np
@@ -23,6 +24,9 @@ from simulator.serving.batcher import ContinuousBatching, Speculation
 from simulator.serving.kv_cache import KvBlockPool
 from simulator.serving.router import ReplicaView, RoundRobinRouter, make_router
 from simulator.workload.arrivals import Requests
+
+
+WATCH_EVERY = 2048  # events between two calls of Cluster.run's `watch`
 
 
 def _int_array(values: np.ndarray) -> array:
@@ -251,12 +255,31 @@ class Cluster:
         heapq.heappop(self.pending_thinks)  # timers fire in time order
         self._arrive(rid)
 
-    def run(self, max_time_s: float | None) -> None:
+    def run(self, max_time_s: float | None, watch: "Callable[[float, int], bool] | None" = None) -> bool:
+        """Simulate until every request is done (or `max_time_s`). `watch(simulated s, requests done)` is
+        called about every WATCH_EVERY events; when it returns True the run stops there, between two events,
+        so that what was simulated is consistent. Returns whether it was stopped so."""
+        env = self.env
         until = self.all_done
         if max_time_s is not None:
-            until = self.env.any_of([self.all_done, self.env.timeout(max_time_s)])
-        if len(self.requests):
-            self.env.run(until=until)
+            until = env.any_of([self.all_done, env.timeout(max_time_s)])
+        if not len(self.requests):
+            return False
+        if watch is None:
+            env.run(until=until)
+            return False
+        c = self.collector
+        while not until.processed:
+            try:
+                for _ in range(WATCH_EVERY):
+                    env.step()
+                    if until.processed:
+                        return False
+            except simpy.core.EmptySchedule:
+                raise RuntimeError(f"no events left but the run is not over: {until}") from None
+            if watch(env.now, c.completed + c.dropped):
+                return True
+        return False
 
     def check(self) -> None:
         problems = [p for pool in self.kv_pools for p in pool.check()]
