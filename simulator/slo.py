@@ -84,29 +84,41 @@ def weighted_stats(values: Any, weights: Any = None) -> dict[str, float | None]:
 
 def itl_samples(iterations) -> tuple[np.ndarray, np.ndarray]:
     """(gaps in seconds, decode tokens at that gap) of a run's iterations (a DataFrame or an IterationStore;
-    see the module docstring)."""
-    replica, start, duration, dec_all, out = (np.asarray(iterations[c]) for c in (
-        "replica", "start_s", "duration_s", "decode_tokens", "output_tokens"))
-    if len(replica) and np.any(replica != replica[0]):  # rows are in time order: group them by replica
-        order = np.argsort(replica, kind="stable")
-        replica, start, duration, dec_all, out = (x[order] for x in (replica, start, duration, dec_all, out))
+    see the module docstring). Rows are in time order; columns are read one at a time (a long run's are
+    large)."""
+    replica = np.asarray(iterations["replica"])
+    order = np.argsort(replica, kind="stable") if len(replica) and np.any(replica != replica[0]) else None
+
+    def column(name: str) -> np.ndarray:  # grouped by replica, in time order within each
+        values = np.asarray(iterations[name])
+        return values if order is None else values[order]
+
+    if order is not None:
+        replica = replica[order]
     bounds = np.flatnonzero(np.diff(replica)) + 1
+    del replica
+    lows, highs = np.r_[0, bounds], np.r_[bounds, len(order) if order is not None else len(iterations)]
+    duration = column("duration_s")
+    end = column("start_s") + duration
+    dec_all = column("decode_tokens")
+    first_decode = [np.flatnonzero(dec_all[lo:hi] > 0)[:1] for lo, hi in zip(lows, highs)]
+    first_duration = [duration[lo:hi][d] for (lo, hi), d in zip(zip(lows, highs), first_decode)]
+    del duration
+    joins_all = column("output_tokens") - dec_all  # prefills completed (each gave a token)
     gaps, weights = [], []
-    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(replica)]):
-        end = start[lo:hi] + duration[lo:hi]
-        dec = dec_all[lo:hi]
-        joins = out[lo:hi] - dec  # prefills completed (each gave a token)
+    for (lo, hi), head in zip(zip(lows, highs), first_duration):
+        dec, joins, ends = dec_all[lo:hi], joins_all[lo:hi], end[lo:hi]
         d = np.flatnonzero(dec > 0)
         if d.size == 0:
             continue
         since = np.empty(d.size)
-        since[0] = duration[lo:hi][d[0]]  # the replica's first decode: nobody decoded before
-        since[1:] = end[d[1:]] - end[d[:-1]]
+        since[0] = head[0]  # the replica's first decode: nobody decoded before
+        since[1:] = ends[d[1:]] - ends[d[:-1]]
         solo = np.flatnonzero((dec == 0) & (joins > 0))  # prefill-only iterations with requests joining
         nxt = np.searchsorted(d, solo)  # the decode iteration each joiner's next token comes from
         solo, nxt = solo[nxt < d.size], nxt[nxt < d.size]
         joined = np.bincount(nxt, weights=joins[solo], minlength=d.size)
-        gaps += [since, end[d[nxt]] - end[solo]]
+        gaps += [since, ends[d[nxt]] - ends[solo]]
         weights += [np.maximum(dec[d] - joined, 0), joins[solo]]
     if not gaps:
         return np.empty(0), np.empty(0, dtype=np.int64)
