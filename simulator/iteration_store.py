@@ -103,6 +103,25 @@ class IterationStore:
         while self._chunks:
             self._writer.write_table(pa.Table.from_pandas(_frame(self._chunks.pop(0)), preserve_index=False))
 
+    def rows(self) -> np.ndarray:
+        """Every row as one (rows x ITERATION_COLUMNS) float64 array, in order."""
+        self.finish()
+        if self._spool is not None:
+            return self.frame().to_numpy(dtype=np.float64)
+        return np.concatenate(self._chunks) if self._chunks else np.zeros((0, _WIDTH))
+
+    def merge(self, parts: list[np.ndarray]) -> None:
+        """Take the rows of other runs (replica_groups.py), each in order, interleaving them by end time; then
+        the store is finished."""
+        self.finish()
+        rows = np.concatenate([np.zeros((0, _WIDTH)), *parts])
+        rows = rows[np.lexsort((rows[:, 0], rows[:, 1] + rows[:, 2]))]
+        for start in range(0, len(rows), ROWS_PER_CHUNK):
+            self._emit(rows[start:start + ROWS_PER_CHUNK])
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
     def __getitem__(self, name: str) -> np.ndarray:
         """One column of every row, in order (int64 for counts, float64 otherwise)."""
         column = np.empty(len(self), dtype=np.int64 if name in INTEGER_COLUMNS else np.float64)

@@ -338,6 +338,9 @@ def markdown(result: "RunResult", plots: bool) -> str:
     description = result.scenario.spec.description.strip()
     if description:
         lines += [description, ""]
+    if s["sim"].get("replica_groups", 1) > 1:
+        lines += [f"Simulated as {s['sim']['replica_groups']} independent groups of replicas in parallel processes "
+                  "(replicas share no link and round robin is blind to load), then merged.", ""]
     if s["sim"].get("interrupted"):
         lines += [f"**Interrupted** at {s['sim']['simulated_s']:.4g} simulated seconds: a partial result "
                   "(requests not done by then count as in flight).", ""]

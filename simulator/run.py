@@ -12,7 +12,7 @@ import networkx as nx
 import pandas as pd
 import simpy
 
-from simulator import report, slo
+from simulator import replica_groups, report, slo
 from simulator.config.load import Scenario, load_model_config
 from simulator.collect import InvariantError
 from simulator.engine.cluster import Cluster
@@ -155,19 +155,27 @@ def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = Fals
     env = simpy.Environment()
     cluster = Cluster(env, spec, model, prepared.pools, prepared.graph, requests, prepared.drafter,
                       scenario.chip.efficiency.collective)
-    interrupted = cluster.run(spec.sim.max_time, watch)
-    cluster.check()
+    groups, why_not = replica_groups.split(cluster, spec.sim.workers)
+    if groups:
+        span, interrupted = replica_groups.simulate(scenario, cluster, groups), False
+    else:
+        interrupted = cluster.run(spec.sim.max_time, watch)
+        span = env.now
+    cluster.check(span)
     peak_bytes = tracemalloc.get_traced_memory()[1] if measure_memory else None
     if measure_memory:
         tracemalloc.stop()
     wall_s = time.perf_counter() - wall_start
-    frames = report.frames(cluster.collector, requests, cluster.network, prepared.graph, env.now,
+    frames = report.frames(cluster.collector, requests, cluster.network, prepared.graph, span,
                            slo.targets(spec, requests.class_names))
     events = cluster.collector.events + cluster.network.events
-    summary = report.summarize(scenario, model, [(p.role, p.plan) for p in prepared.pools], frames, env.now,
+    summary = report.summarize(scenario, model, [(p.role, p.plan) for p in prepared.pools], frames, span,
                                events, wall_s, peak_bytes)
     summary["network"]["closed_form_replicas"] = cluster.private_replicas
     summary["sim"]["interrupted"] = interrupted
+    summary["sim"]["replica_groups"] = max(1, len(groups))
+    if spec.sim.workers > 1 and not groups:
+        summary["sim"]["replica_groups_note"] = f"simulated in one process: {why_not}"
     problems = report.out_of_range(summary)
     if problems:
         raise InvariantError("run broke its invariants (a bug in infersim): " + "; ".join(problems))

@@ -61,3 +61,18 @@ def test_run_ahead_saves_events_where_it_applies(write_scenario):
                                            "workload.arrival": {"kind": "poisson", "rate": "2 /s"}}))
     assert ahead.summary["sim"]["events"] < stepped.summary["sim"]["events"] / 4
     assert len(ahead.iterations) == len(stepped.iterations)
+
+
+def test_independent_replica_groups_in_parallel_processes_give_the_one_process_results(write_scenario):
+    path = write_scenario({"cluster": str(REPO / "topologies" / "hgx-h100.yaml"), "deployment.replicas": 4,
+                           "workload.arrival": {"kind": "poisson", "rate": "60 /s"}})
+    one = run(load_scenario(path))
+    split = run(load_scenario(path, ["sim.workers=2"]))
+    assert split.summary["sim"]["replica_groups"] == 2 and one.summary["sim"]["replica_groups"] == 1
+    assert split.requests.equals(one.requests) and split.iterations.equals(one.iterations)
+    strip = lambda s: json.dumps({k: v for k, v in s.items() if k != "sim"}, sort_keys=True)  # noqa: E731
+    assert strip(split.summary) == strip(one.summary)
+    load_aware = run(load_scenario(path, ["sim.workers=2", "serving.router.kind=shortest_queue"])).summary["sim"]
+    assert load_aware["replica_groups"] == 1
+    assert load_aware["replica_groups_note"] == ("simulated in one process: the router is load-aware: replicas "
+                                                 "interact through it")

@@ -16,7 +16,7 @@ import simpy
 from simulator.collect import Collector
 from simulator.config.schema import ScenarioSpec
 from simulator.engine.link import Network
-from simulator.engine.replica import Drafter, PrivateTraffic, Replica, Stage, run_collective
+from simulator.engine.replica import Drafter, PrivateTraffic, Replica, Stage, exact_delay, run_collective
 from simulator.hardware.collectives import Phase, allreduce_for
 from simulator.hardware.model import ModelShape
 from simulator.hardware.topology import Routes, chip
@@ -49,8 +49,11 @@ class Cluster:
 
     def __init__(self, env: simpy.Environment, spec: ScenarioSpec, model: ModelShape, pools: list,
                  graph: nx.DiGraph, requests: Requests, drafter: Drafter | None = None,
-                 link_efficiency: float = 1.0):
+                 link_efficiency: float = 1.0, only_replicas: frozenset[int] | None = None):
+        """`only_replicas`: simulate only these replicas, with the requests round robin gives them
+        (replica_groups.py runs independent groups of replicas in parallel processes)."""
         self.env = env
+        self.only_replicas = only_replicas
         self.requests = requests
         self.arrival_s = array("d", np.ascontiguousarray(requests.arrival_s, dtype=np.float64).tobytes())
         self.collector = Collector(len(requests), self.arrival_s, lambda: env.now)
@@ -84,6 +87,8 @@ class Cluster:
         self.next_arrival = 0  # the feed's next request id
         self.pending_thinks: list[float] = []  # closed loop: when thinking users send their next request
         self.max_time_s = math.inf if spec.sim.max_time is None else spec.sim.max_time
+        self.expected_requests = len(requests) if only_replicas is None else sum(
+            1 for rid in range(len(requests)) if rid % len(self.entry) in only_replicas)
         if self._can_run_ahead(spec, model):
             for replica in self.replicas:
                 if replica.private:
@@ -174,8 +179,8 @@ class Cluster:
             return anywhere, anywhere, self.max_time_s
         times, j = self.arrival_event_s, self.next_arrival
         anywhere = times[j] if j < len(times) else math.inf
-        if isinstance(self.router, RoundRobinRouter):
-            j += (replica - self.router.next) % len(self.entry)
+        if isinstance(self.router, RoundRobinRouter):  # request j goes to replica j mod n
+            j += (replica - j) % len(self.entry)
         return (times[j] if j < len(times) else math.inf), anywhere, self.max_time_s
 
     def _arrival_event_times(self) -> array:
@@ -194,11 +199,13 @@ class Cluster:
         self.entry[replica].submit(rid)
 
     def _feed_open_loop(self):
-        env = self.env
-        for rid, t in enumerate(self.arrival_s):
+        env, only, n = self.env, self.only_replicas, len(self.entry)
+        for rid, t in enumerate(self.arrival_event_s):
+            if only is not None and rid % n not in only:
+                continue
             if t > env.now:
                 self.collector.events += 1
-                yield ArrivalTimeout(env, t - env.now)
+                yield ArrivalTimeout(env, exact_delay(env.now, t))
             self.next_arrival = rid + 1
             self._arrive(rid)
 
@@ -234,7 +241,7 @@ class Cluster:
         c = self.collector
         if not self.disaggregated:  # under disaggregation the prefill replica released them at hand-off
             self.view.release(rids)
-        if c.completed + c.dropped == c.n and not self.all_done.triggered:
+        if c.completed + c.dropped == self.expected_requests and not self.all_done.triggered:
             self.all_done.succeed()
         if not self.requests.closed_loop_users:
             return
@@ -281,10 +288,12 @@ class Cluster:
                 return True
         return False
 
-    def check(self) -> None:
+    def check(self, span_s: float | None = None) -> None:
+        """The run's conservation laws (collect.py, link.py, kv_cache.py); `span_s`: how long it ran, when
+        not the clock's time (replica groups simulated elsewhere)."""
         problems = [p for pool in self.kv_pools for p in pool.check()]
         self.network.fold_private()
-        problems += self.network.check()
+        problems += self.network.check(span_s)
         held = sum(1 for pool in self.kv_pools for key in pool.held if isinstance(key, int))  # not cache entries
         running = sum(len(r.batcher.running) for r in self.replicas)
         if held != running:

@@ -65,9 +65,27 @@ class LinkHistogram:
     def _coarsen(self) -> None:
         self.width *= 2
         for link, bins in self.bins.items():
-            if len(bins) % 2:
-                bins.append(0.0)
-            self.bins[link] = [bins[i] + bins[i + 1] for i in range(0, len(bins), 2)]
+            self.bins[link] = _pairs(bins)
+
+    def merge(self, width: float, bins: dict[str, list[float]]) -> None:
+        """Add another histogram's buckets (of `width`, this one's first width times a power of 2)."""
+        while self.width < width:
+            self._coarsen()
+        for link, row in bins.items():
+            w = width
+            while w < self.width:
+                row, w = _pairs(row), w * 2
+            mine = self.bins.setdefault(link, [])
+            mine.extend([0.0] * (len(row) - len(mine)))
+            for i, value in enumerate(row):
+                mine[i] += value
+
+
+def _pairs(bins: list[float]) -> list[float]:
+    """Buckets twice as wide: each the sum of two."""
+    if len(bins) % 2:
+        bins = [*bins, 0.0]
+    return [bins[i] + bins[i + 1] for i in range(0, len(bins), 2)]
 
 
 class Network:
@@ -232,9 +250,24 @@ class Network:
             self._reshare(rest)
         self._after(bundle.latency, bundle.done)
 
-    def check(self) -> list[str]:
+    def records(self) -> dict:
+        """The counters and buckets of a finished run (after `fold_private`), to merge into another's."""
+        return {"width": self.histogram.width, "bins": self.histogram.bins, "carried": dict(self.carried),
+                "delivered": dict(self.delivered), "sent": dict(self.sent), "received": dict(self.received)}
+
+    def merge(self, records: dict) -> None:
+        """Add the counters and buckets of another run of the same links (replica_groups.py)."""
+        self.histogram.merge(records["width"], records["bins"])
+        for name in ("carried", "delivered", "sent", "received"):
+            mine = getattr(self, name)
+            for key, value in records[name].items():
+                mine[key] += value
+
+    def check(self, span_s: float | None = None) -> list[str]:
         """Conservation: what each link carried is what its completed bundles delivered plus in-flight
-        progress; bytes sent equal bytes received plus bytes still in flight; no link above capacity."""
+        progress; bytes sent equal bytes received plus bytes still in flight; no link above capacity over
+        `span_s` (default: the clock's time)."""
+        span_s = self.env.now if span_s is None else span_s
         problems = []
         in_flight: dict[str, float] = defaultdict(float)
         pending = 0.0
@@ -247,7 +280,7 @@ class Network:
             if abs(carried - expected) > 1e-6 * max(1.0, expected):
                 problems.append(f"link {link} carried {carried} bytes but its flows account for {expected}")
                 break
-            if carried > self.capacity[link] * self.env.now * (1 + 1e-9) + 1e-6:
+            if carried > self.capacity[link] * span_s * (1 + 1e-9) + 1e-6:
                 problems.append(f"link {link} carried more than its capacity allows")
                 break
         sent, received = sum(self.sent.values()), sum(self.received.values())

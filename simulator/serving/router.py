@@ -87,16 +87,14 @@ def _first_min(values: Sequence[int], start: int) -> int:
 
 
 class RoundRobinRouter:
-    """Replica i gets requests i, i + n, i + 2n, ...: stateless and even when requests are alike."""
+    """Replica i gets requests i, i + n, i + 2n, ...: stateless (requests arrive in id order), so which
+    replica a request goes to is known before it arrives; even when requests are alike."""
 
     def __init__(self, n_replicas: int):
         self.n = n_replicas
-        self.next = 0
 
     def route(self, rid: int) -> int:
-        replica = self.next
-        self.next = (self.next + 1) % self.n
-        return replica
+        return rid % self.n
 
 
 class LeastOutstandingTokensRouter:

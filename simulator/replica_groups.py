@@ -1,0 +1,91 @@
+"""One large run as independent groups of replicas, simulated in parallel processes and merged.
+
+Replicas that share no link (each is timed in closed form) and receive requests by round robin (blind to
+load, so request i goes to replica i mod n whatever happens) never influence each other: replica r's
+results depend only on the requests r, r + n, r + 2n, ... Such a cluster is cut into `sim.workers`
+contiguous groups of replicas; each process simulates its group with its requests (every arrival at exactly
+the instant the whole run would process it), and the records are merged: per-request fields by request id,
+iteration rows in the order they ended, link buckets and byte counters summed. The result equals the one-
+process run (link bytes up to float rounding). `summary.json` says when this shortcut was taken
+(`sim.replica_groups`), or why it was not (`sim.replica_groups_note`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from simulator.config.load import Scenario
+    from simulator.engine.cluster import Cluster
+
+PER_REQUEST = ("replica", "admit_s", "first_token_s", "finish_s", "status", "preemptions", "kv_transfer_bytes",
+               "prefix_hit_tokens")
+
+
+def split(cluster: "Cluster", workers: int) -> tuple[list[list[int]], str]:
+    """(groups of replica indices, '') when the run can be split over `workers` processes, else ([], why)."""
+    from simulator.serving.router import RoundRobinRouter
+
+    n = len(cluster.replicas)
+    why = ("one process asked (sim.workers: 1)" if workers <= 1 else
+           "one replica" if n == 1 else
+           "prefill and decode are disaggregated (KV-caches move between replicas)" if cluster.disaggregated else
+           "closed-loop users (a user's next request goes to any replica)" if cluster.requests.closed_loop_users else
+           "the router is load-aware: replicas interact through it" if not isinstance(cluster.router,
+                                                                                     RoundRobinRouter) else
+           "replicas share links (or time collectives as flows)" if cluster.private_replicas < n else "")
+    if why:
+        return [], why
+    size = -(-n // min(workers, n))
+    return [list(range(lo, min(lo + size, n))) for lo in range(0, n, size)], ""
+
+
+def simulate(scenario: "Scenario", cluster: "Cluster", groups: list[list[int]]) -> float:
+    """Simulate each group in its own process and merge the records into `cluster` (built, never run).
+    Returns the simulated span (when the last group ended)."""
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    with ProcessPoolExecutor(max_workers=len(groups), mp_context=context) as pool:
+        records = list(pool.map(simulate_group, [scenario] * len(groups), groups))
+    c, network = cluster.collector, cluster.network
+    for record in records:
+        rids = record["rids"]
+        for name in PER_REQUEST:
+            np.frombuffer(getattr(c, name), dtype=record[name].dtype)[rids] = record[name]
+        for rid, reason in zip(rids.tolist(), record["drop_reason"]):
+            c.drop_reason[rid] = reason
+        c.arrived += record["arrived"]
+        c.completed += record["completed"]
+        c.dropped += record["dropped"]
+        c.events += record["events"]
+        network.merge(record["network"])
+    c.iterations.merge([record["rows"] for record in records])
+    return max(record["span"] for record in records)
+
+
+def simulate_group(scenario: "Scenario", replicas: list[int]) -> dict[str, Any]:
+    """Worker: simulate `replicas` with their requests; return their records (picklable)."""
+    import simpy
+
+    from simulator.engine.cluster import Cluster
+    from simulator.run import prepare
+    from simulator.workload.arrivals import generate
+
+    spec = scenario.spec
+    prepared = prepare(scenario)
+    requests = generate(spec.workload, spec.seed)
+    cluster = Cluster(simpy.Environment(), spec, prepared.model, prepared.pools, prepared.graph, requests,
+                      prepared.drafter, scenario.chip.efficiency.collective, only_replicas=frozenset(replicas))
+    cluster.run(spec.sim.max_time)
+    cluster.check()
+    c = cluster.collector
+    rids = np.flatnonzero(np.isin(np.arange(len(requests)) % len(cluster.entry), replicas))
+    record = {name: np.asarray(getattr(c, name))[rids] for name in PER_REQUEST}
+    record.update(rids=rids, drop_reason=[c.drop_reason[r] for r in rids.tolist()], arrived=c.arrived,
+                  completed=c.completed, dropped=c.dropped, events=c.events + cluster.network.events,
+                  network=cluster.network.records(), rows=c.iterations.rows(), span=cluster.env.now)
+    return record
