@@ -120,14 +120,18 @@ def phase_links(phase: Phase, route) -> tuple[dict[str, int], float]:
 def uncontended_s(collective: Collective, route, capacity: dict[str, float]) -> tuple[float, dict[str, float]]:
     """Time of a collective alone on the network, and the bytes it puts on each link: per phase, its flows
     move at the rate of their tightest link (capacity over the members crossing it), then wait its latency
-    steps. This is what the flow model gives when nothing else shares the links."""
+    steps. A phase whose flows differ in size runs as the flow model runs it: one bundle per size, max-min
+    fair rates by progressive filling, refilled as each bundle ends. This is what the flow model gives when
+    nothing else shares the links."""
     total = 0.0
     carried: dict[str, float] = {}
     for phase in collective:
         sizes = {size for _, _, size in phase.flows}
-        if len(sizes) != 1:
-            raise ValueError("a phase with flows of different sizes has no single closed form")
-        size = sizes.pop()
+        if len(sizes) > 1:
+            seconds, latency = _mixed_phase(phase, route, capacity, carried)
+            total += seconds + phase.steps * latency
+            continue
+        size = sizes.pop() if sizes else 0.0
         mult, latency = phase_links(phase, route)
         if mult:
             total += size / min(capacity[link] / m for link, m in mult.items())
@@ -135,6 +139,56 @@ def uncontended_s(collective: Collective, route, capacity: dict[str, float]) -> 
         for link, m in mult.items():
             carried[link] = carried.get(link, 0.0) + size * m
     return total, carried
+
+
+def _mixed_phase(phase: Phase, route, capacity: dict[str, float], carried: dict[str, float]) -> tuple[float, float]:
+    """(seconds until the last bundle of a phase ends, slowest route latency), adding its bytes to `carried`.
+    The flows of each size form one bundle with one rate (as run_collective sends them); rates are max-min
+    fair by progressive filling, as engine/link.py's Network shares links."""
+    bundles: dict[float, dict[str, int]] = {}
+    latency = 0.0
+    for src, dst, size in phase.flows:
+        links, route_latency = route(src, dst)
+        latency = max(latency, route_latency)
+        mult = bundles.setdefault(size, {})
+        for link in links:
+            mult[link] = mult.get(link, 0) + 1
+            carried[link] = carried.get(link, 0.0) + size
+    remaining = {size: size for size, mult in bundles.items() if mult and size > 0}
+    elapsed = 0.0
+    while remaining:
+        rates = _fill({size: bundles[size] for size in remaining}, capacity)
+        step = min(remaining[size] / rates[size] for size in remaining)
+        elapsed += step
+        for size in list(remaining):
+            left = remaining[size] - rates[size] * step
+            if left <= 1e-12 * size:
+                del remaining[size]
+            else:
+                remaining[size] = left
+    return elapsed, latency
+
+
+def _fill(bundles: dict[float, dict[str, int]], capacity: dict[str, float]) -> dict[float, float]:
+    """Max-min fair rate of each bundle (weighted by its members on each link): raise all rates together and
+    freeze the bundles of the link that fills first."""
+    left: dict[str, float] = {}
+    weight: dict[str, int] = {}
+    for mult in bundles.values():
+        for link, m in mult.items():
+            left[link] = capacity[link]
+            weight[link] = weight.get(link, 0) + m
+    rates: dict[float, float] = {}
+    while len(rates) < len(bundles):
+        link = min((k for k in left if weight[k] > 0), key=lambda k: (max(left[k], 0.0) / weight[k], k))
+        share = max(left[link], 0.0) / weight[link]
+        for key, mult in bundles.items():
+            if key not in rates and link in mult:
+                rates[key] = share
+                for other, m in mult.items():
+                    left[other] -= share * m
+                    weight[other] -= m
+    return rates
 
 
 def allreduce_for(graph: nx.DiGraph, chips: list[str]):
