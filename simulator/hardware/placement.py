@@ -3,8 +3,12 @@ that holds the weights, and the KV-cache capacity left. Every check that fails s
 how much, or what is allowed.
 
 Chips are numbered node-major (see topology.py). A replica takes tp x pp chips: stage s is the TP group
-chips[s*tp:(s+1)*tp]. `packed` placement gives replica r the chips r*n .. r*n+n-1 (TP groups stay inside a
-node when they fit); `strided` interleaves replicas (r, r+R, r+2R, ...), which spreads them over nodes.
+chips[s*tp:(s+1)*tp]. `packed` placement gives replica r the chips at positions r*n .. r*n+n-1 (TP groups stay
+inside a node when they fit); `strided` interleaves replicas (r, r+R, r+2R, ...), which spreads them over
+nodes. Positions are chip indices, except on a torus, where they follow each node's slice order
+(topology.slice_order): a packed TP group of 2, 4, 8, ... chips is then a TPU-slice-shaped sub-block (2x2x2
+on a v5p cube, 2x4 on a v5e pod), not a strip of the row-major numbering (1x2x4, 1x8), as TPU slices are
+allocated and as the torus all-reduce (collectives.torus_allreduce) needs.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from simulator.config.schema import ChipSpec, DeploymentSpec, MemoryTier, TopologySpec
 from simulator.errors import CapacityError, ScenarioError
 from simulator.hardware.model import DTYPE_BYTES, ModelShape
+from simulator.hardware.topology import slice_order
 
 
 @dataclass(frozen=True)
@@ -133,11 +138,23 @@ def _check_parallelism(model: ModelShape, cluster: TopologySpec, d: DeploymentSp
                             f"{cluster.name} has {chips_total}")
 
 
-def _assign_chips(n_replicas: int, per_replica: int, placement: str, offset: int = 0) -> tuple[tuple[int, ...], ...]:
+def chip_order(cluster: TopologySpec) -> list[int] | None:
+    """Chip index at each placement position: node-major, each torus node in slice order; None: identity."""
+    up = cluster.scaleup
+    if up is None or up.kind != "torus" or cluster.chips_per_node == 1:
+        return None
+    n = cluster.chips_per_node
+    local = slice_order(tuple(up.dims))
+    return [k * n + j for k in range(cluster.nodes) for j in local]
+
+
+def _assign_chips(n_replicas: int, per_replica: int, placement: str, offset: int = 0,
+                  order: list[int] | None = None) -> tuple[tuple[int, ...], ...]:
     if placement == "packed":
-        return tuple(tuple(range(offset + r * per_replica, offset + (r + 1) * per_replica))
-                     for r in range(n_replicas))
-    return tuple(tuple(offset + r + i * n_replicas for i in range(per_replica)) for r in range(n_replicas))
+        positions = [range(offset + r * per_replica, offset + (r + 1) * per_replica) for r in range(n_replicas)]
+    else:
+        positions = [[offset + r + i * n_replicas for i in range(per_replica)] for r in range(n_replicas)]
+    return tuple(tuple(order[p] if order else p for p in run) for run in positions)
 
 
 def plan_pools(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
@@ -186,7 +203,8 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
     return Plan(
         tensor_parallel=tp, pipeline_parallel=pp, expert_parallel=deployment.expert_parallel,
         micro_batches=micro if pp > 1 else 1, layers_per_stage=layers,
-        replica_chips=_assign_chips(deployment.replicas, tp * pp, deployment.placement, chip_offset),
+        replica_chips=_assign_chips(deployment.replicas, tp * pp, deployment.placement, chip_offset,
+                                    chip_order(cluster)),
         replicas=deployment.replicas, chips_per_replica=tp * pp,
         chips_total=tp * pp * deployment.replicas, weights_dtype=deployment.weights_dtype, kv_dtype=kv_dtype,
         compute_dtype=compute_dtype, tier=tier.tier, tier_bandwidth=float(tier.bandwidth or 0.0),
