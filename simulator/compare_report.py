@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 X = "tokens_per_s_per_user"
 ASSUMED = "\u2020"  # dagger: the design's chip has uncalibrated (assumed) efficiencies
 ASSUMED_NOTE = (f"{ASSUMED} efficiencies: assumed family defaults, not calibrated on measurements (the chip's "
-                "catalog `efficiency.source`): its magnitudes are not validated.")
+                "catalog `efficiency.source`): the marked designs' magnitudes are not validated.")
 PARETO = {  # plot file -> (column, axis label)
     "pareto_per_chip.png": ("output_tokens_per_s_per_chip", "output tokens/s per chip"),
     "pareto_per_dollar.png": ("output_tokens_per_usd", "output tokens per USD"),
