@@ -141,7 +141,7 @@ def compare(
 ) -> None:
     """Simulate every design of FILE at every concurrency; write the comparison table, Pareto plots, report.md."""
     from simulator.compare import compare as run_compare
-    from simulator.compare_report import reason, summary_rows
+    from simulator.compare_report import ASSUMED_NOTE, assumed, reason, summary_rows
 
     try:
         result = run_compare(file, out, set_, workers, plots)
@@ -155,6 +155,8 @@ def compare(
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    if len(assumed(result.table)):
+        console.print(ASSUMED_NOTE, soft_wrap=True)
     for design, points in result.table.groupby("design", sort=False):
         if reason(points):
             console.print(f"{design}: {reason(points)}", soft_wrap=True)

@@ -15,6 +15,9 @@ Derived columns (the rest of each row is the run's summary, flattened with dotte
   chip-hour, or purchase amortised plus energy (report.py); n/a without a price.
 - bottleneck: the largest share of busy time in summary.bottleneck_share (compute, memory, network,
   overhead, bubble).
+- efficiency_calibrated (the last column): whether the chip's efficiencies were fitted on published
+  measurements (catalog `efficiency.source`, EfficiencySpec.calibrated); False: assumed family defaults,
+  so the design's magnitudes are not validated (the report marks it).
 """
 
 from __future__ import annotations
@@ -232,6 +235,7 @@ def compare(file: str | Path, out: str | Path | None = None, overrides: Sequence
     todo = points(spec, file, rest)
     outcomes: dict[int, dict[str, Any]] = dict(run_points(todo, workers or os.cpu_count() or 1))
     table = pd.DataFrame([row(p, outcomes[i]) for i, p in enumerate(todo)])
+    table["efficiency_calibrated"] = [p.scenario.chip.efficiency.calibrated for p in todo]
     out = Path(out) if out is not None else Path("results") / f"compare-{spec.name}"
     compare_report.write(out, spec, file, table, plots)
     return CompareResult(spec, file, out, table)

@@ -2,7 +2,9 @@
 
 The Pareto plots put the decode speed one user sees (tokens/s per user) on x and what the operator gets
 (output tokens/s per chip, per kW of nameplate power, output tokens per dollar) on y: one line per design
-through its concurrency values, and a ring around the points no other point beats on both axes.
+through its concurrency values, and a ring around the points no other point beats on both axes. A design
+whose chip's efficiencies are assumed family defaults, not calibrated (`efficiency_calibrated` false), is
+marked with a dagger in the tables and the plot legends, and footnoted.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ if TYPE_CHECKING:
     from simulator.config.schema import CompareSpec
 
 X = "tokens_per_s_per_user"
+ASSUMED = "\u2020"  # dagger: the design's chip has uncalibrated (assumed) efficiencies
+ASSUMED_NOTE = (f"{ASSUMED} efficiencies: assumed family defaults, not calibrated on measurements (the chip's "
+                "catalog `efficiency.source`): the marked designs' magnitudes are not validated.")
 PARETO = {  # plot file -> (column, axis label)
     "pareto_per_chip.png": ("output_tokens_per_s_per_chip", "output tokens/s per chip"),
     "pareto_per_dollar.png": ("output_tokens_per_usd", "output tokens per USD"),
@@ -78,7 +83,8 @@ def _pareto_figure(plt: Any, ok: pd.DataFrame, designs: list[str], column: str, 
         if rows.empty:
             (missing if (ok["design"] == design).any() else failed).append(design)
             continue
-        ax.plot(rows[X], rows[column], marker="osD^v"[i % 5], ms=4, color=colors(i % colors.N), label=design)
+        ax.plot(rows[X], rows[column], marker="osD^v"[i % 5], ms=4, color=colors(i % colors.N),
+                label=labelled(design, rows))
         for _, r in rows.iterrows():
             ax.annotate(str(r["concurrency"]), (r[X], r[column]), fontsize=6, xytext=(3, 3),
                         textcoords="offset points")
@@ -91,6 +97,7 @@ def _pareto_figure(plt: Any, ok: pd.DataFrame, designs: list[str], column: str, 
     notes = [f"{label} against per-user speed; labels: concurrency per replica"]
     notes += [f"n/a (no figure in the catalog): {', '.join(missing)}"] if missing else []
     notes += [f"did not run: {', '.join(failed)}"] if failed else []
+    notes += [f"{ASSUMED}: efficiencies assumed, not calibrated"] if not assumed(ok).empty else []
     ax.set_title("\n".join(notes), fontsize=8)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="best")
@@ -115,6 +122,18 @@ def fmt(value: Any, scale: float = 1.0) -> str:
         number = value * scale
         return f"{number:,.0f}" if abs(number) >= 1000 else f"{number:.3g}"
     return str(value)
+
+
+def assumed(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of designs whose chip's efficiencies are assumed defaults (none when the column is absent)."""
+    if "efficiency_calibrated" not in df:
+        return df.iloc[0:0]
+    return df[df["efficiency_calibrated"].eq(False)]
+
+
+def labelled(design: str, rows: pd.DataFrame) -> str:
+    """The design's name, with the dagger when its efficiencies are not calibrated."""
+    return f"{design} {ASSUMED}" if len(assumed(rows)) else design
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -144,11 +163,11 @@ def summary_rows(df: pd.DataFrame, failed: bool = True) -> tuple[list[str], list
         why = reason(rows)
         if why:
             if failed:
-                lines.append([design, fmt(rows["chips"].iloc[0]), why] + [""] * (len(header) - 3))
+                lines.append([labelled(design, rows), fmt(rows["chips"].iloc[0]), why] + [""] * (len(header) - 3))
             continue
         ran = rows[rows["status"] == "ok"].sort_values("concurrency")
         low, high = ran.iloc[0], ran.iloc[-1]
-        lines.append([design, fmt(high["chips"]), f"{fmt(low[X])} (c={low['concurrency']})",
+        lines.append([labelled(design, rows), fmt(high["chips"]), f"{fmt(low[X])} (c={low['concurrency']})",
                       f"{fmt(high[X])} (c={high['concurrency']})", fmt(high["output_tokens_per_s_per_chip"]),
                       fmt(high["output_tokens_per_s_per_kw"]), fmt(high["output_tokens_per_usd"]),
                       fmt(high["energy_j_per_output_token"]), f"{low['bottleneck']} -> {high['bottleneck']}"])
@@ -162,6 +181,9 @@ def _design_section(design: str, rows: pd.DataFrame, spec: CompareSpec) -> list[
             f"{first['pipeline_parallel']} (EP {first['expert_parallel']}) x {first['replicas']} replicas, "
             f"weights {first['weights_dtype']}; cost basis: "
             f"{first['cost_basis'] if isinstance(first['cost_basis'], str) else 'n/a (no price or power)'}.")
+    if len(assumed(rows)):
+        plan += (f" {ASSUMED} Efficiencies of {first['chip']}: assumed family defaults, not calibrated; these "
+                 "magnitudes are not validated against measurements.")
     lines = [f"## {design}", ""] + ([about, ""] if about else []) + [plan, ""]
     why = reason(rows)
     if why:
@@ -194,6 +216,8 @@ def markdown(spec: CompareSpec, file: Path, df: pd.DataFrame, pictures: list[str
                "point: `compare.parquet`, `compare.csv`."), "", LEGEND, "", "## Summary", "",
               "Per-user speed at the lowest and highest concurrency that ran; the others at the highest.", ""]
     lines += _table(*summary_rows(df)) + [""]
+    if len(assumed(df)):
+        lines += [ASSUMED_NOTE, ""]
     for design, rows in df.groupby("design", sort=False):
         lines += _design_section(design, rows, spec)
     if pictures:
@@ -201,7 +225,8 @@ def markdown(spec: CompareSpec, file: Path, df: pd.DataFrame, pictures: list[str
         for name in pictures:
             column, label = PARETO[name]
             best = front(df[df["status"] == "ok"], column).sort_values(X)
-            points = "; ".join(f"{r['design']} c={r['concurrency']}" for _, r in best.iterrows()) or "none"
+            points = "; ".join(f"{labelled(r['design'], best.loc[[i]])} c={r['concurrency']}"
+                               for i, r in best.iterrows()) or "none"
             lines += [f"![{label}](plots/{name})", "",
                       f"Pareto-optimal ({label} against tok/s/user): {points}.", ""]
     return "\n".join(lines) + "\n"

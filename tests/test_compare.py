@@ -95,6 +95,33 @@ def test_a_design_that_does_not_fit_is_reported_and_the_others_complete(result):
     assert "**does not run: llama-3.1-8b weights at bf16 split over 1 chip need 16.06 GB" in report
 
 
+def test_calibrated_efficiencies_are_told_apart_from_assumed_family_defaults():
+    from simulator.config.load import load_chip
+
+    for chip in ("h100-sxm", "b200", "a100-sxm-80gb", "mi300x", "gb300"):  # fitted, or the fit of its silicon
+        assert load_chip(chip).efficiency.calibrated, chip
+    for chip in ("groq-lpu", "cerebras-wse3", "tpu-v5p", "sambanova-sn40l", "mi355x"):  # ASSUMED defaults
+        assert not load_chip(chip).efficiency.calibrated, chip
+
+
+def test_a_design_on_an_uncalibrated_chip_is_marked_in_the_table_and_the_report(result, write_compare,
+                                                                               tmp_path):
+    # the calibrated H100 design: the last column is true, no mark, no footnote
+    assert result.table.columns[-1] == "efficiency_calibrated"
+    assert result.table["efficiency_calibrated"].tolist() == [True] * 4
+    assert "assumed family defaults" not in (result.out / "report.md").read_text()
+    mi355x = {"name": "one-mi355x", "chip": "mi355x", "chips_per_node": 1}
+    path = write_compare(tiny(concurrency=[1], designs=[{"name": "h100", "cluster": H100},
+                                                        {"name": "mi355x", "cluster": mi355x}]))
+    table = compare(path, tmp_path / "marked", workers=1, plots=False).table
+    assert table["efficiency_calibrated"].tolist() == [True, False]
+    assert list(pd.read_csv(tmp_path / "marked" / "compare.csv").columns)[-1] == "efficiency_calibrated"
+    report = (tmp_path / "marked" / "report.md").read_text()
+    assert "| mi355x \u2020 |" in report and "| h100 |" in report
+    assert "\u2020 efficiencies: assumed family defaults, not calibrated" in report
+    assert "Efficiencies of mi355x: assumed family defaults, not calibrated" in report
+
+
 def test_an_invalid_compare_file_is_one_line_naming_the_design(write_compare):
     path = write_compare(tiny(designs=[{"name": "a", "cluster": H100},
                                        {"name": "b", "cluster": H100, "deployment": {"tensor_paralel": 2}}]))

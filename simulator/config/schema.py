@@ -84,6 +84,12 @@ class EfficiencySpec(Frozen):
     step_overhead: Seconds
     source: str
 
+    @property
+    def calibrated(self) -> bool:
+        """Fitted on published measurements by tools/calibrate.py (for this chip, or copied from the fit of
+        the same silicon), as its `source:` says; False: ASSUMED family defaults."""
+        return "fitted by tools/calibrate.py" in self.source and not self.source.startswith("ASSUMED")
+
 
 class ChipSpec(Frozen):
     id: str

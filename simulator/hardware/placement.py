@@ -3,8 +3,12 @@ that holds the weights, and the KV-cache capacity left. Every check that fails s
 how much, or what is allowed.
 
 Chips are numbered node-major (see topology.py). A replica takes tp x pp chips: stage s is the TP group
-chips[s*tp:(s+1)*tp]. `packed` placement gives replica r the chips r*n .. r*n+n-1 (TP groups stay inside a
-node when they fit); `strided` interleaves replicas (r, r+R, r+2R, ...), which spreads them over nodes.
+chips[s*tp:(s+1)*tp]. `packed` placement gives replica r the chips at positions r*n .. r*n+n-1 (TP groups stay
+inside a node when they fit); `strided` interleaves replicas (r, r+R, r+2R, ...), which spreads them over
+nodes. Positions are chip indices, except on a torus, where they follow each node's slice order
+(topology.slice_order): a packed TP group of 2, 4, 8, ... chips is then a TPU-slice-shaped sub-block (2x2x2
+on a v5p cube, 2x4 on a v5e pod), not a strip of the row-major numbering (1x2x4, 1x8), as TPU slices are
+allocated and as the torus all-reduce (collectives.torus_allreduce) needs.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from simulator.config.schema import ChipSpec, DeploymentSpec, MemoryTier, TopologySpec
 from simulator.errors import CapacityError, ScenarioError
 from simulator.hardware.model import DTYPE_BYTES, ModelShape
+from simulator.hardware.topology import slice_order
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class Plan:
     kv_capacity_bytes_per_chip: float
     kv_block_tokens: int
     kv_capacity_tokens: int         # per replica, whole blocks
+    lm_head_shares: tuple[float, ...] = ()  # share of the lm_head's vocabulary per stage; (): all on the last
 
     @property
     def kv_capacity_blocks(self) -> int:
@@ -91,19 +97,44 @@ def split_stages(sizes: list[float], stages: int) -> list[list[int]]:
     return runs
 
 
-def stage_layout(model: ModelShape, stages: int, wbytes: float) -> tuple[tuple[int, ...], float]:
-    """(layers per stage, weight bytes of the fullest stage). The embedding opens the first stage and the
-    lm_head closes the last, so on small-memory chips they get stages of their own."""
+VOCAB_SLICES = 64  # the finest cut of the embedding table or the lm_head when they are split by vocabulary
+
+
+@dataclass(frozen=True)
+class StageLayout:
+    layers: tuple[int, ...]          # transformer layers per stage
+    fullest_bytes: float             # weight bytes of the fullest stage (all its TP ranks)
+    head_shares: tuple[float, ...]   # share of the lm_head (its vocabulary rows) each stage computes
+    stage_bytes: tuple[float, ...]   # weight bytes each stage holds (all its TP ranks)
+
+
+def stage_layout(model: ModelShape, stages: int, wbytes: float, slice_vocab: bool = False) -> StageLayout:
+    """How the layers, the embedding and the lm_head fall on `stages` stages, balanced by bytes: contiguous
+    runs, the largest as small as it can be. The embedding opens the first stage and the lm_head closes the
+    last, so on small-memory chips they get stages of their own. With `slice_vocab` each of them is cut by
+    vocabulary into VOCAB_SLICES equal row ranges that neighbouring stages may share out: a stage then
+    holds (embedding: looks up) or multiplies (lm_head: the logits of its rows) a slice of the vocabulary,
+    as vocabulary-parallel embeddings do (Megatron-LM VocabParallelEmbedding), but over pipeline stages."""
     per_layer = model.total_params - model.embedding_params - (0 if model.tied_embeddings else model.lm_head_params)
     per_layer /= model.n_layers
     edges = [float(model.embedding_params), float(0 if model.tied_embeddings else model.lm_head_params)]
     if stages == 1:
-        return (model.n_layers,), model.total_params * wbytes
-    sizes = [edges[0]] + [per_layer] * model.n_layers + [edges[1] or per_layer * 1e-9]
+        held = model.total_params * wbytes
+        return StageLayout((model.n_layers,), held, (1.0,), (held,))
+    cuts = VOCAB_SLICES if slice_vocab else 1
+    head = [edges[1] / cuts] * cuts if edges[1] else [per_layer * 1e-9]
+    sizes = [edges[0] / cuts] * cuts + [per_layer] * model.n_layers + head
+    first_head = cuts + model.n_layers
     runs = split_stages(sizes, stages)
-    layers = tuple(sum(1 for i in run if 0 < i <= model.n_layers) for run in runs)
-    fullest = max(sum(sizes[i] for i in run) for run in runs)
-    return layers, fullest * wbytes
+    layers = tuple(sum(1 for i in run if cuts <= i < first_head) for run in runs)
+    shares = tuple(sum(1 for i in run if i >= first_head) / len(head) for run in runs)
+    held = [sum(sizes[i] for i in run) for run in runs]
+    return StageLayout(layers, max(held) * wbytes, shares, tuple(b * wbytes for b in held))
+
+
+def max_stages(model: ModelShape) -> int:
+    """Pipeline stages a model can fill: its layers, and its embedding and lm_head cut by vocabulary."""
+    return model.n_layers + VOCAB_SLICES + (1 if model.tied_embeddings else VOCAB_SLICES)
 
 
 def _check_parallelism(model: ModelShape, cluster: TopologySpec, d: DeploymentSpec) -> None:
@@ -117,10 +148,11 @@ def _check_parallelism(model: ModelShape, cluster: TopologySpec, d: DeploymentSp
         raise ScenarioError("deployment.tensor_parallel",
                             f"{tp} neither divides nor is a multiple of the {model.n_kv_heads} KV heads "
                             f"of {model.name}")
-    if pp > model.n_layers + 2:
+    if pp > max_stages(model):
         raise ScenarioError("deployment.pipeline_parallel",
                             f"{pp} stages for the {model.n_layers} layers of {model.name} (plus embedding and "
-                            f"lm_head); at most {model.n_layers + 2}")
+                            f"lm_head, in up to {VOCAB_SLICES} vocabulary slices each); at most "
+                            f"{max_stages(model)}")
     if ep > 1 and (not model.is_moe or ep != tp or model.n_experts % ep):
         why = "it has no experts" if not model.is_moe else (
             f"allowed: 1 or tensor_parallel ({tp}) when it divides the {model.n_experts} experts")
@@ -133,11 +165,23 @@ def _check_parallelism(model: ModelShape, cluster: TopologySpec, d: DeploymentSp
                             f"{cluster.name} has {chips_total}")
 
 
-def _assign_chips(n_replicas: int, per_replica: int, placement: str, offset: int = 0) -> tuple[tuple[int, ...], ...]:
+def chip_order(cluster: TopologySpec) -> list[int] | None:
+    """Chip index at each placement position: node-major, each torus node in slice order; None: identity."""
+    up = cluster.scaleup
+    if up is None or up.kind != "torus" or cluster.chips_per_node == 1:
+        return None
+    n = cluster.chips_per_node
+    local = slice_order(tuple(up.dims))
+    return [k * n + j for k in range(cluster.nodes) for j in local]
+
+
+def _assign_chips(n_replicas: int, per_replica: int, placement: str, offset: int = 0,
+                  order: list[int] | None = None) -> tuple[tuple[int, ...], ...]:
     if placement == "packed":
-        return tuple(tuple(range(offset + r * per_replica, offset + (r + 1) * per_replica))
-                     for r in range(n_replicas))
-    return tuple(tuple(offset + r + i * n_replicas for i in range(per_replica)) for r in range(n_replicas))
+        positions = [range(offset + r * per_replica, offset + (r + 1) * per_replica) for r in range(n_replicas)]
+    else:
+        positions = [[offset + r + i * n_replicas for i in range(per_replica)] for r in range(n_replicas)]
+    return tuple(tuple(order[p] if order else p for p in run) for run in positions)
 
 
 def plan_pools(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
@@ -174,8 +218,9 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
         allowed = ", ".join(chip.compute.peak) or "none (the catalog has no peak for this chip)"
         raise ScenarioError("deployment.compute_dtype", f"{chip.id} has no {compute_dtype} peak; allowed: {allowed}")
     kv_dtype = deployment.kv_dtype or deployment.weights_dtype
-    layers, fullest_stage_bytes = stage_layout(model, pp, DTYPE_BYTES[deployment.weights_dtype])
-    weight_bytes_per_chip = fullest_stage_bytes / tp
+    layout = layout_for(model, chip, deployment)
+    layers = layout.layers
+    weight_bytes_per_chip = layout.fullest_bytes / tp
     tier, stream = _tiers(chip, weight_bytes_per_chip, deployment, tp * pp, model)
     usable = tier.capacity * deployment.memory_utilization
     kv_per_token = model.kv_bytes_per_token(kv_dtype) * kv_share_per_chip(model, tp)
@@ -186,7 +231,8 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
     return Plan(
         tensor_parallel=tp, pipeline_parallel=pp, expert_parallel=deployment.expert_parallel,
         micro_batches=micro if pp > 1 else 1, layers_per_stage=layers,
-        replica_chips=_assign_chips(deployment.replicas, tp * pp, deployment.placement, chip_offset),
+        replica_chips=_assign_chips(deployment.replicas, tp * pp, deployment.placement, chip_offset,
+                                    chip_order(cluster)),
         replicas=deployment.replicas, chips_per_replica=tp * pp,
         chips_total=tp * pp * deployment.replicas, weights_dtype=deployment.weights_dtype, kv_dtype=kv_dtype,
         compute_dtype=compute_dtype, tier=tier.tier, tier_bandwidth=float(tier.bandwidth or 0.0),
@@ -195,7 +241,25 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
         usable_bytes_per_chip=usable, weight_bytes_per_chip=weight_bytes_per_chip,
         kv_bytes_per_token_per_chip=kv_per_token, kv_capacity_bytes_per_chip=kv_bytes,
         kv_block_tokens=deployment.kv_block_tokens, kv_capacity_tokens=blocks * deployment.kv_block_tokens,
+        lm_head_shares=layout.head_shares,
     )
+
+
+def layout_for(model: ModelShape, chip: ChipSpec, d: DeploymentSpec) -> StageLayout:
+    """The embedding and the lm_head stay whole, one stage each at most, when the fullest stage then fits
+    the fastest memory tier; otherwise (an 8-chip stage of 230 MB LPUs cannot hold the 2.1 GB 16-bit
+    embedding of a 128k vocabulary) they are cut by vocabulary over neighbouring stages, when that makes
+    the fullest stage smaller. More stages than layers + 2 always cut them."""
+    pp, wbytes = d.pipeline_parallel, DTYPE_BYTES[d.weights_dtype]
+    if pp > model.n_layers + 2:
+        return stage_layout(model, pp, wbytes, slice_vocab=True)
+    whole = stage_layout(model, pp, wbytes)
+    fastest = next((t for t in chip.memory if t.bandwidth is not None), None)
+    fits = fastest is not None and whole.fullest_bytes / d.tensor_parallel < fastest.capacity * d.memory_utilization
+    if pp == 1 or fastest is None or fits:
+        return whole
+    sliced = stage_layout(model, pp, wbytes, slice_vocab=True)
+    return sliced if sliced.fullest_bytes < whole.fullest_bytes else whole
 
 
 def _tiers(chip: ChipSpec, weight_bytes: float, d: DeploymentSpec, chips: int,

@@ -3,7 +3,8 @@
     roofline time = max(FLOPs / (peak x eps_c), bytes / (bandwidth x eps_m)) + overheads
 
 Bytes: every layer weight of the stage once per iteration (MoE: the experts the batch's tokens touch), the
-lm_head on the last stage, the KV-cache each token attends to and the KV it writes. FLOPs: 2 x active
+lm_head on the last stage (or its vocabulary slices on the last few), the KV-cache each token attends to and
+the KV it writes; the embedding is only looked up (a row per token), never read whole. FLOPs: 2 x active
 params per token, the lm_head for tokens that produce logits, and attention per (query, key) pair.
 Tensor parallelism divides both; its all-reduces are flows on the network (engine), and
 `ring_allreduce_s` gives their uncontended closed form.
@@ -73,7 +74,7 @@ class StepCostModel:
     tp: int
     ep: int
     layers: int               # transformer layers in this stage
-    last: bool                # holds the lm_head
+    last: bool                # holds the lm_head (or a vocabulary slice of it)
     peak_flops: float         # effective: peak x eps_c
     memory_bw: float          # effective: bandwidth x eps_m
     stream_bw: float          # effective bandwidth of the tier weights stream from; 0 without streaming
@@ -85,16 +86,17 @@ class StepCostModel:
     attn_flops_per_pair: float = 0.0   # attention FLOPs of one (query, key) pair over this stage's layers
     dense_flops_per_token: float = 0.0  # 2 x the dense active parameters of this stage's layers
     routed_flops_per_token: float = 0.0  # 2 x the routed experts' active parameters of this stage's layers
-    lm_head_flops_per_logit: float = 0.0  # 2 x the lm_head parameters
+    lm_head_flops_per_logit: float = 0.0  # 2 x the lm_head parameters this stage holds
 
     @classmethod
     def build(cls, model: ModelShape, plan: Plan, chip: ChipSpec, stage: int) -> "StepCostModel":
         eff = chip.efficiency
         wbytes = DTYPE_BYTES[plan.weights_dtype]
         layers = plan.layers_per_stage[stage]
-        last = stage == len(plan.layers_per_stage) - 1
+        head = plan.lm_head_shares[stage] if plan.lm_head_shares else float(stage == len(plan.layers_per_stage) - 1)
+        last = head > 0  # holds (a vocabulary slice of) the lm_head
         frac = layers / model.n_layers
-        dense = model.dense_layer_params * frac + (model.lm_head_params if last else 0)
+        dense = model.dense_layer_params * frac + (model.lm_head_params * head if last else 0)
         routed_active = model.n_moe_layers * model.top_k * model.expert_params
         dense_active = model.active_layer_params - routed_active
         return cls(
@@ -109,7 +111,7 @@ class StepCostModel:
             attn_flops_per_pair=model.attn_flops_per_pair_per_layer * layers,
             dense_flops_per_token=2.0 * dense_active * frac,
             routed_flops_per_token=2.0 * routed_active * frac,
-            lm_head_flops_per_logit=2.0 * model.lm_head_params,
+            lm_head_flops_per_logit=2.0 * model.lm_head_params * head,
         )
 
     @property

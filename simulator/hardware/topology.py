@@ -5,11 +5,16 @@ Vertices: chips `c{i}` (global index, node-major), node switches `n{k}/sw`, leaf
 (bytes/s), `latency_s`, `energy_per_bit` (J) and `fabric` (scaleup, scaleout, pcie); an edge's id is
 "u->v". Within a node, traffic uses the scale-up fabric; between nodes, the chips' NICs and the scale-out
 fabric (as NCCL does: NVLink inside the node, the NIC to the rest).
+
+On a torus, chip `c{k*n + j}` of node k sits at the row-major coordinates of j in `scaleup.dims` (the last
+axis varies fastest); chips carry `coords`, and the graph `torus_dims`. `slice_order` is the order in which
+placement hands torus chips out, so that TP groups and replicas are TPU-slice-shaped sub-blocks.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -68,8 +73,10 @@ def _scaleup(g: nx.DiGraph, spec: TopologySpec, chip_spec: ChipSpec, k: int) -> 
         if bw is None:
             raise ValueError("a torus needs scaleup.bandwidth_per_dir (per link)")
         dims = f.dims
+        g.graph["torus_dims"] = tuple(dims)
         for coords in itertools.product(*(range(d) for d in dims)):
             here = members[_index(coords, dims)]
+            g.nodes[here]["coords"] = coords
             for axis, size in enumerate(dims):
                 if size == 1 or (coords[axis] == size - 1 and (not f.wraparound or size == 2)):
                     continue
@@ -83,6 +90,42 @@ def _index(coords: tuple[int, ...], dims: tuple[int, ...]) -> int:
     for c, d in zip(coords, dims):
         index = index * d + c
     return index
+
+
+def prime_factors(n: int) -> list[int]:
+    """Prime factors of n, smallest first (12 -> [2, 2, 3])."""
+    factors, p = [], 2
+    while n > 1:
+        while n % p == 0:
+            factors.append(p)
+            n //= p
+        p += 1
+    return factors
+
+
+def slice_order(dims: tuple[int, ...]) -> list[int]:
+    """Row-major indices of a torus's chips in slice order: every aligned run of 2, 4, 8, ... positions is a
+    sub-block as near cubic as the axes allow, the way TPU slices are cut (v5p: 2x2x1, 2x2x2, 2x2x4, 2x4x4,
+    4x4x4; v5e: 2x2, 2x4, 4x4, 4x8, 8x8, 8x16, 16x16; cloud.google.com/tpu/docs/v5p, .../v5e). Positions are
+    mixed-radix numbers whose digits, least significant first, take each axis's prime factors in turn, the
+    axis with the smallest extent so far first (ties: the last axis), so a run of p positions, p a product of
+    the first digits, spans a contiguous range on every axis."""
+    digits: list[tuple[int, int, int]] = []  # (axis, radix, weight of the digit on that axis)
+    factors = [prime_factors(d) for d in dims]
+    extent = [1] * len(dims)
+    while any(factors):
+        axis = min((a for a in range(len(dims)) if factors[a]), key=lambda a: (extent[a], -a))
+        radix = factors[axis].pop(0)
+        digits.append((axis, radix, extent[axis]))
+        extent[axis] *= radix
+    order = []
+    for position in range(math.prod(dims)):
+        coords = [0] * len(dims)
+        for axis, radix, weight in digits:
+            coords[axis] += (position % radix) * weight
+            position //= radix
+        order.append(_index(tuple(coords), dims))
+    return order
 
 
 def _scaleout(g: nx.DiGraph, spec: TopologySpec) -> None:
