@@ -82,6 +82,8 @@ def _commit_steady(replica: "Replica", batch: "Batch", parts: int, start: float,
     reaches `mine` and ending before `stop`. Returns (when the last committed one ends, how many)."""
     if replica.drafter is not None:
         return _commit_steady_drafting(replica, batch, parts, start, steps, mine, stop)
+    if len(replica.stages) == 1 and parts == 1:
+        return _commit_steady_one_stage(replica, batch, start, steps, mine, stop)
     batcher, stages, network, collector = replica.batcher, replica.stages, replica.network, replica.collector
     index, chips, k = replica.index, replica.chips, len(stages)
     shape = batch.shape
@@ -154,6 +156,61 @@ def _commit_steady(replica: "Replica", batch: "Batch", parts: int, start: float,
         t = end
         committed += 1
         context = batcher.advance_steady()
+        if end >= mine:
+            break
+    return t, committed
+
+
+def _commit_steady_one_stage(replica: "Replica", batch: "Batch", start: float, steps: int, mine: float,
+                             stop: float) -> tuple[float, int]:
+    """_commit_steady for one stage and one micro-batch (no pipeline), the common case, with what is fixed
+    in locals. The same float operations: adding 0.0, multiplying or dividing by 1 and the flow shop of one
+    job leave a value unchanged, so they are left out."""
+    batcher, network, collector, index, chips = (replica.batcher, replica.network, replica.collector,
+                                                 replica.index, replica.chips)
+    shape, stage = batch.shape, replica.stages[0]
+    p = stage.private
+    size = shape.tokens * stage.cost_model.model.d_model * ACTIVATION_BYTES
+    coll = p.coll_s_per_byte * size + p.coll_latency_s
+    xfer, send_latency = p.send_s_per_byte * size, p.send_latency_s
+    net = coll + xfer + send_latency
+    net_bytes_per_chip = size * (p.coll_sent + p.send_sent) / chips
+    coll_carried, coll_bytes, send_carried, send_bytes = (p.coll_carried, size * p.coll_sent, p.send_carried,
+                                                          size * p.send_sent)
+    dense, per_pair, tp, head, moe, weights, tokens, kv_per_token, peak, bw, stream_s, ov = \
+        stage.cost_model.decode_terms(shape)
+    size_, used, out, n, pf = batch.size, batcher.kv.used_blocks, batch.output_tokens, shape.decode_tokens, \
+        shape.prefill_tokens
+    rows, pack, advance = collector.pending_rows, ROW.pack, batcher.advance_steady
+    t, context, committed = start, shape.decode_context, 0
+    while committed < steps:
+        fl = (dense + per_pair * context) / tp + head + moe
+        kv = (context + tokens) * kv_per_token
+        if stream_s:
+            m, mem_b, stream_b = max(stream_s, kv / bw), kv, weights
+        else:
+            mem_b = weights + kv
+            m, stream_b = mem_b / bw, 0.0
+        c = fl / peak
+        step = (m if m > c else c) + ov + coll
+        end = t + (step + xfer + send_latency)
+        if end >= stop:
+            replica.remember_timing(batcher.steady_shape(shape, context), 1, step + xfer + send_latency,
+                                    [StepCost(c, m, ov, fl, mem_b, stream_b)], size)
+            break
+        if coll_carried:
+            network.account_private(t, end, coll_carried, coll_bytes, size)
+        if send_carried:
+            network.account_private(t, end, send_carried, send_bytes, size)
+        duration = end - t  # as recorded after an event: the clock's difference
+        cb, mb = (c, 0.0) if c >= m else (0.0, m)
+        rows.append(pack(index, t, duration, c, m, cb, mb, net, ov, max(duration - (cb + mb + ov + net), 0.0),
+                         fl, mem_b, stream_b, net_bytes_per_chip, 0.0, chips, pf, n, out, size_, context, used))
+        if len(rows) >= ROWS_PER_CHUNK:
+            collector.flush_rows()
+        t = end
+        committed += 1
+        context = advance()
         if end >= mine:
             break
     return t, committed
