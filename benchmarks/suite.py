@@ -43,9 +43,11 @@ def _h100_cluster(nodes: int) -> dict:
     }
 
 
-def _cluster_case(replicas: int, placement: str = "packed", per_replica: int = 300) -> dict:
+def _cluster_case(replicas: int, placement: str = "packed", per_replica: int = 300, nodes: int = 0) -> dict:
+    """`replicas` TP8 replicas of 70B fp8 on `nodes` nodes (default: one node each), 3 req/s each."""
     return {
-        "name": f"cluster-{replicas * 8}", "seed": 1, "model": "llama-3.1-70b", "cluster": _h100_cluster(replicas),
+        "name": f"cluster-{replicas * 8}", "seed": 1, "model": "llama-3.1-70b",
+        "cluster": _h100_cluster(nodes or replicas),
         "deployment": {"tensor_parallel": 8, "replicas": replicas, "weights_dtype": "fp8", "placement": placement},
         "serving": {"batcher": {"kind": "continuous", "max_batch_size": 256, "max_batched_tokens": 8192}},
         "workload": {"arrival": {"kind": "poisson", "rate": 3.0 * replicas},
@@ -73,6 +75,10 @@ CASES: dict[str, tuple[Path | Callable[[], dict], list[str], str]] = {
        for k in (4, 5, 6)},
     **{f"cluster-{r * 8}": (partial(_cluster_case, r), [], f"{r} replicas of 70B fp8 TP8 on {r} nodes, leaf-spine")
        for r in (1, 8, 64, 512)},
+    "cluster-64-of-512": (partial(_cluster_case, 8, nodes=64), [],
+                          "the 8 replicas of cluster-64 on a fabric of 64 nodes: 8x the links, all idle"),
+    "cluster-4096-2-workers": (partial(_cluster_case, 512), ["sim.workers=2"],
+                               "cluster-4096 as 2 replica groups in parallel processes (replica_groups.py)"),
     "cluster-64-strided": (partial(_cluster_case, 8, "strided"), [],
                            "8 replicas whose TP groups span 8 nodes: every all-reduce is flows on the shared fabric"),
     "lpu-656": (_lpu_case, [], "Llama-3.1-70B int8 on 656 LPUs (TP8 x 82 pipeline stages), 64 closed-loop users"),
