@@ -32,6 +32,7 @@ from simulator.config.schema import ChipSpec, ScenarioSpec
 from simulator.errors import InfersimError
 from simulator.hardware.model import model_shape
 from simulator.hardware.placement import plan_deployment
+from simulator.hardware.topology import prime_factors
 from simulator.run import RunResult, run
 from simulator.validate_bounds import speed_of_light
 from simulator.validate_cases import Case
@@ -128,19 +129,9 @@ def expert_parallel(case: Case) -> tuple[int, str]:
 def _grid(n: int, dims: int) -> list[int]:
     """n chips as a near-cubic torus of `dims` axes, smallest first (8 -> [2, 4], 64 -> [4, 4, 4])."""
     shape = [1] * dims
-    for factor in _prime_factors(n)[::-1]:
+    for factor in prime_factors(n)[::-1]:
         shape[shape.index(min(shape))] *= factor
     return sorted(shape)
-
-
-def _prime_factors(n: int) -> list[int]:
-    factors, p = [], 2
-    while n > 1:
-        while n % p == 0:
-            factors.append(p)
-            n //= p
-        p += 1
-    return factors
 
 
 def _template(chip: ChipSpec) -> dict[str, Any] | None:
