@@ -62,7 +62,7 @@ def test_errors_in_a_referenced_file_name_that_file(tmp_path, write_scenario):
 def test_unknown_topology_name_lists_the_known_ones(write_scenario):
     path = write_scenario({"cluster": "hgx-h900"})
     message = cli_error("run", path)
-    assert message.startswith(f"{path}: cluster: 'hgx-h900' is not one of: cerebras-cs3-4, dgx-b200, ")
+    assert message.startswith(f"{path}: cluster: 'hgx-h900' is not one of: a100-4x, cerebras-cs3-4, dgx-b200, ")
     assert ", hgx-h100, hgx-h100-x2-ndr400, hgx-h200, " in message
 
 
