@@ -133,20 +133,37 @@ def test_hierarchical_allreduce_moves_less_across_nodes_than_a_flat_ring():
     assert [len(p.flows) for p in hier] == [16, 16, 16]
 
 
-def test_pipeline_of_p_stages_with_m_micro_batches_idles_p_minus_1_over_m_plus_p_minus_1(write_scenario):
+def _pipeline(write_scenario, p, m, schedule, *overrides, tp=2):
     # fast fabric so that sends are negligible; a decode-only closed loop keeps the batch constant
-    p, m = 4, 8
     path = write_scenario({
         "model": "llama-3.1-70b", "cluster": str(REPO / "topologies" / "hgx-h100.yaml"),
-        "deployment": {"tensor_parallel": 2, "pipeline_parallel": p, "micro_batches": m, "weights_dtype": "fp8"},
+        "deployment": {"tensor_parallel": tp, "pipeline_parallel": p, "micro_batches": m, "weights_dtype": "fp8",
+                       "pipeline_schedule": schedule},
         "workload.arrival": {"kind": "closed_loop", "users": 64},
         "workload.prompt_tokens": {"kind": "fixed", "value": 1}, "workload.output_tokens": {"kind": "fixed", "value": 64},
         "workload.num_requests": 64})
-    it = run(load_scenario(path)).iterations
+    return run(load_scenario(path, list(overrides)))
+
+
+@pytest.mark.parametrize("p, m, schedule, idle", [
+    (4, 8, "flush", 3 / 11), (4, 4, "flush", 3 / 7),   # GPipe: (p - 1) / (m + p - 1)
+    (4, 8, "in_flight", 0.0), (4, 2, "in_flight", 0.5),  # kept in flight: (p - m) / p, never below 0
+])
+def test_pipeline_of_p_stages_with_m_micro_batches_idles_as_its_schedule_says(write_scenario, p, m, schedule, idle):
+    it = _pipeline(write_scenario, p, m, schedule).iterations
     steady = it[it["batch_size"] == 64]
-    idle = (steady["bubble_s"] / steady["duration_s"]).median()
     # stages are balanced within a few percent (embedding and lm_head stages take fewer layers)
-    assert idle == pytest.approx((p - 1) / (m + p - 1), abs=0.03)
+    assert (steady["bubble_s"] / steady["duration_s"]).median() == pytest.approx(idle, abs=0.04)
+
+
+@pytest.mark.parametrize("schedule", ["flush", "in_flight"])
+def test_pipeline_closed_form_equals_the_flow_model(write_scenario, schedule):
+    # TP1: only stage-to-stage sends, each on links of its own, so the closed form applies
+    closed = _pipeline(write_scenario, 4, 8, schedule, tp=1)
+    flows = _pipeline(write_scenario, 4, 8, schedule, "sim.collectives=layer", tp=1)
+    assert closed.summary["network"]["closed_form_replicas"] == 1 > flows.summary["network"]["closed_form_replicas"]
+    for key in ("ttft_s", "tpot_s"):
+        assert closed.summary[key]["p50"] == pytest.approx(flows.summary[key]["p50"], rel=0.01)
 
 
 def shared_spine(placement):

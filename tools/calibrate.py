@@ -13,9 +13,10 @@ Method (small and explainable on purpose):
   (efficiencies in (0.3, 0.95], 0..50 us per layer, 0..2 ms per step). `collective` (the achievable share
   of a link's bandwidth, which the engine applies to every link) is not fitted: no case separates it from
   the compute efficiency and the overheads, so it keeps NCCL's typical ~0.8.
-- Cases more than 20% of whose simulated busy time is pipeline bubble are not fitted on: the engine fills and
-  drains its pipeline every iteration while TensorRT-LLM keeps micro-batches in flight, an engine error that
-  a compute efficiency must not absorb. They remain checks in `infersim validate`.
+- Cases more than 20% of whose simulated busy time is pipeline bubble are not fitted on: a bubble that large
+  says the engine's pipeline schedule, not a chip's efficiency, decides the prediction (with micro-batches
+  kept in flight, `deployment.pipeline_schedule: in_flight`, TensorRT-LLM's pipelined 405B cases have little
+  and are fitted on). They remain checks in `infersim validate`.
 - Which case fits which parameter: a parameter is fitted only on the cases whose prediction it moves, those
   with an elasticity |d log(predicted) / d log(parameter)| >= 0.3 at the defaults. A compute-bound case
   therefore cannot drag the memory efficiency down to make up for something else (the roofline takes

@@ -450,6 +450,9 @@ class DeploymentSpec(Frozen):
     pipeline_parallel: int = Field(default=1, ge=1)
     expert_parallel: int = Field(default=1, ge=1)  # 1, or = tensor_parallel: experts sharded over the TP group
     micro_batches: int | None = Field(default=None, ge=1)  # per iteration with pipeline parallelism; None: pp
+    # in_flight: micro-batches stay in the pipeline from one iteration to the next (vLLM's virtual engines,
+    # TensorRT-LLM); flush: each iteration fills and drains it (GPipe-style)
+    pipeline_schedule: Literal["in_flight", "flush"] = "in_flight"
     replicas: int = Field(default=1, ge=1)
     placement: Literal["packed", "strided"] = "packed"  # replica r on chips r*n.. (packed) or r, r+R, ..
     weights_dtype: DType = "bf16"

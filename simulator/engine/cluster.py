@@ -126,7 +126,8 @@ class Cluster:
                                      full_output_tokens=output, speculative=speculation)
         on_done = partial(self._hand_off, index) if role == "prefill" else self._on_done
         self.kv_pools.append(kv)
-        self.replicas.append(Replica(env, index, batcher, stages, plan.micro_batches, self.network, self.routes,
+        self.replicas.append(Replica(env, index, batcher, stages, plan.micro_batches, plan.pipeline_schedule,
+                                     self.network, self.routes,
                                      self.collector, on_done, rng, spec.sim.collectives == "layer",
                                      private=private, role=role, on_dropped=self._on_done,
                                      drafter=drafter if speculation else None))

@@ -19,7 +19,8 @@ from simulator.collect import Collector, IterationAccount
 from simulator.engine.link import Network
 from simulator.engine.run_ahead import run_ahead
 from simulator.hardware.collectives import Collective, Phase, phase_links, repeated, uncontended_s
-from simulator.hardware.roofline import ACTIVATION_BYTES, BatchShape, StepCost, StepCostModel, cost_sum
+from simulator.hardware.roofline import (ACTIVATION_BYTES, BatchShape, StepCost, StepCostModel, cost_sum,
+                                         pipelined)
 from simulator.hardware.topology import Routes
 from simulator.serving.batcher import Batch, ContinuousBatching
 
@@ -83,7 +84,8 @@ class Replica:
     """One model replica: its batcher, its pipeline stages and its role (colocated, prefill or decode)."""
 
     def __init__(self, env: simpy.Environment, index: int, batcher: ContinuousBatching, stages: list[Stage],
-                 micro_batches: int, network: Network, routes: Routes, collector: Collector,
+                 micro_batches: int, pipeline_schedule: str, network: Network, routes: Routes,
+                 collector: Collector,
                  on_done: Callable[[list[int]], None], rng: np.random.Generator, per_layer: bool,
                  private: bool = False, role: str = "colocated",
                  on_dropped: Callable[[list[int]], None] | None = None, drafter: "Drafter | None" = None,
@@ -93,6 +95,7 @@ class Replica:
         self.batcher = batcher
         self.stages = stages
         self.micro_batches = micro_batches
+        self.in_flight = pipeline_schedule == "in_flight" and len(stages) > 1
         self.network = network
         self.routes = routes
         self.collector = collector
@@ -164,7 +167,8 @@ class Replica:
                 yield from self._micro_batch(batch.shape, account)
             elif batch.size:
                 micro = batch.shape.split(parts)
-                yield env.all_of([env.process(self._micro_batch(micro, account)) for _ in range(parts)])
+                p = len(self.stages) if self.in_flight else 1
+                yield env.all_of([env.process(self._micro_batch(micro, account, j % p)) for j in range(parts)])
             self.complete(batch, now, env.now, account)
             batch = None
 
@@ -201,9 +205,11 @@ class Replica:
 
     def _closed_form(self, shape: BatchShape, parts: int) -> tuple[float, list[StepCost], list]:
         """Duration of an iteration whose links are all private: every stage pass, all-reduce and send in
-        closed form, and the pipeline of `parts` identical micro-batches as a flow shop with identical jobs:
-        makespan = sum of every step + (parts - 1) x the slowest step that holds a resource. Returns (duration,
-        each stage's cost, each stage's (traffic, activation bytes)); `_book` records them. No side effects."""
+        closed form, and the pipeline of `parts` identical micro-batches, each through every stage. Drained
+        every iteration (flush), a flow shop with identical jobs: sum of every step + (parts - 1) x the slowest
+        step that holds a resource. Kept in flight, a cyclic pipeline: the slower of one micro-batch's way
+        through the stages and `parts` passes of the slowest step. Returns (duration, each stage's cost, each
+        stage's (traffic, activation bytes)); `_book` records them. No side effects."""
         micro = shape.split(parts) if parts > 1 else shape
         size = micro.tokens * self.stages[0].cost_model.model.d_model * ACTIVATION_BYTES
         total = slowest = 0.0
@@ -218,7 +224,7 @@ class Replica:
             slowest = max(slowest, step, xfer)
             costs.append(cost)
             bookings.append((t, size, coll, xfer))
-        return total + (parts - 1) * slowest, costs, bookings
+        return pipelined(total, slowest, parts, self.in_flight), costs, bookings
 
     def _book(self, start: float, end: float, parts: int, costs: list[StepCost], bookings: list,
               account: IterationAccount) -> None:
@@ -241,10 +247,13 @@ class Replica:
                      st.private.send_s_per_byte * size) for st in self.stages]
         self._timed = (shape, parts, (duration, costs, bookings))
 
-    def _micro_batch(self, shape: BatchShape, account: IterationAccount):
-        """One micro-batch through every stage: compute, TP collectives, then activations to the next stage."""
+    def _micro_batch(self, shape: BatchShape, account: IterationAccount, first: int = 0):
+        """One micro-batch through every stage: compute, TP collectives, then activations to the next stage.
+        Kept in flight (in_flight), micro-batch j is where the previous iteration left it: it starts at stage
+        j mod p and wraps round (the last stage's token goes back to the first; no activations cross)."""
         env = self.env
-        for s, stage in enumerate(self.stages):
+        for s in [*range(first, len(self.stages)), *range(first)]:
+            stage = self.stages[s]
             with stage.busy.request() as turn:
                 yield turn
                 cost = self._cost(stage, shape)

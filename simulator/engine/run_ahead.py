@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from simulator.collect import IterationAccount
-from simulator.hardware.roofline import ACTIVATION_BYTES, StepCost
+from simulator.hardware.roofline import ACTIVATION_BYTES, StepCost, pipelined
 from simulator.iteration_store import ROW, ROWS_PER_CHUNK
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def _commit_steady(replica: "Replica", batch: "Batch", parts: int, start: float,
     if len(replica.stages) == 1 and parts == 1:
         return _commit_steady_one_stage(replica, batch, start, steps, mine, stop)
     batcher, stages, network, collector = replica.batcher, replica.stages, replica.network, replica.collector
-    index, chips, k = replica.index, replica.chips, len(stages)
+    index, chips, k, in_flight = replica.index, replica.chips, len(stages), replica.in_flight
     shape = batch.shape
     micro = shape.split(parts) if parts > 1 else shape
     size = micro.tokens * stages[0].cost_model.model.d_model * ACTIVATION_BYTES
@@ -121,7 +121,7 @@ def _commit_steady(replica: "Replica", batch: "Batch", parts: int, start: float,
             total += step + xfer + send_latency
             slowest = max(slowest, step, xfer)
             costs.append((c, m, ov, fl, mem_b, stream_b))
-        duration = total + (parts - 1) * slowest
+        duration = pipelined(total, slowest, parts, in_flight)
         end = t + duration
         if end >= stop:
             replica.remember_timing(batcher.steady_shape(shape, context), parts, duration,

@@ -48,6 +48,7 @@ class Plan:
     kv_block_tokens: int
     kv_capacity_tokens: int         # per replica, whole blocks
     lm_head_shares: tuple[float, ...] = ()  # share of the lm_head's vocabulary per stage; (): all on the last
+    pipeline_schedule: str = "in_flight"  # micro-batches stay in the pipeline (in_flight) or it drains (flush)
 
     @property
     def kv_capacity_blocks(self) -> int:
@@ -231,6 +232,7 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
     return Plan(
         tensor_parallel=tp, pipeline_parallel=pp, expert_parallel=deployment.expert_parallel,
         micro_batches=micro if pp > 1 else 1, layers_per_stage=layers,
+        pipeline_schedule=deployment.pipeline_schedule,
         replica_chips=_assign_chips(deployment.replicas, tp * pp, deployment.placement, chip_offset,
                                     chip_order(cluster)),
         replicas=deployment.replicas, chips_per_replica=tp * pp,

@@ -67,6 +67,15 @@ def ring_allreduce_s(size_bytes: float, n: int, bw_bytes_per_s: float, hop_laten
     return 2.0 * (n - 1) / n * size_bytes / bw_bytes_per_s + 2 * (n - 1) * hop_latency_s
 
 
+def pipelined(total: float, slowest: float, parts: int, in_flight: bool) -> float:
+    """An iteration of `parts` identical micro-batches through a pipeline, from one micro-batch's way through
+    all stages (`total`) and the slowest step that holds a stage or a link (`slowest`). Drained each iteration
+    (flush): a flow shop of identical jobs, total + (parts - 1) x slowest, idle (p - 1) / (m + p - 1) of the
+    time on balanced stages. Kept in flight from one iteration to the next: a cyclic pipeline, whose period
+    is the slower of one micro-batch's way round and `parts` passes of the slowest step."""
+    return max(total, parts * slowest) if in_flight else total + (parts - 1) * slowest
+
+
 @dataclass(frozen=True)
 class StepCostModel:
     """Per-chip constants of one pipeline stage, so that `cost()` is a handful of float operations."""
