@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from simulator import units
+from simulator.errors import brief
 
 DType = Literal["fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"]
 
@@ -23,6 +24,9 @@ Seconds = Annotated[float, BeforeValidator(units.parse_seconds), Field(ge=0)]
 Rate = Annotated[float, BeforeValidator(units.parse_rate), Field(gt=0)]
 Watts = Annotated[float, BeforeValidator(units.parse_watts), Field(ge=0)]
 Fraction = Annotated[float, Field(gt=0, le=1)]
+
+MAX_TOKENS = 10**9  # longest prompt or answer a length may give (today's longest contexts: ~10^7 tokens)
+Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
 
 
 class Frozen(BaseModel):
@@ -172,13 +176,13 @@ class TopologySpec(Frozen):
 
 class FixedLength(Frozen):
     kind: Literal["fixed"]
-    value: int = Field(ge=1)
+    value: Tokens
 
 
 class UniformLength(Frozen):
     kind: Literal["uniform"]
-    low: int = Field(ge=1)
-    high: int = Field(ge=1)
+    low: Tokens
+    high: Tokens
 
     @model_validator(mode="after")
     def _ordered(self) -> "UniformLength":
@@ -190,9 +194,9 @@ class UniformLength(Frozen):
 class LognormalLength(Frozen):
     """Lognormal with the given mean (tokens) and sigma of the underlying normal; clipped to [1, max]."""
     kind: Literal["lognormal"]
-    mean: float = Field(gt=0)
+    mean: float = Field(gt=0, le=MAX_TOKENS)
     sigma: float = Field(gt=0, le=5)
-    max: int | None = Field(default=None, ge=1)
+    max: Tokens | None = None
 
 
 class EmpiricalLength(Frozen):
@@ -201,7 +205,7 @@ class EmpiricalLength(Frozen):
     kind: Literal["empirical"]
     format: Literal["azure", "mooncake", "sharegpt"] | None = None
     path: str | None = None
-    values: tuple[Annotated[int, Field(ge=1)], ...] | None = Field(default=None, min_length=1)
+    values: tuple[Tokens, ...] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> "EmpiricalLength":
@@ -614,6 +618,12 @@ class SweepSpec(Frozen):
     @model_validator(mode="after")
     def _consistent(self) -> "SweepSpec":
         seen = list(self.axes)
+        seeds = [("axes.seed", self.axes.get("seed", []))]
+        seeds += [(f"zip.{i}.seed", group["seed"]) for i, group in enumerate(self.zip) if "seed" in group]
+        for where, values in seeds:
+            bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+            if bad:
+                raise ValueError(f"{where}: seeds must be integers >= 0, got {bad[0]!r}")
         for i, group in enumerate(self.zip):
             lengths = {key: len(values) for key, values in group.items()}
             if not lengths:
