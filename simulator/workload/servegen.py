@@ -16,7 +16,6 @@ Clients without length distributions are skipped (the public release lacks some 
 from __future__ import annotations
 
 import ast
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -24,14 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.config.schema import TraceWindow
+from simulator.config.schema import MAX_TOKENS, TraceWindow
 from simulator.errors import ScenarioError
-from simulator.workload.tracefile import (TraceRequests, csv_rows, parse_float, parse_int, read_lines,
-                                         shown_path)
+from simulator.workload.tracefile import (MAX_ID, TraceRequests, csv_rows, json_line, parse_float,
+                                         parse_int, read_lines, shown_path)
 
 TRACE_COLUMNS = ("client_id", "window_start_s", "rate_rps", "cv", "iat_dist", "iat_shape", "iat_scale")
 DEFAULT_WINDOW_S = 600.0
-_CLIENT = re.compile(r'\s*\{\s*"client_id"\s*:\s*(\d+)')
+MAX_CLIENT_RATE = 1e6  # requests per second of one client: beyond it a row is a typo, not a workload
+_CLIENT = re.compile(r'\s*\{\s*"client_id"\s*:\s*(\d{1,19})\b')  # a peek, before parsing the line
 Pdf = tuple[np.ndarray, np.ndarray]  # (token counts, cumulative probabilities)
 
 
@@ -59,11 +59,12 @@ def read_windows(path: Path) -> tuple[list[ClientWindow], list[float]]:
     shown = shown_path(path)
     windows, starts = [], set()
     for line, cells in csv_rows(read_lines(path), TRACE_COLUMNS, shown):
-        client = parse_int(cells[0], line, "client_id", shown)
+        client = parse_int(cells[0], line, "client_id", shown, MAX_ID)
         start = parse_float(cells[1], line, "window_start_s", shown)
         rate = parse_float(cells[2], line, "rate_rps", shown)
-        if rate < 0:
-            raise ScenarioError(f"line {line}: rate_rps", f"{rate} is negative", shown)
+        if not 0 <= rate <= MAX_CLIENT_RATE:
+            raise ScenarioError(f"line {line}: rate_rps", f"{rate:g} is out of range; allowed: 0 to "
+                                f"{MAX_CLIENT_RATE:g} requests per second", shown)
         if cells[4] not in ("", "Gamma", "Weibull"):
             raise ScenarioError(f"line {line}: iat_dist",
                                 f"{cells[4]!r} is not one of: Gamma, Weibull (or empty)", shown)
@@ -83,7 +84,7 @@ def _pdf(text: object, line: int, where: str, shown: str) -> Pdf:
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         table = None
     if not isinstance(table, dict) or not table or not all(
-            isinstance(k, int) and k >= 0 and isinstance(p, (int, float)) and p >= 0
+            isinstance(k, int) and 0 <= k <= MAX_TOKENS and isinstance(p, (int, float)) and 0 <= p < math.inf
             for k, p in table.items()):
         raise ScenarioError(f"line {line}: {where}", "is not a Python dict literal of {tokens: probability}",
                             shown)
@@ -127,13 +128,10 @@ def read_pdfs(path: Path, wanted: dict[int, set[float]]) -> dict[tuple[int, floa
         peek = _CLIENT.match(text)
         if not text.strip() or (peek and int(peek.group(1)) not in wanted):
             continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ScenarioError(f"line {line}", f"invalid JSON: {exc.msg}", shown) from None
+        row = json_line(text, line, shown)
         if not isinstance(row, dict) or "client_id" not in row:
             raise ScenarioError(f"line {line}", "must be a JSON object with client_id and windows", shown)
-        client = parse_int(row["client_id"], line, "client_id", shown)
+        client = parse_int(row["client_id"], line, "client_id", shown, MAX_ID)
         for start, found in _client_pdfs(row, wanted.get(client, set()), line, shown).items():
             pdfs[(client, start)] = found
     return pdfs

@@ -13,7 +13,6 @@ and its line; nothing is skipped silently.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import replace
@@ -25,8 +24,8 @@ import numpy as np
 from simulator.config.schema import TraceArrivals, TraceWindow
 from simulator.errors import ScenarioError
 from simulator.workload import servegen
-from simulator.workload.tracefile import (TraceRequests, csv_rows, parse_float, parse_int, read_lines,
-                                         shown_path)
+from simulator.workload.tracefile import (MAX_ID, TraceRequests, csv_rows, json_line, parse_float,
+                                         parse_int, read_lines, shown_path)
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 SHAREGPT_COLUMNS = ("num_prefill_tokens", "num_decode_tokens")
@@ -71,10 +70,7 @@ def _read_mooncake(lines: list[str], shown: str) -> TraceRequests:
     for line, text in enumerate(lines, start=1):
         if not text.strip():
             continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ScenarioError(f"line {line}", f"invalid JSON: {exc.msg}", shown) from None
+        row = json_line(text, line, shown)
         if not isinstance(row, dict):
             raise ScenarioError(f"line {line}", f"must be a JSON object, got {type(row).__name__}", shown)
         for key in ("timestamp", "input_length", "output_length"):
@@ -86,7 +82,7 @@ def _read_mooncake(lines: list[str], shown: str) -> TraceRequests:
         ids = row.get("hash_ids", [])
         if not isinstance(ids, list):
             raise ScenarioError(f"line {line}: hash_ids", f"must be a list of integers, got {ids!r}", shown)
-        hashes.append(tuple(parse_int(h, line, "hash_ids", shown) for h in ids))
+        hashes.append(tuple(parse_int(h, line, "hash_ids", shown, MAX_ID) for h in ids))
     return TraceRequests(np.asarray(times, dtype=np.float64), *_lengths(prompt, output), tuple(hashes))
 
 
