@@ -8,6 +8,7 @@ integer`, so `infersim validate` exits 2 on a malformed file before simulating a
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,15 +140,21 @@ def read_cases(path: str | Path) -> list[Case]:
     """Every row of a validation CSV as a Case; the first problem is a one-line ScenarioError."""
     file = str(path)
     try:
-        handle = open(path, newline="", encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError("", f"cannot be read: {exc.strerror or exc}", file) from None
-    with handle:
-        reader = csv.DictReader(handle)
-        try:
-            cases = _read_rows(reader, file)
-        except (UnicodeDecodeError, csv.Error) as exc:  # not UTF-8; a quote left open, a giant field
-            raise ScenarioError(f"line {max(reader.line_num, 1)}", f"not a readable CSV row: {exc}", file) from None
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ScenarioError("", "file not found", file) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise ScenarioError("", f"cannot be read: {getattr(exc, 'strerror', None) or exc}", file) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ScenarioError(f"line {line}", f"byte {data[exc.start]:#04x} is not UTF-8 text", file) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        cases = _read_rows(reader, file)
+    except csv.Error as exc:  # a giant field, a NUL in a field
+        raise ScenarioError(f"line {reader.line_num + 1}", f"not a readable CSV row: {exc}", file) from None
     if not cases:
         raise ScenarioError("", "no cases (a header and no rows)", file)
     return cases
@@ -167,7 +174,7 @@ def _read_rows(reader: csv.DictReader, file: str) -> list[Case]:
                                 f"{len(header)}", file)
         case = _parse_row(row, parsers, f"line {line}", file)
         if case.case_id in seen:
-            raise ScenarioError(f"line {line}: case_id", f"{case.case_id!r} appears twice", file)
+            raise ScenarioError(f"line {line}: case_id", f"{brief(case.case_id)} appears twice", file)
         seen.add(case.case_id)
         cases.append(case)
     return cases

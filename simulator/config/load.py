@@ -55,7 +55,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ScenarioError("", "file not found", str(path)) from None
     except IsADirectoryError:
         raise ScenarioError("", "is a folder, not a YAML file", str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL byte in the path
         raise ScenarioError("", f"cannot be read: {exc}", str(path)) from None
     try:
         data = yaml.safe_load(text)
@@ -87,11 +87,27 @@ def _expanded_size(node: Any, seen: dict[int, int]) -> int:
     return seen[id(node)]
 
 
+def is_file(path: str | Path) -> bool:
+    """Path.is_file() for a path taken from an input: False, not an exception, for a name too long for the
+    file system or with a NUL byte in it."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def is_dir(path: str | Path) -> bool:
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def find_dir(name: str, start: Path) -> Path | None:
     """The nearest folder called `name` in `start` or one of its parents (project data folders)."""
     for folder in (start, *start.parents):
         candidate = folder / name
-        if candidate.is_dir():
+        if is_dir(candidate):
             return candidate
     return None
 
@@ -103,7 +119,7 @@ def _resolve_ref(value: str, folder: str, base: Path, field_name: str, file: str
     if data_dir is not None:
         candidates += [data_dir / value, data_dir / f"{value}.yaml"]
     for candidate in candidates:
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate
     known = sorted(p.stem for p in data_dir.glob("*.yaml")) if data_dir else []
     allowed = f"one of: {', '.join(known)}" if known else f"a YAML file path (no {folder}/ folder found)"
@@ -186,6 +202,12 @@ def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> tuple[str, st
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()), "?")
         return field_name, f"must be {op} {bound}, got {brief(got)}"
+    if kind == "int_from_float":
+        return field_name, f"must be an integer, got {brief(got)}"
+    if kind in ("too_short", "too_long"):
+        bound = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        return field_name, (f"must have at {'least' if kind == 'too_short' else 'most'} {bound} "
+                            f"item{'s' * (bound != 1)}, got {ctx.get('actual_length')}")
     message = str(error.get("msg", "invalid value"))
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
@@ -206,17 +228,23 @@ def _choices(expected: str) -> str:
 
 def validate(model: type[BaseModel], data: Mapping[str, Any], file: str,
              origins: Mapping[str, str] | None = None) -> Any:
-    """Validate `data` as `model`; the first problem becomes a one-line ScenarioError."""
-    _reject_non_finite(data, [], file)
+    """Validate `data` as `model`; the first problem becomes a one-line ScenarioError, naming the file a
+    referenced part (`origins`: top-level key -> its file) came from."""
     try:
+        _reject_non_finite(data, [], file)
         return model.model_validate(data)
+    except ScenarioError as exc:
+        raise _located(exc.field, exc.problem, file, origins) from None
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        field_name, problem = _describe(error, model)
-        head, _, rest = field_name.partition(".")
-        if origins and head in origins and rest:
-            raise ScenarioError(rest, problem, origins[head]) from None
-        raise ScenarioError(field_name, problem, file) from None
+        raise _located(*_describe(error, model), file, origins) from None
+
+
+def _located(field_name: str, problem: str, file: str, origins: Mapping[str, str] | None) -> ScenarioError:
+    head, _, rest = field_name.partition(".")
+    if origins and head in origins:
+        return ScenarioError(rest, problem, origins[head])
+    return ScenarioError(field_name, problem, file)
 
 
 def _reject_non_finite(node: Any, path: list[str], file: str) -> None:
@@ -247,7 +275,7 @@ def model_ids() -> list[str]:
 
 def load_chip(chip_id: str, field_name: str = "chip", file: str | None = None) -> ChipSpec:
     path = CATALOG_DIR / "chips" / f"{chip_id}.yaml"
-    if not path.is_file():
+    if not is_file(path):
         raise ScenarioError(field_name, f"{brief(chip_id)} is not one of: {', '.join(chip_ids())}", file)
     return validate(ChipSpec, read_yaml(path), str(path))
 
@@ -256,9 +284,9 @@ def load_model_config(ref: str, base: Path, file: str) -> tuple[str, dict[str, A
     """A catalog model id, or a path to a Hugging Face config.json -> (name, config dict)."""
     path = CATALOG_DIR / "models" / f"{ref}.json"
     name = ref
-    if not path.is_file():
+    if not is_file(path):
         direct = Path(ref) if Path(ref).is_absolute() else base / ref
-        if not (ref.endswith(".json") and direct.is_file()):
+        if not (ref.endswith(".json") and is_file(direct)):
             raise ScenarioError("model", f"{brief(ref)} is not a catalog model ({', '.join(model_ids())}) "
                                 "nor a path to a config.json", file)
         path, name = direct, direct.parent.name if direct.name == "config.json" else direct.stem

@@ -27,6 +27,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {  # the keys each model_type's normalise
     "gpt2": _GPT2_LIKE, "gptj": _GPT2_LIKE,
 }
 FAMILIES = tuple(sorted(REQUIRED))
+ONE_OF = {"gpt_oss": [("num_experts_per_tok", "experts_per_token")]}  # either name of the same key
 
 # integer keys that must be >= 1 (a model has at least one layer, head, ...); every other integer key >= 0
 POSITIVE = {"hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
@@ -47,11 +48,17 @@ def check_model_config(config: Any, file: str) -> Mapping[str, Any]:
     if not isinstance(config, dict):
         raise ScenarioError("", f"a config.json must hold a JSON object, got {_json_type(config)}", file)
     family = config.get("model_type")
+    if family is None:
+        raise ScenarioError("model_type", f"required key is missing; allowed: {', '.join(FAMILIES)}", file)
     if not isinstance(family, str) or family not in REQUIRED:
         raise ScenarioError("model_type", f"{brief(family)} is not one of: {', '.join(FAMILIES)}", file)
     for key in REQUIRED[family]:
         if key not in config:
             raise ScenarioError(key, f"required key is missing for model_type {family!r}", file)
+    for names in ONE_OF.get(family, []):
+        if all(config.get(name) is None for name in names):
+            raise ScenarioError(names[0], f"required key is missing for model_type {family!r} (or "
+                                f"{', '.join(names[1:])})", file)
     for key in sorted(INTEGERS & config.keys()):
         value = config[key]
         if value is None and key in NULLABLE:

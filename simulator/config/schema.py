@@ -8,7 +8,7 @@ family is a union discriminated on `kind:`; that union is the only lookup table.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -31,6 +31,25 @@ Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any) -> Any:
+        """`num_requests: true` is a typo, not 1: a boolean where a plain number belongs is passed on as the
+        word the file holds, which the number field then refuses (pydantic would read true as 1)."""
+        if isinstance(data, dict) and any(isinstance(v, bool) for v in data.values()):
+            fields = cls.model_fields
+            data = {k: str(v).lower() if isinstance(v, bool) and k in fields and
+                    _plain_number(fields[k].annotation) else v for k, v in data.items()}
+        return data
+
+
+def _plain_number(annotation: Any) -> bool:
+    """An int or float field (optional or not), not a bool, string or quantity with units."""
+    if annotation in (int, float):
+        return True
+    args = get_args(annotation)
+    return bool(args) and type(None) in args and all(a in (int, float, type(None)) for a in args)
 
 
 # ---------------------------------------------------------------- chips (catalog data)
@@ -390,7 +409,7 @@ def _workload_problem(w: WorkloadSpec) -> str | None:
         return f"class names must be unique, got {names}"
     shared = [c for c in w.classes if c.weight is not None]
     if shared and w.arrival is None:
-        return f"class {shared[0].name!r} has a weight, a share of the workload's arrival, which is missing"
+        return f"class {brief(shared[0].name)} has a weight, a share of the workload's arrival, which is missing"
     if w.arrival is not None and not shared:
         return "the workload's arrival is shared by classes with a weight, and no class has one"
     if shared and len(shared) < len(w.classes) and isinstance(w.arrival, ClosedLoopArrivals):
@@ -400,7 +419,7 @@ def _workload_problem(w: WorkloadSpec) -> str | None:
 
 
 def _class_problem(c: RequestClass, w: WorkloadSpec) -> str | None:
-    where = f"class {c.name!r}"
+    where = f"class {brief(c.name)}"
     if (c.weight is None) == (c.arrival is None):
         return f"{where} needs a weight (a share of the workload's arrival) or its own arrival, not both"
     if c.weight is not None and (c.num_requests or c.duration):
@@ -623,7 +642,7 @@ class SweepSpec(Frozen):
         for where, values in seeds:
             bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 0]
             if bad:
-                raise ValueError(f"{where}: seeds must be integers >= 0, got {bad[0]!r}")
+                raise ValueError(f"{where}: seeds must be integers >= 0, got {brief(bad[0])}")
         for i, group in enumerate(self.zip):
             lengths = {key: len(values) for key, values in group.items()}
             if not lengths:
@@ -636,7 +655,7 @@ class SweepSpec(Frozen):
                 raise ValueError(f"zip.{i}: {twice[0]} is already an axis")
             seen += list(group)
         if self.x_axis is not None and self.x_axis not in seen:
-            raise ValueError(f"x_axis: {self.x_axis!r} is not one of the axes: {', '.join(seen) or 'none'}")
+            raise ValueError(f"x_axis: {brief(self.x_axis)} is not one of the axes: {', '.join(seen) or 'none'}")
         return self
 
 

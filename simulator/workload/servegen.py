@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator.config.load import is_dir, is_file
 from simulator.config.schema import MAX_TOKENS, TraceWindow
-from simulator.errors import ScenarioError
+from simulator.errors import ScenarioError, brief
 from simulator.workload.tracefile import (MAX_ID, TraceRequests, csv_rows, json_line, parse_float,
                                          parse_int, read_lines, shown_path)
 
@@ -48,7 +49,7 @@ class ClientWindow:
 
 def _find(folder: Path, stem: str) -> Path:
     for name in (f"{stem}.gz", stem):
-        if (folder / name).is_file():
+        if is_file(folder / name):
             return folder / name
     raise ScenarioError("", f"has no {stem} nor {stem}.gz (a servegen path is a folder with trace.csv and "
                         "dataset.jsonl)", shown_path(folder))
@@ -67,7 +68,7 @@ def read_windows(path: Path) -> tuple[list[ClientWindow], list[float]]:
                                 f"{MAX_CLIENT_RATE:g} requests per second", shown)
         if cells[4] not in ("", "Gamma", "Weibull"):
             raise ScenarioError(f"line {line}: iat_dist",
-                                f"{cells[4]!r} is not one of: Gamma, Weibull (or empty)", shown)
+                                f"{brief(cells[4])} is not one of: Gamma, Weibull (or empty)", shown)
         shape = parse_float(cells[5], line, "iat_shape", shown)
         scale = parse_float(cells[6], line, "iat_scale", shown)
         starts.add(start)
@@ -86,8 +87,8 @@ def _pdf(text: object, line: int, where: str, shown: str) -> Pdf:
     if not isinstance(table, dict) or not table or not all(
             isinstance(k, int) and 0 <= k <= MAX_TOKENS and isinstance(p, (int, float)) and 0 <= p < math.inf
             for k, p in table.items()):
-        raise ScenarioError(f"line {line}: {where}", "is not a Python dict literal of {tokens: probability}",
-                            shown)
+        raise ScenarioError(f"line {line}: {where}", "is not a Python dict literal of {tokens: probability}; "
+                            f"allowed: tokens 0 to {MAX_TOKENS}, probabilities finite and >= 0", shown)
     tokens = np.fromiter(table.keys(), dtype=np.int64, count=len(table))
     cdf = np.cumsum(np.fromiter(table.values(), dtype=np.float64, count=len(table)))
     if cdf[-1] <= 0:
@@ -175,8 +176,8 @@ def sample(folder: str, span: TraceWindow, rng: np.random.Generator) -> TraceReq
     """Requests drawn from a ServeGen folder within `span` (from its first window); t = 0 at span start."""
     root = Path(folder)
     shown = shown_path(root)
-    if not root.is_dir():
-        problem = "is a file, not a servegen folder" if root.exists() else \
+    if not is_dir(root):
+        problem = "is a file, not a servegen folder" if is_file(root) else \
             "folder not found (a servegen path is a folder with trace.csv and dataset.jsonl)"
         raise ScenarioError("", problem, shown)
     windows, starts = read_windows(_find(root, "trace.csv"))

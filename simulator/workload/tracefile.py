@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from simulator.config.schema import MAX_TOKENS
-from simulator.errors import ScenarioError, brief
+from simulator.errors import ScenarioError, brief, brief_text
 
 MAX_ID = 2**63 - 1  # client ids and prefix hashes: any 64-bit integer
 
@@ -50,18 +50,24 @@ def shown_path(path: str | Path) -> str:
 
 
 def read_lines(path: str | Path) -> list[str]:
-    """Every line of a text file (gunzipped when it ends in .gz); problems become one-line errors."""
+    """Every line of a text file (gunzipped when it ends in .gz); problems become one-line errors, a byte that
+    is not UTF-8 with its line number."""
     shown = shown_path(path)
     opener: Callable[..., Any] = gzip.open if str(path).endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8-sig") as handle:
-            return handle.read().splitlines()
+        with opener(path, "rb") as handle:
+            data = handle.read()
     except FileNotFoundError:
         raise ScenarioError("", "file not found", shown) from None
     except IsADirectoryError:
         raise ScenarioError("", "is a folder, not a trace file", shown) from None
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, ValueError) as exc:  # ValueError: a NUL byte in the path
         raise ScenarioError("", f"cannot be read: {exc}", shown) from None
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ScenarioError(f"line {line}", f"byte {data[exc.start]:#04x} is not UTF-8 text", shown) from None
 
 
 # ---------------------------------------------------------------- row parsing
@@ -107,10 +113,13 @@ def json_line(text: str, line: int, shown: str) -> Any:
 
 def csv_rows(lines: list[str], columns: tuple[str, ...], shown: str) -> Iterator[tuple[int, list[str]]]:
     """(line number, the named cells) of each data row of a plain CSV file (no quoted commas)."""
-    header = [cell.strip() for cell in lines[0].split(",")] if lines else []
+    if not lines or not lines[0].strip():
+        raise ScenarioError("line 1", f"no header; expected a CSV header with the columns {', '.join(columns)}",
+                            shown)
+    header = [cell.strip() for cell in lines[0].split(",")]
     for column in columns:
         if column not in header:
-            raise ScenarioError("line 1", f"the header has no column {column!r}; found: {', '.join(header)}",
+            raise ScenarioError("line 1", f"the header has no column {column!r}; found: {brief_text(', '.join(header))}",
                                 shown)
     where = [header.index(column) for column in columns]
     for number, line in enumerate(lines[1:], start=2):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from simulator.config.schema import TraceArrivals, TraceWindow
-from simulator.errors import ScenarioError
+from simulator.errors import ScenarioError, brief
 from simulator.workload import servegen
 from simulator.workload.tracefile import (MAX_ID, TraceRequests, csv_rows, json_line, parse_float,
                                          parse_int, read_lines, shown_path)
@@ -40,7 +40,7 @@ def _azure_time(text: str, line: int, shown: str) -> tuple[int, float]:
         if stamp.tzinfo is not None or (fraction and not fraction.isdigit()):
             raise ValueError(text)
     except ValueError:
-        raise ScenarioError(f"line {line}: TIMESTAMP", f"{text!r} is not a time like "
+        raise ScenarioError(f"line {line}: TIMESTAMP", f"{brief(text)} is not a time like "
                             "'2023-11-16 18:17:03.9799600'", shown) from None
     return int((stamp - _EPOCH).total_seconds()), float(f"0.{fraction or 0}")
 
@@ -81,7 +81,7 @@ def _read_mooncake(lines: list[str], shown: str) -> TraceRequests:
         output.append(parse_int(row["output_length"], line, "output_length", shown))
         ids = row.get("hash_ids", [])
         if not isinstance(ids, list):
-            raise ScenarioError(f"line {line}: hash_ids", f"must be a list of integers, got {ids!r}", shown)
+            raise ScenarioError(f"line {line}: hash_ids", f"must be a list of integers, got {brief(ids)}", shown)
         hashes.append(tuple(parse_int(h, line, "hash_ids", shown, MAX_ID) for h in ids))
     return TraceRequests(np.asarray(times, dtype=np.float64), *_lengths(prompt, output), tuple(hashes))
 
