@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from simulator.config.load import chip_ids, model_ids
-from simulator.config.schema import MAX_TOKENS
+from simulator.config.schema import MAX_TOKENS, safe_name
 from simulator.errors import ScenarioError, brief
 
 COLUMNS = ("case_id", "model", "chip", "num_chips", "tp", "pp", "ep", "replicas", "weights_dtype", "kv_dtype",
@@ -103,10 +103,14 @@ def _one_of(choices) -> Callable[[str], str]:
     return check
 
 
-def _text(text: str) -> str:
+def _case_id(text: str) -> str:
+    """A case id names the case's scenario, so it follows the rule for names (config/schema.py)."""
     if not text:
         raise ValueError("must not be empty")
-    return text
+    try:
+        return safe_name(text)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("cannot name an output folder", "cannot name a scenario")) from None
 
 
 def _parsers() -> dict[str, Callable[[str], object]]:
@@ -116,7 +120,7 @@ def _parsers() -> dict[str, Callable[[str], object]]:
             "value": _number(), "tolerance": _number(),
             "weights_dtype": _one_of(DTYPES), "kv_dtype": _one_of(DTYPES), "mode": _one_of(MODES),
             "metric": _one_of(METRICS), "source_kind": _one_of(SOURCE_KINDS), "model": _one_of(model_ids()),
-            "chip": _one_of(chip_ids()), "case_id": _text}
+            "chip": _one_of(chip_ids()), "case_id": _case_id}
 
 
 OPTIONAL = ("concurrency", "rate_per_s", "unit", "source", "notes")

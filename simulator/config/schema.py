@@ -8,9 +8,10 @@ family is a union discriminated on `kind:`; that union is the only lookup table.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from simulator import units
 from simulator.errors import brief
@@ -27,6 +28,32 @@ Fraction = Annotated[float, Field(gt=0, le=1)]
 
 MAX_TOKENS = 10**9  # longest prompt or answer a length may give (today's longest contexts: ~10^7 tokens)
 Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
+
+_NAME = re.compile(r"[^\W_][\w.+-]{0,99}")
+NAME_RULE = "letters, digits, '_', '.', '+', '-', starting with a letter or digit, at most 100 characters"
+
+
+def safe_name(name: str) -> str:
+    """A name that becomes a file or folder name (results/<name>): never a path that leaves the output folder."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"{brief(name)} cannot name an output folder; allowed: {NAME_RULE}")
+    return name
+
+
+# the names an output path is made of: scenario (results/<name>), sweep, compare and its designs, workload
+SafeName = Annotated[str, AfterValidator(safe_name)]
+OptionalName = Annotated[str, AfterValidator(lambda name: name and safe_name(name))]  # "" when unnamed
+
+
+def _plot_name(metric: str) -> str:
+    """A metric a sweep plots to plots/<metric>.png: any dotted summary name that is one file name."""
+    if not metric or re.search(r"[/\\\x00-\x1f\x7f]", metric):
+        raise ValueError(f"{brief(metric)} cannot name a plot file; allowed: a dotted summary metric without "
+                         "'/', '\\' or control characters")
+    return metric
+
+
+PlotName = Annotated[str, AfterValidator(_plot_name)]
 
 
 class Frozen(BaseModel):
@@ -372,7 +399,7 @@ class WorkloadSpec(Traffic):
     `correlation` (-1..1) couples prompt and output lengths through a Gaussian copula; unset, they are
     independent, except two empirical lengths from the same file, which are drawn as whole rows.
     """
-    name: str = ""
+    name: OptionalName = ""  # results/workload-<name> of `infersim workload describe`
     description: str = ""
     classes: tuple[RequestClass, ...] | None = Field(default=None, min_length=1)
 
@@ -594,7 +621,7 @@ class SimSpec(Frozen):
 
 class ScenarioSpec(Frozen):
     """A runnable scenario: model + cluster + deployment + serving + workload."""
-    name: str
+    name: SafeName
     description: str = ""
     seed: int = Field(default=0, ge=0)
     model: str
@@ -622,7 +649,7 @@ class SweepSpec(Frozen):
     keys of one zip group advance together. With `seeds: spawn` point i runs with a seed spawned from the root
     seed by its index; with `seeds: shared` every point runs with the root seed (common random numbers).
     """
-    name: str = ""
+    name: OptionalName = ""  # results/<name> by default
     description: str = ""
     base: str  # the base scenario file, relative to the sweep file
     seed: int | None = Field(default=None, ge=0)  # root seed; None: the base scenario's seed
@@ -631,7 +658,7 @@ class SweepSpec(Frozen):
     axes: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
     zip: tuple[dict[str, Annotated[list[Any], Field(min_length=1)]], ...] = ()
     x_axis: str | None = None  # the axis the metric plots use as x; None: the first
-    metrics: tuple[str, ...] = ("throughput.output_tokens_per_s_per_chip", "tpot_s.p50", "ttft_s.p99")
+    metrics: tuple[PlotName, ...] = ("throughput.output_tokens_per_s_per_chip", "tpot_s.p50", "ttft_s.p99")
     pareto: ParetoSpec = ParetoSpec()
 
     @model_validator(mode="after")
@@ -664,7 +691,7 @@ class SweepSpec(Frozen):
 class CompareDesign(Frozen):
     """One cluster design of a comparison: a topology (name, path or mapping) and how the model sits on it.
     `serving` replaces the comparison's default serving for this design only."""
-    name: str = Field(min_length=1)
+    name: SafeName  # part of its scenarios' names
     description: str = ""
     cluster: str | dict[str, Any]  # validated as a topology when the design's scenarios are built
     deployment: DeploymentSpec = DeploymentSpec()
@@ -679,7 +706,7 @@ class CompareSpec(Frozen):
     max(requests_per_user x users, min_requests) requests, so each design is measured at the same load per
     replica. All points share `seed` (common random numbers: the same prompts and answers everywhere).
     """
-    name: str = Field(min_length=1)
+    name: SafeName  # results/compare-<name> by default
     description: str = ""
     seed: int = Field(default=0, ge=0)
     model: str
