@@ -17,8 +17,9 @@ from typing import Any, Mapping
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from simulator.config import limits
 from simulator.config.model_config import check_model_config
-from simulator.config.schema import ChipSpec, ScenarioSpec, WorkloadSpec
+from simulator.config.schema import ChipSpec, ScenarioSpec, WorkloadSpec, span_problem
 from simulator.errors import ScenarioError, brief
 
 CATALOG_DIR = Path(__file__).resolve().parent.parent / "catalog"
@@ -340,6 +341,14 @@ def load_workload(path: str | Path) -> tuple[WorkloadSpec, int, str]:
         return spec.workload, spec.seed, spec.name
     absolute_trace_paths(data, path.resolve().parent)
     workload: WorkloadSpec = validate(WorkloadSpec, data, str(path))
+    requests = limits.workload_requests(workload)
+    if requests > limits.MAX_DESCRIBE_REQUESTS:
+        raise ScenarioError("", f"{requests:.3g} requests to generate; allowed: up to "
+                            f"{limits.MAX_DESCRIBE_REQUESTS:.0e} from a workload file (describe a scenario that uses "
+                            "it to go further, within that scenario's limits)", str(path))
+    problem = span_problem(workload)
+    if problem:
+        raise ScenarioError("", problem.removeprefix("workload: "), str(path))
     return workload, 0, workload.name or path.stem
 
 

@@ -14,17 +14,23 @@ from typing import Annotated, Any, Literal, Union, get_args
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from simulator import units
+from simulator.config import limits
 from simulator.errors import brief
 
 DType = Literal["fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"]
 
 Bytes = Annotated[float, BeforeValidator(units.parse_bytes), Field(gt=0)]
-Bandwidth = Annotated[float, BeforeValidator(units.parse_bandwidth), Field(gt=0)]
+# >= 1 kB/s: a slower link stretches one transfer past the float64 time horizon (1e-300 B/s gave NaN times)
+Bandwidth = Annotated[float, BeforeValidator(units.parse_bandwidth), Field(ge=1e3)]
 FlopRate = Annotated[float, BeforeValidator(units.parse_flops), Field(gt=0)]
-Seconds = Annotated[float, BeforeValidator(units.parse_seconds), Field(ge=0)]
+# Simulated time stays below ~3 years, where float64 still resolves a nanosecond: beyond 1e8 s, adding a
+# microsecond step to the clock starts to round away (found by fuzzing: a rate of 1e-300 /s).
+MAX_SECONDS = 1e8
+SPAN_RULE = f"allowed: up to {MAX_SECONDS:.0e} s of simulated time (float64 resolution)"
+Seconds = Annotated[float, BeforeValidator(units.parse_seconds), Field(ge=0, le=MAX_SECONDS)]
 Rate = Annotated[float, BeforeValidator(units.parse_rate), Field(gt=0)]
 Watts = Annotated[float, BeforeValidator(units.parse_watts), Field(ge=0)]
-Fraction = Annotated[float, Field(gt=0, le=1)]
+Fraction = Annotated[float, Field(ge=1e-3, le=1)]  # >= 0.1%: an efficiency of 1e-300 makes step times infinite
 
 MAX_TOKENS = 10**9  # longest prompt or answer a length may give (today's longest contexts: ~10^7 tokens)
 Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
@@ -264,7 +270,7 @@ class EmpiricalLength(Frozen):
 
 Lengths = Annotated[Union[FixedLength, UniformLength, LognormalLength, EmpiricalLength],
                     Field(discriminator="kind")]
-Duration = Annotated[float, BeforeValidator(units.parse_seconds), Field(gt=0)]
+Duration = Annotated[float, BeforeValidator(units.parse_seconds), Field(gt=0, le=MAX_SECONDS)]
 
 
 class PoissonArrivals(Frozen):
@@ -280,6 +286,9 @@ class GammaArrivals(Frozen):
     cv: float = Field(gt=0, le=100)
 
 
+MIN_PER_CYCLE = 1e-3
+
+
 class OnOffArrivals(Frozen):
     """Bursts: Poisson at `rate` while on and at `off_rate` while off (an interrupted Poisson process).
     Periods last `on_time` and `off_time` on average (exponentially distributed), or exactly with
@@ -291,6 +300,14 @@ class OnOffArrivals(Frozen):
     on_time: Duration
     off_time: Duration
     durations: Literal["exponential", "fixed"] = "exponential"
+
+    @model_validator(mode="after")
+    def _bursts_hold_requests(self) -> "OnOffArrivals":
+        per_cycle = self.rate * self.on_time + self.off_rate * self.off_time
+        if per_cycle < MIN_PER_CYCLE:  # generation walks cycle by cycle: 1e-300 per cycle would never end
+            raise ValueError(f"rate x on_time + off_rate x off_time is {per_cycle:.3g} requests per on/off cycle; "
+                             f"allowed: at least {MIN_PER_CYCLE:g} (for rarer bursts use kind: poisson)")
+        return self
 
 
 class DailyArrivals(Frozen):
@@ -420,6 +437,27 @@ def _count_problem(arrival: Any, num_requests: int | None, duration: float | Non
         return None if ok else f"{arrival.kind} arrivals need num_requests only"
     if (num_requests is None) == (duration is None):
         return f"{arrival.kind} arrivals need num_requests or duration (one of them)"
+    return None
+
+
+def span_problem(w: WorkloadSpec) -> str | None:
+    """Why the workload's arrivals would run past MAX_SECONDS of simulated time (checked after the limits, so
+    that 10^12 requests are refused for their cost first); a replayed trace is checked when it is read."""
+    streams = [(w.arrival, w.num_requests)] if w.classes is None else \
+        [(w.arrival, w.num_requests)] * any(c.weight is not None for c in w.classes) + \
+        [(c.arrival, class_counts(c, w)[0]) for c in w.classes if c.arrival is not None]
+    for arrival, n in streams:
+        if n is None or arrival is None:
+            continue
+        if isinstance(arrival, ClosedLoopArrivals):
+            span, how = math.ceil(n / arrival.users) * arrival.think_time, \
+                f"over {arrival.users} users thinking {arrival.think_time:g} s each"
+        elif isinstance(arrival, (OfflineArrivals, TraceArrivals)):
+            continue
+        else:
+            span, how = n / limits.mean_rate(arrival), f"at {limits.mean_rate(arrival):.3g} /s"
+        if span > MAX_SECONDS:
+            return f"workload: {n} requests {how} span {span:.3g} s of simulated time; {SPAN_RULE}"
     return None
 
 
@@ -615,12 +653,14 @@ class CostSpec(Frozen):
 
 class SimSpec(Frozen):
     max_time: Seconds | None = None  # stop the simulation here; unfinished requests count as in flight
+    allow_huge: bool = False  # run even when the estimate exceeds the machine's memory or a day (limits.py)
     collectives: Literal["iteration", "layer"] = "iteration"  # flows per iteration (fast) or per layer
     link_buckets: int = Field(default=100, ge=1, le=10_000)  # time buckets of links.parquet
 
 
 class ScenarioSpec(Frozen):
-    """A runnable scenario: model + cluster + deployment + serving + workload."""
+    """A runnable scenario: model + cluster + deployment + serving + workload. One whose run would obviously
+    exhaust the machine's memory or last more than a day is refused (config/limits.py) unless sim.allow_huge."""
     name: SafeName
     description: str = ""
     seed: int = Field(default=0, ge=0)
@@ -632,6 +672,13 @@ class ScenarioSpec(Frozen):
     cost: CostSpec = CostSpec()
     sim: SimSpec = SimSpec()
 
+    @model_validator(mode="after")
+    def _within_limits(self) -> "ScenarioSpec":
+        problem = limits.scenario_problem(self) or span_problem(self.workload)
+        if problem:
+            raise ValueError(problem)
+        return self
+
 
 # ---------------------------------------------------------------- sweeps
 
@@ -640,6 +687,9 @@ class ParetoSpec(Frozen):
     sees against tokens/s each chip delivers)."""
     x: str = "interactivity.tokens_per_s_per_user"
     y: str = "throughput.output_tokens_per_s_per_chip"
+
+
+MAX_SWEEP_POINTS = 10_000
 
 
 class SweepSpec(Frozen):
@@ -660,6 +710,21 @@ class SweepSpec(Frozen):
     x_axis: str | None = None  # the axis the metric plots use as x; None: the first
     metrics: tuple[PlotName, ...] = ("throughput.output_tokens_per_s_per_chip", "tpot_s.p50", "ttft_s.p99")
     pareto: ParetoSpec = ParetoSpec()
+    allow_huge: bool = False  # more than MAX_SWEEP_POINTS points
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_too_many(cls, data: Any) -> Any:
+        """Refuse an absurd grid before expanding or validating it (10 axes of 100 values are 10^20 points)."""
+        if isinstance(data, dict) and data.get("allow_huge") is not True:
+            groups = [*(data.get("axes") or {}).values()] if isinstance(data.get("axes"), dict) else []
+            if isinstance(data.get("zip"), list):
+                groups += [next(iter(g.values()), []) for g in data["zip"] if isinstance(g, dict) and g]
+            points = math.prod(len(values) for values in groups if isinstance(values, list))
+            if points > MAX_SWEEP_POINTS:
+                raise ValueError(f"axes: {points:.3g} points; allowed: up to {MAX_SWEEP_POINTS} (at ~1 s each, "
+                                 f"more would take days); set allow_huge: true to run them anyway")
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "SweepSpec":

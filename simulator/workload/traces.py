@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.config.schema import TraceArrivals, TraceWindow
+from simulator.config.schema import MAX_SECONDS, SPAN_RULE, TraceArrivals, TraceWindow
 from simulator.errors import ScenarioError, brief
 from simulator.workload import servegen
 from simulator.workload.tracefile import (MAX_ID, TraceRequests, csv_rows, json_line, parse_float,
@@ -173,7 +173,12 @@ def replay(spec: TraceArrivals, n: int | None, rng: np.random.Generator) -> Trac
         data = data.take(np.arange(n))
     if spec.dither > 0:
         data = dither(data, spec.dither, rng)
-    return time_scaled(data, spec, shown)
+    data = time_scaled(data, spec, shown)
+    span = float(data.arrival_s[-1]) if len(data) else 0.0
+    if span > MAX_SECONDS:
+        raise ScenarioError("time_scale" if spec.time_scale is not None else "rate" if spec.rate is not None else "",
+                            f"the replayed requests span {span:.3g} s of simulated time; {SPAN_RULE}", shown)
+    return data
 
 
 def read_lengths(fmt: str, path: str, cache: dict[tuple[str, str], TraceRequests]) -> TraceRequests:
