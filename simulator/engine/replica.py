@@ -130,6 +130,8 @@ class Replica:
                 self.on_dropped([rid for rid, _ in dropped])
             collector.preempt(batcher.take_preempted())
             collector.prefix_hits(batcher.take_prefix_hits())
+            if batch is None and dropped:  # a dropped closed-loop request sent its user's next one: schedule it
+                continue
             if batch is None:  # sleep until a request arrives (or a static batch's wait runs out)
                 self.wakeup = env.event()
                 collector.events += 1
