@@ -1,8 +1,8 @@
 """Limits that protect the machine: a scenario whose run would obviously exhaust memory or last for days is
 refused when it is validated, before anything is generated or simulated, unless `sim.allow_huge: true`.
 
-The estimate is a lower bound built from the scenario alone (no file is read, nothing is simulated), so a
-refusal is never a false alarm; a run may still need more than the estimate. Measured on the default
+The estimate is meant as a lower bound, built from the scenario alone (no file is read, nothing is simulated),
+so that a refusal is a sure thing rather than a guess; a run may well need more than the estimate. Measured on the default
 scenario (Llama-3.1-8B, one H100, continuous batching), peak resident memory and wall time grow as
 
     memory ~ 150 MB + 540 B x requests + 500 B x iterations + 1 kB x (graph nodes + edges)
@@ -29,7 +29,7 @@ BYTES_PER_ITERATION = 500.0
 BYTES_PER_GENERATED_REQUEST = 100.0  # a request's arrays generated up front, with their temporaries (~110 B peak)
 SECONDS_PER_GENERATED_REQUEST = 0.3e-6  # measured ~0.5 us (lognormal lengths)
 BYTES_PER_GRAPH_ELEMENT = 1000.0
-SECONDS_PER_EVENT = 15e-6  # per request and per iteration (~10k simulated requests per wall-second in all)
+SECONDS_PER_EVENT = 15e-6  # per request and per iteration: ~6k requests of ~10 iterations per wall-second
 SECONDS_PER_GRAPH_ELEMENT = 20e-6
 MAX_WALL_S = 24 * 3600.0
 MAX_DESCRIBE_REQUESTS = 10**7  # a bare workload file (`infersim workload describe`), which has no sim: block
