@@ -5,6 +5,8 @@ Bugs are not InfersimErrors: they propagate with a traceback (exit 1). User mist
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class InfersimError(Exception):
     """Base of every error caused by the user's input rather than by a bug."""
@@ -24,8 +26,8 @@ class ScenarioError(InfersimError):
 
     def __str__(self) -> str:
         where = f"{self.file}: " if self.file else ""
-        field = f"{self.field}: " if self.field else ""
-        return f"{where}{field}{self.problem}"
+        field = f"{brief_text(self.field)}: " if self.field else ""
+        return one_line(f"{where}{field}{self.problem}")
 
 
 class CapacityError(InfersimError):
@@ -47,4 +49,24 @@ class CapacityError(InfersimError):
         where = f"{self.file}: " if self.file else ""
         msg = (f"{where}{self.what} need {self.needed_bytes / 1e9:.4g} GB, "
                f"{self.available_bytes / 1e9:.4g} GB available")
-        return f"{msg}; {self.hint}" if self.hint else msg
+        return one_line(f"{msg}; {self.hint}" if self.hint else msg)
+
+
+_CONTROL = ({i: f"\\x{i:02x}" for i in [*range(32), *range(127, 160)]} | {10: "\\n", 13: "\\r", 9: "\\t"}
+            | {0x2028: "\\u2028", 0x2029: "\\u2029"})  # everything str.splitlines() breaks at, and more
+
+
+def one_line(text: str) -> str:
+    """The message with line breaks and other control characters escaped: an error is always one line."""
+    return text.translate(_CONTROL)
+
+
+def brief_text(text: str, limit: int = 120) -> str:
+    """A name taken from the input (a key, a dotted field), cut to `limit` characters."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def brief(value: Any, limit: int = 60) -> str:
+    """repr(value) for an error message, cut to `limit` characters so that one bad cell stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"

@@ -36,9 +36,9 @@ import pandas as pd
 import yaml
 
 from simulator import sweep_report
-from simulator.config.load import Scenario, load_scenario, read_yaml, validate
+from simulator.config.load import Scenario, is_file, load_scenario, parse_override, read_yaml, validate
 from simulator.config.schema import SweepSpec
-from simulator.errors import InfersimError, ScenarioError
+from simulator.errors import InfersimError, ScenarioError, brief, brief_text
 from simulator.report import summary_json
 from simulator.run import run
 
@@ -101,9 +101,14 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, Path]:
     """Read and validate a sweep file; returns it with the path of its base scenario."""
     path = Path(path)
     spec: SweepSpec = validate(SweepSpec, read_yaml(path), str(path))
+    for i, text in enumerate(spec.overrides):
+        try:
+            parse_override(text)
+        except ScenarioError as exc:  # the sweep file's own overrides, not a --set
+            raise ScenarioError(f"overrides.{i}", exc.problem, str(path)) from None
     base = Path(spec.base) if Path(spec.base).is_absolute() else path.resolve().parent / spec.base
-    if not base.is_file():
-        raise ScenarioError("base", f"{spec.base!r} is not a scenario file (no {base})", str(path))
+    if not is_file(base):
+        raise ScenarioError("base", f"{brief(spec.base)} is not a scenario file (no {brief_text(str(base))})", str(path))
     return spec, base
 
 

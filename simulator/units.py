@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import re
 
+from simulator.errors import brief
+
 _DECIMAL = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
 _BINARY = {"Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50}
 _SMALL = {"": 1.0, "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15}
@@ -25,29 +27,29 @@ class UnitError(ValueError):
 
 def _split(text: str | float | int, kind: str) -> tuple[float, str]:
     if isinstance(text, bool):
-        raise UnitError(f"expected {kind}, got {text!r}")
+        raise UnitError(f"expected {kind}, got {brief(text)}")
     if isinstance(text, (int, float)):
         return float(text), ""
     match = _PATTERN.match(str(text))
     if not match:
-        raise UnitError(f"expected {kind} like {_EXAMPLES[kind]}, got {text!r}")
+        raise UnitError(f"expected {kind} like {_EXAMPLES[kind]}, got {brief(text)}")
     return float(match.group(1)), (match.group(2) or "")
 
 
 def _scaled(value: float, unit: str, base: str, kind: str, binary: bool = True) -> float:
     if not unit.endswith(base):
-        raise UnitError(f"expected {kind} like {_EXAMPLES[kind]}, got unit {unit!r}")
+        raise UnitError(f"expected {kind} like {_EXAMPLES[kind]}, got unit {brief(unit)}")
     prefix = unit[: len(unit) - len(base)]
     if binary and prefix in _BINARY:
         return value * _BINARY[prefix]
     if prefix in _DECIMAL:
         return value * _DECIMAL[prefix]
-    raise UnitError(f"unknown prefix {prefix!r} in {unit!r} for {kind}")
+    raise UnitError(f"unknown prefix {brief(prefix)} in {brief(unit)} for {kind}")
 
 
 def _finite(value: float, text: object, kind: str) -> float:
     if not math.isfinite(value):
-        raise UnitError(f"expected a finite {kind}, got {text!r}")
+        raise UnitError(f"expected a finite {kind}, got {brief(text)}")
     return value
 
 
@@ -70,7 +72,7 @@ def parse_bandwidth(text: str | float) -> float:
         return _finite(_scaled(value, unit[:-2], "B", "bandwidth"), text, "bandwidth")
     if unit.endswith("b/s"):
         return _finite(_scaled(value, unit[:-2], "b", "bandwidth") / 8.0, text, "bandwidth")
-    raise UnitError(f"expected bandwidth like {_EXAMPLES['bandwidth']}, got unit {unit!r}")
+    raise UnitError(f"expected bandwidth like {_EXAMPLES['bandwidth']}, got unit {brief(unit)}")
 
 
 def parse_flops(text: str | float) -> float:
@@ -83,8 +85,8 @@ def parse_flops(text: str | float) -> float:
             prefix = unit[: -len(suffix)]
             if prefix in _DECIMAL:
                 return _finite(value * _DECIMAL[prefix], text, "compute rate")
-            raise UnitError(f"unknown prefix {prefix!r} in {unit!r} for compute rate")
-    raise UnitError(f"expected compute rate like {_EXAMPLES['compute rate']}, got unit {unit!r}")
+            raise UnitError(f"unknown prefix {brief(prefix)} in {brief(unit)} for compute rate")
+    raise UnitError(f"expected compute rate like {_EXAMPLES['compute rate']}, got unit {brief(unit)}")
 
 
 def parse_seconds(text: str | float) -> float:
@@ -94,7 +96,7 @@ def parse_seconds(text: str | float) -> float:
         return _finite(value, text, "duration")
     if unit in _TIME:
         return _finite(value * _TIME[unit], text, "duration")
-    raise UnitError(f"expected duration like {_EXAMPLES['duration']}, got unit {unit!r}")
+    raise UnitError(f"expected duration like {_EXAMPLES['duration']}, got unit {brief(unit)}")
 
 
 def parse_rate(text: str | float) -> float:
@@ -105,7 +107,7 @@ def parse_rate(text: str | float) -> float:
         return _finite(value, text, "rate")
     if unit.startswith("/") and unit[1:] in _TIME:
         return _finite(value / _TIME[unit[1:]], text, "rate")
-    raise UnitError(f"expected rate like {_EXAMPLES['rate']}, got unit {unit!r}")
+    raise UnitError(f"expected rate like {_EXAMPLES['rate']}, got unit {brief(unit)}")
 
 
 def parse_watts(text: str | float) -> float:

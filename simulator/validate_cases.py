@@ -8,12 +8,15 @@ integer`, so `infersim validate` exits 2 on a malformed file before simulating a
 from __future__ import annotations
 
 import csv
+import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from simulator.config.load import chip_ids, model_ids
-from simulator.errors import ScenarioError
+from simulator.config.schema import MAX_TOKENS, safe_name
+from simulator.errors import ScenarioError, brief
 
 COLUMNS = ("case_id", "model", "chip", "num_chips", "tp", "pp", "ep", "replicas", "weights_dtype", "kv_dtype",
            "mode", "input_tokens", "output_tokens", "concurrency", "rate_per_s", "metric", "value", "unit",
@@ -61,47 +64,63 @@ class Case:
         return self.metric in LATENCY_METRICS
 
 
-def _integer(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise ValueError(f"must be >= 1, got {value}")
-    return value
+MAX_CHIPS = 100_000  # chips, and each parallelism degree, of one measured system
+MAX_CONCURRENCY = 1_000_000  # users or batch size of one measurement
+MAX_RATE_PER_S = 1e6
 
 
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"must be a positive finite number, got {text!r}")
-    return value
+def _integer(maximum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"{brief(text)} is not an integer") from None
+        if not 1 <= value <= maximum:
+            raise ValueError(f"must be from 1 to {maximum}, got {brief(value)}")
+        return value
+    return parse
+
+
+def _number(maximum: float = math.inf) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{brief(text)} is not a number") from None
+        if not 0 < value < math.inf:
+            raise ValueError(f"must be a positive finite number, got {brief(text)}")
+        if value > maximum:
+            raise ValueError(f"must be at most {maximum:g}, got {brief(text)}")
+        return value
+    return parse
 
 
 def _one_of(choices) -> Callable[[str], str]:
     def check(text: str) -> str:
         if text not in choices:
-            raise ValueError(f"{text!r} is not one of: {', '.join(choices)}")
+            raise ValueError(f"{brief(text)} is not one of: {', '.join(choices)}")
         return text
     return check
 
 
-def _text(text: str) -> str:
+def _case_id(text: str) -> str:
+    """A case id names the case's scenario, so it follows the rule for names (config/schema.py)."""
     if not text:
         raise ValueError("must not be empty")
-    return text
+    try:
+        return safe_name(text)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("cannot name an output folder", "cannot name a scenario")) from None
 
 
 def _parsers() -> dict[str, Callable[[str], object]]:
-    ints = {name: _integer for name in ("num_chips", "tp", "pp", "ep", "replicas", "input_tokens",
-                                        "output_tokens", "concurrency")}
-    return {**ints, "rate_per_s": _number, "value": _number, "tolerance": _number,
+    ints = {name: _integer(MAX_CHIPS) for name in ("num_chips", "tp", "pp", "ep", "replicas")}
+    ints |= {name: _integer(MAX_TOKENS) for name in ("input_tokens", "output_tokens")}
+    return {**ints, "concurrency": _integer(MAX_CONCURRENCY), "rate_per_s": _number(MAX_RATE_PER_S),
+            "value": _number(), "tolerance": _number(),
             "weights_dtype": _one_of(DTYPES), "kv_dtype": _one_of(DTYPES), "mode": _one_of(MODES),
             "metric": _one_of(METRICS), "source_kind": _one_of(SOURCE_KINDS), "model": _one_of(model_ids()),
-            "chip": _one_of(chip_ids()), "case_id": _text}
+            "chip": _one_of(chip_ids()), "case_id": _case_id}
 
 
 OPTIONAL = ("concurrency", "rate_per_s", "unit", "source", "notes")
@@ -125,28 +144,43 @@ def read_cases(path: str | Path) -> list[Case]:
     """Every row of a validation CSV as a Case; the first problem is a one-line ScenarioError."""
     file = str(path)
     try:
-        handle = open(path, newline="", encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError("", f"cannot be read: {exc.strerror or exc}", file) from None
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ScenarioError("line 1", f"missing column(s): {', '.join(missing)}", file)
-        parsers = _parsers()
-        cases, seen = [], set()
-        for row in reader:
-            line = reader.line_num
-            if None in row:
-                raise ScenarioError(f"line {line}", f"{len(COLUMNS) + len(row[None])} fields, the header has "
-                                    f"{len(reader.fieldnames)}", file)
-            case = _parse_row(row, parsers, f"line {line}", file)
-            if case.case_id in seen:
-                raise ScenarioError(f"line {line}: case_id", f"{case.case_id!r} appears twice", file)
-            seen.add(case.case_id)
-            cases.append(case)
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ScenarioError("", "file not found", file) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise ScenarioError("", f"cannot be read: {getattr(exc, 'strerror', None) or exc}", file) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ScenarioError(f"line {line}", f"byte {data[exc.start]:#04x} is not UTF-8 text", file) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        cases = _read_rows(reader, file)
+    except csv.Error as exc:  # a giant field, a NUL in a field
+        raise ScenarioError(f"line {reader.line_num + 1}", f"not a readable CSV row: {exc}", file) from None
     if not cases:
         raise ScenarioError("", "no cases (a header and no rows)", file)
+    return cases
+
+
+def _read_rows(reader: csv.DictReader, file: str) -> list[Case]:
+    header = reader.fieldnames or []
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise ScenarioError("line 1", f"missing column(s): {', '.join(missing)}", file)
+    parsers = _parsers()
+    cases, seen = [], set()
+    for row in reader:
+        line = reader.line_num
+        if None in row:
+            raise ScenarioError(f"line {line}", f"{len(header) + len(row[None])} fields, the header has "
+                                f"{len(header)}", file)
+        case = _parse_row(row, parsers, f"line {line}", file)
+        if case.case_id in seen:
+            raise ScenarioError(f"line {line}: case_id", f"{brief(case.case_id)} appears twice", file)
+        seen.add(case.case_id)
+        cases.append(case)
     return cases
 
 

@@ -172,7 +172,7 @@ def test_a_malformed_trace_is_one_error_with_its_line_number(tmp_path, monkeypat
     ("mooncake", "m.jsonl", '{"timestamp": 0, "output_length": 2}\n', "line 1: missing key 'input_length'"),
     ("servegen", "sg", None,
      "sg/dataset.jsonl: line 1: windows.0.output_tokens: is not a Python dict literal of "
-     "{tokens: probability}"),
+     "{tokens: probability}; allowed: tokens 0 to 1000000000, probabilities finite and >= 0"),
 ])
 def test_malformed_mooncake_and_servegen_files(tmp_path, monkeypatch, fmt, name, text, expected):
     monkeypatch.chdir(tmp_path)

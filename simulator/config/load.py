@@ -17,8 +17,10 @@ from typing import Any, Mapping
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from simulator.config.schema import ChipSpec, ScenarioSpec, WorkloadSpec
-from simulator.errors import ScenarioError
+from simulator.config import limits
+from simulator.config.model_config import check_model_config
+from simulator.config.schema import ChipSpec, ScenarioSpec, WorkloadSpec, span_problem
+from simulator.errors import ScenarioError, brief
 
 CATALOG_DIR = Path(__file__).resolve().parent.parent / "catalog"
 
@@ -36,13 +38,25 @@ class Scenario:
 
 # ---------------------------------------------------------------- YAML
 
+MAX_INT = 2**63 - 1
+MAX_YAML_BYTES = 16 * 2**20  # an input YAML file; traces, which may be large, are CSV or JSON lines
+MAX_YAML_VALUES = 1_000_000  # values in a YAML file once its aliases are expanded (a "billion laughs" bomb)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Safe-load a YAML mapping; any problem is a ScenarioError naming the file."""
+    """Safe-load a YAML mapping (plain data only: no tags that build objects, nothing evaluated); any problem
+    is a ScenarioError naming the file."""
     try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ScenarioError("", f"is {size / 2**20:.1f} MiB; allowed: YAML files up to "
+                                f"{MAX_YAML_BYTES // 2**20} MiB", str(path))
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScenarioError("", "file not found", str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except IsADirectoryError:
+        raise ScenarioError("", "is a folder, not a YAML file", str(path)) from None
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL byte in the path
         raise ScenarioError("", f"cannot be read: {exc}", str(path)) from None
     try:
         data = yaml.safe_load(text)
@@ -51,17 +65,50 @@ def read_yaml(path: Path) -> dict[str, Any]:
         line = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ScenarioError("", f"{line}invalid YAML: {problem}", str(path)) from None
+    except RecursionError:
+        raise ScenarioError("", "invalid YAML: nested too deeply", str(path)) from None
     if not isinstance(data, dict):
         raise ScenarioError("", f"must be a YAML mapping of keys to values, got {type(data).__name__}",
                             str(path))
+    values = _expanded_size(data, {})
+    if values > MAX_YAML_VALUES:
+        raise ScenarioError("", f"holds {values:.3g} values once its aliases (*name) are expanded; allowed: "
+                            f"up to {MAX_YAML_VALUES}", str(path))
     return data
+
+
+def _expanded_size(node: Any, seen: dict[int, int]) -> int:
+    """How many values `node` holds with every alias expanded, counting each shared node once per use but
+    visiting it once: cheap even when the expansion is astronomically large."""
+    if not isinstance(node, (dict, list)):
+        return 1
+    if id(node) not in seen:
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        seen[id(node)] = 1 + sum(_expanded_size(child, seen) for child in children)
+    return seen[id(node)]
+
+
+def is_file(path: str | Path) -> bool:
+    """Path.is_file() for a path taken from an input: False, not an exception, for a name too long for the
+    file system or with a NUL byte in it."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def is_dir(path: str | Path) -> bool:
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def find_dir(name: str, start: Path) -> Path | None:
     """The nearest folder called `name` in `start` or one of its parents (project data folders)."""
     for folder in (start, *start.parents):
         candidate = folder / name
-        if candidate.is_dir():
+        if is_dir(candidate):
             return candidate
     return None
 
@@ -73,11 +120,11 @@ def _resolve_ref(value: str, folder: str, base: Path, field_name: str, file: str
     if data_dir is not None:
         candidates += [data_dir / value, data_dir / f"{value}.yaml"]
     for candidate in candidates:
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate
     known = sorted(p.stem for p in data_dir.glob("*.yaml")) if data_dir else []
     allowed = f"one of: {', '.join(known)}" if known else f"a YAML file path (no {folder}/ folder found)"
-    raise ScenarioError(field_name, f"{value!r} is not {allowed}", file)
+    raise ScenarioError(field_name, f"{brief(value)} is not {allowed}", file)
 
 
 # ---------------------------------------------------------------- overrides
@@ -86,7 +133,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """'serving.batcher.max_batch_size=64' -> (['serving', 'batcher', 'max_batch_size'], 64)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ScenarioError("--set", f"{text!r} must look like dotted.key=value")
+        raise ScenarioError("--set", f"{brief(text)} must look like dotted.key=value")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -102,7 +149,7 @@ def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
             child = node[part] = {}
         if not isinstance(child, dict):
             where = ".".join(path[: depth + 1])
-            raise ScenarioError("--set", f"{'.'.join(path)}: {where} is {child!r}, not a mapping")
+            raise ScenarioError("--set", f"{'.'.join(path)}: {where} is {brief(child)}, not a mapping")
         node = child
     node[path[-1]] = value
 
@@ -147,20 +194,26 @@ def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> tuple[str, st
     if kind == "missing":
         return field_name, "required key is missing"
     if kind == "literal_error":
-        return field_name, f"{got!r} is not one of: {_choices(ctx.get('expected', ''))}"
+        return field_name, f"{brief(got)} is not one of: {_choices(ctx.get('expected', ''))}"
     if kind == "union_tag_invalid":
-        return field_name + ".kind", f"{ctx.get('tag')!r} is not one of: {_choices(ctx.get('expected_tags', ''))}"
+        return field_name + ".kind", f"{brief(ctx.get('tag'))} is not one of: {_choices(ctx.get('expected_tags', ''))}"
     if kind == "union_tag_not_found":
         return field_name, "needs a 'kind:' key"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()), "?")
-        return field_name, f"must be {op} {bound}, got {got!r}"
+        return field_name, f"must be {op} {bound}, got {brief(got)}"
+    if kind == "int_from_float":
+        return field_name, f"must be an integer, got {brief(got)}"
+    if kind in ("too_short", "too_long"):
+        bound = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        return field_name, (f"must have at {'least' if kind == 'too_short' else 'most'} {bound} "
+                            f"item{'s' * (bound != 1)}, got {ctx.get('actual_length')}")
     message = str(error.get("msg", "invalid value"))
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     if kind.endswith("_type") or kind.endswith("_parsing"):
-        message = f"{message[0].lower()}{message[1:]}, got {got!r}"
+        message = f"{message[0].lower()}{message[1:]}, got {brief(got)}"
     return field_name, message
 
 
@@ -176,22 +229,33 @@ def _choices(expected: str) -> str:
 
 def validate(model: type[BaseModel], data: Mapping[str, Any], file: str,
              origins: Mapping[str, str] | None = None) -> Any:
-    """Validate `data` as `model`; the first problem becomes a one-line ScenarioError."""
-    _reject_non_finite(data, [], file)
+    """Validate `data` as `model`; the first problem becomes a one-line ScenarioError, naming the file a
+    referenced part (`origins`: top-level key -> its file) came from."""
     try:
+        _reject_non_finite(data, [], file)
         return model.model_validate(data)
+    except ScenarioError as exc:
+        raise _located(exc.field, exc.problem, file, origins) from None
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        field_name, problem = _describe(error, model)
-        head, _, rest = field_name.partition(".")
-        if origins and head in origins and rest:
-            raise ScenarioError(rest, problem, origins[head]) from None
-        raise ScenarioError(field_name, problem, file) from None
+        raise _located(*_describe(error, model), file, origins) from None
+
+
+def _located(field_name: str, problem: str, file: str, origins: Mapping[str, str] | None) -> ScenarioError:
+    head, _, rest = field_name.partition(".")
+    if origins and head in origins:
+        return ScenarioError(rest, problem, origins[head])
+    return ScenarioError(field_name, problem, file)
 
 
 def _reject_non_finite(node: Any, path: list[str], file: str) -> None:
+    """NaN, infinities and integers beyond 64 bits are refused wherever they appear: no count, size or rate
+    the simulator reads is meaningful there, and numpy could not hold them."""
     if isinstance(node, float) and not math.isfinite(node):
-        raise ScenarioError(".".join(path), f"must be a finite number, got {node!r}", file)
+        raise ScenarioError(".".join(path), f"must be a finite number, got {brief(node)}", file)
+    if isinstance(node, int) and not isinstance(node, bool) and not -MAX_INT <= node <= MAX_INT:
+        raise ScenarioError(".".join(path), f"{brief(node)} is too large; allowed: integers of at most 64 bits "
+                            f"(|n| <= {MAX_INT})", file)
     if isinstance(node, dict):
         for key, value in node.items():
             _reject_non_finite(value, [*path, str(key)], file)
@@ -212,8 +276,8 @@ def model_ids() -> list[str]:
 
 def load_chip(chip_id: str, field_name: str = "chip", file: str | None = None) -> ChipSpec:
     path = CATALOG_DIR / "chips" / f"{chip_id}.yaml"
-    if not path.is_file():
-        raise ScenarioError(field_name, f"{chip_id!r} is not one of: {', '.join(chip_ids())}", file)
+    if not is_file(path):
+        raise ScenarioError(field_name, f"{brief(chip_id)} is not one of: {', '.join(chip_ids())}", file)
     return validate(ChipSpec, read_yaml(path), str(path))
 
 
@@ -221,19 +285,19 @@ def load_model_config(ref: str, base: Path, file: str) -> tuple[str, dict[str, A
     """A catalog model id, or a path to a Hugging Face config.json -> (name, config dict)."""
     path = CATALOG_DIR / "models" / f"{ref}.json"
     name = ref
-    if not path.is_file():
+    if not is_file(path):
         direct = Path(ref) if Path(ref).is_absolute() else base / ref
-        if not (ref.endswith(".json") and direct.is_file()):
-            raise ScenarioError("model", f"{ref!r} is not a catalog model ({', '.join(model_ids())}) "
+        if not (ref.endswith(".json") and is_file(direct)):
+            raise ScenarioError("model", f"{brief(ref)} is not a catalog model ({', '.join(model_ids())}) "
                                 "nor a path to a config.json", file)
         path, name = direct, direct.parent.name if direct.name == "config.json" else direct.stem
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, not UTF-8, an integer of 5000 digits
         raise ScenarioError("", f"not a readable JSON config: {exc}", str(path)) from None
-    if not isinstance(config, dict):
-        raise ScenarioError("", "a config.json must hold a JSON object", str(path))
-    return name, config
+    except RecursionError:
+        raise ScenarioError("", "not a readable JSON config: nested too deeply", str(path)) from None
+    return name, dict(check_model_config(config, str(path)))
 
 
 def load_topology(ref: str, base: Path) -> tuple[dict[str, Any], str]:
@@ -277,6 +341,14 @@ def load_workload(path: str | Path) -> tuple[WorkloadSpec, int, str]:
         return spec.workload, spec.seed, spec.name
     absolute_trace_paths(data, path.resolve().parent)
     workload: WorkloadSpec = validate(WorkloadSpec, data, str(path))
+    requests = limits.workload_requests(workload)
+    if requests > limits.MAX_DESCRIBE_REQUESTS:
+        raise ScenarioError("", f"{requests:.3g} requests to generate; allowed: up to "
+                            f"{limits.MAX_DESCRIBE_REQUESTS:.0e} from a workload file (describe a scenario that uses "
+                            "it to go further, within that scenario's limits)", str(path))
+    problem = span_problem(workload)
+    if problem:
+        raise ScenarioError("", problem.removeprefix("workload: "), str(path))
     return workload, 0, workload.name or path.stem
 
 

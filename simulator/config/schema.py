@@ -8,25 +8,81 @@ family is a union discriminated on `kind:`; that union is the only lookup table.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+import re
+from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from simulator import units
+from simulator.config import limits
+from simulator.errors import brief
 
 DType = Literal["fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"]
 
 Bytes = Annotated[float, BeforeValidator(units.parse_bytes), Field(gt=0)]
-Bandwidth = Annotated[float, BeforeValidator(units.parse_bandwidth), Field(gt=0)]
+# >= 1 kB/s: a slower link stretches one transfer past the float64 time horizon (1e-300 B/s gave NaN times)
+Bandwidth = Annotated[float, BeforeValidator(units.parse_bandwidth), Field(ge=1e3)]
 FlopRate = Annotated[float, BeforeValidator(units.parse_flops), Field(gt=0)]
-Seconds = Annotated[float, BeforeValidator(units.parse_seconds), Field(ge=0)]
+# Simulated time stays below ~3 years, where float64 still resolves a nanosecond: beyond 1e8 s, adding a
+# microsecond step to the clock starts to round away (found by fuzzing: a rate of 1e-300 /s).
+MAX_SECONDS = 1e8
+SPAN_RULE = f"allowed: up to {MAX_SECONDS:.0e} s of simulated time (float64 resolution)"
+Seconds = Annotated[float, BeforeValidator(units.parse_seconds), Field(ge=0, le=MAX_SECONDS)]
 Rate = Annotated[float, BeforeValidator(units.parse_rate), Field(gt=0)]
 Watts = Annotated[float, BeforeValidator(units.parse_watts), Field(ge=0)]
-Fraction = Annotated[float, Field(gt=0, le=1)]
+Fraction = Annotated[float, Field(ge=1e-3, le=1)]  # >= 0.1%: an efficiency of 1e-300 makes step times infinite
+
+MAX_TOKENS = 10**9  # longest prompt or answer a length may give (today's longest contexts: ~10^7 tokens)
+Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS)]
+
+_NAME = re.compile(r"[^\W_][\w.+-]{0,99}")
+NAME_RULE = "letters, digits, '_', '.', '+', '-', starting with a letter or digit, at most 100 characters"
+
+
+def safe_name(name: str) -> str:
+    """A name that becomes a file or folder name (results/<name>): never a path that leaves the output folder."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"{brief(name)} cannot name an output folder; allowed: {NAME_RULE}")
+    return name
+
+
+# the names an output path is made of: scenario (results/<name>), sweep, compare and its designs, workload
+SafeName = Annotated[str, AfterValidator(safe_name)]
+OptionalName = Annotated[str, AfterValidator(lambda name: name and safe_name(name))]  # "" when unnamed
+
+
+def _plot_name(metric: str) -> str:
+    """A metric a sweep plots to plots/<metric>.png: any dotted summary name that is one file name."""
+    if not metric or re.search(r"[/\\\x00-\x1f\x7f]", metric):
+        raise ValueError(f"{brief(metric)} cannot name a plot file; allowed: a dotted summary metric without "
+                         "'/', '\\' or control characters")
+    return metric
+
+
+PlotName = Annotated[str, AfterValidator(_plot_name)]
 
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any) -> Any:
+        """`num_requests: true` is a typo, not 1: a boolean where a plain number belongs is passed on as the
+        word the file holds, which the number field then refuses (pydantic would read true as 1)."""
+        if isinstance(data, dict) and any(isinstance(v, bool) for v in data.values()):
+            fields = cls.model_fields
+            data = {k: str(v).lower() if isinstance(v, bool) and k in fields and
+                    _plain_number(fields[k].annotation) else v for k, v in data.items()}
+        return data
+
+
+def _plain_number(annotation: Any) -> bool:
+    """An int or float field (optional or not), not a bool, string or quantity with units."""
+    if annotation in (int, float):
+        return True
+    args = get_args(annotation)
+    return bool(args) and type(None) in args and all(a in (int, float, type(None)) for a in args)
 
 
 # ---------------------------------------------------------------- chips (catalog data)
@@ -178,13 +234,13 @@ class TopologySpec(Frozen):
 
 class FixedLength(Frozen):
     kind: Literal["fixed"]
-    value: int = Field(ge=1)
+    value: Tokens
 
 
 class UniformLength(Frozen):
     kind: Literal["uniform"]
-    low: int = Field(ge=1)
-    high: int = Field(ge=1)
+    low: Tokens
+    high: Tokens
 
     @model_validator(mode="after")
     def _ordered(self) -> "UniformLength":
@@ -196,9 +252,9 @@ class UniformLength(Frozen):
 class LognormalLength(Frozen):
     """Lognormal with the given mean (tokens) and sigma of the underlying normal; clipped to [1, max]."""
     kind: Literal["lognormal"]
-    mean: float = Field(gt=0)
+    mean: float = Field(gt=0, le=MAX_TOKENS)
     sigma: float = Field(gt=0, le=5)
-    max: int | None = Field(default=None, ge=1)
+    max: Tokens | None = None
 
 
 class EmpiricalLength(Frozen):
@@ -207,7 +263,7 @@ class EmpiricalLength(Frozen):
     kind: Literal["empirical"]
     format: Literal["azure", "mooncake", "sharegpt"] | None = None
     path: str | None = None
-    values: tuple[Annotated[int, Field(ge=1)], ...] | None = Field(default=None, min_length=1)
+    values: tuple[Tokens, ...] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> "EmpiricalLength":
@@ -220,7 +276,7 @@ class EmpiricalLength(Frozen):
 
 Lengths = Annotated[Union[FixedLength, UniformLength, LognormalLength, EmpiricalLength],
                     Field(discriminator="kind")]
-Duration = Annotated[float, BeforeValidator(units.parse_seconds), Field(gt=0)]
+Duration = Annotated[float, BeforeValidator(units.parse_seconds), Field(gt=0, le=MAX_SECONDS)]
 
 
 class PoissonArrivals(Frozen):
@@ -236,6 +292,9 @@ class GammaArrivals(Frozen):
     cv: float = Field(gt=0, le=100)
 
 
+MIN_PER_CYCLE = 1e-3
+
+
 class OnOffArrivals(Frozen):
     """Bursts: Poisson at `rate` while on and at `off_rate` while off (an interrupted Poisson process).
     Periods last `on_time` and `off_time` on average (exponentially distributed), or exactly with
@@ -247,6 +306,14 @@ class OnOffArrivals(Frozen):
     on_time: Duration
     off_time: Duration
     durations: Literal["exponential", "fixed"] = "exponential"
+
+    @model_validator(mode="after")
+    def _bursts_hold_requests(self) -> "OnOffArrivals":
+        per_cycle = self.rate * self.on_time + self.off_rate * self.off_time
+        if per_cycle < MIN_PER_CYCLE:  # generation walks cycle by cycle: 1e-300 per cycle would never end
+            raise ValueError(f"rate x on_time + off_rate x off_time is {per_cycle:.3g} requests per on/off cycle; "
+                             f"allowed: at least {MIN_PER_CYCLE:g} (for rarer bursts use kind: poisson)")
+        return self
 
 
 class DailyArrivals(Frozen):
@@ -355,7 +422,7 @@ class WorkloadSpec(Traffic):
     `correlation` (-1..1) couples prompt and output lengths through a Gaussian copula; unset, they are
     independent, except two empirical lengths from the same file, which are drawn as whole rows.
     """
-    name: str = ""
+    name: OptionalName = ""  # results/workload-<name> of `infersim workload describe`
     description: str = ""
     classes: tuple[RequestClass, ...] | None = Field(default=None, min_length=1)
 
@@ -379,6 +446,27 @@ def _count_problem(arrival: Any, num_requests: int | None, duration: float | Non
     return None
 
 
+def span_problem(w: WorkloadSpec) -> str | None:
+    """Why the workload's arrivals would run past MAX_SECONDS of simulated time (checked after the limits, so
+    that 10^12 requests are refused for their cost first); a replayed trace is checked when it is read."""
+    streams = [(w.arrival, w.num_requests)] if w.classes is None else \
+        [(w.arrival, w.num_requests)] * any(c.weight is not None for c in w.classes) + \
+        [(c.arrival, class_counts(c, w)[0]) for c in w.classes if c.arrival is not None]
+    for arrival, n in streams:
+        if n is None or arrival is None:
+            continue
+        if isinstance(arrival, ClosedLoopArrivals):
+            span, how = math.ceil(n / arrival.users) * arrival.think_time, \
+                f"over {arrival.users} users thinking {arrival.think_time:g} s each"
+        elif isinstance(arrival, (OfflineArrivals, TraceArrivals)):
+            continue
+        else:
+            span, how = n / limits.mean_rate(arrival), f"at {limits.mean_rate(arrival):.3g} /s"
+        if span > MAX_SECONDS:
+            return f"workload: {n} requests {how} span {span:.3g} s of simulated time; {SPAN_RULE}"
+    return None
+
+
 def _workload_problem(w: WorkloadSpec) -> str | None:
     if w.classes is None:
         if w.arrival is None:
@@ -392,7 +480,7 @@ def _workload_problem(w: WorkloadSpec) -> str | None:
         return f"class names must be unique, got {names}"
     shared = [c for c in w.classes if c.weight is not None]
     if shared and w.arrival is None:
-        return f"class {shared[0].name!r} has a weight, a share of the workload's arrival, which is missing"
+        return f"class {brief(shared[0].name)} has a weight, a share of the workload's arrival, which is missing"
     if w.arrival is not None and not shared:
         return "the workload's arrival is shared by classes with a weight, and no class has one"
     if shared and len(shared) < len(w.classes) and isinstance(w.arrival, ClosedLoopArrivals):
@@ -402,7 +490,7 @@ def _workload_problem(w: WorkloadSpec) -> str | None:
 
 
 def _class_problem(c: RequestClass, w: WorkloadSpec) -> str | None:
-    where = f"class {c.name!r}"
+    where = f"class {brief(c.name)}"
     if (c.weight is None) == (c.arrival is None):
         return f"{where} needs a weight (a share of the workload's arrival) or its own arrival, not both"
     if c.weight is not None and (c.num_requests or c.duration):
@@ -574,6 +662,7 @@ class CostSpec(Frozen):
 
 class SimSpec(Frozen):
     max_time: Seconds | None = None  # stop the simulation here; unfinished requests count as in flight
+    allow_huge: bool = False  # run even when the estimate exceeds the machine's memory or a day (limits.py)
     collectives: Literal["iteration", "layer"] = "iteration"  # flows per iteration (fast) or per layer
     link_buckets: int = Field(default=100, ge=1, le=10_000)  # time buckets of links.parquet
     # commit decode iterations that nothing can interrupt without an event each (same results; false: one
@@ -584,8 +673,9 @@ class SimSpec(Frozen):
 
 
 class ScenarioSpec(Frozen):
-    """A runnable scenario: model + cluster + deployment + serving + workload."""
-    name: str
+    """A runnable scenario: model + cluster + deployment + serving + workload. One whose run would obviously
+    exhaust the machine's memory or last more than a day is refused (config/limits.py) unless sim.allow_huge."""
+    name: SafeName
     description: str = ""
     seed: int = Field(default=0, ge=0)
     model: str
@@ -595,6 +685,13 @@ class ScenarioSpec(Frozen):
     workload: WorkloadSpec
     cost: CostSpec = CostSpec()
     sim: SimSpec = SimSpec()
+
+    @model_validator(mode="after")
+    def _within_limits(self) -> "ScenarioSpec":
+        problem = limits.scenario_problem(self) or span_problem(self.workload)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 # ---------------------------------------------------------------- sweeps
@@ -606,6 +703,9 @@ class ParetoSpec(Frozen):
     y: str = "throughput.output_tokens_per_s_per_chip"
 
 
+MAX_SWEEP_POINTS = 10_000
+
+
 class SweepSpec(Frozen):
     """A sweep file: a base scenario and axes over its dotted keys (the keys `infersim run --set` takes).
 
@@ -613,7 +713,7 @@ class SweepSpec(Frozen):
     keys of one zip group advance together. With `seeds: spawn` point i runs with a seed spawned from the root
     seed by its index; with `seeds: shared` every point runs with the root seed (common random numbers).
     """
-    name: str = ""
+    name: OptionalName = ""  # results/<name> by default
     description: str = ""
     base: str  # the base scenario file, relative to the sweep file
     seed: int | None = Field(default=None, ge=0)  # root seed; None: the base scenario's seed
@@ -622,12 +722,33 @@ class SweepSpec(Frozen):
     axes: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
     zip: tuple[dict[str, Annotated[list[Any], Field(min_length=1)]], ...] = ()
     x_axis: str | None = None  # the axis the metric plots use as x; None: the first
-    metrics: tuple[str, ...] = ("throughput.output_tokens_per_s_per_chip", "tpot_s.p50", "ttft_s.p99")
+    metrics: tuple[PlotName, ...] = ("throughput.output_tokens_per_s_per_chip", "tpot_s.p50", "ttft_s.p99")
     pareto: ParetoSpec = ParetoSpec()
+    allow_huge: bool = False  # more than MAX_SWEEP_POINTS points
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_too_many(cls, data: Any) -> Any:
+        """Refuse an absurd grid before expanding or validating it (10 axes of 100 values are 10^20 points)."""
+        if isinstance(data, dict) and data.get("allow_huge") is not True:
+            groups = [*(data.get("axes") or {}).values()] if isinstance(data.get("axes"), dict) else []
+            if isinstance(data.get("zip"), list):
+                groups += [next(iter(g.values()), []) for g in data["zip"] if isinstance(g, dict) and g]
+            points = math.prod(len(values) for values in groups if isinstance(values, list))
+            if points > MAX_SWEEP_POINTS:
+                raise ValueError(f"axes: {points:.3g} points; allowed: up to {MAX_SWEEP_POINTS} (at ~1 s each, "
+                                 f"more would take days); set allow_huge: true to run them anyway")
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "SweepSpec":
         seen = list(self.axes)
+        seeds = [("axes.seed", self.axes.get("seed", []))]
+        seeds += [(f"zip.{i}.seed", group["seed"]) for i, group in enumerate(self.zip) if "seed" in group]
+        for where, values in seeds:
+            bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+            if bad:
+                raise ValueError(f"{where}: seeds must be integers >= 0, got {brief(bad[0])}")
         for i, group in enumerate(self.zip):
             lengths = {key: len(values) for key, values in group.items()}
             if not lengths:
@@ -640,7 +761,7 @@ class SweepSpec(Frozen):
                 raise ValueError(f"zip.{i}: {twice[0]} is already an axis")
             seen += list(group)
         if self.x_axis is not None and self.x_axis not in seen:
-            raise ValueError(f"x_axis: {self.x_axis!r} is not one of the axes: {', '.join(seen) or 'none'}")
+            raise ValueError(f"x_axis: {brief(self.x_axis)} is not one of the axes: {', '.join(seen) or 'none'}")
         return self
 
 
@@ -649,7 +770,7 @@ class SweepSpec(Frozen):
 class CompareDesign(Frozen):
     """One cluster design of a comparison: a topology (name, path or mapping) and how the model sits on it.
     `serving` replaces the comparison's default serving for this design only."""
-    name: str = Field(min_length=1)
+    name: SafeName  # part of its scenarios' names
     description: str = ""
     cluster: str | dict[str, Any]  # validated as a topology when the design's scenarios are built
     deployment: DeploymentSpec = DeploymentSpec()
@@ -664,7 +785,7 @@ class CompareSpec(Frozen):
     max(requests_per_user x users, min_requests) requests, so each design is measured at the same load per
     replica. All points share `seed` (common random numbers: the same prompts and answers everywhere).
     """
-    name: str = Field(min_length=1)
+    name: SafeName  # results/compare-<name> by default
     description: str = ""
     seed: int = Field(default=0, ge=0)
     model: str

@@ -112,6 +112,7 @@ class Replica:
         self.horizon = horizon
         self._timed: tuple | None = None  # (shape, parts, closed form) run-ahead timed but did not commit
         self.early_effects = False  # may run-ahead commit finishes and drops before the clock (open loop)?
+        self.dropped = False  # did the last schedule drop requests (whose closed-loop users sent new ones)?
         self.wakeup: simpy.Event | None = None
         self.process = env.process(self.run())
 
@@ -136,6 +137,8 @@ class Replica:
             now = env.now
             if batch is None:
                 batch = self.schedule(now)
+                if batch is None and self.dropped:  # a dropped closed-loop request sent its user's next one
+                    continue
             if batch is None:  # sleep until a request arrives (or a static batch's wait runs out)
                 self.wakeup = env.event()
                 collector.events += 1
@@ -184,6 +187,7 @@ class Replica:
         dropped = batcher.take_dropped()
         for rid, reason in dropped:
             collector.drop(rid, reason, now)
+        self.dropped = bool(dropped)
         if dropped:
             self.on_dropped([rid for rid, _ in dropped])
         collector.preempt(batcher.take_preempted())

@@ -8,7 +8,7 @@ gpt_oss, opt, gpt2, gptj, palm.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
 from simulator.errors import ScenarioError
@@ -260,7 +260,7 @@ _FAMILIES: dict[str, Callable[[Mapping[str, Any]], _Dims]] = {
 def model_shape(name: str, config: Mapping[str, Any], file: str | None = None) -> ModelShape:
     """HF config.json dict -> ModelShape; an unknown family or a missing key is a ScenarioError."""
     family = config.get("model_type")
-    if family not in _FAMILIES:
+    if not isinstance(family, str) or family not in _FAMILIES:
         raise ScenarioError("model_type", f"{family!r} is not one of: {', '.join(sorted(_FAMILIES))}",
                             file or name)
     try:
@@ -274,4 +274,8 @@ def model_shape(name: str, config: Mapping[str, Any], file: str | None = None) -
         value = getattr(dims, key)
         if not isinstance(value, int) or value < 1:
             raise ScenarioError(key, f"must be a positive integer, got {value!r}", file or name)
+    for item in fields(_Dims):  # the counts a config left unusable (the config check names the keys first)
+        value = getattr(dims, item.name)
+        if item.type == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ScenarioError(item.name, f"must be a non-negative integer, got {value!r}", file or name)
     return shape_from_dims(name, dims)

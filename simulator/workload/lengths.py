@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from simulator.config.schema import EmpiricalLength, FixedLength, Lengths, LognormalLength, UniformLength
+from simulator.config.schema import (MAX_TOKENS, EmpiricalLength, FixedLength, Lengths, LognormalLength,
+                                     UniformLength)
 from simulator.workload.traces import read_lengths
 from simulator.workload.tracefile import TraceRequests
 
@@ -40,7 +41,7 @@ def sample_lengths(spec: Lengths, n: int, rng: np.random.Generator, column: str 
     if isinstance(spec, LognormalLength):
         mu = np.log(spec.mean) - spec.sigma**2 / 2.0  # so that the mean is spec.mean
         values = np.rint(rng.lognormal(mu, spec.sigma, size=n))
-        return np.clip(values, 1, spec.max or np.iinfo(np.int64).max).astype(np.int64)
+        return np.clip(values, 1, spec.max or MAX_TOKENS).astype(np.int64)
     if isinstance(spec, EmpiricalLength):
         values = empirical_values(spec, column, {} if cache is None else cache)
         return values[rng.integers(0, len(values), size=n)]
@@ -54,7 +55,7 @@ def quantile_lengths(spec: Lengths, z: np.ndarray, column: str, cache: Cache) ->
     if isinstance(spec, LognormalLength):
         mu = np.log(spec.mean) - spec.sigma**2 / 2.0
         values = np.rint(np.exp(mu + spec.sigma * z))
-        return np.clip(values, 1, spec.max or np.iinfo(np.int64).max).astype(np.int64)
+        return np.clip(values, 1, spec.max or MAX_TOKENS).astype(np.int64)
     u = _normal_cdf(z)
     if isinstance(spec, UniformLength):
         width = spec.high - spec.low + 1

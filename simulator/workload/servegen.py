@@ -16,7 +16,6 @@ Clients without length distributions are skipped (the public release lacks some 
 from __future__ import annotations
 
 import ast
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -24,14 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.config.schema import TraceWindow
-from simulator.errors import ScenarioError
-from simulator.workload.tracefile import (TraceRequests, csv_rows, parse_float, parse_int, read_lines,
-                                         shown_path)
+from simulator.config.load import is_dir, is_file
+from simulator.config.schema import MAX_TOKENS, TraceWindow
+from simulator.errors import ScenarioError, brief
+from simulator.workload.tracefile import (MAX_ID, TraceRequests, csv_rows, json_line, parse_float,
+                                         parse_int, read_lines, shown_path)
 
 TRACE_COLUMNS = ("client_id", "window_start_s", "rate_rps", "cv", "iat_dist", "iat_shape", "iat_scale")
 DEFAULT_WINDOW_S = 600.0
-_CLIENT = re.compile(r'\s*\{\s*"client_id"\s*:\s*(\d+)')
+MAX_CLIENT_RATE = 1e6  # requests per second of one client: beyond it a row is a typo, not a workload
+_CLIENT = re.compile(r'\s*\{\s*"client_id"\s*:\s*(\d{1,19})\b')  # a peek, before parsing the line
 Pdf = tuple[np.ndarray, np.ndarray]  # (token counts, cumulative probabilities)
 
 
@@ -48,7 +49,7 @@ class ClientWindow:
 
 def _find(folder: Path, stem: str) -> Path:
     for name in (f"{stem}.gz", stem):
-        if (folder / name).is_file():
+        if is_file(folder / name):
             return folder / name
     raise ScenarioError("", f"has no {stem} nor {stem}.gz (a servegen path is a folder with trace.csv and "
                         "dataset.jsonl)", shown_path(folder))
@@ -59,14 +60,15 @@ def read_windows(path: Path) -> tuple[list[ClientWindow], list[float]]:
     shown = shown_path(path)
     windows, starts = [], set()
     for line, cells in csv_rows(read_lines(path), TRACE_COLUMNS, shown):
-        client = parse_int(cells[0], line, "client_id", shown)
+        client = parse_int(cells[0], line, "client_id", shown, MAX_ID)
         start = parse_float(cells[1], line, "window_start_s", shown)
         rate = parse_float(cells[2], line, "rate_rps", shown)
-        if rate < 0:
-            raise ScenarioError(f"line {line}: rate_rps", f"{rate} is negative", shown)
+        if not 0 <= rate <= MAX_CLIENT_RATE:
+            raise ScenarioError(f"line {line}: rate_rps", f"{rate:g} is out of range; allowed: 0 to "
+                                f"{MAX_CLIENT_RATE:g} requests per second", shown)
         if cells[4] not in ("", "Gamma", "Weibull"):
             raise ScenarioError(f"line {line}: iat_dist",
-                                f"{cells[4]!r} is not one of: Gamma, Weibull (or empty)", shown)
+                                f"{brief(cells[4])} is not one of: Gamma, Weibull (or empty)", shown)
         shape = parse_float(cells[5], line, "iat_shape", shown)
         scale = parse_float(cells[6], line, "iat_scale", shown)
         starts.add(start)
@@ -83,10 +85,10 @@ def _pdf(text: object, line: int, where: str, shown: str) -> Pdf:
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         table = None
     if not isinstance(table, dict) or not table or not all(
-            isinstance(k, int) and k >= 0 and isinstance(p, (int, float)) and p >= 0
+            isinstance(k, int) and 0 <= k <= MAX_TOKENS and isinstance(p, (int, float)) and 0 <= p < math.inf
             for k, p in table.items()):
-        raise ScenarioError(f"line {line}: {where}", "is not a Python dict literal of {tokens: probability}",
-                            shown)
+        raise ScenarioError(f"line {line}: {where}", "is not a Python dict literal of {tokens: probability}; "
+                            f"allowed: tokens 0 to {MAX_TOKENS}, probabilities finite and >= 0", shown)
     tokens = np.fromiter(table.keys(), dtype=np.int64, count=len(table))
     cdf = np.cumsum(np.fromiter(table.values(), dtype=np.float64, count=len(table)))
     if cdf[-1] <= 0:
@@ -127,13 +129,10 @@ def read_pdfs(path: Path, wanted: dict[int, set[float]]) -> dict[tuple[int, floa
         peek = _CLIENT.match(text)
         if not text.strip() or (peek and int(peek.group(1)) not in wanted):
             continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ScenarioError(f"line {line}", f"invalid JSON: {exc.msg}", shown) from None
+        row = json_line(text, line, shown)
         if not isinstance(row, dict) or "client_id" not in row:
             raise ScenarioError(f"line {line}", "must be a JSON object with client_id and windows", shown)
-        client = parse_int(row["client_id"], line, "client_id", shown)
+        client = parse_int(row["client_id"], line, "client_id", shown, MAX_ID)
         for start, found in _client_pdfs(row, wanted.get(client, set()), line, shown).items():
             pdfs[(client, start)] = found
     return pdfs
@@ -177,8 +176,8 @@ def sample(folder: str, span: TraceWindow, rng: np.random.Generator) -> TraceReq
     """Requests drawn from a ServeGen folder within `span` (from its first window); t = 0 at span start."""
     root = Path(folder)
     shown = shown_path(root)
-    if not root.is_dir():
-        problem = "is a file, not a servegen folder" if root.exists() else \
+    if not is_dir(root):
+        problem = "is a file, not a servegen folder" if is_file(root) else \
             "folder not found (a servegen path is a folder with trace.csv and dataset.jsonl)"
         raise ScenarioError("", problem, shown)
     windows, starts = read_windows(_find(root, "trace.csv"))

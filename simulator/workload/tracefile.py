@@ -8,6 +8,7 @@ an integer`.
 from __future__ import annotations
 
 import gzip
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from simulator.errors import ScenarioError
+from simulator.config.schema import MAX_TOKENS
+from simulator.errors import ScenarioError, brief, brief_text
+
+MAX_ID = 2**63 - 1  # client ids and prefix hashes: any 64-bit integer
 
 
 @dataclass(frozen=True)
@@ -46,51 +50,76 @@ def shown_path(path: str | Path) -> str:
 
 
 def read_lines(path: str | Path) -> list[str]:
-    """Every line of a text file (gunzipped when it ends in .gz); problems become one-line errors."""
+    """Every line of a text file (gunzipped when it ends in .gz); problems become one-line errors, a byte that
+    is not UTF-8 with its line number."""
     shown = shown_path(path)
     opener: Callable[..., Any] = gzip.open if str(path).endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8-sig") as handle:
-            return handle.read().splitlines()
+        with opener(path, "rb") as handle:
+            data = handle.read()
     except FileNotFoundError:
         raise ScenarioError("", "file not found", shown) from None
     except IsADirectoryError:
         raise ScenarioError("", "is a folder, not a trace file", shown) from None
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, ValueError) as exc:  # ValueError: a NUL byte in the path
         raise ScenarioError("", f"cannot be read: {exc}", shown) from None
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ScenarioError(f"line {line}", f"byte {data[exc.start]:#04x} is not UTF-8 text", shown) from None
 
 
 # ---------------------------------------------------------------- row parsing
 
-def parse_int(text: Any, line: int, column: str, shown: str) -> int:
-    """A non-negative integer cell, or a ScenarioError naming file, line and column."""
+def parse_int(text: Any, line: int, column: str, shown: str, maximum: int = MAX_TOKENS) -> int:
+    """An integer cell from 0 to `maximum` (default: a token count), or a ScenarioError naming file, line and
+    column."""
     if isinstance(text, bool) or not isinstance(text, (int, str)):
-        raise ScenarioError(f"line {line}: {column}", f"{text!r} is not an integer", shown)
+        raise ScenarioError(f"line {line}: {column}", f"{brief(text)} is not an integer", shown)
     try:
         value = int(text)
-    except ValueError:
-        raise ScenarioError(f"line {line}: {column}", f"{text!r} is not an integer", shown) from None
+    except ValueError:  # not digits, or more digits than Python converts
+        raise ScenarioError(f"line {line}: {column}", f"{brief(text)} is not an integer", shown) from None
     if value < 0:
-        raise ScenarioError(f"line {line}: {column}", f"{value} is negative", shown)
+        raise ScenarioError(f"line {line}: {column}", f"{brief(value)} is negative", shown)
+    if value > maximum:
+        raise ScenarioError(f"line {line}: {column}", f"{brief(value)} is too large; allowed: 0 to {maximum}",
+                            shown)
     return value
 
 
 def parse_float(text: Any, line: int, column: str, shown: str) -> float:
     try:
         value = float(text)
-    except (TypeError, ValueError):
-        raise ScenarioError(f"line {line}: {column}", f"{text!r} is not a number", shown) from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond any float
+        raise ScenarioError(f"line {line}: {column}", f"{brief(text)} is not a number", shown) from None
     if not math.isfinite(value):
-        raise ScenarioError(f"line {line}: {column}", f"{text!r} is not a finite number", shown)
+        raise ScenarioError(f"line {line}: {column}", f"{brief(text)} is not a finite number", shown)
     return value
+
+
+def json_line(text: str, line: int, shown: str) -> Any:
+    """One line of a JSON-lines file, or a ScenarioError naming the file and the line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ScenarioError(f"line {line}", f"invalid JSON: {exc.msg}", shown) from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise ScenarioError(f"line {line}", f"invalid JSON: {str(exc).splitlines()[0]}", shown) from None
+    except RecursionError:
+        raise ScenarioError(f"line {line}", "invalid JSON: nested too deeply", shown) from None
 
 
 def csv_rows(lines: list[str], columns: tuple[str, ...], shown: str) -> Iterator[tuple[int, list[str]]]:
     """(line number, the named cells) of each data row of a plain CSV file (no quoted commas)."""
-    header = [cell.strip() for cell in lines[0].split(",")] if lines else []
+    if not lines or not lines[0].strip():
+        raise ScenarioError("line 1", f"no header; expected a CSV header with the columns {', '.join(columns)}",
+                            shown)
+    header = [cell.strip() for cell in lines[0].split(",")]
     for column in columns:
         if column not in header:
-            raise ScenarioError("line 1", f"the header has no column {column!r}; found: {', '.join(header)}",
+            raise ScenarioError("line 1", f"the header has no column {column!r}; found: {brief_text(', '.join(header))}",
                                 shown)
     where = [header.index(column) for column in columns]
     for number, line in enumerate(lines[1:], start=2):

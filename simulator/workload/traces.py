@@ -13,7 +13,6 @@ and its line; nothing is skipped silently.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import replace
@@ -22,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.config.schema import TraceArrivals, TraceWindow
-from simulator.errors import ScenarioError
+from simulator.config.schema import MAX_SECONDS, SPAN_RULE, TraceArrivals, TraceWindow
+from simulator.errors import ScenarioError, brief
 from simulator.workload import servegen
-from simulator.workload.tracefile import (TraceRequests, csv_rows, parse_float, parse_int, read_lines,
-                                         shown_path)
+from simulator.workload.tracefile import (MAX_ID, TraceRequests, csv_rows, json_line, parse_float,
+                                         parse_int, read_lines, shown_path)
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 SHAREGPT_COLUMNS = ("num_prefill_tokens", "num_decode_tokens")
@@ -41,7 +40,7 @@ def _azure_time(text: str, line: int, shown: str) -> tuple[int, float]:
         if stamp.tzinfo is not None or (fraction and not fraction.isdigit()):
             raise ValueError(text)
     except ValueError:
-        raise ScenarioError(f"line {line}: TIMESTAMP", f"{text!r} is not a time like "
+        raise ScenarioError(f"line {line}: TIMESTAMP", f"{brief(text)} is not a time like "
                             "'2023-11-16 18:17:03.9799600'", shown) from None
     return int((stamp - _EPOCH).total_seconds()), float(f"0.{fraction or 0}")
 
@@ -71,10 +70,7 @@ def _read_mooncake(lines: list[str], shown: str) -> TraceRequests:
     for line, text in enumerate(lines, start=1):
         if not text.strip():
             continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ScenarioError(f"line {line}", f"invalid JSON: {exc.msg}", shown) from None
+        row = json_line(text, line, shown)
         if not isinstance(row, dict):
             raise ScenarioError(f"line {line}", f"must be a JSON object, got {type(row).__name__}", shown)
         for key in ("timestamp", "input_length", "output_length"):
@@ -85,8 +81,8 @@ def _read_mooncake(lines: list[str], shown: str) -> TraceRequests:
         output.append(parse_int(row["output_length"], line, "output_length", shown))
         ids = row.get("hash_ids", [])
         if not isinstance(ids, list):
-            raise ScenarioError(f"line {line}: hash_ids", f"must be a list of integers, got {ids!r}", shown)
-        hashes.append(tuple(parse_int(h, line, "hash_ids", shown) for h in ids))
+            raise ScenarioError(f"line {line}: hash_ids", f"must be a list of integers, got {brief(ids)}", shown)
+        hashes.append(tuple(parse_int(h, line, "hash_ids", shown, MAX_ID) for h in ids))
     return TraceRequests(np.asarray(times, dtype=np.float64), *_lengths(prompt, output), tuple(hashes))
 
 
@@ -177,7 +173,12 @@ def replay(spec: TraceArrivals, n: int | None, rng: np.random.Generator) -> Trac
         data = data.take(np.arange(n))
     if spec.dither > 0:
         data = dither(data, spec.dither, rng)
-    return time_scaled(data, spec, shown)
+    data = time_scaled(data, spec, shown)
+    span = float(data.arrival_s[-1]) if len(data) else 0.0
+    if span > MAX_SECONDS:
+        raise ScenarioError("time_scale" if spec.time_scale is not None else "rate" if spec.rate is not None else "",
+                            f"the replayed requests span {span:.3g} s of simulated time; {SPAN_RULE}", shown)
+    return data
 
 
 def read_lengths(fmt: str, path: str, cache: dict[tuple[str, str], TraceRequests]) -> TraceRequests:
