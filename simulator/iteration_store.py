@@ -125,6 +125,10 @@ class IterationStore:
 
     def __getitem__(self, name: str) -> np.ndarray:
         """One column of every row, in order (int64 for counts, float64 otherwise)."""
+        self.finish()
+        if self._spool is not None:  # one read of the whole column (threads), then one copy
+            import pyarrow.parquet as pq
+            return pq.ParquetFile(self._spool).read(columns=[name]).column(0).to_numpy()
         column = np.empty(len(self), dtype=np.int64 if name in INTEGER_COLUMNS else np.float64)
         at = 0
         for part in self.chunks([name]):

@@ -142,11 +142,20 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
     chips = sum(p.chips_total for _, p in pools)
     nodes = math.ceil(chips / spec.cluster.chips_per_node)
     busy = float(it["duration_s"].sum())
+    per_chip = it["chips"]  # iteration columns are per chip of the replica that ran them
+
+    def total(column: str) -> float:
+        return float((it[column] * per_chip).sum())
+
+    flops, memory_bytes, stream_bytes, swap_bytes = (total(f"{c}_per_chip") for c in ("flops", "memory_bytes",
+                                                                                      "stream_bytes", "swap_bytes"))
+    del per_chip
+    batch_sizes = it["batch_size"]
     link_util = {}
     if not links.empty:
         totals = links.groupby("link", sort=True).agg(bytes=("bytes", "sum"), bw=("achievable_bytes_per_s", "first"))
         link_util = {link: _share(float(row.bytes), float(row.bw) * span_s) for link, row in totals.iterrows()}
-    energy = _energy(scenario, plan, chips, it, links, span_s)
+    energy = _energy(scenario, plan, chips, flops, memory_bytes, stream_bytes, links, span_s)
     energy_j = energy.total_j if energy else None
     cost_usd = _cost_usd(scenario, chips, span_s, energy_j)
     per_chip_peak = chip.compute.peak[plan.compute_dtype]
@@ -171,10 +180,8 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
             "output_tokens_per_s_per_chip": _share(out_tokens, span_s * chips),
         },
         "utilization": {
-            "compute_mean": _share(float((it["flops_per_chip"] * it["chips"]).sum()),
-                                   per_chip_peak * span_s * chips),
-            "memory_bw_mean": _share(float((it["memory_bytes_per_chip"] * it["chips"]).sum()),
-                                     plan.tier_bandwidth * span_s * chips),
+            "compute_mean": _share(flops, per_chip_peak * span_s * chips),
+            "memory_bw_mean": _share(memory_bytes, plan.tier_bandwidth * span_s * chips),
             "links": link_util,
         },
         "bottleneck_share": {
@@ -223,13 +230,13 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
         },
         "kv_cache": {"preemptions": int(req["preemptions"].sum()),
                      "requests_preempted": int((req["preemptions"] > 0).sum()),
-                     "swapped_bytes": float((it["swap_bytes_per_chip"] * it["chips"]).sum()),
+                     "swapped_bytes": swap_bytes,
                      "transferred_bytes": float(req["kv_transfer_bytes"].sum()),
                      "prefix_hit_tokens": int(req["prefix_hit_tokens"].sum()),
                      "prefix_hit_rate": _share(float(req["prefix_hit_tokens"].sum()),
                                                float(req.loc[req["status"] != "not_arrived", "prompt_tokens"].sum()))},
-        "batch": {"mean": float(it["batch_size"].mean()) if len(it) else None,
-                  "max": int(it["batch_size"].max()) if len(it) else 0,
+        "batch": {"mean": float(batch_sizes.mean()) if len(it) else None,
+                  "max": int(batch_sizes.max()) if len(it) else 0,
                   "iterations": int(len(it))},
         "sim": {"wall_s": wall_s, "events": int(events), "simulated_s": span_s},
     }
@@ -249,17 +256,14 @@ def out_of_range(summary: dict[str, Any]) -> list[str]:
             if value is not None and not -1e-12 <= value <= 1 + 1e-9]
 
 
-def _energy(scenario: "Scenario", plan: Plan, chips: int, it: IterationStore, links: pd.DataFrame,
-            span_s: float) -> EnergyParts | None:
+def _energy(scenario: "Scenario", plan: Plan, chips: int, flops: float, memory_bytes: float, stream_bytes: float,
+            links: pd.DataFrame, span_s: float) -> EnergyParts | None:
+    """Energy of the run from its totals over every chip: FLOPs, bytes of the fast tier and streamed bytes."""
     model = EnergyModel.build(scenario.chip, plan.compute_dtype, plan.tier, plan.stream_tier)
     if model is None:
         return None
-
-    def total(column: str) -> float:  # iteration columns are per chip of the replica that ran it
-        return float((it[column] * it["chips"]).sum())
-
-    return energy_parts(model, chips, span_s, total("flops_per_chip"), total("memory_bytes_per_chip"),
-                        float(links["energy_j"].sum()) if len(links) else 0.0, total("stream_bytes_per_chip"))
+    return energy_parts(model, chips, span_s, flops, memory_bytes,
+                        float(links["energy_j"].sum()) if len(links) else 0.0, stream_bytes)
 
 
 def _cost_usd(scenario: "Scenario", chips: int, span_s: float, energy_j: float | None) -> float | None:

@@ -96,6 +96,7 @@ class Replica:
         self.stages = stages
         self.micro_batches = micro_batches
         self.in_flight = pipeline_schedule == "in_flight" and len(stages) > 1
+        self.one_pass = len(stages) == 1 or micro_batches == 1  # every batch goes through whole, in one part
         self.network = network
         self.routes = routes
         self.collector = collector
@@ -177,29 +178,36 @@ class Replica:
 
     def micro_batches_of(self, batch: Batch) -> int:
         """Micro-batches the pipeline splits `batch` into: as configured, at most one per request."""
-        return max(1, min(self.micro_batches, batch.size))
+        return 1 if self.one_pass else max(1, min(self.micro_batches, batch.size))
 
     def schedule(self, now: float) -> Batch | None:
         """The batcher's next batch at `now`, with its admissions, drops, preemptions and prefix hits recorded."""
         batcher, collector = self.batcher, self.collector
         batch = batcher.schedule(now)
-        collector.admit(batcher.take_admitted(), now)
-        dropped = batcher.take_dropped()
-        for rid, reason in dropped:
-            collector.drop(rid, reason, now)
-        self.dropped = bool(dropped)
-        if dropped:
+        if batcher.admitted:
+            collector.admit(batcher.take_admitted(), now)
+        self.dropped = bool(batcher.dropped)
+        if batcher.dropped:
+            dropped = batcher.take_dropped()
+            for rid, reason in dropped:
+                collector.drop(rid, reason, now)
             self.on_dropped([rid for rid, _ in dropped])
-        collector.preempt(batcher.take_preempted())
-        collector.prefix_hits(batcher.take_prefix_hits())
+        if batcher.preempted:
+            collector.preempt(batcher.take_preempted())
+        if batcher.hits:
+            collector.prefix_hits(batcher.take_prefix_hits())
         return batch
 
     def complete(self, batch: Batch, start: float, end: float, account: IterationAccount) -> None:
         """Apply an iteration that ran from `start` to `end`: record it, deliver first tokens, finish requests."""
-        collector = self.collector
         first, finished = self.batcher.complete(batch)
-        collector.iteration(self.index, start, end - start, account, batch.shape, batch.size,
-                            self.batcher.kv.used_blocks, batch.output_tokens)
+        self.collector.iteration(self.index, start, end - start, account, batch.shape, batch.size,
+                                 self.batcher.kv.used_blocks, batch.output_tokens)
+        self.deliver(first, finished, end)
+
+    def deliver(self, first: list[int], finished: list[int], end: float) -> None:
+        """Record the first tokens and the finished requests of an iteration that ended at `end`."""
+        collector = self.collector
         if first and self.role != "prefill":  # a prefill replica's token is delivered after the hand-off
             collector.first_tokens(first, end)
         if finished:

@@ -50,7 +50,10 @@ def run_ahead(replica: "Replica", batch: "Batch", now: float) -> tuple[float, "B
         parts = replica.micro_batches_of(batch)
         steps = batcher.steady_steps(batch)
         if steps:
-            end, committed = _commit_steady(replica, batch, parts, t, steps, mine, stop)
+            finish = effects_ok and len(replica.stages) == 1 and parts == 1 and replica.drafter is None \
+                and batcher.finishes_after_steady(steps)  # then the iteration that finishes too, if in time
+            end, committed = _commit_steady(replica, batch, parts, t, steps, mine, stop,
+                                            anywhere if finish else -1.0)
             if not committed:
                 return t, batch
             t = end
@@ -77,13 +80,14 @@ def run_ahead(replica: "Replica", batch: "Batch", now: float) -> tuple[float, "B
 
 
 def _commit_steady(replica: "Replica", batch: "Batch", parts: int, start: float, steps: int, mine: float,
-                   stop: float) -> tuple[float, int]:
+                   stop: float, finish_before: float = -1.0) -> tuple[float, int]:
     """Commit up to `steps` steady decode iterations from `batch` on, up to and including the first that
-    reaches `mine` and ending before `stop`. Returns (when the last committed one ends, how many)."""
+    reaches `mine` and ending before `stop`; then (one stage only) the iteration that finishes requests, when
+    it ends before `finish_before`. Returns (when the last committed one ends, how many)."""
     if replica.drafter is not None:
         return _commit_steady_drafting(replica, batch, parts, start, steps, mine, stop)
     if len(replica.stages) == 1 and parts == 1:
-        return _commit_steady_one_stage(replica, batch, start, steps, mine, stop)
+        return _commit_steady_one_stage(replica, batch, start, steps, mine, stop, finish_before)
     batcher, stages, network, collector = replica.batcher, replica.stages, replica.network, replica.collector
     index, chips, k, in_flight = replica.index, replica.chips, len(stages), replica.in_flight
     shape = batch.shape
@@ -162,10 +166,13 @@ def _commit_steady(replica: "Replica", batch: "Batch", parts: int, start: float,
 
 
 def _commit_steady_one_stage(replica: "Replica", batch: "Batch", start: float, steps: int, mine: float,
-                             stop: float) -> tuple[float, int]:
+                             stop: float, finish_before: float) -> tuple[float, int]:
     """_commit_steady for one stage and one micro-batch (no pipeline), the common case, with what is fixed
     in locals. The same float operations: adding 0.0, multiplying or dividing by 1 and the flow shop of one
-    job leave a value unchanged, so they are left out."""
+    job leave a value unchanged, so they are left out. The last iteration may finish requests (batcher and
+    deliveries as in Replica.complete)."""
+    from simulator.serving.batcher import Batch
+
     batcher, network, collector, index, chips = (replica.batcher, replica.network, replica.collector,
                                                  replica.index, replica.chips)
     shape, stage = batch.shape, replica.stages[0]
@@ -183,7 +190,8 @@ def _commit_steady_one_stage(replica: "Replica", batch: "Batch", start: float, s
         shape.prefill_tokens
     rows, pack, advance = collector.pending_rows, ROW.pack, batcher.advance_steady
     t, context, committed = start, shape.decode_context, 0
-    while committed < steps:
+    last = steps + (finish_before > start)  # the finishing iteration too, if it may be
+    while committed < last:
         fl = (dense + per_pair * context) / tp + head + moe
         kv = (context + tokens) * kv_per_token
         if stream_s:
@@ -194,7 +202,8 @@ def _commit_steady_one_stage(replica: "Replica", batch: "Batch", start: float, s
         c = fl / peak
         step = (m if m > c else c) + ov + coll
         end = t + (step + xfer + send_latency)
-        if end >= stop:
+        finishing = committed == steps
+        if end >= stop or (finishing and end >= finish_before):
             replica.remember_timing(batcher.steady_shape(shape, context), 1, step + xfer + send_latency,
                                     [StepCost(c, m, ov, fl, mem_b, stream_b)], size)
             break
@@ -203,6 +212,9 @@ def _commit_steady_one_stage(replica: "Replica", batch: "Batch", start: float, s
         if send_carried:
             network.account_private(t, end, send_carried, send_bytes, size)
         duration = end - t  # as recorded after an event: the clock's difference
+        if finishing:
+            first, finished = batcher.complete(Batch(batcher.steady_shape(shape, context), [], 0.0, 0.0, out))
+            used = batcher.kv.used_blocks
         cb, mb = (c, 0.0) if c >= m else (0.0, m)
         rows.append(pack(index, t, duration, c, m, cb, mb, net, ov, max(duration - (cb + mb + ov + net), 0.0),
                          fl, mem_b, stream_b, net_bytes_per_chip, 0.0, chips, pf, n, out, size_, context, used))
@@ -210,6 +222,9 @@ def _commit_steady_one_stage(replica: "Replica", batch: "Batch", start: float, s
             collector.flush_rows()
         t = end
         committed += 1
+        if finishing:
+            replica.deliver(first, finished, end)
+            break
         context = advance()
         if end >= mine:
             break

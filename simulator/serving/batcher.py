@@ -41,10 +41,10 @@ class Batch:
     swap_out_bytes: float = 0.0
     swap_in_bytes: float = 0.0
     output_tokens: float = 0.0  # tokens it produces (expected, under speculative decoding)
+    size: int = field(init=False)  # requests it advances (read often: computed once)
 
-    @property
-    def size(self) -> int:
-        return self.shape.decode_tokens + len(self.chunks)
+    def __post_init__(self) -> None:
+        self.size = self.shape.decode_tokens + len(self.chunks)
 
 
 class Speculation:
@@ -310,6 +310,13 @@ class ContinuousBatching:
         if self.paged and self.block_heap:
             steps = min(steps, self.block_heap[0][0] - self.step)
         return max(steps, 0)
+
+    def finishes_after_steady(self, steps: int) -> bool:
+        """After `steps` steady iterations (see `steady_steps`), is the next one the same decode batch, whose
+        completion finishes requests (no KV block due before it)?"""
+        if not self.decode_heap or self.decode_heap[0][0] != self.step + steps + 1:
+            return False
+        return not (self.paged and self.block_heap and self.block_heap[0][0] <= self.step + steps)
 
     def may_finish(self, batch: Batch) -> bool:
         """Could completing `batch` finish a request (a stale heap entry counts, conservatively)?"""
