@@ -60,6 +60,14 @@ def run_ahead(replica: "Replica", batch: "Batch", now: float) -> tuple[float, "B
             if t >= mine or committed < steps or (batcher.waiting and not (effects_ok and t < anywhere)):
                 return t, None  # an arrival is due, the end is near, or the next schedule may drop a request
             batch = replica.schedule(t)
+        elif len(replica.stages) == 1 and parts == 1:
+            end = _commit_one_stage(replica, batch, t, stop, anywhere if effects_ok else -1.0)
+            if end is None:
+                return t, batch
+            t = end
+            if t >= mine or (batcher.waiting and not (effects_ok and t < anywhere)):
+                return t, None
+            batch = replica.schedule(t)
         else:
             timed = replica._timed
             duration, costs, bookings = timed[2] if timed and timed[0] == batch.shape and timed[1] == parts \
@@ -77,6 +85,44 @@ def run_ahead(replica: "Replica", batch: "Batch", now: float) -> tuple[float, "B
             batch = replica.schedule(t)
         if batch is None:
             return t, None
+
+
+def _commit_one_stage(replica: "Replica", batch: "Batch", t: float, stop: float,
+                      finish_before: float) -> float | None:
+    """Commit one iteration of any batch (prefill chunks, finishes) on a one-stage replica: Replica's
+    _closed_form, _book and complete, unrolled with the same float operations (as _commit_steady_one_stage).
+    Returns when it ends, or None when it may not be committed (it ends at `stop` or later, or it finishes a
+    request at `finish_before` or later)."""
+    batcher, stage, shape = replica.batcher, replica.stages[0], batch.shape
+    p = stage.private
+    size = shape.tokens * stage.cost_model.model.d_model * ACTIVATION_BYTES
+    cost = replica._cost(stage, shape)
+    c, m, ov = cost.compute_s, cost.memory_s, cost.overhead_s
+    coll = p.coll_s_per_byte * size + p.coll_latency_s
+    xfer = p.send_s_per_byte * size
+    duration = (m if m > c else c) + ov + coll + xfer + p.send_latency_s
+    end = t + duration
+    if end >= stop or (end >= finish_before and batcher.may_finish(batch)):
+        replica.remember_timing(shape, 1, duration, [cost], size)
+        return None
+    if p.coll_carried:
+        replica.network.account_private(t, end, p.coll_carried, size * p.coll_sent, size)
+    if p.send_carried:
+        replica.network.account_private(t, end, p.send_carried, size * p.send_sent, size)
+    first, finished = batcher.complete(batch)
+    duration = end - t  # as recorded after an event: the clock's difference
+    cb, mb = (c, 0.0) if c >= m else (0.0, m)
+    net = coll + xfer + p.send_latency_s
+    collector = replica.collector
+    collector.pending_rows.append(ROW.pack(
+        replica.index, t, duration, c, m, cb, mb, net, ov, max(duration - (cb + mb + ov + net), 0.0), cost.flops,
+        cost.memory_bytes, cost.stream_bytes, size * (p.coll_sent + p.send_sent) / replica.chips, 0.0,
+        replica.chips, shape.prefill_tokens, shape.decode_tokens, batch.output_tokens, batch.size,
+        shape.decode_context, batcher.kv.used_blocks))
+    if len(collector.pending_rows) >= ROWS_PER_CHUNK:
+        collector.flush_rows()
+    replica.deliver(first, finished, end)
+    return end
 
 
 def _commit_steady(replica: "Replica", batch: "Batch", parts: int, start: float, steps: int, mine: float,

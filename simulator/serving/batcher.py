@@ -260,7 +260,10 @@ class ContinuousBatching:
         """The next iteration's batch, or None when there is nothing to run (see `wake_at`)."""
         if self.paged:
             self._grow()
-        self._admit(now)
+        if self.waiting:
+            self._admit(now)
+        elif self.static:
+            self.wake_at = None  # as _static_gate says when nothing waits
         n_decode = len(self.decoding)
         if self.prefill_first and self.prefilling:  # prefill-only iteration: decodes wait
             n_decode = 0
