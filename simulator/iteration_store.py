@@ -104,21 +104,37 @@ class IterationStore:
         while self._chunks:
             self._writer.write_table(pa.Table.from_pandas(_frame(self._chunks.pop(0)), preserve_index=False))
 
-    def rows(self) -> np.ndarray:
-        """Every row as one (rows x ITERATION_COLUMNS) float64 array, in order."""
-        self.finish()
-        if self._spool is not None:
-            return self.frame().to_numpy(dtype=np.float64)
-        return np.concatenate(self._chunks) if self._chunks else np.zeros((0, _WIDTH))
+    def save_rows(self, path: Path) -> None:
+        """Every row, in order, as one (rows x ITERATION_COLUMNS) float64 .npy file, written chunk by chunk."""
+        out = np.lib.format.open_memmap(path, mode="w+", dtype="<f8", shape=(len(self), _WIDTH))
+        at = 0
+        for part in self.chunks(list(ITERATION_COLUMNS)):
+            n = len(part["replica"])
+            for i, name in enumerate(ITERATION_COLUMNS):
+                out[at:at + n, i] = part[name]
+            at += n
+        out.flush()
+        del out
 
-    def merge(self, parts: list[np.ndarray]) -> None:
-        """Take the rows of other runs (replica_groups.py), each in order, interleaving them by end time; then
-        the store is finished."""
+    def merge(self, paths: list[Path]) -> None:
+        """Take the rows other runs saved (`save_rows`, replica_groups.py), each file in order, interleaved by
+        end time (ties by replica); then the store is finished. Memory: the sort keys and one chunk."""
         self.finish()
-        rows = np.concatenate([np.zeros((0, _WIDTH)), *parts])
-        rows = rows[np.lexsort((rows[:, 0], rows[:, 1] + rows[:, 2]))]
-        for start in range(0, len(rows), ROWS_PER_CHUNK):
-            self._emit(rows[start:start + ROWS_PER_CHUNK])
+        files = [np.load(path, mmap_mode="r") for path in paths]
+        ends = np.concatenate([np.zeros(0), *(f[:, 1] + f[:, 2] for f in files)])
+        replicas = np.concatenate([np.zeros(0), *(f[:, 0] for f in files)])
+        order = np.lexsort((replicas, ends))
+        del ends, replicas
+        offsets = np.cumsum([0, *(len(f) for f in files)])
+        for start in range(0, len(order), ROWS_PER_CHUNK):
+            picked = order[start:start + ROWS_PER_CHUNK]
+            which = np.searchsorted(offsets, picked, side="right") - 1
+            chunk = np.empty((len(picked), _WIDTH))
+            for i, f in enumerate(files):
+                mine = which == i
+                if mine.any():  # rows of one file come in their order: reads go forward through it
+                    chunk[mine] = f[picked[mine] - offsets[i]]
+            self._emit(chunk)
         if self._writer is not None:
             self._writer.close()
             self._writer = None

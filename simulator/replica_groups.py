@@ -13,7 +13,9 @@ process run (link bytes up to float rounding). `summary.json` says when this sho
 from __future__ import annotations
 
 import multiprocessing
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,8 +51,11 @@ def simulate(scenario: "Scenario", cluster: "Cluster", groups: list[list[int]]) 
     Returns the simulated span (when the last group ended)."""
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    with ProcessPoolExecutor(max_workers=len(groups), mp_context=context) as pool:
-        records = list(pool.map(simulate_group, [scenario] * len(groups), groups))
+    with tempfile.TemporaryDirectory(prefix="infersim-groups-") as folder:
+        rows = [Path(folder) / f"group-{i}.npy" for i in range(len(groups))]
+        with ProcessPoolExecutor(max_workers=len(groups), mp_context=context) as pool:
+            records = list(pool.map(simulate_group, [scenario] * len(groups), groups, rows))
+        cluster.collector.iterations.merge(rows)
     c, network = cluster.collector, cluster.network
     for record in records:
         rids = record["rids"]
@@ -63,12 +68,12 @@ def simulate(scenario: "Scenario", cluster: "Cluster", groups: list[list[int]]) 
         c.dropped += record["dropped"]
         c.events += record["events"]
         network.merge(record["network"])
-    c.iterations.merge([record["rows"] for record in records])
     return max(record["span"] for record in records)
 
 
-def simulate_group(scenario: "Scenario", replicas: list[int]) -> dict[str, Any]:
-    """Worker: simulate `replicas` with their requests; return their records (picklable)."""
+def simulate_group(scenario: "Scenario", replicas: list[int], rows: Path) -> dict[str, Any]:
+    """Worker: simulate `replicas` with their requests; save their iteration rows to `rows` (.npy) and return
+    the other records (picklable)."""
     import simpy
 
     from simulator.engine.cluster import Cluster
@@ -87,5 +92,6 @@ def simulate_group(scenario: "Scenario", replicas: list[int]) -> dict[str, Any]:
     record = {name: np.asarray(getattr(c, name))[rids] for name in PER_REQUEST}
     record.update(rids=rids, drop_reason=[c.drop_reason[r] for r in rids.tolist()], arrived=c.arrived,
                   completed=c.completed, dropped=c.dropped, events=c.events + cluster.network.events,
-                  network=cluster.network.records(), rows=c.iterations.rows(), span=cluster.env.now)
+                  network=cluster.network.records(), span=cluster.env.now)
+    c.iterations.save_rows(rows)
     return record

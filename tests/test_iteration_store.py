@@ -74,3 +74,16 @@ def test_a_long_run_spools_its_iterations_and_reports_the_same(write_scenario, m
     pd.testing.assert_frame_equal(spooled.iterations, in_memory.iterations)
     strip = lambda s: {k: v for k, v in s.items() if k != "sim"}  # noqa: E731
     assert strip(spooled.summary) == strip(in_memory.summary)
+
+
+def test_rows_saved_by_two_runs_merge_in_the_order_they_ended(tmp_path):
+    clock = [0.0]
+    one, two, merged = (IterationStore(lambda: clock[0], memory_rows=2) for _ in range(3))
+    _fill(one, [r for r in ROWS if r[0] == 0], clock)
+    _fill(two, [r for r in ROWS if r[0] == 1], clock)
+    one.save_rows(tmp_path / "a.npy")
+    two.save_rows(tmp_path / "b.npy")
+    merged.merge([tmp_path / "a.npy", tmp_path / "b.npy"])
+    together = IterationStore(lambda: clock[0])
+    _fill(together, ROWS, clock)
+    pd.testing.assert_frame_equal(merged.frame(), together.frame())
