@@ -18,7 +18,8 @@ resolve the same way with and without run-ahead.
 
 Steady decode iterations (the batch changes only by its contexts growing, `batcher.steady_steps`) are the
 hot loop of a long run and are committed by an unrolled copy of `Replica._closed_form` + `_book` +
-`Collector.iteration` that builds no per-iteration objects. Every iteration is timed with the same float
+`Collector.iteration` that builds no per-iteration objects; so are the other iterations of one-stage
+replicas. Every iteration is timed with the same float
 operations in the same order as with one event per iteration (`Replica.run`, the reference, which
 `sim.run_ahead: false` selects); tests/test_run_ahead.py holds the two to identical results.
 """
@@ -60,25 +61,11 @@ def run_ahead(replica: "Replica", batch: "Batch", now: float) -> tuple[float, "B
             if t >= mine or committed < steps or (batcher.waiting and not (effects_ok and t < anywhere)):
                 return t, None  # an arrival is due, the end is near, or the next schedule may drop a request
             batch = replica.schedule(t)
-        elif len(replica.stages) == 1 and parts == 1:
-            end = _commit_one_stage(replica, batch, t, stop, anywhere if effects_ok else -1.0)
+        else:
+            commit = _commit_one_stage if len(replica.stages) == 1 and parts == 1 else _commit_pipelined
+            end = commit(replica, batch, parts, t, stop, anywhere if effects_ok else -1.0)
             if end is None:
                 return t, batch
-            t = end
-            if t >= mine or (batcher.waiting and not (effects_ok and t < anywhere)):
-                return t, None
-            batch = replica.schedule(t)
-        else:
-            timed = replica._timed
-            duration, costs, bookings = timed[2] if timed and timed[0] == batch.shape and timed[1] == parts \
-                else replica._closed_form(batch.shape, parts)
-            end = t + duration
-            if end >= stop or (batcher.may_finish(batch) and not (effects_ok and end < anywhere)):
-                replica._timed = (batch.shape, parts, (duration, costs, bookings))  # the normal path reuses it
-                return t, batch
-            account = IterationAccount(len(replica.stages), replica.chips)
-            replica._book(t, end, parts, costs, bookings, account)
-            replica.complete(batch, t, end, account)
             t = end
             if t >= mine or (batcher.waiting and not (effects_ok and t < anywhere)):
                 return t, None
@@ -87,12 +74,28 @@ def run_ahead(replica: "Replica", batch: "Batch", now: float) -> tuple[float, "B
             return t, None
 
 
-def _commit_one_stage(replica: "Replica", batch: "Batch", t: float, stop: float,
+def _commit_pipelined(replica: "Replica", batch: "Batch", parts: int, t: float, stop: float,
                       finish_before: float) -> float | None:
-    """Commit one iteration of any batch (prefill chunks, finishes) on a one-stage replica: Replica's
-    _closed_form, _book and complete, unrolled with the same float operations (as _commit_steady_one_stage).
-    Returns when it ends, or None when it may not be committed (it ends at `stop` or later, or it finishes a
-    request at `finish_before` or later)."""
+    """Commit one iteration of any batch, through Replica's _closed_form, _book and complete. Returns when it
+    ends, or None when it may not be committed (it ends at `stop` or later, or it finishes a request at
+    `finish_before` or later)."""
+    timed = replica._timed
+    duration, costs, bookings = timed[2] if timed and timed[0] == batch.shape and timed[1] == parts \
+        else replica._closed_form(batch.shape, parts)
+    end = t + duration
+    if end >= stop or (end >= finish_before and replica.batcher.may_finish(batch)):
+        replica._timed = (batch.shape, parts, (duration, costs, bookings))  # the normal path reuses it
+        return None
+    account = IterationAccount(len(replica.stages), replica.chips)
+    replica._book(t, end, parts, costs, bookings, account)
+    replica.complete(batch, t, end, account)
+    return end
+
+
+def _commit_one_stage(replica: "Replica", batch: "Batch", parts: int, t: float, stop: float,
+                      finish_before: float) -> float | None:
+    """_commit_pipelined for a one-stage replica (`parts` is 1), unrolled with the same float operations as
+    _commit_steady_one_stage."""
     batcher, stage, shape = replica.batcher, replica.stages[0], batch.shape
     p = stage.private
     size = shape.tokens * stage.cost_model.model.d_model * ACTIVATION_BYTES
