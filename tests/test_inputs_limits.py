@@ -20,8 +20,8 @@ def a_64_gb_machine(monkeypatch):
 def test_a_trillion_requests_are_refused_with_the_estimate():
     message = cli_error("run", DEFAULT, "--set", "workload.num_requests=1000000000000")
     assert message == (
-        f"{DEFAULT}: workload: 1e+12 requests (>= 1e+12 iterations) need >= 1.04 PB of memory and >= 347 days of "
-        "wall time, estimated at 540 B + 15 us per request, 500 B + 15 us per iteration; allowed: 64 GB (this "
+        f"{DEFAULT}: workload: 1e+12 requests (>= 1e+12 iterations) need >= 620 TB of memory and >= 116 days of "
+        "wall time, estimated at 540 B + 5 us per request, 80 B + 5 us per iteration; allowed: 64 GB (this "
         "machine's memory) and 24 h; set sim.allow_huge: true to run it anyway")
 
 
@@ -35,19 +35,19 @@ def test_the_opt_out_lets_it_load_but_not_past_what_float64_time_resolves():
 
 
 def test_a_million_requests_on_one_replica_are_allowed():
-    """The benchmark's size: ~1.2 GB and ~30 s by the lower bound (measured: ~5 GB, a few minutes)."""
+    """The benchmark's size: ~0.77 GB and ~10 s by the lower bound (measured: 1.49 GB and 56 s)."""
     e = limits.estimate(load_scenario(DEFAULT, ["workload.num_requests=1000000"]).spec)
     assert (e.requests, e.iterations, e.graph_elements) == (1e6, 1e6, 1)  # 256 output tokens, batch 256
-    assert limits.size(e.memory_bytes) == "1.19 GB" and limits.duration(e.wall_s) == "30 s"
+    assert limits.size(e.memory_bytes) == "770 MB" and limits.duration(e.wall_s) == "10 s"
 
 
 def test_the_memory_limit_is_this_machines_memory(monkeypatch):
-    overrides = ["workload.num_requests=2000000"]  # 2.2 GB by the estimate
+    overrides = ["workload.num_requests=2000000"]  # 1.39 GB by the estimate
     load_scenario(DEFAULT, overrides)
-    monkeypatch.setattr(limits, "machine_memory_bytes", lambda: 2e9)
+    monkeypatch.setattr(limits, "machine_memory_bytes", lambda: 1e9)
     assert cli_error("explain", DEFAULT, *(f"--set={o}" for o in overrides)) == (
-        f"{DEFAULT}: workload: 2e+06 requests (>= 2e+06 iterations) need >= 2.23 GB of memory and >= 60 s of wall "
-        "time, estimated at 540 B + 15 us per request, 500 B + 15 us per iteration; allowed: 2 GB (this machine's "
+        f"{DEFAULT}: workload: 2e+06 requests (>= 2e+06 iterations) need >= 1.39 GB of memory and >= 20 s of wall "
+        "time, estimated at 540 B + 5 us per request, 80 B + 5 us per iteration; allowed: 1 GB (this machine's "
         "memory) and 24 h; set sim.allow_huge: true to run it anyway")
 
 

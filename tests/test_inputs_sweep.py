@@ -58,7 +58,7 @@ def sweep_error(tmp_path, write_scenario):
      f"{NAME_RULE}"),
     ({"base": "base.yaml", "axes": {"workload.num_requests": [10**12]}},
      "no point of the sweep loads; the first: {d}/base.yaml: workload: 1e+12 requests (>= 1.57e+12 iterations) "
-     "need >= 1.33 PB of memory and >= 446 days of wall time, estimated at 540 B + 15 us per request, 500 B + 15 "
+     "need >= 666 TB of memory and >= 149 days of wall time, estimated at 540 B + 5 us per request, 80 B + 5 "
      "us per iteration; allowed: 64 GB (this machine's memory) and 24 h; set sim.allow_huge: true to run it "
      "anyway"),
 ])
@@ -114,8 +114,8 @@ def tiny() -> dict:
      "workload: 'nope' is not one of: azure-code-2023, azure-conv-2023, chat-poisson, closed-loop-64, "
      "mixed-tenants, mooncake-conversation, servegen-deepseek-r1, sharegpt-poisson"),
     ({"concurrency": [10**9]},
-     "workload: 1e+09 requests (>= 1.56e+07 iterations) need >= 548 GB of memory and >= 4.23 h of wall time, "
-     "estimated at 540 B + 15 us per request, 500 B + 15 us per iteration; "
+     "workload: 1e+09 requests (>= 1.56e+07 iterations) need >= 541 GB of memory and >= 84.6 min of wall time, "
+     "estimated at 540 B + 5 us per request, 80 B + 5 us per iteration; "
      "allowed: 64 GB (this machine's memory) and 24 h; set sim.allow_huge: true to run it anyway"),
 ])
 def test_compare_file_mistakes(tmp_path, monkeypatch, changes, expected):

@@ -82,6 +82,6 @@ def test_a_topology_whose_graph_would_not_fit_in_memory_is_refused(write_scenari
                                                                                      "kind": "mesh"}}})
     assert cli_error("explain", path) == (
         f"{path}: cluster: 4e+10 graph nodes and links (1 nodes x 200000 chips) need >= 40 TB of memory and "
-        ">= 9.26 days of wall time, estimated at 540 B + 15 us per request, 500 B + 15 us per iteration, 1 kB + "
+        ">= 9.26 days of wall time, estimated at 540 B + 5 us per request, 80 B + 5 us per iteration, 1 kB + "
         "20 us per graph node or link; allowed: 64 GB (this machine's memory) and 24 h; set sim.allow_huge: true "
         "to run it anyway")
