@@ -128,9 +128,6 @@ class Collector:
         if len(self.pending_rows) >= ROWS_PER_CHUNK:
             self.iterations.flush()
 
-    def flush_rows(self) -> None:
-        self.iterations.flush()
-
     @property
     def in_flight(self) -> int:
         return self.arrived - self.completed - self.dropped

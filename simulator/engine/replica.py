@@ -161,9 +161,7 @@ class Replica:
                 yield from self._swap(batch, account)
             if batch.size and self.private:
                 collector.events += 1
-                timed = self._timed
-                duration, costs, bookings = timed[2] if timed and timed[0] == batch.shape and timed[1] == parts \
-                    else self._closed_form(batch.shape, parts)
+                duration, costs, bookings = self.timing(batch.shape, parts)
                 self._timed = None
                 self._book(now, now + duration, parts, costs, bookings, account)
                 yield env.timeout(duration)
@@ -252,12 +250,23 @@ class Replica:
             if t.send_carried:
                 self.network.account_private(start, end, t.send_carried, nbytes * t.send_sent, nbytes)
 
+    def timing(self, shape: BatchShape, parts: int) -> tuple[float, list[StepCost], list]:
+        """`_closed_form(shape, parts)`, or the timing run-ahead remembered for it (a pure function of both)."""
+        timed = self._timed
+        if timed is not None and timed[0] == shape and timed[1] == parts:
+            return timed[2]
+        return self._closed_form(shape, parts)
+
+    def remember(self, shape: BatchShape, parts: int, timing: tuple[float, list[StepCost], list]) -> None:
+        """Run-ahead timed this iteration but could not commit it: the normal path reuses the timing."""
+        self._timed = (shape, parts, timing)
+
     def remember_timing(self, shape: BatchShape, parts: int, duration: float, costs: list[StepCost],
                         size: float) -> None:
-        """Run-ahead timed this iteration but could not commit it: the normal path reuses the timing."""
+        """`remember`, from an unrolled loop's duration and costs (the bookings rebuilt for `_book`)."""
         bookings = [(st.private, size, st.private.coll_s_per_byte * size + st.private.coll_latency_s,
                      st.private.send_s_per_byte * size) for st in self.stages]
-        self._timed = (shape, parts, (duration, costs, bookings))
+        self.remember(shape, parts, (duration, costs, bookings))
 
     def _micro_batch(self, shape: BatchShape, account: IterationAccount, first: int = 0):
         """One micro-batch through every stage: compute, TP collectives, then activations to the next stage.

@@ -79,12 +79,10 @@ def _commit_pipelined(replica: "Replica", batch: "Batch", parts: int, t: float, 
     """Commit one iteration of any batch, through Replica's _closed_form, _book and complete. Returns when it
     ends, or None when it may not be committed (it ends at `stop` or later, or it finishes a request at
     `finish_before` or later)."""
-    timed = replica._timed
-    duration, costs, bookings = timed[2] if timed and timed[0] == batch.shape and timed[1] == parts \
-        else replica._closed_form(batch.shape, parts)
+    duration, costs, bookings = replica.timing(batch.shape, parts)
     end = t + duration
     if end >= stop or (end >= finish_before and replica.batcher.may_finish(batch)):
-        replica._timed = (batch.shape, parts, (duration, costs, bookings))  # the normal path reuses it
+        replica.remember(batch.shape, parts, (duration, costs, bookings))
         return None
     account = IterationAccount(len(replica.stages), replica.chips)
     replica._book(t, end, parts, costs, bookings, account)
@@ -123,7 +121,7 @@ def _commit_one_stage(replica: "Replica", batch: "Batch", parts: int, t: float, 
         replica.chips, shape.prefill_tokens, shape.decode_tokens, batch.output_tokens, batch.size,
         shape.decode_context, batcher.kv.used_blocks))
     if len(collector.pending_rows) >= ROWS_PER_CHUNK:
-        collector.flush_rows()
+        collector.iterations.flush()
     replica.deliver(first, finished, end)
     return end
 
@@ -205,7 +203,7 @@ def _commit_steady(replica: "Replica", batch: "Batch", parts: int, start: float,
                          max(duration - busy, 0.0), flops / k, mem / k, stream / k, net_bytes / chips, 0.0, chips,
                          pf, n, out, size_, context, used))
         if len(rows) >= ROWS_PER_CHUNK:
-            collector.flush_rows()
+            collector.iterations.flush()
         t = end
         committed += 1
         context = batcher.advance_steady()
@@ -268,7 +266,7 @@ def _commit_steady_one_stage(replica: "Replica", batch: "Batch", start: float, s
         rows.append(pack(index, t, duration, c, m, cb, mb, net, ov, max(duration - (cb + mb + ov + net), 0.0),
                          fl, mem_b, stream_b, net_bytes_per_chip, 0.0, chips, pf, n, out, size_, context, used))
         if len(rows) >= ROWS_PER_CHUNK:
-            collector.flush_rows()
+            collector.iterations.flush()
         t = end
         committed += 1
         if finishing:
@@ -289,7 +287,7 @@ def _commit_steady_drafting(replica: "Replica", batch: "Batch", parts: int, star
         duration, costs, bookings = replica._closed_form(shape, parts)
         end = t + duration
         if end >= stop:
-            replica._timed = (shape, parts, (duration, costs, bookings))
+            replica.remember(shape, parts, (duration, costs, bookings))
             break
         account = IterationAccount(len(replica.stages), replica.chips)
         replica._book(t, end, parts, costs, bookings, account)
