@@ -7,7 +7,8 @@
 """
 
 from simulator.config.load import Scenario, load_scenario
-from simulator.run import RunResult, run
-from simulator.sweep import SweepResult, sweep
+from simulator.results.run_result import RunResult
+from simulator.run import run
+from simulator.studies.sweep import SweepResult, sweep
 
 __all__ = ["Scenario", "RunResult", "SweepResult", "load_scenario", "run", "sweep"]

@@ -34,11 +34,10 @@ def run(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
 ) -> None:
     """Simulate SCENARIO and write summary.json, parquet tables, plots and report.md."""
-    from simulator import report
     from simulator.config.load import load_scenario
+    from simulator.results.outputs import check_output_folder
+    from simulator.results.report import headline
     from simulator.run import run as run_scenario
-
-    from simulator.outputs import check_output_folder
 
     try:
         loaded = load_scenario(scenario, set_)
@@ -53,7 +52,7 @@ def run(
     table = Table(title=f"{loaded.spec.name}: {result.model.name} on {result.plan.chips_total} x {loaded.chip.id}")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name, value in report.headline(result.summary):
+    for name, value in headline(result.summary):
         table.add_row(name, value)
     console.print(table)
     console.print(f"results in {out_dir}/")
@@ -114,7 +113,7 @@ def sweep(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
 ) -> None:
     """Simulate the points of FILE not yet in the output folder; write sweep tables, plots, report.md."""
-    from simulator.sweep import sweep as run_sweep
+    from simulator.studies.sweep import sweep as run_sweep
 
     try:
         result = run_sweep(file, out, set_, backend, workers, address, plots)
@@ -140,8 +139,8 @@ def compare(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
 ) -> None:
     """Simulate every design of FILE at every concurrency; write the comparison table, Pareto plots, report.md."""
-    from simulator.compare import compare as run_compare
-    from simulator.compare_report import ASSUMED_NOTE, assumed, reason, summary_rows
+    from simulator.studies.compare import compare as run_compare
+    from simulator.studies.compare_report import ASSUMED_NOTE, assumed, reason, summary_rows
 
     try:
         result = run_compare(file, out, set_, workers, plots)
@@ -179,7 +178,7 @@ def slo_search(
 ) -> None:
     """Bisect the arrival rate for the highest one whose SLO attainment reaches --target."""
     from simulator import units
-    from simulator.slo_search import max_rate_under_slo
+    from simulator.studies.slo_search import max_rate_under_slo
 
     try:
         bounds = [None if v is None else units.parse_rate(v) for v in (low, high)]
@@ -217,7 +216,7 @@ def explain(
 ) -> None:
     """Print SCENARIO's plan without simulating: where bytes sit, KV room, maximum batch, speed of light."""
     from simulator.config.load import load_scenario
-    from simulator.explain import explain as explain_plan
+    from simulator.studies.explain import explain as explain_plan
 
     try:
         loaded = load_scenario(scenario, set_)
@@ -241,7 +240,7 @@ def validate(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the predicted-vs-measured plot."),
 ) -> None:
     """Simulate each published measurement in CASES and compare; exit 0 even when cases miss."""
-    from simulator import validate_report
+    from simulator.studies.validate import report as validate_report
 
     try:
         df = validate_report.validate_file(cases or validate_report.DEFAULT_CASES, out, workers, plots)
@@ -262,10 +261,7 @@ def validate(
 @app.command("list")
 def list_(what: str = typer.Argument(..., help="chips, models or topologies")) -> None:
     """Print the catalog's chips or models, or the topologies/ folder, as a table."""
-    from simulator import catalog_tables
-
-    tables = {"chips": catalog_tables.chips, "models": catalog_tables.models,
-              "topologies": catalog_tables.topologies}
+    tables = {"chips": _chip_rows, "models": _model_rows, "topologies": _topology_rows}
     if what not in tables:
         fail(f"list: {what!r} is not one of: {', '.join(tables)}")
     try:
@@ -279,6 +275,59 @@ def list_(what: str = typer.Argument(..., help="chips, models or topologies")) -
     for row in rows:
         table.add_row(*row)
     console.print(table)
+
+
+Rows = tuple[str, list[str], list[list[str]]]  # `infersim list`: title, columns, rows
+
+
+def _g(value: float | None, scale: float, digits: int = 4) -> str:
+    return "" if value is None else f"{value / scale:.{digits}g}"
+
+
+def _chip_rows() -> Rows:
+    from simulator.config.load import chip_ids, load_chip
+
+    rows = []
+    for chip_id in chip_ids():
+        c = load_chip(chip_id)
+        peak = c.compute.peak
+        top = c.memory[0]
+        rows.append([c.id, c.name, c.kind, _g(peak.get("bf16"), 1e12), _g(peak.get("fp8"), 1e12),
+                     f"{top.tier} {top.capacity / 1e9:.4g}", _g(top.bandwidth, 1e12),
+                     _g(c.scaleup.bandwidth_per_dir if c.scaleup else None, 1e9),
+                     _g(c.power.tdp if c.power else None, 1.0)])
+    columns = ["id", "name", "kind", "bf16 TFLOP/s", "fp8 TFLOP/s", "memory GB", "TB/s", "scale-up GB/s/dir",
+               "TDP W"]
+    return "chips (dense peaks)", columns, rows
+
+
+def _model_rows() -> Rows:
+    from simulator.config.load import load_model_config, model_ids
+    from simulator.hardware.model import model_shape
+
+    rows = []
+    for model_id in model_ids():
+        name, config = load_model_config(model_id, Path.cwd(), "catalog")
+        m = model_shape(name, config)
+        rows.append([m.name, f"{m.total_params / 1e9:.1f}", f"{m.active_params / 1e9:.1f}", str(m.n_layers),
+                     str(m.d_model), f"{m.n_heads}/{m.n_kv_heads}", m.attention,
+                     f"{m.kv_bytes_per_token('bf16') / 1e3:.0f}", str(m.max_context or "")])
+    columns = ["id", "params B", "active B", "layers", "d_model", "heads/kv", "attention", "KV kB/token bf16",
+               "max context"]
+    return "models", columns, rows
+
+
+def _topology_rows() -> Rows:
+    from simulator.config.cluster import TopologySpec
+    from simulator.config.load import find_dir, read_yaml, validate
+
+    folder = find_dir("topologies", Path.cwd())
+    rows = []
+    for path in sorted(folder.glob("*.yaml")) if folder else []:
+        t = validate(TopologySpec, read_yaml(path), str(path))
+        rows.append([t.name, t.chip, str(t.nodes), str(t.chips_per_node), str(t.nodes * t.chips_per_node)])
+    return f"topologies ({folder or 'no topologies/ folder found'})", ["id", "chip", "nodes", "chips/node",
+                                                                        "chips"], rows
 
 
 workload_app = typer.Typer(no_args_is_help=True, help="Inspect workloads: statistics and plots.")

@@ -3,13 +3,12 @@
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO
 from typer.testing import CliRunner
 
 from simulator.cli import app
-from simulator.compare import compare, load_compare, points
 from simulator.errors import ScenarioError
-
-from conftest import REPO
+from simulator.studies.compare import compare, load_compare, points
 
 H100 = str(REPO / "topologies" / "single-h100.yaml")
 COLUMNS = ["design", "concurrency", "users", "status", "error", "chips", "tokens_per_s_per_user",
@@ -132,7 +131,7 @@ def test_an_invalid_compare_file_is_one_line_naming_the_design(write_compare):
 
 
 def _deployment_keys():
-    from simulator.config.schema import DeploymentSpec
+    from simulator.config.deployment import DeploymentSpec
     return DeploymentSpec.model_fields
 
 

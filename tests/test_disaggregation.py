@@ -1,11 +1,10 @@
 """Prefill/decode disaggregation: KV-cache hand-off over the fabric, and the TTFT/TPOT trade-off."""
 
 import pytest
+from conftest import REPO
 
 from simulator import load_scenario, run
 from simulator.errors import ScenarioError
-
-from conftest import REPO
 
 FEW = ["workload.num_requests=300"]
 

@@ -2,6 +2,7 @@
 result or none), Ctrl-C stops a run between two events and writes a partial result marked as such, and the
 end-of-run checks refuse fractions outside [0, 1]."""
 
+import importlib
 import json
 import os
 import signal
@@ -12,13 +13,12 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import cli_error
 
 from simulator import load_scenario, run
-from simulator.collect import InvariantError
-from simulator.outputs import OUTPUT_NAMES
-from simulator.report import out_of_range
-
-from conftest import cli_error
+from simulator.results.collect import InvariantError
+from simulator.results.outputs import OUTPUT_NAMES
+from simulator.results.summary import out_of_range
 
 
 def _complete(out) -> dict:
@@ -106,7 +106,8 @@ def test_a_fraction_outside_zero_one_is_a_bug_not_a_result(write_scenario, monke
     assert out_of_range(summary) == []
     broken = {**summary, "utilization": {**summary["utilization"], "memory_bw_mean": 1.3}}
     assert out_of_range(broken) == ["utilization.memory_bw_mean = 1.3 is outside [0, 1]"]
-    monkeypatch.setattr("simulator.report.out_of_range", lambda s: ["bottleneck_share.compute = -0.5 is outside"])
+    run_module = importlib.import_module("simulator.run")  # `simulator.run` is the function
+    monkeypatch.setattr(run_module, "out_of_range", lambda s: ["bottleneck_share.compute = -0.5 is outside"])
     with pytest.raises(InvariantError, match="a bug in infersim.*bottleneck_share.compute"):
         run(load_scenario(write_scenario({"workload.num_requests": 20})))
 

@@ -1,12 +1,11 @@
 """Energy and cost: the sum of their parts, each part from its closed form."""
 
 import pytest
+from conftest import REPO
 
 from simulator import load_scenario, run
 from simulator.config.load import load_chip
 from simulator.hardware.energy import EnergyModel, energy_parts
-
-from conftest import REPO
 
 
 def test_a_chip_computing_at_peak_draws_exactly_its_tdp():

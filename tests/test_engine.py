@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from simulator import load_scenario, run
-from simulator.report import summary_json
+from simulator.results.summary import summary_json
 
 
 def run_file(path, *overrides, seed=None):

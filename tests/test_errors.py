@@ -4,12 +4,7 @@ import subprocess
 import sys
 
 import pytest
-
-
-from conftest import cli_error, REPO
-
-
-
+from conftest import REPO, cli_error
 
 
 @pytest.mark.parametrize("overrides, expected", [

@@ -1,14 +1,13 @@
 """`infersim explain`: the plan and the speed of light, without simulating."""
 
 import pytest
+from conftest import REPO
 from typer.testing import CliRunner
 
 from simulator import load_scenario
 from simulator.cli import app
-from simulator.explain import decode_step, explain
-from simulator.run import prepare
-
-from conftest import REPO
+from simulator.hardware.prepare import prepare
+from simulator.studies.explain import decode_step, explain
 
 GROQ = {"name": "groq", "model": "llama-3.1-70b", "cluster": str(REPO / "topologies" / "groq-rack-720.yaml"),
         "deployment": {"tensor_parallel": 8, "pipeline_parallel": 82, "weights_dtype": "int8",

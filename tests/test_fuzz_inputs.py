@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from conftest import REPO, small_scenario
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from conftest import REPO, small_scenario
 from simulator.cli import app
 from simulator.config.load import absolute_trace_paths, read_yaml
 from simulator.errors import InfersimError
@@ -379,7 +379,7 @@ SERVEGEN_DATASET = [
 
 def _generate(workload: dict) -> None:
     from simulator.config.load import validate
-    from simulator.config.schema import WorkloadSpec
+    from simulator.config.workload import WorkloadSpec
     from simulator.workload.arrivals import generate
 
     generate(validate(WorkloadSpec, workload, "w.yaml"), 0)
@@ -428,7 +428,7 @@ VALIDATION_ROWS = [line for line in (REPO / "validation" / "calibration.csv").re
 @given(data=st.data())
 def test_corrupted_validation_csv_never_crash(tmp_path, data):
     """Two cheap published cases, corrupted: a file that still reads is simulated by `infersim validate`."""
-    from simulator.validate_cases import read_cases
+    from simulator.studies.validate.cases import read_cases
 
     path = _write(tmp_path / "cases.csv", data.draw(corrupted_lines(VALIDATION_ROWS)))
     if check_call("validation CSV", read_cases, path):

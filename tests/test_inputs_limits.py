@@ -4,8 +4,8 @@ last more than a day is refused up front with its estimate, unless sim.allow_hug
 from __future__ import annotations
 
 import pytest
-
 from conftest import REPO, cli_error
+
 from simulator.config import limits
 from simulator.config.load import load_scenario
 
@@ -65,7 +65,7 @@ def test_a_duration_counts_rate_times_duration_and_max_time_counts_only_generati
 
 def test_classes_add_up_and_a_weighted_share_counts_once():
     from simulator.config.load import validate
-    from simulator.config.schema import WorkloadSpec
+    from simulator.config.workload import WorkloadSpec
 
     lengths = {"prompt_tokens": {"kind": "fixed", "value": 10}, "output_tokens": {"kind": "fixed", "value": 64}}
     w = validate(WorkloadSpec, {

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import REPO, cli_error
+
 from simulator.config.model_config import FAMILIES, ONE_OF, REQUIRED, check_model_config
 from simulator.errors import ScenarioError
 from simulator.hardware.model import _FAMILIES, model_shape

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO, cli_error
 from typer.testing import CliRunner
 
-from conftest import REPO, cli_error
 from simulator.cli import app
 
 NAME_RULE = ("allowed: letters, digits, '_', '.', '+', '-', starting with a letter or digit, at most 100 "

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from conftest import REPO, cli_error
+
 from simulator.errors import ScenarioError
 
 NAME_RULE = ("allowed: letters, digits, '_', '.', '+', '-', starting with a letter or digit, at most 100 "
@@ -70,7 +70,7 @@ def test_sweep_file_mistakes(sweep_error, tmp_path, monkeypatch, body, expected)
 def test_a_sweep_may_opt_out_of_the_point_limit(tmp_path):
     import importlib
 
-    sweep_mod = importlib.import_module("simulator.sweep")
+    sweep_mod = importlib.import_module("simulator.studies.sweep")
     (tmp_path / "base.yaml").write_text("name: b\n")
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({"base": "base.yaml", "axes": {"a": [1, 2], "b": list(range(5001))}}))

@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import yaml
-
 from conftest import REPO, cli_error
 
 HGX = yaml.safe_load((REPO / "topologies" / "hgx-h100.yaml").read_text())

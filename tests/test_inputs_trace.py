@@ -9,7 +9,6 @@ import json
 
 import pytest
 import yaml
-
 from conftest import cli_error
 
 AZURE = "TIMESTAMP,ContextTokens,GeneratedTokens\n"

@@ -7,7 +7,6 @@ import csv
 import io
 
 import pytest
-
 from conftest import REPO, cli_error
 
 ROWS = list(csv.DictReader((REPO / "validation" / "calibration.csv").open(encoding="utf-8")))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from conftest import cli_error
 
 LENGTHS = {"prompt_tokens": {"kind": "fixed", "value": 30}, "output_tokens": {"kind": "fixed", "value": 5}}

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 
 from simulator import load_scenario, run
-from simulator.collect import overlapping_replicas
-from simulator.iteration_store import ITERATION_COLUMNS, ROW, IterationStore
+from simulator.results.collect import overlapping_replicas
+from simulator.results.iteration_store import ITERATION_COLUMNS, ROW, IterationStore
 
 
 def _row(replica: int, start: float, duration: float) -> bytes:
@@ -66,8 +66,8 @@ def test_overlapping_iterations_are_found_across_chunks():
 def test_a_long_run_spools_its_iterations_and_reports_the_same(write_scenario, monkeypatch):
     path = write_scenario({"workload.output_tokens": {"kind": "fixed", "value": 200}})
     in_memory = run(load_scenario(path))
-    monkeypatch.setattr("simulator.iteration_store.MEMORY_ROWS", 300)
-    for module in ("simulator.collect", "simulator.engine.run_ahead"):  # flush every 100 rows
+    monkeypatch.setattr("simulator.results.iteration_store.MEMORY_ROWS", 300)
+    for module in ("simulator.results.collect", "simulator.engine.run_ahead"):  # flush every 100 rows
         monkeypatch.setattr(f"{module}.ROWS_PER_CHUNK", 100)
     spooled = run(load_scenario(path))
     assert spooled.iteration_store.spooled and len(spooled.iteration_store) > 1500

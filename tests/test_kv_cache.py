@@ -1,10 +1,11 @@
 """Paged KV-cache: capacity never exceeded, every block freed, preemption by recompute or by swap to host."""
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator import load_scenario, run
-from simulator.config.schema import ContinuousBatcher
+from simulator.config.serving import ContinuousBatcher
 from simulator.errors import ScenarioError
 from simulator.serving.batcher import ContinuousBatching
 from simulator.serving.kv_cache import KvBlockPool

@@ -1,12 +1,11 @@
 """Memory tiers: weights in the fastest tier with room, or streamed from a slower one when allowed."""
 
 import pytest
+from conftest import REPO
 
 from simulator import load_scenario, run
-from simulator.hardware.model import model_shape
 from simulator.config.load import load_model_config
-
-from conftest import REPO
+from simulator.hardware.model import model_shape
 
 SN40L = {"name": "sn40l", "model": "llama-3.1-405b",
          "cluster": {"name": "one-sn40l", "chip": "sambanova-sn40l", "chips_per_node": 1},

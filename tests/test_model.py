@@ -3,11 +3,10 @@
 import csv
 
 import pytest
+from conftest import REPO
 
 from simulator.config.load import load_model_config, model_ids
 from simulator.hardware.model import model_shape
-
-from conftest import REPO
 
 PUBLISHED = {row["model"]: row for row in csv.DictReader(open(REPO / "tests" / "data" / "published_params.csv"))}
 

@@ -3,16 +3,15 @@
 import numpy as np
 import pytest
 import simpy
+from conftest import REPO
 
 from simulator import load_scenario, run
+from simulator.config.cluster import TopologySpec
 from simulator.config.load import load_chip, read_yaml, validate
-from simulator.config.schema import TopologySpec
 from simulator.engine.link import Network
 from simulator.engine.replica import run_collective
 from simulator.hardware import collectives
 from simulator.hardware.topology import Routes, build_graph, chip
-
-from conftest import REPO
 
 
 def topology(name):

@@ -1,13 +1,12 @@
 """Iteration cost against the physics that bounds it: bytes over bandwidth, FLOPs over peak, ring all-reduce."""
 
 import pytest
+from conftest import REPO
 
 from simulator.config.load import load_scenario
 from simulator.hardware.model import DTYPE_BYTES
+from simulator.hardware.prepare import prepare
 from simulator.hardware.roofline import BatchShape, ring_allreduce_s
-from simulator.run import prepare
-
-from conftest import REPO
 
 
 def decode(batch: int, context_each: int = 1) -> BatchShape:

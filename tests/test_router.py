@@ -7,15 +7,20 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO
 
 from simulator import load_scenario, run
-from simulator.config.schema import Affinity
+from simulator.config.serving import Affinity
 from simulator.errors import ScenarioError
-from simulator.serving.router import (AffinityRouter, LeastOutstandingTokensRouter, ReplicaView,
-                                      RoundRobinRouter, ShortestQueueRouter, stable_hash)
+from simulator.serving.router import (
+    AffinityRouter,
+    LeastOutstandingTokensRouter,
+    ReplicaView,
+    RoundRobinRouter,
+    ShortestQueueRouter,
+    stable_hash,
+)
 from simulator.workload.arrivals import Requests
-
-from conftest import REPO
 
 
 def fake_batchers(n):

@@ -4,10 +4,9 @@ must give exactly the results of one event per iteration, in every configuration
 import json
 
 import pytest
+from conftest import REPO
 
 from simulator import load_scenario, run
-
-from conftest import REPO
 
 CASES = {
     "poisson": {},

@@ -4,13 +4,12 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import REPO
+from golden_update import GOLDEN, stable_summary
 from typer.testing import CliRunner
 
 from simulator import load_scenario, run
 from simulator.cli import app
-
-from conftest import REPO
-from golden_update import GOLDEN, stable_summary
 
 SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
 

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from simulator import load_scenario, run
 from simulator.cli import app
 from simulator.errors import ScenarioError
-from simulator.slo import itl_samples, weighted_stats
-from simulator.slo_search import max_rate_under_slo
+from simulator.results.slo import itl_samples, weighted_stats
+from simulator.studies.slo_search import max_rate_under_slo
 
 TWO_CLASSES = {
     "workload.classes": [{"name": "a", "weight": 1, "slo": {"ttft": "30 ms"}}, {"name": "b", "weight": 1}],

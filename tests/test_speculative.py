@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from simulator import load_scenario, run
 from simulator.errors import ScenarioError
 from simulator.serving.batcher import Speculation
-
-from conftest import REPO
 
 
 @pytest.mark.parametrize("k, a", [(4, 0.8), (2, 0.5), (6, 0.0)])

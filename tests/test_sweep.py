@@ -10,15 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO
 from typer.testing import CliRunner
 
 from simulator.cli import app
 from simulator.config.load import load_scenario, parse_override
 from simulator.errors import ScenarioError
 
-from conftest import REPO
-
-sweep_mod = importlib.import_module("simulator.sweep")  # `simulator.sweep` the attribute is the function
+sweep_mod = importlib.import_module("simulator.studies.sweep")
+points_mod = importlib.import_module("simulator.studies.points")  # simulates each point with its `run`
 WALL = ["sim.wall_s"]  # the only column that differs between two runs of the same points
 
 
@@ -105,13 +105,13 @@ def test_axis_values_are_the_same_overrides_as_run_set(write_sweep, tmp_path):
 
 def count_runs(monkeypatch):
     calls = []
-    real = sweep_mod.run
+    real = points_mod.run
 
     def counting(scenario, seed=None):
         calls.append(seed)
         return real(scenario, seed=seed)
 
-    monkeypatch.setattr(sweep_mod, "run", counting)
+    monkeypatch.setattr(points_mod, "run", counting)
     return calls
 
 
@@ -143,7 +143,7 @@ def test_a_sweep_killed_midway_resumes_to_the_uninterrupted_table(write_sweep, t
     out = tmp_path / "killed"
     kill_after_three = (
         "import importlib, os, signal\n"
-        "s = importlib.import_module('simulator.sweep')\n"
+        "s = importlib.import_module('simulator.studies.sweep')\n"
         "save, n = s._save, []\n"
         "def dying(*a):\n"
         "    r = save(*a); n.append(1)\n"
@@ -184,20 +184,20 @@ def test_failing_points_are_reported_and_the_others_complete(write_sweep, tmp_pa
 
 def test_a_point_that_crashes_is_recorded_and_recomputed_on_the_next_run(write_sweep, tmp_path, monkeypatch):
     path = write_sweep({"axes": {"serving.batcher.max_batch_size": [8, 16, 32]}})
-    real = sweep_mod.run
+    real = points_mod.run
 
     def buggy(scenario, seed=None):
         if scenario.spec.serving.batcher.max_batch_size == 16:
             raise ZeroDivisionError("division by zero")
         return real(scenario, seed=seed)
 
-    monkeypatch.setattr(sweep_mod, "run", buggy)
+    monkeypatch.setattr(points_mod, "run", buggy)
     first = sweep_mod.sweep(path, tmp_path / "out", workers=1, plots=False)
     assert list(first.table["status"]) == ["ok", "crash", "ok"]
     assert first.table.loc[1, "error"] == "ZeroDivisionError: division by zero"
     record = json.loads((tmp_path / "out" / "points" / f"{first.table.loc[1, 'key']}.json").read_text())
     assert "Traceback" in record["traceback"]
-    monkeypatch.setattr(sweep_mod, "run", real)  # the bug fixed
+    monkeypatch.setattr(points_mod, "run", real)  # the bug fixed
     calls = count_runs(monkeypatch)
     second = sweep_mod.sweep(path, tmp_path / "out", workers=1, plots=False)
     assert len(calls) == 1 and list(second.table["status"]) == ["ok", "ok", "ok"]
@@ -242,7 +242,7 @@ def test_cli_sweep_writes_table_plots_and_report(write_sweep, tmp_path):
 
 
 def test_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
-    from simulator.sweep_report import pareto_front
+    from simulator.studies.points import pareto_front
 
     x = np.array([1.0, 2.0, 3.0, 2.0, 0.5, 3.0])
     y = np.array([5.0, 4.0, 1.0, 3.0, 5.0, 0.5])

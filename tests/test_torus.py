@@ -9,14 +9,14 @@ import simpy
 from conftest import REPO
 
 from simulator import load_scenario, run
+from simulator.config.cluster import TopologySpec
 from simulator.config.load import load_chip, read_yaml, validate
-from simulator.config.schema import TopologySpec
 from simulator.engine.link import Network
 from simulator.engine.replica import run_collective
 from simulator.hardware import collectives
 from simulator.hardware.placement import chip_order
+from simulator.hardware.prepare import prepare
 from simulator.hardware.topology import Routes, build_graph, chip, slice_order
-from simulator.run import prepare
 
 B = 100e9   # bytes/s per link and direction
 HOP = 1e-6  # s

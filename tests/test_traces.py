@@ -6,18 +6,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO, cli_error
 from typer.testing import CliRunner
 
 from simulator import load_scenario
 from simulator.cli import app
 from simulator.config.load import load_workload
-from simulator.config.schema import TraceWindow, WorkloadSpec
+from simulator.config.workload import TraceWindow, WorkloadSpec
 from simulator.errors import ScenarioError
 from simulator.workload import servegen
 from simulator.workload.arrivals import generate
 from simulator.workload.traces import mean_rate, read_trace
-
-from conftest import cli_error, REPO
 
 TRACES = REPO / "workloads" / "traces"
 CODE = str(TRACES / "azure" / "code.csv")

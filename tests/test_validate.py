@@ -8,18 +8,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REPO
 from typer.testing import CliRunner
 
 from simulator.cli import app
 from simulator.config.load import load_chip
 from simulator.errors import ScenarioError
 from simulator.run import run
-from simulator.validate import build, marginal_rate, one_replica, simulate
-from simulator.validate_bounds import beats, speed_of_light
-from simulator.validate_cases import COLUMNS, read_cases
-from simulator.validate_report import frame, summary_line, table_rows
-
-from conftest import REPO
+from simulator.studies.validate.bounds import beats, speed_of_light
+from simulator.studies.validate.cases import COLUMNS, read_cases
+from simulator.studies.validate.predict import build, marginal_rate, one_replica, simulate
+from simulator.studies.validate.report import frame, summary_line, table_rows
 
 CALIBRATION = REPO / "validation" / "calibration.csv"
 GPTJ = {  # TRT05_A100x1_GPTJ_BS1_DECODE, shortened

@@ -5,11 +5,11 @@ import pytest
 from conftest import REPO
 
 from simulator import load_scenario
-from simulator.explain import min_chips_by_capacity
 from simulator.hardware.model import DTYPE_BYTES
 from simulator.hardware.placement import layout_for, stage_layout
+from simulator.hardware.prepare import prepare
 from simulator.hardware.roofline import BatchShape
-from simulator.run import prepare
+from simulator.studies.explain import min_chips_by_capacity
 
 GROQ = {"name": "groq", "model": "llama-3.1-70b", "cluster": str(REPO / "topologies" / "groq-rack-720.yaml"),
         "deployment": {"tensor_parallel": 8, "pipeline_parallel": 84, "weights_dtype": "bf16",

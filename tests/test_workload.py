@@ -4,12 +4,11 @@ import math
 
 import numpy as np
 import pytest
+from conftest import REPO, cli_error
 
-from simulator.config.schema import WorkloadSpec
+from simulator.config.workload import WorkloadSpec
 from simulator.workload.arrivals import daily_rate, generate
 from simulator.workload.traces import read_trace
-
-from conftest import cli_error, REPO
 
 N = 100_000
 CODE = str(REPO / "workloads" / "traces" / "azure" / "code.csv")

@@ -41,10 +41,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from simulator.config.cluster import ChipSpec  # noqa: E402
 from simulator.config.load import CATALOG_DIR, chip_ids, load_chip  # noqa: E402
-from simulator.config.schema import ChipSpec  # noqa: E402
-from simulator.validate import simulate  # noqa: E402
-from simulator.validate_cases import Case, read_cases  # noqa: E402
+from simulator.studies.validate.cases import Case, read_cases  # noqa: E402
+from simulator.studies.validate.predict import simulate  # noqa: E402
 
 FAMILIES = {  # name: (chips fitted on their cases, chips that inherit the fit)
     "Hopper": (("h100-sxm", "h200-sxm"), ()),

@@ -18,8 +18,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from simulator.config import limits
+from simulator.config.cluster import ChipSpec
 from simulator.config.model_config import check_model_config
-from simulator.config.schema import ChipSpec, ScenarioSpec, WorkloadSpec, span_problem
+from simulator.config.scenario import ScenarioSpec
+from simulator.config.workload import WorkloadSpec, span_problem
 from simulator.errors import ScenarioError, brief
 
 CATALOG_DIR = Path(__file__).resolve().parent.parent / "catalog"

@@ -13,18 +13,19 @@ import networkx as nx
 import numpy as np
 import simpy
 
-from simulator.collect import Collector
-from simulator.config.schema import ScenarioSpec
+from simulator.config.scenario import ScenarioSpec
+from simulator.engine.iteration import PrivateTraffic, Stage
 from simulator.engine.link import Network
-from simulator.engine.replica import Drafter, PrivateTraffic, Replica, Stage, exact_delay, run_collective
+from simulator.engine.replica import Replica, exact_delay, run_collective
 from simulator.hardware.collectives import Phase, allreduce_for
 from simulator.hardware.model import ModelShape
+from simulator.hardware.roofline import Drafter
 from simulator.hardware.topology import Routes, chip
+from simulator.results.collect import Collector
 from simulator.serving.batcher import ContinuousBatching, Speculation
 from simulator.serving.kv_cache import KvBlockPool
 from simulator.serving.router import ReplicaView, RoundRobinRouter, make_router
 from simulator.workload.arrivals import Requests
-
 
 WATCH_EVERY = 2048  # events between two calls of Cluster.run's `watch`
 

@@ -9,7 +9,8 @@ Whenever a bundle starts or ends, the rates of the bundles that share links with
 connected component) are recomputed by progressive filling (weighted max-min fairness, the
 processor-sharing idea applied to networks); bundles elsewhere are untouched, so idle links cost nothing.
 Between two such events every rate is constant, so the bytes a link carried in each time bucket are exact;
-buckets double in width as the run grows (`LinkHistogram`), so memory stays bounded however long it runs.
+buckets double in width as the run grows (`results.collect.LinkHistogram`), so memory stays bounded however
+long it runs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 import simpy
+
+from simulator.results.collect import LinkHistogram
 
 
 class Bundle:
@@ -33,59 +36,6 @@ class Bundle:
         self.version = 0
         self.done = done
         self.latency = latency
-
-
-class LinkHistogram:
-    """Bytes per link per time bucket, all links sharing one bucket width that doubles (merging pairs of
-    buckets) whenever the run outgrows `max_buckets`."""
-
-    def __init__(self, max_buckets: int, first_width_s: float = 1e-3):
-        self.max_buckets = max(2, max_buckets)
-        self.width = first_width_s
-        self.bins: dict[str, list[float]] = {}
-
-    def add(self, link: str, start: float, end: float, nbytes: float) -> None:
-        """Spread `nbytes` carried at a constant rate over [start, end] into the buckets."""
-        while end >= self.width * self.max_buckets:
-            self._coarsen()
-        bins = self.bins.get(link)
-        if bins is None:
-            bins = self.bins[link] = []
-        first, last = int(start / self.width), min(int(end / self.width), self.max_buckets - 1)
-        if len(bins) <= last:
-            bins.extend([0.0] * (last + 1 - len(bins)))
-        if first >= last or end <= start:
-            bins[last] += nbytes
-            return
-        rate = nbytes / (end - start)
-        for i in range(first, last + 1):
-            lo, hi = max(start, i * self.width), min(end, (i + 1) * self.width)
-            bins[i] += rate * (hi - lo)
-
-    def _coarsen(self) -> None:
-        self.width *= 2
-        for link, bins in self.bins.items():
-            self.bins[link] = _pairs(bins)
-
-    def merge(self, width: float, bins: dict[str, list[float]]) -> None:
-        """Add another histogram's buckets (of `width`, this one's first width times a power of 2)."""
-        while self.width < width:
-            self._coarsen()
-        for link, row in bins.items():
-            w = width
-            while w < self.width:
-                row, w = _pairs(row), w * 2
-            mine = self.bins.setdefault(link, [])
-            mine.extend([0.0] * (len(row) - len(mine)))
-            for i, value in enumerate(row):
-                mine[i] += value
-
-
-def _pairs(bins: list[float]) -> list[float]:
-    """Buckets twice as wide: each the sum of two."""
-    if len(bins) % 2:
-        bins = [*bins, 0.0]
-    return [bins[i] + bins[i + 1] for i in range(0, len(bins), 2)]
 
 
 class Network:

@@ -17,7 +17,7 @@ Arrivals are processed before any iteration boundary at the same instant (engine
 resolve the same way with and without run-ahead.
 
 Steady decode iterations (the batch changes only by its contexts growing, `batcher.steady_steps`) are the
-hot loop of a long run and are committed by an unrolled copy of `Replica._closed_form` + `_book` +
+hot loop of a long run and are committed by an unrolled copy of `ReplicaState.closed_form` + `book` +
 `Collector.iteration` that builds no per-iteration objects; so are the other iterations of one-stage
 replicas. Every iteration is timed with the same float
 operations in the same order as with one event per iteration (`Replica.run`, the reference, which
@@ -26,18 +26,14 @@ operations in the same order as with one event per iteration (`Replica.run`, the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from simulator.collect import IterationAccount
+from simulator.engine.iteration import ReplicaState
 from simulator.hardware.roofline import ACTIVATION_BYTES, StepCost, pipelined
-from simulator.iteration_store import ROW, ROWS_PER_CHUNK
-
-if TYPE_CHECKING:
-    from simulator.engine.replica import Replica
-    from simulator.serving.batcher import Batch
+from simulator.results.collect import IterationAccount
+from simulator.results.iteration_store import ROW, ROWS_PER_CHUNK
+from simulator.serving.batcher import Batch
 
 
-def run_ahead(replica: "Replica", batch: "Batch", now: float) -> tuple[float, "Batch | None"]:
+def run_ahead(replica: ReplicaState, batch: Batch, now: float) -> tuple[float, Batch | None]:
     """Commit what is certain from `batch` (scheduled at `now`) on. Returns (t, next): the end of the last
     committed iteration (`now` when none was) and the batch to run at t if it was scheduled already (None:
     schedule at t)."""
@@ -74,9 +70,9 @@ def run_ahead(replica: "Replica", batch: "Batch", now: float) -> tuple[float, "B
             return t, None
 
 
-def _commit_pipelined(replica: "Replica", batch: "Batch", parts: int, t: float, stop: float,
+def _commit_pipelined(replica: ReplicaState, batch: Batch, parts: int, t: float, stop: float,
                       finish_before: float) -> float | None:
-    """Commit one iteration of any batch, through Replica's _closed_form, _book and complete. Returns when it
+    """Commit one iteration of any batch, through ReplicaState.closed_form, book and complete. Returns when it
     ends, or None when it may not be committed (it ends at `stop` or later, or it finishes a request at
     `finish_before` or later)."""
     duration, costs, bookings = replica.timing(batch.shape, parts)
@@ -85,19 +81,19 @@ def _commit_pipelined(replica: "Replica", batch: "Batch", parts: int, t: float, 
         replica.remember(batch.shape, parts, (duration, costs, bookings))
         return None
     account = IterationAccount(len(replica.stages), replica.chips)
-    replica._book(t, end, parts, costs, bookings, account)
+    replica.book(t, end, parts, costs, bookings, account)
     replica.complete(batch, t, end, account)
     return end
 
 
-def _commit_one_stage(replica: "Replica", batch: "Batch", parts: int, t: float, stop: float,
+def _commit_one_stage(replica: ReplicaState, batch: Batch, parts: int, t: float, stop: float,
                       finish_before: float) -> float | None:
     """_commit_pipelined for a one-stage replica (`parts` is 1), unrolled with the same float operations as
     _commit_steady_one_stage."""
     batcher, stage, shape = replica.batcher, replica.stages[0], batch.shape
     p = stage.private
     size = shape.tokens * stage.cost_model.model.d_model * ACTIVATION_BYTES
-    cost = replica._cost(stage, shape)
+    cost = replica.cost(stage, shape)
     c, m, ov = cost.compute_s, cost.memory_s, cost.overhead_s
     coll = p.coll_s_per_byte * size + p.coll_latency_s
     xfer = p.send_s_per_byte * size
@@ -126,7 +122,7 @@ def _commit_one_stage(replica: "Replica", batch: "Batch", parts: int, t: float, 
     return end
 
 
-def _commit_steady(replica: "Replica", batch: "Batch", parts: int, start: float, steps: int, mine: float,
+def _commit_steady(replica: ReplicaState, batch: Batch, parts: int, start: float, steps: int, mine: float,
                    stop: float, finish_before: float = -1.0) -> tuple[float, int]:
     """Commit up to `steps` steady decode iterations from `batch` on, up to and including the first that
     reaches `mine` and ending before `stop`; then (one stage only) the iteration that finishes requests, when
@@ -155,7 +151,7 @@ def _commit_steady(replica: "Replica", batch: "Batch", parts: int, start: float,
     t, context, committed = start, shape.decode_context, 0
     while committed < steps:
         c_micro = context / parts if parts > 1 else context
-        # Replica._closed_form (with StepCostModel.cost), then Replica._book into a fresh account, unrolled
+        # ReplicaState.closed_form (with StepCostModel.cost), then ReplicaState.book into a fresh account, unrolled
         total = slowest = 0.0
         costs = []
         for (dense, per_pair, tp, head, moe, weights, tokens, kv_per_token, peak, bw, stream_s, ov), coll, xfer, \
@@ -212,14 +208,12 @@ def _commit_steady(replica: "Replica", batch: "Batch", parts: int, start: float,
     return t, committed
 
 
-def _commit_steady_one_stage(replica: "Replica", batch: "Batch", start: float, steps: int, mine: float,
+def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, steps: int, mine: float,
                              stop: float, finish_before: float) -> tuple[float, int]:
     """_commit_steady for one stage and one micro-batch (no pipeline), the common case, with what is fixed
     in locals. The same float operations: adding 0.0, multiplying or dividing by 1 and the flow shop of one
     job leave a value unchanged, so they are left out. The last iteration may finish requests (batcher and
-    deliveries as in Replica.complete)."""
-    from simulator.serving.batcher import Batch
-
+    deliveries as in ReplicaState.complete)."""
     batcher, network, collector, index, chips = (replica.batcher, replica.network, replica.collector,
                                                  replica.index, replica.chips)
     shape, stage = batch.shape, replica.stages[0]
@@ -278,19 +272,19 @@ def _commit_steady_one_stage(replica: "Replica", batch: "Batch", start: float, s
     return t, committed
 
 
-def _commit_steady_drafting(replica: "Replica", batch: "Batch", parts: int, start: float, steps: int,
+def _commit_steady_drafting(replica: ReplicaState, batch: Batch, parts: int, start: float, steps: int,
                             mine: float, stop: float) -> tuple[float, int]:
     """As _commit_steady, under speculative decoding: the general path, one iteration after the other."""
     batcher = replica.batcher
     t, shape, committed = start, batch.shape, 0
     while committed < steps:
-        duration, costs, bookings = replica._closed_form(shape, parts)
+        duration, costs, bookings = replica.closed_form(shape, parts)
         end = t + duration
         if end >= stop:
             replica.remember(shape, parts, (duration, costs, bookings))
             break
         account = IterationAccount(len(replica.stages), replica.chips)
-        replica._book(t, end, parts, costs, bookings, account)
+        replica.book(t, end, parts, costs, bookings, account)
         replica.collector.iteration(replica.index, t, end - t, account, shape, batch.size, batcher.kv.used_blocks,
                                     batch.output_tokens)
         t = end

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.config.schema import ChipSpec
+from simulator.config.cluster import ChipSpec
 
 
 @dataclass(frozen=True)

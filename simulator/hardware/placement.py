@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from simulator.config.schema import ChipSpec, DeploymentSpec, MemoryTier, TopologySpec
+from simulator.config.cluster import ChipSpec, MemoryTier, TopologySpec
+from simulator.config.deployment import DeploymentSpec
 from simulator.errors import CapacityError, ScenarioError
 from simulator.hardware.model import DTYPE_BYTES, ModelShape
 from simulator.hardware.topology import slice_order

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from simulator.config.schema import ChipSpec
+from simulator.config.cluster import ChipSpec
 from simulator.hardware.model import DTYPE_BYTES, ModelShape
 from simulator.hardware.placement import Plan
 
@@ -174,3 +174,17 @@ class StepCostModel:
         return (self.dense_flops_per_token * tokens, self.attn_flops_per_pair, self.tp, head, moe, weights, tokens,
                 self.kv_bytes_per_token, self.peak_flops, self.memory_bw,
                 weights / self.stream_bw if self.stream_bw else 0.0, self.overhead_s)
+
+
+class Drafter:
+    """The cost of drafting `tokens` tokens per decoding request each step: `tokens` decode passes of a draft
+    model, or, without one, of one target layer each (multi-token prediction heads)."""
+
+    def __init__(self, tokens: int, cost_model: StepCostModel, layers: float):
+        self.tokens, self.cost_model, self.fraction = tokens, cost_model, layers / cost_model.layers
+
+    def cost(self, shape: BatchShape) -> StepCost:
+        one = self.cost_model.cost(BatchShape(0, 0, 0, shape.decode_tokens, shape.decode_context,
+                                              shape.decode_tokens))
+        return StepCost(*(value * self.tokens * self.fraction for value in one))
+

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from simulator.config.schema import ChipSpec, TopologySpec
+from simulator.config.cluster import ChipSpec, TopologySpec
 
 
 def chip(i: int) -> str:

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from dataclasses import dataclass, field
 
-from simulator.config.schema import ContinuousBatcher, StaticBatcher
+from simulator.config.serving import ContinuousBatcher, StaticBatcher
 from simulator.hardware.roofline import BatchShape
 from simulator.serving.kv_cache import KvBlockPool, PrefixCache
 

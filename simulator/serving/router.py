@@ -29,7 +29,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from simulator.config.schema import Affinity, LeastOutstandingTokens, RoundRobin, RouterSpec, ShortestQueue
+from simulator.config.serving import Affinity, LeastOutstandingTokens, RoundRobin, RouterSpec, ShortestQueue
 from simulator.serving.batcher import ContinuousBatching
 from simulator.workload.arrivals import Requests
 

@@ -24,12 +24,22 @@ from typing import Callable
 
 import numpy as np
 
-from simulator.config.schema import (Arrivals, ClosedLoopArrivals, DailyArrivals, GammaArrivals, Lengths,
-                                     OfflineArrivals, OnOffArrivals, PoissonArrivals, TraceArrivals,
-                                     WorkloadSpec, class_counts)
+from simulator.config.workload import (
+    Arrivals,
+    ClosedLoopArrivals,
+    DailyArrivals,
+    GammaArrivals,
+    Lengths,
+    OfflineArrivals,
+    OnOffArrivals,
+    PoissonArrivals,
+    TraceArrivals,
+    WorkloadSpec,
+    class_counts,
+)
 from simulator.workload.lengths import Cache, sample_lengths, sample_pair
-from simulator.workload.traces import replay
 from simulator.workload.tracefile import TraceRequests
+from simulator.workload.traces import replay
 
 __all__ = ["Requests", "generate", "arrival_times", "poisson_arrivals", "sample_lengths"]
 

@@ -13,10 +13,10 @@ import math
 
 import numpy as np
 
-from simulator.config.schema import (MAX_TOKENS, EmpiricalLength, FixedLength, Lengths, LognormalLength,
-                                     UniformLength)
-from simulator.workload.traces import read_lengths
+from simulator.config.fields import MAX_TOKENS
+from simulator.config.workload import EmpiricalLength, FixedLength, Lengths, LognormalLength, UniformLength
 from simulator.workload.tracefile import TraceRequests
+from simulator.workload.traces import read_lengths
 
 Cache = dict[tuple[str, str], TraceRequests]
 _normal_cdf = np.vectorize(lambda z: 0.5 * math.erfc(-z / math.sqrt(2.0)), otypes=[np.float64])

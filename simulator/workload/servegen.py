@@ -23,11 +23,20 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator.config.fields import MAX_TOKENS
 from simulator.config.load import is_dir, is_file
-from simulator.config.schema import MAX_TOKENS, TraceWindow
+from simulator.config.workload import TraceWindow
 from simulator.errors import ScenarioError, brief
-from simulator.workload.tracefile import (MAX_ID, TraceRequests, csv_rows, json_line, parse_float,
-                                         parse_int, read_lines, shown_path)
+from simulator.workload.tracefile import (
+    MAX_ID,
+    TraceRequests,
+    csv_rows,
+    json_line,
+    parse_float,
+    parse_int,
+    read_lines,
+    shown_path,
+)
 
 TRACE_COLUMNS = ("client_id", "window_start_s", "rate_rps", "cv", "iat_dist", "iat_shape", "iat_scale")
 DEFAULT_WINDOW_S = 600.0

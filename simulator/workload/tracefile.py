@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from simulator.config.schema import MAX_TOKENS
+from simulator.config.fields import MAX_TOKENS
 from simulator.errors import ScenarioError, brief, brief_text
 
 MAX_ID = 2**63 - 1  # client ids and prefix hashes: any 64-bit integer

@@ -21,11 +21,20 @@ from pathlib import Path
 
 import numpy as np
 
-from simulator.config.schema import MAX_SECONDS, SPAN_RULE, TraceArrivals, TraceWindow
+from simulator.config.fields import MAX_SECONDS, SPAN_RULE
+from simulator.config.workload import TraceArrivals, TraceWindow
 from simulator.errors import ScenarioError, brief
 from simulator.workload import servegen
-from simulator.workload.tracefile import (MAX_ID, TraceRequests, csv_rows, json_line, parse_float,
-                                         parse_int, read_lines, shown_path)
+from simulator.workload.tracefile import (
+    MAX_ID,
+    TraceRequests,
+    csv_rows,
+    json_line,
+    parse_float,
+    parse_int,
+    read_lines,
+    shown_path,
+)
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 SHAREGPT_COLUMNS = ("num_prefill_tokens", "num_decode_tokens")

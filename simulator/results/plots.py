@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
-if TYPE_CHECKING:
-    from simulator.run import RunResult
+from simulator.results.iteration_store import IterationStore
 
 
-def write_plots(result: "RunResult", out: Path) -> None:
+def write_plots(summary: dict[str, Any], requests: pd.DataFrame, iterations: IterationStore, links: pd.DataFrame,
+                out: Path) -> None:
+    """latency_cdf.png, timeline.png, breakdown.png and (when links carried traffic) links.png into `out`."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    req, it = result.requests, result.iteration_store
+    req, it = requests, iterations
     done = req[req["status"] == "completed"]
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -28,13 +30,13 @@ def write_plots(result: "RunResult", out: Path) -> None:
         ax.set_xlabel(f"{label} (s)")
         ax.set_ylabel("fraction of requests")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{result.summary['scenario']}: latency CDFs")
+    fig.suptitle(f"{summary['scenario']}: latency CDFs")
     fig.tight_layout()
     fig.savefig(out / "latency_cdf.png", dpi=110)
     plt.close(fig)
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
-    span = result.summary["sim"]["simulated_s"] or 1.0
+    span = summary["sim"]["simulated_s"] or 1.0
     edges = np.linspace(0.0, span, 101)
     if len(it):
         counts, _ = np.histogram(it["start_s"] + it["duration_s"], bins=edges, weights=it["output_tokens"])
@@ -51,7 +53,7 @@ def write_plots(result: "RunResult", out: Path) -> None:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    share = {k: (v or 0.0) for k, v in result.summary["bottleneck_share"].items()}
+    share = {k: (v or 0.0) for k, v in summary["bottleneck_share"].items()}
     ax.bar(list(share), list(share.values()), color=["#4c72b0", "#dd8452", "#55a868", "#8c8c8c", "#c44e52"])
     ax.set_ylabel("share of busy time")
     ax.set_ylim(0, 1)
@@ -60,8 +62,8 @@ def write_plots(result: "RunResult", out: Path) -> None:
     fig.savefig(out / "breakdown.png", dpi=110)
     plt.close(fig)
 
-    if not result.links.empty:
-        _link_heatmap(result, out / "links.png", plt)
+    if not links.empty:
+        _link_heatmap(links, summary["sim"]["simulated_s"], out / "links.png", plt)
 
 
 def _thinned(t: np.ndarray, values: np.ndarray, span: float, most: int = 100_000, bins: int = 4_000):
@@ -76,15 +78,14 @@ def _thinned(t: np.ndarray, values: np.ndarray, span: float, most: int = 100_000
     return edges[:-1][keep], sums[keep] / counts[keep]
 
 
-def _link_heatmap(result: "RunResult", path: Path, plt, most: int = 40) -> None:
+def _link_heatmap(links: pd.DataFrame, span_s: float, path: Path, plt, most: int = 40) -> None:
     """Utilisation of the busiest links (rows) over time (columns)."""
-    links = result.links
     table = links.pivot(index="link", columns="bucket_start_s", values="utilization")
     busiest = table.mean(axis=1).sort_values(ascending=False).index[:most]
     table = table.loc[busiest]
     fig, ax = plt.subplots(figsize=(11, 0.28 * len(table) + 1.6))
     image = ax.imshow(table.to_numpy(), aspect="auto", vmin=0, vmax=1, cmap="viridis", interpolation="nearest",
-                      extent=(0, result.summary["sim"]["simulated_s"], len(table), 0))
+                      extent=(0, span_s, len(table), 0))
     ax.set_yticks(np.arange(len(table)) + 0.5, table.index, fontsize=7)
     ax.set_xlabel("simulated time (s)")
     ax.set_title(f"link utilisation (busiest {len(table)} of {links['link'].nunique()} links)")

@@ -20,10 +20,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from simulator.config.cluster import ChipSpec
 from simulator.config.load import load_model_config
-from simulator.config.schema import ChipSpec
 from simulator.hardware.model import DTYPE_BYTES, ModelShape, model_shape
-from simulator.validate_cases import Case
+from simulator.studies.validate.cases import Case
 
 
 @dataclass(frozen=True)

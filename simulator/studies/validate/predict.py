@@ -26,16 +26,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from simulator.config.cluster import ChipSpec
 from simulator.config.load import Scenario, find_dir, load_chip, load_model_config, read_yaml
 from simulator.config.load import validate as validate_spec
-from simulator.config.schema import ChipSpec, ScenarioSpec
+from simulator.config.scenario import ScenarioSpec
 from simulator.errors import InfersimError
 from simulator.hardware.model import model_shape
 from simulator.hardware.placement import plan_deployment
 from simulator.hardware.topology import prime_factors
-from simulator.run import RunResult, run
-from simulator.validate_bounds import speed_of_light
-from simulator.validate_cases import Case
+from simulator.results.run_result import RunResult
+from simulator.run import run
+from simulator.studies.validate.bounds import speed_of_light
+from simulator.studies.validate.cases import Case
 
 TOPOLOGIES = find_dir("topologies", Path(__file__).resolve().parent)
 TEMPLATES = {"h100-sxm": "hgx-h100", "h200-sxm": "hgx-h200", "b200": "dgx-b200", "gb200": "gb200-nvl72",

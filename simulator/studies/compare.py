@@ -33,13 +33,19 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from simulator import compare_report
-from simulator.config.load import (Scenario, apply_override, load_scenario_dict, parse_override, read_yaml,
-                                   validate)
-from simulator.config.schema import CompareDesign, CompareSpec, ScenarioSpec
+from simulator.config.load import (
+    Scenario,
+    apply_override,
+    load_scenario_dict,
+    parse_override,
+    read_yaml,
+    validate,
+)
+from simulator.config.scenario import ScenarioSpec
+from simulator.config.studies import CompareDesign, CompareSpec
 from simulator.errors import ScenarioError
-from simulator.sweep import simulate
-from simulator.sweep_report import flatten
+from simulator.studies import compare_report
+from simulator.studies.points import flatten, simulate
 
 COMPARE_ONLY = set(CompareSpec.model_fields) - set(ScenarioSpec.model_fields)  # --set keys of the file itself
 SET_BY_COMPARE = ("workload.arrival", "deployment.replicas")  # --set cannot change these: they set the load

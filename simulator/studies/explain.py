@@ -15,9 +15,9 @@ from simulator.config.load import Scenario
 from simulator.errors import CapacityError
 from simulator.hardware.collectives import Phase, allreduce_for, repeated, uncontended_s
 from simulator.hardware.model import ModelShape, model_shape
+from simulator.hardware.prepare import Prepared, prepare
 from simulator.hardware.roofline import ACTIVATION_BYTES, BatchShape
 from simulator.hardware.topology import Routes, chip
-from simulator.run import Prepared, prepare
 from simulator.workload.arrivals import generate
 
 

@@ -1,4 +1,4 @@
-"""Results: DataFrames built once from the collector, summary.json, parquet tables, plots and report.md.
+"""A run's numbers: the requests and links tables built once from the records, and summary.json.
 
 Metric definitions (the one place they are written down):
 - queue_s: arrival -> admission into the running batch. ttft_s: arrival -> first output token delivered.
@@ -15,42 +15,38 @@ Metric definitions (the one place they are written down):
   spent moving data. Cost: rent per chip-hour, or purchase price amortised plus energy x PUE x price.
 - itl_s: inter-token latency over every decode token of the run (weighted percentiles of iteration gaps):
   with chunked prefill, iteration durations weighted by decode tokens; without it, the pauses of decodes
-  during prefill-only iterations included (simulator/slo.py).
+  during prefill-only iterations included (results/slo.py).
 - slo: attainment (requests that completed within their class's TTFT and TPOT targets / requests that
   arrived), goodput_requests_per_s (those requests / span), and both per class with the targets checked;
-  requests.parquet has each request's `class` and `meets_slo` (definitions in simulator/slo.py).
+  requests.parquet has each request's `class` and `meets_slo` (definitions in results/slo.py).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from simulator import slo
-from simulator.collect import STATUS_NAMES, Collector
 from simulator.hardware.energy import EnergyModel, EnergyParts, energy_parts
 from simulator.hardware.placement import Plan
-from simulator.iteration_store import IterationStore
-from simulator.outputs import staged_folder
+from simulator.results import slo
+from simulator.results.collect import STATUS_NAMES, Collector, LinkHistogram
+from simulator.results.iteration_store import IterationStore
 from simulator.workload.arrivals import Requests
 
 if TYPE_CHECKING:
     import networkx as nx
 
     from simulator.config.load import Scenario
-    from simulator.engine.link import Network
     from simulator.hardware.model import ModelShape
-    from simulator.run import RunResult
 
 SECONDS_PER_YEAR = 365.0 * 24 * 3600
 
 
-def frames(c: Collector, requests: Requests, network: "Network", graph: "nx.DiGraph",
+def tables(c: Collector, requests: Requests, links: LinkHistogram, capacity: dict[str, float], graph: "nx.DiGraph",
            span_s: float, slo_targets: list[slo.Targets] | None = None
            ) -> tuple[pd.DataFrame, IterationStore, pd.DataFrame]:
     """(requests frame, iteration rows, links frame) from a finished run's records; `slo_targets` per class
@@ -80,13 +76,13 @@ def frames(c: Collector, requests: Requests, network: "Network", graph: "nx.DiGr
     req.loc[req["status"] != "completed", "tpot_s"] = np.nan
     req["class"] = pd.Categorical.from_codes(requests.class_id, categories=list(requests.class_names))
     req["meets_slo"] = slo.meets(req, slo_targets or [(None, None)] * len(requests.class_names))
-    return req, c.iterations, link_frame(network, graph, span_s)
+    return req, c.iterations, link_frame(links, capacity, graph, span_s)
 
 
-def link_frame(network: "Network", graph: "nx.DiGraph", span_s: float) -> pd.DataFrame:
-    """Bytes and utilisation of every link that carried traffic, per time bucket of the network's histogram."""
+def link_frame(hist: LinkHistogram, capacity: dict[str, float], graph: "nx.DiGraph", span_s: float) -> pd.DataFrame:
+    """Bytes and utilisation of every link that carried traffic, per time bucket of the histogram; utilisation
+    is against what a link can achieve (`capacity`, bytes/s)."""
     edges_by_id = {d["id"]: (u, v, d) for u, v, d in graph.edges(data=True)}
-    hist = network.histogram  # utilisation is against what a link can achieve: network.capacity
     n = max(1, min(hist.max_buckets, int(np.ceil(span_s / hist.width)) if span_s > 0 else 1))
     starts = np.arange(n) * hist.width
     widths = np.minimum(starts + hist.width, max(span_s, hist.width)) - starts
@@ -99,7 +95,7 @@ def link_frame(network: "Network", graph: "nx.DiGraph", span_s: float) -> pd.Dat
         carried[row, :len(bins)] = bins
     ends = [edges_by_id[link] for link in names]
     bandwidth = np.array([d["bw"] for _, _, d in ends])
-    achievable = np.array([network.capacity[link] for link in names])
+    achievable = np.array([capacity[link] for link in names])
     capacity = achievable[:, None] * widths[None, :]
     return pd.DataFrame({
         "link": np.repeat(names, n), "fabric": np.repeat([d["fabric"] for _, _, d in ends], n),
@@ -279,8 +275,6 @@ def _cost_usd(scenario: "Scenario", chips: int, span_s: float, energy_j: float |
     return capital + energy_j * cost.pue * cost.usd_per_kwh / 3.6e6
 
 
-# ---------------------------------------------------------------- files
-
 def summary_json(summary: dict[str, Any]) -> str:
     return json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n"
 
@@ -291,80 +285,3 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (np.floating,)):
         return None if math.isnan(value) else float(value)
     raise TypeError(f"not JSON serialisable: {value!r}")
-
-
-def write_outputs(result: "RunResult", out: Path, plots: bool = True) -> Path:
-    """Write the run's folder all or nothing (outputs.py): a killed write leaves the previous folder."""
-    with staged_folder(out) as folder:
-        result.requests.to_parquet(folder / "requests.parquet", index=False)
-        result.iteration_store.write_parquet(folder / "iterations.parquet")
-        result.links.to_parquet(folder / "links.parquet", index=False)
-        if plots:
-            from simulator import plots as plotting
-            plotting.write_plots(result, folder / "plots")
-        (folder / "report.md").write_text(markdown(result, plots), encoding="utf-8")
-        (folder / "summary.json").write_text(summary_json(result.summary), encoding="utf-8")
-    return out
-
-
-def _fmt(value: Any, scale: float = 1.0, digits: int = 3) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value * scale:.{digits}g}"
-
-
-def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    """(metric, value) rows shown by the CLI and the report."""
-    s, r, t = summary, summary["requests"], summary["throughput"]
-    share = s["bottleneck_share"]
-    top = max((k for k in share if share[k] is not None), key=lambda k: share[k], default=None)
-    return [
-        ("requests completed / dropped / in flight", f"{r['completed']} / {r['dropped']} / {r['in_flight']}"),
-        ("TTFT p50 / p99 (ms)", f"{_fmt(s['ttft_s']['p50'], 1e3)} / {_fmt(s['ttft_s']['p99'], 1e3)}"),
-        ("TPOT p50 / p99 (ms)", f"{_fmt(s['tpot_s']['p50'], 1e3)} / {_fmt(s['tpot_s']['p99'], 1e3)}"),
-        ("E2E p50 / p99 (s)", f"{_fmt(s['e2e_s']['p50'])} / {_fmt(s['e2e_s']['p99'])}"),
-        ("output tokens/s (per chip)",
-         f"{_fmt(t['output_tokens_per_s'], digits=4)} ({_fmt(t['output_tokens_per_s_per_chip'], digits=4)})"),
-        ("mean batch size", _fmt(s["batch"]["mean"])),
-        ("compute / memory-bw utilization",
-         f"{_fmt(s['utilization']['compute_mean'])} / {_fmt(s['utilization']['memory_bw_mean'])}"),
-        ("bottleneck", f"{top} ({_fmt(share[top])} of busy time)" if top else "n/a"),
-        ("energy per output token (J)", _fmt(s["energy_j_per_output_token"])),
-        ("cost per million output tokens (USD)", _fmt(s["cost_usd_per_million_output_tokens"])),
-        ("chips", str(s["chips"])),
-        ("simulated / wall time (s)", f"{_fmt(s['sim']['simulated_s'], digits=4)} / {s['sim']['wall_s']:.2f}"),
-    ]
-
-
-def markdown(result: "RunResult", plots: bool) -> str:
-    s, plan = result.summary, result.plan
-    lines = [f"# {s['scenario']}: {s['model']} on {plan.chips_total} x {s['chip']}", ""]
-    description = result.scenario.spec.description.strip()
-    if description:
-        lines += [description, ""]
-    if s["sim"].get("replica_groups", 1) > 1:
-        lines += [f"Simulated as {s['sim']['replica_groups']} independent groups of replicas in parallel processes "
-                  "(replicas share no link and round robin is blind to load), then merged.", ""]
-    if s["sim"].get("interrupted"):
-        lines += [f"**Interrupted** at {s['sim']['simulated_s']:.4g} simulated seconds: a partial result "
-                  "(requests not done by then count as in flight).", ""]
-    lines += [f"Seed {s['seed']}. Tensor parallel {plan.tensor_parallel} x pipeline {plan.pipeline_parallel} "
-              f"(expert parallel {plan.expert_parallel}) x {plan.replicas} replicas, weights "
-              f"{plan.weights_dtype}, KV {plan.kv_dtype}; {plan.weight_bytes_per_chip / 1e9:.1f} GB of weights "
-              f"and room for {plan.kv_capacity_tokens:,} KV tokens per replica in {plan.tier}.", "",
-              "| metric | value |", "|---|---|"]
-    lines += [f"| {name} | {value} |" for name, value in headline(s)]
-    lines += ["", "## Latency (seconds)", "", "| metric | mean | p50 | p90 | p99 |", "|---|---|---|---|---|"]
-    for key in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
-        st = s[key]
-        lines.append(f"| {key} | " + " | ".join(_fmt(st[q], digits=4) for q in ("mean", "p50", "p90", "p99"))
-                     + " |")
-    lines += ["", "## Where the busy time went", "", "| resource | share |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in s["bottleneck_share"].items()]
-    if plots:
-        lines += ["", "## Plots", "", "![latency CDFs](plots/latency_cdf.png)", "",
-                  "![throughput and batch size over time](plots/timeline.png)", "",
-                  "![time breakdown](plots/breakdown.png)"]
-        if not result.links.empty:
-            lines += ["", "![link utilisation over time](plots/links.png)"]
-    return "\n".join(lines) + "\n"

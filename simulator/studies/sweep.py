@@ -22,12 +22,10 @@ import json
 import multiprocessing
 import os
 import threading
-import traceback
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -35,24 +33,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from simulator import sweep_report
 from simulator.config.load import Scenario, is_file, load_scenario, parse_override, read_yaml, validate
-from simulator.config.schema import SweepSpec
+from simulator.config.studies import SweepSpec
 from simulator.errors import InfersimError, ScenarioError, brief, brief_text
-from simulator.report import summary_json
-from simulator.run import run
-
-FINAL = ("ok", "error")  # statuses a re-run keeps; "crash" is simulated again
-
-
-def _version() -> str:
-    try:
-        return metadata.version("infersim")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-VERSION = _version()
+from simulator.studies import sweep_report
+from simulator.studies.points import FINAL, VERSION, atomic_write, failed, flatten, simulate
+from simulator.studies.sweep_report import INTERACTIVITY
 
 
 @dataclass(frozen=True)
@@ -171,36 +157,14 @@ def _check_overrides(spec: SweepSpec, file: Path, overrides: Sequence[str]) -> N
             raise ScenarioError("--set", f"{key} is an axis of {file}; change its values there")
 
 
-# ---------------------------------------------------------------- one point
-
-def simulate(scenario: Scenario, seed: int) -> dict[str, Any]:
-    """Run one point and return its outcome; never raises, so that one bad point cannot stop a sweep."""
-    try:
-        summary = run(scenario, seed=seed).summary
-        return {"status": "ok", "error": None, "summary": json.loads(summary_json(summary)),
-                "infersim": VERSION}
-    except InfersimError as exc:
-        return _failed("error", str(exc))
-    except Exception as exc:  # a bug: recorded with its traceback, retried on the next run
-        return _failed("crash", f"{type(exc).__name__}: {exc}", traceback.format_exc())
-
-
-def _failed(status: str, message: str, trace: str | None = None) -> dict[str, Any]:
-    outcome = {"status": status, "error": message.strip().splitlines()[0] if message.strip() else status,
-               "summary": None, "infersim": VERSION}
-    if trace:
-        outcome["traceback"] = trace
-    return outcome
-
-
 def _save(points_dir: Path, job: Job, outcome: dict[str, Any]) -> dict[str, Any]:
     """Write a point's record atomically; return it as a later run will read it back."""
     if outcome.get("infersim") != VERSION:
-        outcome = _failed("crash", f"the worker runs infersim {outcome.get('infersim')}, this is {VERSION}")
+        outcome = failed("crash", f"the worker runs infersim {outcome.get('infersim')}, this is {VERSION}")
     record = {"key": job.key, "index": job.point.index, "values": job.point.values, "seed": job.point.seed,
               **outcome}
     text = json.dumps(record, indent=1, default=str) + "\n"
-    sweep_report.atomic_write(points_dir / f"{job.key}.json", lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write(points_dir / f"{job.key}.json", lambda p: p.write_text(text, encoding="utf-8"))
     return json.loads(text)
 
 
@@ -256,7 +220,7 @@ def _mp_context() -> Any:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["simulator.sweep"])
+    context.set_forkserver_preload(["simulator.studies.sweep"])
     return context
 
 
@@ -264,7 +228,7 @@ def _outcome(future: Future) -> dict[str, Any]:
     try:
         return future.result()
     except Exception as exc:  # the worker process died (killed, out of memory)
-        return _failed("crash", f"worker failed: {type(exc).__name__}: {exc}")
+        return failed("crash", f"worker failed: {type(exc).__name__}: {exc}")
 
 
 def _ray(jobs: list[Job], workers: int, address: str | None) -> Iterator[tuple[Job, dict[str, Any]]]:
@@ -287,7 +251,7 @@ def _ray(jobs: list[Job], workers: int, address: str | None) -> Iterator[tuple[J
             try:
                 outcome = ray.get(ready[0])
             except ray.exceptions.RayError as exc:
-                outcome = _failed("crash", f"ray task failed: {type(exc).__name__}: {exc}")
+                outcome = failed("crash", f"ray task failed: {type(exc).__name__}: {exc}")
             yield job, outcome
     finally:
         for ref in pending:
@@ -296,16 +260,17 @@ def _ray(jobs: list[Job], workers: int, address: str | None) -> Iterator[tuple[J
             ray.shutdown()
 
 
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # simulator/, shipped to a Ray cluster's nodes
+
+
 def _ray_init(ray: Any, workers: int, address: str | None) -> None:
     """Join a cluster, shipping this simulator package so its nodes run this code; or start a local one."""
     import logging
 
-    import simulator
-
     try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
-                     runtime_env={"py_modules": [simulator]})
+                     runtime_env={"py_modules": [str(PACKAGE_DIR)]})
         else:
             ray.init(address="local", num_cpus=workers, include_dashboard=False,  # never a running cluster
                      logging_level=logging.WARNING, log_to_driver=False)
@@ -321,8 +286,14 @@ BACKENDS: dict[str, Backend] = {"local": _local, "ray": _ray}
 def _progress(total: int, done: int, failed: int, show: bool | None) -> Iterator[Callable[[int, int], None]]:
     """A progress bar on stderr (points done, failed, ETA); off when stderr is not a terminal."""
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = Console(stderr=True)
     bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
@@ -338,6 +309,31 @@ def _progress(total: int, done: int, failed: int, show: bool | None) -> Iterator
             bar.update(task, advance=points, failed=failed)
 
         yield tick
+
+
+# ---------------------------------------------------------------- the table
+
+def _cell(value: Any) -> Any:
+    """Axis values that are mappings or lists (an inline cluster) become JSON text in the table."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def tabulate(jobs: Sequence[Job], records: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per point in expansion order: axes, seed, status, error, key, then the summary metrics."""
+    rows = []
+    for job in jobs:
+        record = records[job.key] if job.key else {"status": "error", "error": job.error, "summary": None}
+        row = {key: _cell(value) for key, value in job.point.values.items()}
+        row.update(seed=job.point.seed, status=record["status"], error=record["error"], key=job.key)
+        summary = record.get("summary")
+        if summary:
+            tpot = (summary.get("tpot_s") or {}).get("p50")
+            row[INTERACTIVITY] = 1.0 / tpot if tpot else None
+            row.update({k: v for k, v in flatten(summary).items() if k != "seed"})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- the sweep
@@ -367,6 +363,6 @@ def sweep(file: str | Path, out: str | Path | None = None, overrides: Sequence[s
         for job, outcome in BACKENDS[backend](todo, workers or os.cpu_count() or 1, address):
             records[job.key] = _save(points_dir, job, outcome)
             tick(share[job.key], share[job.key] * (outcome["status"] != "ok"))
-    table = sweep_report.table(jobs, records)
+    table = tabulate(jobs, records)
     sweep_report.write(out, spec, file, table, axis_keys(spec), plots)
     return SweepResult(spec, file, out, table, len(todo))

@@ -20,10 +20,10 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from simulator.config.load import Scenario, load_scenario
-from simulator.config.schema import ClosedLoopArrivals, OfflineArrivals, TraceArrivals
+from simulator.config.workload import ClosedLoopArrivals, OfflineArrivals, TraceArrivals
 from simulator.errors import ScenarioError
+from simulator.results.slo import targets
 from simulator.run import run
-from simulator.slo import targets
 from simulator.workload.arrivals import generate
 
 RATE_KEY = "workload.arrival.rate"

@@ -16,22 +16,23 @@ import multiprocessing
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import simpy
 
-if TYPE_CHECKING:
-    from simulator.config.load import Scenario
-    from simulator.engine.cluster import Cluster
+from simulator.config.load import Scenario
+from simulator.engine.cluster import Cluster
+from simulator.hardware.prepare import prepare
+from simulator.serving.router import RoundRobinRouter
+from simulator.workload.arrivals import generate
 
 PER_REQUEST = ("replica", "admit_s", "first_token_s", "finish_s", "status", "preemptions", "kv_transfer_bytes",
                "prefix_hit_tokens")
 
 
-def split(cluster: "Cluster", workers: int) -> tuple[list[list[int]], str]:
+def split(cluster: Cluster, workers: int) -> tuple[list[list[int]], str]:
     """(groups of replica indices, '') when the run can be split over `workers` processes, else ([], why)."""
-    from simulator.serving.router import RoundRobinRouter
-
     n = len(cluster.replicas)
     why = ("one process asked (sim.workers: 1)" if workers <= 1 else
            "one replica" if n == 1 else
@@ -46,7 +47,7 @@ def split(cluster: "Cluster", workers: int) -> tuple[list[list[int]], str]:
     return [list(range(lo, min(lo + size, n))) for lo in range(0, n, size)], ""
 
 
-def simulate(scenario: "Scenario", cluster: "Cluster", groups: list[list[int]]) -> float:
+def simulate(scenario: Scenario, cluster: Cluster, groups: list[list[int]]) -> float:
     """Simulate each group in its own process and merge the records into `cluster` (built, never run).
     Returns the simulated span (when the last group ended)."""
     methods = multiprocessing.get_all_start_methods()
@@ -71,15 +72,9 @@ def simulate(scenario: "Scenario", cluster: "Cluster", groups: list[list[int]]) 
     return max(record["span"] for record in records)
 
 
-def simulate_group(scenario: "Scenario", replicas: list[int], rows: Path) -> dict[str, Any]:
+def simulate_group(scenario: Scenario, replicas: list[int], rows: Path) -> dict[str, Any]:
     """Worker: simulate `replicas` with their requests; save their iteration rows to `rows` (.npy) and return
     the other records (picklable)."""
-    import simpy
-
-    from simulator.engine.cluster import Cluster
-    from simulator.run import prepare
-    from simulator.workload.arrivals import generate
-
     spec = scenario.spec
     prepared = prepare(scenario)
     requests = generate(spec.workload, spec.seed)

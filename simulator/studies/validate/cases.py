@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from simulator.config.fields import MAX_TOKENS, safe_name
 from simulator.config.load import chip_ids, model_ids
-from simulator.config.schema import MAX_TOKENS, safe_name
 from simulator.errors import ScenarioError, brief
 
 COLUMNS = ("case_id", "model", "chip", "num_chips", "tp", "pp", "ep", "replicas", "weights_dtype", "kv_dtype",

@@ -9,64 +9,19 @@ throughput.output_tokens_per_s, ...). Only `sim.wall_s` differs between two runs
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from simulator.errors import ScenarioError
+from simulator.studies.points import atomic_write, front_rows
 
 if TYPE_CHECKING:
-    from simulator.config.schema import SweepSpec
-    from simulator.sweep import Job
+    from simulator.config.studies import SweepSpec
 
 INTERACTIVITY = "interactivity.tokens_per_s_per_user"
-
-
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Write through a temporary file and rename it, so a killed run never leaves a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'ttft_s': {'p99': 1.0}} -> {'ttft_s.p99': 1.0}."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def _cell(value: Any) -> Any:
-    """Axis values that are mappings or lists (an inline cluster) become JSON text in the table."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def table(jobs: Sequence["Job"], records: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """One row per point in expansion order: axes, seed, status, error, key, then the summary metrics."""
-    rows = []
-    for job in jobs:
-        record = records[job.key] if job.key else {"status": "error", "error": job.error, "summary": None}
-        row = {key: _cell(value) for key, value in job.point.values.items()}
-        row.update(seed=job.point.seed, status=record["status"], error=record["error"], key=job.key)
-        summary = record.get("summary")
-        if summary:
-            tpot = (summary.get("tpot_s") or {}).get("p50")
-            row[INTERACTIVITY] = 1.0 / tpot if tpot else None
-            row.update({k: v for k, v in flatten(summary).items() if k != "seed"})
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def _for_parquet(df: pd.DataFrame) -> pd.DataFrame:
@@ -77,23 +32,6 @@ def _for_parquet(df: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_object_dtype(out[column]) and len(kinds) > 1:
             out[column] = out[column].map(lambda v: None if v is None else str(v))
     return out
-
-
-def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Mask of the points no other point beats on both x and y (both larger-is-better)."""
-    order = np.lexsort((-y, -x))  # by x descending, ties by y descending
-    mask = np.zeros(len(x), dtype=bool)
-    best = -np.inf
-    for i in order:
-        if y[i] > best:
-            mask[i], best = True, y[i]
-    return mask
-
-
-def front_rows(ok: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """The rows on the Pareto front of columns x and y (rows missing either are left out)."""
-    rows = ok.dropna(subset=[x, y])
-    return rows[pareto_front(rows[x].to_numpy(float), rows[y].to_numpy(float))]
 
 
 # ---------------------------------------------------------------- files

@@ -29,7 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from simulator.config.schema import ScenarioSpec, SloSpec
+from simulator.config.scenario import ScenarioSpec
+from simulator.config.workload import SloSpec
 
 Targets = tuple[float | None, float | None]  # (ttft_s, tpot_s), None: not checked
 

@@ -1,8 +1,9 @@
-"""Append-only records of a run (per request, per iteration) and the end-of-run invariant checks.
+"""Append-only records of a run (per request, per iteration, per link and time bucket), which the engine
+writes, and the end-of-run invariant checks.
 
 Per-request fields live in preallocated typed arrays indexed by request id (cheap scalar writes in the event
 loop, 8 bytes a value); iteration rows go to an IterationStore (iteration_store.py), which keeps memory flat
-however long the run. Frames are built once, after the run, by report.py.
+however long the run; link bytes go to a LinkHistogram. Frames are built once, after the run, by summary.py.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from simulator.hardware.roofline import BatchShape, StepCost
-from simulator.iteration_store import ITERATION_COLUMNS, ROW, ROWS_PER_CHUNK, IterationStore
+from simulator.results.iteration_store import ITERATION_COLUMNS, ROW, ROWS_PER_CHUNK, IterationStore
 
-__all__ = ["Collector", "ITERATION_COLUMNS", "InvariantError", "IterationAccount", "STATUS_NAMES"]
+__all__ = ["Collector", "ITERATION_COLUMNS", "InvariantError", "IterationAccount", "LinkHistogram", "STATUS_NAMES"]
 
 
 class IterationAccount:
@@ -172,3 +173,56 @@ def overlapping_replicas(store: IterationStore) -> list[int]:
         last = np.r_[replicas[1:] != replicas[:-1], True]
         last_end.update(zip(replicas[last].tolist(), ends[last].tolist()))
     return sorted(bad)
+
+
+class LinkHistogram:
+    """Bytes per link per time bucket, all links sharing one bucket width that doubles (merging pairs of
+    buckets) whenever the run outgrows `max_buckets`."""
+
+    def __init__(self, max_buckets: int, first_width_s: float = 1e-3):
+        self.max_buckets = max(2, max_buckets)
+        self.width = first_width_s
+        self.bins: dict[str, list[float]] = {}
+
+    def add(self, link: str, start: float, end: float, nbytes: float) -> None:
+        """Spread `nbytes` carried at a constant rate over [start, end] into the buckets."""
+        while end >= self.width * self.max_buckets:
+            self._coarsen()
+        bins = self.bins.get(link)
+        if bins is None:
+            bins = self.bins[link] = []
+        first, last = int(start / self.width), min(int(end / self.width), self.max_buckets - 1)
+        if len(bins) <= last:
+            bins.extend([0.0] * (last + 1 - len(bins)))
+        if first >= last or end <= start:
+            bins[last] += nbytes
+            return
+        rate = nbytes / (end - start)
+        for i in range(first, last + 1):
+            lo, hi = max(start, i * self.width), min(end, (i + 1) * self.width)
+            bins[i] += rate * (hi - lo)
+
+    def _coarsen(self) -> None:
+        self.width *= 2
+        for link, bins in self.bins.items():
+            self.bins[link] = _pairs(bins)
+
+    def merge(self, width: float, bins: dict[str, list[float]]) -> None:
+        """Add another histogram's buckets (of `width`, this one's first width times a power of 2)."""
+        while self.width < width:
+            self._coarsen()
+        for link, row in bins.items():
+            w = width
+            while w < self.width:
+                row, w = _pairs(row), w * 2
+            mine = self.bins.setdefault(link, [])
+            mine.extend([0.0] * (len(row) - len(mine)))
+            for i, value in enumerate(row):
+                mine[i] += value
+
+
+def _pairs(bins: list[float]) -> list[float]:
+    """Buckets twice as wide: each the sum of two."""
+    if len(bins) % 2:
+        bins = [*bins, 0.0]
+    return [bins[i] + bins[i + 1] for i in range(0, len(bins), 2)]

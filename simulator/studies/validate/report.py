@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from simulator.config.load import find_dir, load_chip
-from simulator.validate import Outcome, simulate_all
-from simulator.validate_bounds import beats
-from simulator.validate_cases import read_cases
+from simulator.studies.validate.bounds import beats
+from simulator.studies.validate.cases import read_cases
+from simulator.studies.validate.predict import Outcome, simulate_all
 
 _VALIDATION = find_dir("validation", Path(__file__).resolve().parent)
 DEFAULT_CASES = (_VALIDATION or Path("validation")) / "calibration.csv"

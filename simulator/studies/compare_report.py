@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from simulator.sweep_report import atomic_write, pareto_front
+from simulator.studies.points import atomic_write, pareto_front
 
 if TYPE_CHECKING:
-    from simulator.config.schema import CompareSpec
+    from simulator.config.studies import CompareSpec
 
 X = "tokens_per_s_per_user"
 ASSUMED = "\u2020"  # dagger: the design's chip has uncalibrated (assumed) efficiencies

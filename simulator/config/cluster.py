@@ -1,0 +1,156 @@
+"""The `cluster:` section and the chips it is made of: catalog chips (compute peaks, memory tiers, fabrics
+and ports, power, price, calibrated efficiencies) and topologies (nodes, scale-up and scale-out fabrics,
+host memory behind PCIe). Every quantity holds SI floats after validation."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from simulator import units
+from simulator.config.fields import Bandwidth, Bytes, DType, FlopRate, Fraction, Frozen, Seconds, Watts
+
+
+class ComputeSpec(Frozen):
+    """Dense peak compute per dtype, FLOP/s (integer OP/s counted as FLOP/s)."""
+    peak: dict[DType, FlopRate]
+    source: str
+
+
+class MemoryTier(Frozen):
+    """A memory that can hold weights or KV-cache. Bandwidth is read+write combined (half duplex)."""
+    tier: Literal["sram", "hbm", "ddr"]
+    capacity: Bytes
+    bandwidth: Bandwidth | None = None
+    energy_per_bit: Annotated[float, BeforeValidator(units.parse_joules), Field(ge=0)] | None = None  # read/write
+    source: str
+
+
+class ScaleUpSpec(Frozen):
+    """The chip's scale-up fabric port: bandwidth per chip per direction."""
+    name: str
+    bandwidth_per_dir: Bandwidth
+    domain_size: int = Field(ge=1)
+    latency: Seconds | None = None
+    links_per_chip: int | None = Field(default=None, ge=1)
+    link_bandwidth_per_dir: Bandwidth | None = None
+    source: str
+
+
+class PortSpec(Frozen):
+    name: str = ""
+    bandwidth_per_dir: Bandwidth
+    source: str
+
+
+class PowerSpec(Frozen):
+    tdp: Watts
+    idle: Watts
+    source: str
+
+
+class PriceSpec(Frozen):
+    purchase_usd: float | None = Field(default=None, gt=0)
+    rent_usd_per_hour: float | None = Field(default=None, gt=0)
+    source: str
+
+
+class EfficiencySpec(Frozen):
+    """Achievable fractions of peak and fixed per-iteration costs; one set per chip, never per scenario."""
+    compute: Fraction
+    memory: Fraction
+    collective: Fraction
+    layer_overhead: Seconds
+    step_overhead: Seconds
+    source: str
+
+    @property
+    def calibrated(self) -> bool:
+        """Fitted on published measurements by tools/calibrate.py (for this chip, or copied from the fit of
+        the same silicon), as its `source:` says; False: ASSUMED family defaults."""
+        return "fitted by tools/calibrate.py" in self.source and not self.source.startswith("ASSUMED")
+
+
+class ChipSpec(Frozen):
+    id: str
+    name: str
+    vendor: str
+    kind: Literal["gpu", "tpu", "lpu", "wafer", "rdu"]
+    year: int | None = None
+    compute: ComputeSpec
+    memory: tuple[MemoryTier, ...] = Field(min_length=1)
+    scaleup: ScaleUpSpec | None = None
+    scaleout: PortSpec | None = None
+    host_link: PortSpec | None = None
+    power: PowerSpec | None = None
+    price: PriceSpec | None = None
+    efficiency: EfficiencySpec
+
+
+# ---------------------------------------------------------------- topologies
+
+class ScaleUpFabric(Frozen):
+    """How the chips inside one node talk.
+
+    switch: every chip has one port of `bandwidth_per_dir` into a non-blocking switch (NVSwitch), so any pair
+      talks at the full port bandwidth. mesh: a direct link of `bandwidth_per_dir` between every pair
+      (AMD Infinity Fabric: 7 links per GPU), so one pair gets one link. torus: links between neighbours of a
+      `dims` grid, wrapped around when `wraparound` (TPU ICI); `bandwidth_per_dir` is per link.
+    """
+    kind: Literal["switch", "mesh", "torus"] = "switch"
+    bandwidth_per_dir: Bandwidth | None = None  # None: the chip's scale-up port (switch) or link bandwidth
+    dims: tuple[int, ...] | None = None
+    wraparound: bool = True
+    hop_latency: Seconds
+    energy_per_bit: Annotated[float, BeforeValidator(units.parse_joules), Field(ge=0)] | None = None
+    source: str
+
+
+class ScaleOutFabric(Frozen):
+    """How nodes talk. leaf_spine: one NIC per chip into its node's leaf switch (`nodes_per_leaf` nodes per
+    leaf), leaves joined to every spine by one uplink each; flows pick a spine by a static hash (ECMP).
+    ring: chip i of each node linked to chip i of the next node (rail-aligned direct links, Groq-style)."""
+    kind: Literal["leaf_spine", "ring"]
+    nic_bandwidth_per_dir: Bandwidth
+    nodes_per_leaf: int = Field(default=1, ge=1)
+    spines: int = Field(default=1, ge=1)
+    uplink_bandwidth_per_dir: Bandwidth | None = None
+    hop_latency: Seconds
+    energy_per_bit: Annotated[float, BeforeValidator(units.parse_joules), Field(ge=0)] | None = None
+    source: str
+
+
+class HostLink(Frozen):
+    """Each node's host (CPU, DRAM) behind a PCIe link per chip."""
+    bandwidth_per_dir: Bandwidth
+    latency: Seconds = 1e-6
+    source: str
+
+
+class TopologySpec(Frozen):
+    name: str
+    description: str = ""
+    chip: str
+    nodes: int = Field(default=1, ge=1)
+    chips_per_node: int = Field(ge=1)
+    nodes_per_rack: int | None = Field(default=None, ge=1)  # for counting racks; None when not known
+    scaleup: ScaleUpFabric | None = None
+    scaleout: ScaleOutFabric | None = None
+    host: HostLink | None = None
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TopologySpec":
+        if self.scaleup and self.scaleup.kind == "torus":
+            dims = self.scaleup.dims or ()
+            if not dims or math.prod(dims) != self.chips_per_node:
+                raise ValueError(f"scaleup.dims {list(dims)} must multiply to chips_per_node "
+                                 f"({self.chips_per_node})")
+        if self.nodes > 1 and self.scaleout is None:
+            raise ValueError(f"{self.nodes} nodes need a scaleout fabric between them")
+        if self.scaleout and self.scaleout.kind == "leaf_spine" and self.nodes > self.scaleout.nodes_per_leaf \
+                and self.scaleout.uplink_bandwidth_per_dir is None:
+            raise ValueError("scaleout.uplink_bandwidth_per_dir is needed when nodes span several leaves")
+        return self

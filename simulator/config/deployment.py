@@ -1,0 +1,51 @@
+"""The `deployment:` section: how the model is laid onto the cluster (parallelism, dtypes, placement,
+prefill/decode disaggregation)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from simulator.config.fields import DType, Fraction, Frozen
+
+
+class PoolSpec(Frozen):
+    """The parallelism of one pool of replicas (prefill or decode) under disaggregation."""
+    tensor_parallel: int = Field(default=1, ge=1)
+    pipeline_parallel: int = Field(default=1, ge=1)
+    replicas: int = Field(default=1, ge=1)
+
+
+class DisaggregationSpec(Frozen):
+    """Prefill and decode on separate replicas (Splitwise, DistServe): the prefill pool's chips come first,
+    the decode pool's after them; each request's KV-cache moves between them over the fabric."""
+    prefill: PoolSpec
+    decode: PoolSpec
+
+
+class DeploymentSpec(Frozen):
+    """How the model is laid onto the cluster. Unset dtypes follow weights_dtype."""
+    tensor_parallel: int = Field(default=1, ge=1)
+    pipeline_parallel: int = Field(default=1, ge=1)
+    expert_parallel: int = Field(default=1, ge=1)  # 1, or = tensor_parallel: experts sharded over the TP group
+    micro_batches: int | None = Field(default=None, ge=1)  # per iteration with pipeline parallelism; None: pp
+    # in_flight: micro-batches stay in the pipeline from one iteration to the next (vLLM's virtual engines,
+    # TensorRT-LLM); flush: each iteration fills and drains it (GPipe-style)
+    pipeline_schedule: Literal["in_flight", "flush"] = "in_flight"
+    replicas: int = Field(default=1, ge=1)
+    placement: Literal["packed", "strided"] = "packed"  # replica r on chips r*n.. (packed) or r, r+R, ..
+    weights_dtype: DType = "bf16"
+    kv_dtype: DType | None = None
+    compute_dtype: DType | None = None
+    memory_utilization: Fraction = 0.9  # share of each chip's memory the engine may use (vLLM's default)
+    weight_streaming: bool = False  # weights too big for the fast tier stream from a larger, slower one
+    disaggregated: DisaggregationSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_place_for_parallelism(self) -> "DeploymentSpec":
+        if self.disaggregated and (self.tensor_parallel, self.pipeline_parallel, self.replicas) != (1, 1, 1):
+            raise ValueError("with disaggregated pools, set tensor_parallel, pipeline_parallel and replicas under "
+                             "disaggregated.prefill and disaggregated.decode, not at the top")
+        return self
+    kv_block_tokens: int = Field(default=16, ge=1)

@@ -1,0 +1,59 @@
+"""A whole scenario (`ScenarioSpec`): its sections put together, and the two small sections of its own,
+`cost:` (prices and energy into money) and `sim:` (how the simulation runs). A scenario that would exhaust the
+machine is refused here (config/limits.py)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from simulator.config import limits
+from simulator.config.cluster import TopologySpec
+from simulator.config.deployment import DeploymentSpec
+from simulator.config.fields import Frozen, SafeName, Seconds
+from simulator.config.serving import ServingSpec
+from simulator.config.workload import WorkloadSpec, span_problem
+
+
+class CostSpec(Frozen):
+    """Turns chip prices and energy into money. Rented chips pay `rent_usd_per_hour` (power included);
+    bought chips are amortised linearly and pay for their energy times the data centre's PUE."""
+    amortization_years: float = Field(default=4.0, gt=0)
+    usd_per_kwh: float = Field(default=0.08, ge=0)
+    pue: float = Field(default=1.2, ge=1)
+    prefer: Literal["rent", "purchase"] = "purchase"
+
+
+class SimSpec(Frozen):
+    max_time: Seconds | None = None  # stop the simulation here; unfinished requests count as in flight
+    allow_huge: bool = False  # run even when the estimate exceeds the machine's memory or a day (limits.py)
+    collectives: Literal["iteration", "layer"] = "iteration"  # flows per iteration (fast) or per layer
+    link_buckets: int = Field(default=100, ge=1, le=10_000)  # time buckets of links.parquet
+    # commit decode iterations that nothing can interrupt without an event each (same results; false: one
+    # event per iteration, for checking)
+    run_ahead: bool = True
+    # processes simulating independent replica groups of one large run (replica_groups.py); same results
+    workers: int = Field(default=1, ge=1, le=256)
+
+
+class ScenarioSpec(Frozen):
+    """A runnable scenario: model + cluster + deployment + serving + workload. One whose run would obviously
+    exhaust the machine's memory or last more than a day is refused (config/limits.py) unless sim.allow_huge."""
+    name: SafeName
+    description: str = ""
+    seed: int = Field(default=0, ge=0)
+    model: str
+    cluster: TopologySpec
+    deployment: DeploymentSpec = DeploymentSpec()
+    serving: ServingSpec = ServingSpec()
+    workload: WorkloadSpec
+    cost: CostSpec = CostSpec()
+    sim: SimSpec = SimSpec()
+
+    @model_validator(mode="after")
+    def _within_limits(self) -> "ScenarioSpec":
+        problem = limits.scenario_problem(self) or span_problem(self.workload)
+        if problem:
+            raise ValueError(problem)
+        return self

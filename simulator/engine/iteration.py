@@ -1,0 +1,226 @@
+"""What one iteration of a replica costs and does to its state, apart from the event loop that drives it.
+
+A replica's stages (each a TP group with its cost model), its batcher and its records, and the operations on
+them that both drivers share: the roofline of a stage pass (with sampled expert routing and speculative
+drafting), the closed-form duration of an iteration whose links carry only the replica's own traffic and its
+booking onto the iteration account and the links, and the effects of an iteration that ended (first tokens,
+finishes, drops). The SimPy process (replica.Replica) and run-ahead (run_ahead.py) both time and record
+iterations here, so the two agree to the bit.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import simpy
+
+from simulator.engine.link import Network
+from simulator.hardware.collectives import Collective, Phase, phase_links, repeated, uncontended_s
+from simulator.hardware.roofline import (
+    ACTIVATION_BYTES,
+    BatchShape,
+    Drafter,
+    StepCost,
+    StepCostModel,
+    cost_sum,
+    pipelined,
+)
+from simulator.hardware.topology import Routes
+from simulator.results.collect import Collector, IterationAccount
+from simulator.serving.batcher import Batch, ContinuousBatching
+
+
+class Stage:
+    """One pipeline stage: its TP group's chips, its cost model, and the collective of one layer."""
+
+    def __init__(self, env: simpy.Environment, chips: list[str], cost_model: StepCostModel,
+                 layer_collective: Callable[[float], Collective]):
+        self.chips = chips
+        self.cost_model = cost_model
+        self.layer_collective = layer_collective  # bytes of one all-reduce -> collective
+        self.busy = simpy.Resource(env, capacity=1)
+        self.private: PrivateTraffic | None = None  # set when no other traffic can share this stage's links
+
+
+class PrivateTraffic:
+    """Closed-form traffic of a stage whose links carry nothing else: per byte of activations, the time and
+    the bytes per link of its TP all-reduces (all layers) and of its send to the next stage."""
+
+    def __init__(self, stage: Stage, next_stage: Stage | None, routes: Routes, capacity: dict[str, float]):
+        unit = repeated(stage.layer_collective(1.0), 2 * stage.cost_model.layers) if len(stage.chips) > 1 else ()
+        self.coll_s_per_byte, self.coll_latency_s, self.coll_carried, self.coll_sent = _linear(unit, routes,
+                                                                                               capacity)
+        send: Collective = ()
+        if next_stage is not None:
+            n = len(stage.chips)
+            send = (Phase(tuple((a, b, 1.0 / n) for a, b in zip(stage.chips, next_stage.chips)), 1),)
+        self.send_s_per_byte, self.send_latency_s, self.send_carried, self.send_sent = _linear(send, routes,
+                                                                                               capacity)
+
+    def sources(self) -> list[set[str]]:
+        """The link sets of its two traffic sources (all-reduces, send), which may overlap in time."""
+        return [set(self.coll_carried), set(self.send_carried)]
+
+
+def _linear(collective: Collective, routes: Routes, capacity: dict[str, float]):
+    """(seconds per byte, fixed latency, bytes per link per byte, bytes sent per byte) of a collective."""
+    if not collective:
+        return 0.0, 0.0, {}, 0.0
+    latency = sum(p.steps * phase_links(p, routes.route)[1] for p in collective)
+    seconds, carried = uncontended_s(collective, routes.route, capacity)
+    sent = sum(size for p in collective for _, _, size in p.flows)
+    return seconds - latency, latency, carried, sent
+
+
+class ReplicaState:
+    """One model replica's batcher, pipeline stages and role (colocated, prefill or decode), and what one of
+    its iterations costs and records. replica.Replica runs it as SimPy processes; run_ahead.py commits its
+    iterations ahead of the clock."""
+
+    def __init__(self, index: int, batcher: ContinuousBatching, stages: list[Stage], micro_batches: int,
+                 pipeline_schedule: str, network: Network, collector: Collector,
+                 on_done: Callable[[list[int]], None], rng: np.random.Generator, private: bool = False,
+                 role: str = "colocated", on_dropped: Callable[[list[int]], None] | None = None,
+                 drafter: Drafter | None = None, horizon: Callable[[], tuple[float, float, float]] | None = None):
+        self.index = index
+        self.batcher = batcher
+        self.stages = stages
+        self.micro_batches = micro_batches
+        self.in_flight = pipeline_schedule == "in_flight" and len(stages) > 1
+        self.one_pass = len(stages) == 1 or micro_batches == 1  # every batch goes through whole, in one part
+        self.network = network
+        self.collector = collector
+        self.on_done = on_done  # finished here (for a prefill replica: prefilled, to be handed off)
+        self.on_dropped = on_dropped or on_done
+        self.rng = rng
+        self.private = private  # every stage's links carry only this replica's own traffic: closed form
+        self.chips = sum(len(stage.chips) for stage in stages)
+        self.role = role  # colocated, prefill (hands requests on after their first token) or decode
+        self.drafter = drafter  # speculative decoding: the cost of drafting, added to each decode step
+        # closed-form replicas only: () -> (the earliest time a request may be submitted to it, the earliest
+        # arrival anywhere, the end of the run); None: unknown, so every iteration is one event
+        self.horizon = horizon
+        self._timed: tuple | None = None  # (shape, parts, closed form) run-ahead timed but did not commit
+        self.early_effects = False  # may run-ahead commit finishes and drops before the clock (open loop)?
+        self.dropped = False  # did the last schedule drop requests (whose closed-loop users sent new ones)?
+
+    def micro_batches_of(self, batch: Batch) -> int:
+        """Micro-batches the pipeline splits `batch` into: as configured, at most one per request."""
+        return 1 if self.one_pass else max(1, min(self.micro_batches, batch.size))
+
+    def schedule(self, now: float) -> Batch | None:
+        """The batcher's next batch at `now`, with its admissions, drops, preemptions and prefix hits recorded."""
+        batcher, collector = self.batcher, self.collector
+        batch = batcher.schedule(now)
+        if batcher.admitted:
+            collector.admit(batcher.take_admitted(), now)
+        self.dropped = bool(batcher.dropped)
+        if batcher.dropped:
+            dropped = batcher.take_dropped()
+            for rid, reason in dropped:
+                collector.drop(rid, reason, now)
+            self.on_dropped([rid for rid, _ in dropped])
+        if batcher.preempted:
+            collector.preempt(batcher.take_preempted())
+        if batcher.hits:
+            collector.prefix_hits(batcher.take_prefix_hits())
+        return batch
+
+    def complete(self, batch: Batch, start: float, end: float, account: IterationAccount) -> None:
+        """Apply an iteration that ran from `start` to `end`: record it, deliver first tokens, finish requests."""
+        first, finished = self.batcher.complete(batch)
+        self.collector.iteration(self.index, start, end - start, account, batch.shape, batch.size,
+                                 self.batcher.kv.used_blocks, batch.output_tokens)
+        self.deliver(first, finished, end)
+
+    def deliver(self, first: list[int], finished: list[int], end: float) -> None:
+        """Record the first tokens and the finished requests of an iteration that ended at `end`."""
+        collector = self.collector
+        if first and self.role != "prefill":  # a prefill replica's token is delivered after the hand-off
+            collector.first_tokens(first, end)
+        if finished:
+            if self.role != "prefill":
+                collector.finish(finished, end)
+            self.on_done(finished)
+
+    def closed_form(self, shape: BatchShape, parts: int) -> tuple[float, list[StepCost], list]:
+        """Duration of an iteration whose links are all private: every stage pass, all-reduce and send in
+        closed form, and the pipeline of `parts` identical micro-batches, each through every stage. Drained
+        every iteration (flush), a flow shop with identical jobs: sum of every step + (parts - 1) x the slowest
+        step that holds a resource. Kept in flight, a cyclic pipeline: the slower of one micro-batch's way
+        through the stages and `parts` passes of the slowest step. Returns (duration, each stage's cost, each
+        stage's (traffic, activation bytes)); `book` records them. No side effects."""
+        micro = shape.split(parts) if parts > 1 else shape
+        size = micro.tokens * self.stages[0].cost_model.model.d_model * ACTIVATION_BYTES
+        total = slowest = 0.0
+        costs, bookings = [], []
+        for stage in self.stages:
+            t = stage.private
+            cost = self.cost(stage, micro)
+            coll = t.coll_s_per_byte * size + t.coll_latency_s
+            xfer = t.send_s_per_byte * size
+            step = cost.roofline_s + coll
+            total += step + xfer + t.send_latency_s
+            slowest = max(slowest, step, xfer)
+            costs.append(cost)
+            bookings.append((t, size, coll, xfer))
+        return pipelined(total, slowest, parts, self.in_flight), costs, bookings
+
+    def book(self, start: float, end: float, parts: int, costs: list[StepCost], bookings: list,
+              account: IterationAccount) -> None:
+        """Account a closed-form iteration [start, end]: its stage passes, and its bytes on each private link."""
+        for cost in costs:
+            account.add_compute(cost, parts)
+        for t, size, coll, xfer in bookings:
+            account.network_s += parts * (coll + xfer + t.send_latency_s)
+            account.network_bytes += parts * size * (t.coll_sent + t.send_sent)
+            nbytes = size * parts
+            if t.coll_carried:
+                self.network.account_private(start, end, t.coll_carried, nbytes * t.coll_sent, nbytes)
+            if t.send_carried:
+                self.network.account_private(start, end, t.send_carried, nbytes * t.send_sent, nbytes)
+
+    def timing(self, shape: BatchShape, parts: int) -> tuple[float, list[StepCost], list]:
+        """`closed_form(shape, parts)`, or the timing run-ahead remembered for it (a pure function of both)."""
+        timed = self._timed
+        if timed is not None and timed[0] == shape and timed[1] == parts:
+            return timed[2]
+        return self.closed_form(shape, parts)
+
+    def remember(self, shape: BatchShape, parts: int, timing: tuple[float, list[StepCost], list]) -> None:
+        """Run-ahead timed this iteration but could not commit it: the normal path reuses the timing."""
+        self._timed = (shape, parts, timing)
+
+    def remember_timing(self, shape: BatchShape, parts: int, duration: float, costs: list[StepCost],
+                        size: float) -> None:
+        """`remember`, from an unrolled loop's duration and costs (the bookings rebuilt for `book`)."""
+        bookings = [(st.private, size, st.private.coll_s_per_byte * size + st.private.coll_latency_s,
+                     st.private.send_s_per_byte * size) for st in self.stages]
+        self.remember(shape, parts, (duration, costs, bookings))
+
+    def cost(self, stage: Stage, shape: BatchShape) -> StepCost:
+        """Roofline of one pass of `shape` through `stage`, plus drafting when decoding speculatively."""
+        cost = stage.cost_model.cost(shape, self._expert_load(stage, shape))
+        if self.drafter is None or not shape.decode_tokens:
+            return cost
+        return cost_sum(cost, self.drafter.cost(shape))
+
+    def _expert_load(self, stage: Stage, shape: BatchShape) -> tuple[float, float] | None:
+        """With expert parallelism: sample top-k routing for every MoE layer of the stage and return the
+        busiest rank's (routed tokens, experts touched), summed over layers (each layer waits for it)."""
+        cm = stage.cost_model
+        m = cm.model
+        if cm.ep <= 1 or not m.n_experts:
+            return None
+        layers = round(cm.moe_layers)
+        tokens = int(round(shape.tokens))
+        if layers == 0 or tokens == 0:
+            return (0.0, 0.0)
+        counts = self.rng.multinomial(tokens * m.top_k, np.full(m.n_experts, 1.0 / m.n_experts), size=layers)
+        per_rank = counts.reshape(layers, cm.ep, m.n_experts // cm.ep)
+        routed = per_rank.sum(axis=2)
+        touched = (per_rank > 0).sum(axis=2)
+        busiest = routed.argmax(axis=1)
+        rows = np.arange(layers)
+        return float(routed[rows, busiest].sum()), float(touched[rows, busiest].sum())

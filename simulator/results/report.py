@@ -1,0 +1,71 @@
+"""A run's report: the headline rows the CLI prints, and report.md (metric definitions: summary.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simulator.hardware.placement import Plan
+
+
+def _fmt(value: Any, scale: float = 1.0, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value * scale:.{digits}g}"
+
+
+def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """(metric, value) rows shown by the CLI and the report."""
+    s, r, t = summary, summary["requests"], summary["throughput"]
+    share = s["bottleneck_share"]
+    top = max((k for k in share if share[k] is not None), key=lambda k: share[k], default=None)
+    return [
+        ("requests completed / dropped / in flight", f"{r['completed']} / {r['dropped']} / {r['in_flight']}"),
+        ("TTFT p50 / p99 (ms)", f"{_fmt(s['ttft_s']['p50'], 1e3)} / {_fmt(s['ttft_s']['p99'], 1e3)}"),
+        ("TPOT p50 / p99 (ms)", f"{_fmt(s['tpot_s']['p50'], 1e3)} / {_fmt(s['tpot_s']['p99'], 1e3)}"),
+        ("E2E p50 / p99 (s)", f"{_fmt(s['e2e_s']['p50'])} / {_fmt(s['e2e_s']['p99'])}"),
+        ("output tokens/s (per chip)",
+         f"{_fmt(t['output_tokens_per_s'], digits=4)} ({_fmt(t['output_tokens_per_s_per_chip'], digits=4)})"),
+        ("mean batch size", _fmt(s["batch"]["mean"])),
+        ("compute / memory-bw utilization",
+         f"{_fmt(s['utilization']['compute_mean'])} / {_fmt(s['utilization']['memory_bw_mean'])}"),
+        ("bottleneck", f"{top} ({_fmt(share[top])} of busy time)" if top else "n/a"),
+        ("energy per output token (J)", _fmt(s["energy_j_per_output_token"])),
+        ("cost per million output tokens (USD)", _fmt(s["cost_usd_per_million_output_tokens"])),
+        ("chips", str(s["chips"])),
+        ("simulated / wall time (s)", f"{_fmt(s['sim']['simulated_s'], digits=4)} / {s['sim']['wall_s']:.2f}"),
+    ]
+
+
+def markdown(s: dict[str, Any], plan: Plan, description: str, links: bool, plots: bool) -> str:
+    """report.md of a run: its summary `s`, its (first pool's) plan, the scenario's description; `links`:
+    whether any link carried traffic (a link heatmap was drawn)."""
+    lines = [f"# {s['scenario']}: {s['model']} on {plan.chips_total} x {s['chip']}", ""]
+    description = description.strip()
+    if description:
+        lines += [description, ""]
+    if s["sim"].get("replica_groups", 1) > 1:
+        lines += [f"Simulated as {s['sim']['replica_groups']} independent groups of replicas in parallel processes "
+                  "(replicas share no link and round robin is blind to load), then merged.", ""]
+    if s["sim"].get("interrupted"):
+        lines += [f"**Interrupted** at {s['sim']['simulated_s']:.4g} simulated seconds: a partial result "
+                  "(requests not done by then count as in flight).", ""]
+    lines += [f"Seed {s['seed']}. Tensor parallel {plan.tensor_parallel} x pipeline {plan.pipeline_parallel} "
+              f"(expert parallel {plan.expert_parallel}) x {plan.replicas} replicas, weights "
+              f"{plan.weights_dtype}, KV {plan.kv_dtype}; {plan.weight_bytes_per_chip / 1e9:.1f} GB of weights "
+              f"and room for {plan.kv_capacity_tokens:,} KV tokens per replica in {plan.tier}.", "",
+              "| metric | value |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in headline(s)]
+    lines += ["", "## Latency (seconds)", "", "| metric | mean | p50 | p90 | p99 |", "|---|---|---|---|---|"]
+    for key in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
+        st = s[key]
+        lines.append(f"| {key} | " + " | ".join(_fmt(st[q], digits=4) for q in ("mean", "p50", "p90", "p99"))
+                     + " |")
+    lines += ["", "## Where the busy time went", "", "| resource | share |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in s["bottleneck_share"].items()]
+    if plots:
+        lines += ["", "## Plots", "", "![latency CDFs](plots/latency_cdf.png)", "",
+                  "![throughput and batch size over time](plots/timeline.png)", "",
+                  "![time breakdown](plots/breakdown.png)"]
+        if links:
+            lines += ["", "![link utilisation over time](plots/links.png)"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,49 @@
+"""RunResult: everything one run produced, and how it is written to its output folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from simulator.config.load import Scenario
+from simulator.hardware.model import ModelShape
+from simulator.hardware.placement import Plan
+from simulator.results import plots as plotting
+from simulator.results.iteration_store import IterationStore
+from simulator.results.outputs import staged_folder
+from simulator.results.report import markdown
+from simulator.results.summary import summary_json
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Everything a run produced; `write(dir)` puts it on disk in the documented layout."""
+    scenario: Scenario
+    plan: Plan
+    model: ModelShape
+    summary: dict
+    requests: pd.DataFrame
+    iteration_store: IterationStore
+    links: pd.DataFrame
+
+    @property
+    def iterations(self) -> pd.DataFrame:
+        """Every iteration as a DataFrame, built on each call (a long run's is large: the store reads columns)."""
+        return self.iteration_store.frame()
+
+    def write(self, out_dir: str | Path, plots: bool = True) -> Path:
+        """Write the run's folder all or nothing (outputs.py): a killed write leaves the previous folder."""
+        out = Path(out_dir)
+        with staged_folder(out) as folder:
+            self.requests.to_parquet(folder / "requests.parquet", index=False)
+            self.iteration_store.write_parquet(folder / "iterations.parquet")
+            self.links.to_parquet(folder / "links.parquet", index=False)
+            if plots:
+                plotting.write_plots(self.summary, self.requests, self.iteration_store, self.links,
+                                     folder / "plots")
+            text = markdown(self.summary, self.plan, self.scenario.spec.description, not self.links.empty, plots)
+            (folder / "report.md").write_text(text, encoding="utf-8")
+            (folder / "summary.json").write_text(summary_json(self.summary), encoding="utf-8")
+        return out
