@@ -11,4 +11,4 @@ from simulator.results.run_result import RunResult
 from simulator.run import run
 from simulator.studies.sweep import SweepResult, sweep
 
-__all__ = ["Scenario", "RunResult", "SweepResult", "load_scenario", "run", "sweep"]
+__all__ = ["RunResult", "Scenario", "SweepResult", "load_scenario", "run", "sweep"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -28,8 +28,8 @@ def fail(message: str) -> None:
 @app.command()
 def run(
     scenario: Path = typer.Argument(..., help="Scenario YAML file."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output folder (default results/<name>)."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Override the scenario's seed."),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Output folder (default results/<name>)."),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="Override the scenario's seed."),
     set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
 ) -> None:
@@ -105,10 +105,10 @@ def watching(total: int | None) -> Iterator[Callable[[float, int], bool]]:
 @app.command()
 def sweep(
     file: Path = typer.Argument(..., help="Sweep YAML file: a base scenario and axes over dotted keys."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output folder (default results/<name>)."),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Output folder (default results/<name>)."),
     backend: str = typer.Option("local", "--backend", help="local (processes) or ray."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster (default: a local one)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster (default: a local one)."),
     set_: list[str] = typer.Option([], "--set", help="Override a base value: dotted.key=value (repeatable)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
 ) -> None:
@@ -133,8 +133,8 @@ def sweep(
 @app.command()
 def compare(
     file: Path = typer.Argument(..., help="Compare YAML file: one model and workload, several designs."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Output folder (default results/compare-<name>)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Output folder (default results/compare-<name>)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
     set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
 ) -> None:
@@ -170,10 +170,10 @@ def compare(
 def slo_search(
     scenario: Path = typer.Argument(..., help="Scenario YAML file with an open-loop arrival rate and SLOs."),
     target: float = typer.Option(0.9, "--target", help="SLO attainment a rate must reach (0-1]."),
-    low: Optional[str] = typer.Option(None, "--low", help="Lowest rate to try, e.g. '2 /s'."),
-    high: Optional[str] = typer.Option(None, "--high", help="Highest rate to try, e.g. '50 /s'."),
+    low: str | None = typer.Option(None, "--low", help="Lowest rate to try, e.g. '2 /s'."),
+    high: str | None = typer.Option(None, "--high", help="Highest rate to try, e.g. '50 /s'."),
     max_runs: int = typer.Option(12, "--max-runs", min=1, help="Simulations at most."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Override the scenario's seed."),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="Override the scenario's seed."),
     set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
 ) -> None:
     """Bisect the arrival rate for the highest one whose SLO attainment reaches --target."""
@@ -234,7 +234,7 @@ def explain(
 
 @app.command()
 def validate(
-    cases: Optional[Path] = typer.Argument(None, help="Validation CSV (default validation/calibration.csv)."),
+    cases: Path | None = typer.Argument(None, help="Validation CSV (default validation/calibration.csv)."),
     out: Path = typer.Option(Path("results/validation"), "-o", "--out", help="Output folder."),
     workers: int = typer.Option(1, "--workers", min=1, help="Cases simulated in parallel processes."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the predicted-vs-measured plot."),
@@ -337,9 +337,9 @@ app.add_typer(workload_app, name="workload")
 @workload_app.command("describe")
 def workload_describe(
     file: Path = typer.Argument(..., help="Workload YAML, or a scenario YAML (its workload)."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out",
+    out: Path | None = typer.Option(None, "-o", "--out",
                                        help="Plot folder (default results/workload-<name>)."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Seed (default: the scenario's, else 0)."),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="Seed (default: the scenario's, else 0)."),
 ) -> None:
     """Print a workload's rate, inter-arrival CV and length percentiles (per class) and plot them."""
     from simulator.config.load import load_workload

@@ -21,7 +21,7 @@ class ScenarioError(InfersimError):
         self.file = file
         super().__init__(field, problem, file)
 
-    def with_file(self, file: str) -> "ScenarioError":
+    def with_file(self, file: str) -> ScenarioError:
         return self if self.file else ScenarioError(self.field, self.problem, file)
 
     def __str__(self) -> str:
@@ -42,7 +42,7 @@ class CapacityError(InfersimError):
         self.file = file
         super().__init__(what, needed_bytes, available_bytes, hint, file)
 
-    def with_file(self, file: str) -> "CapacityError":
+    def with_file(self, file: str) -> CapacityError:
         return CapacityError(self.what, self.needed_bytes, self.available_bytes, self.hint, self.file or file)
 
     def __str__(self) -> str:

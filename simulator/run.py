@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 from simulator.config.load import Scenario
 from simulator.engine.simulation import simulate

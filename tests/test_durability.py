@@ -23,7 +23,7 @@ from simulator.results.summary import out_of_range
 
 def _complete(out) -> dict:
     """The folder holds every output of one run, consistent with its summary; returns the summary."""
-    assert set(p.name for p in out.iterdir()) == OUTPUT_NAMES
+    assert {p.name for p in out.iterdir()} == OUTPUT_NAMES
     summary = json.loads((out / "summary.json").read_text())
     requests = pd.read_parquet(out / "requests.parquet")
     assert (requests["status"] != "not_arrived").sum() == summary["requests"]["arrived"]
@@ -95,7 +95,7 @@ def test_a_watch_stops_the_run_between_two_events_with_its_invariants_holding(wr
     s = result.summary
     assert s["sim"]["interrupted"] and s["sim"]["simulated_s"] == calls[-1][0]
     assert s["requests"]["completed"] + s["requests"]["dropped"] == calls[-1][1]
-    assert 0 < s["requests"]["in_flight"] and s["requests"]["arrived"] < 3000
+    assert s["requests"]["in_flight"] > 0 and s["requests"]["arrived"] < 3000
     result.write(tmp_path / "out", plots=False)
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["sim"]["interrupted"]
     assert not run(load_scenario(write_scenario({"workload.num_requests": 50}))).summary["sim"]["interrupted"]

@@ -74,10 +74,10 @@ def test_a_draft_model_config_is_checked_too(tmp_path, write_scenario):
 
 def test_the_required_keys_are_exactly_what_each_family_needs():
     """Each family's REQUIRED keys (with small integers) are enough for model_shape, and the families match."""
-    assert FAMILIES == tuple(sorted(_FAMILIES))
+    assert tuple(sorted(_FAMILIES)) == FAMILIES
     for family, keys in REQUIRED.items():
         keys = [*keys, *(names[0] for names in ONE_OF.get(family, []))]
-        config = check_model_config({"model_type": family, **{key: 2 for key in keys}}, "c.json")
+        config = check_model_config({"model_type": family, **dict.fromkeys(keys, 2)}, "c.json")
         assert model_shape(family, config).total_params > 0, family
         for key in keys:  # and each one is needed
             with pytest.raises(ScenarioError, match=f"^c.json: {key}: required key is missing for model_type "

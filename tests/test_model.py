@@ -8,7 +8,8 @@ from conftest import REPO
 from simulator.config.load import load_model_config, model_ids
 from simulator.hardware.model import model_shape
 
-PUBLISHED = {row["model"]: row for row in csv.DictReader(open(REPO / "tests" / "data" / "published_params.csv"))}
+with open(REPO / "tests" / "data" / "published_params.csv", encoding="utf-8") as published:
+    PUBLISHED = {row["model"]: row for row in csv.DictReader(published)}
 
 
 

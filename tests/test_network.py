@@ -139,7 +139,8 @@ def _pipeline(write_scenario, p, m, schedule, *overrides, tp=2):
         "deployment": {"tensor_parallel": tp, "pipeline_parallel": p, "micro_batches": m, "weights_dtype": "fp8",
                        "pipeline_schedule": schedule},
         "workload.arrival": {"kind": "closed_loop", "users": 64},
-        "workload.prompt_tokens": {"kind": "fixed", "value": 1}, "workload.output_tokens": {"kind": "fixed", "value": 64},
+        "workload.prompt_tokens": {"kind": "fixed", "value": 1},
+        "workload.output_tokens": {"kind": "fixed", "value": 64},
         "workload.num_requests": 64})
     return run(load_scenario(path, list(overrides)))
 

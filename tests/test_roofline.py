@@ -52,7 +52,7 @@ def test_single_request_decode_never_beats_weight_bytes_over_bandwidth(scenario,
 
 
 def test_decode_step_grows_slowly_while_memory_bound_and_linearly_past_the_ridge(h100_8b):
-    model, plan, cost_model = h100_8b
+    _, _, cost_model = h100_8b
     t = {b: cost_model.cost(decode(b)).roofline_s for b in (1, 2, 4, 8, 16, 4096, 8192, 16384)}
     assert t[2] / t[1] < 1.02 and t[16] / t[1] < 1.1  # memory-bound: weights read once for the batch
     assert t[16384] / t[8192] == pytest.approx(2.0, rel=0.03)  # compute-bound: linear in tokens
@@ -65,7 +65,7 @@ def test_decode_step_grows_slowly_while_memory_bound_and_linearly_past_the_ridge
 
 
 def test_long_prefill_is_compute_bound_and_at_least_flops_over_peak(h100_8b):
-    model, plan, cost_model = h100_8b
+    model, _, cost_model = h100_8b
     cost = cost_model.cost(prefill(8192))
     assert cost.compute_s > 5 * cost.memory_s
     assert cost.roofline_s >= model.flops_per_token(0) * 8192 / 989.4e12

@@ -142,7 +142,7 @@ class TopologySpec(Frozen):
     source: str = ""
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TopologySpec":
+    def _consistent(self) -> TopologySpec:
         if self.scaleup and self.scaleup.kind == "torus":
             dims = self.scaleup.dims or ()
             if not dims or math.prod(dims) != self.chips_per_node:

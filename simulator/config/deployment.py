@@ -43,7 +43,7 @@ class DeploymentSpec(Frozen):
     disaggregated: DisaggregationSpec | None = None
 
     @model_validator(mode="after")
-    def _one_place_for_parallelism(self) -> "DeploymentSpec":
+    def _one_place_for_parallelism(self) -> DeploymentSpec:
         if self.disaggregated and (self.tensor_parallel, self.pipeline_parallel, self.replicas) != (1, 1, 1):
             raise ValueError("with disaggregated pools, set tensor_parallel, pipeline_parallel and replicas under "
                              "disaggregated.prefill and disaggregated.decode, not at the top")

@@ -2,8 +2,8 @@
 refused when it is validated, before anything is generated or simulated, unless `sim.allow_huge: true`.
 
 The estimate is meant as a lower bound, built from the scenario alone (no file is read, nothing is simulated),
-so that a refusal is a sure thing rather than a guess; a run may well need more than the estimate. Measured on the default
-scenario (Llama-3.1-8B, one H100, continuous batching), peak resident memory and wall time grow as
+so that a refusal is a sure thing rather than a guess; a run may well need more than the estimate. Measured on
+the default scenario (Llama-3.1-8B, one H100, continuous batching), peak resident memory and wall time grow as
 
     memory ~ 150 MB + 540 B x requests + 80 B x iterations + 1 kB x (graph nodes + edges)
     wall   ~ 5 us x (requests + iterations) + 20 us x (graph nodes + edges)

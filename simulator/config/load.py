@@ -10,9 +10,10 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -214,7 +215,7 @@ def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> tuple[str, st
     message = str(error.get("msg", "invalid value"))
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
-    if kind.endswith("_type") or kind.endswith("_parsing"):
+    if kind.endswith(("_type", "_parsing")):
         message = f"{message[0].lower()}{message[1:]}, got {brief(got)}"
     return field_name, message
 

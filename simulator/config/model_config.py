@@ -7,7 +7,8 @@ dimension is one ScenarioError naming the file and the key, raised when the scen
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from simulator.errors import ScenarioError, brief
 

@@ -52,7 +52,7 @@ class ScenarioSpec(Frozen):
     sim: SimSpec = SimSpec()
 
     @model_validator(mode="after")
-    def _within_limits(self) -> "ScenarioSpec":
+    def _within_limits(self) -> ScenarioSpec:
         problem = limits.scenario_problem(self) or span_problem(self.workload)
         if problem:
             raise ValueError(problem)

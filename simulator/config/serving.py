@@ -3,7 +3,7 @@ decoding and the default SLO. Each policy family is a union discriminated on `ki
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -27,7 +27,7 @@ class ContinuousBatcher(Frozen):
     priority: Literal["decode_first", "prefill_first"] | None = None  # None: decode first iff chunked
 
     @model_validator(mode="after")
-    def _budget_holds_batch(self) -> "ContinuousBatcher":
+    def _budget_holds_batch(self) -> ContinuousBatcher:
         if self.max_batched_tokens < self.max_batch_size:
             raise ValueError(f"max_batched_tokens ({self.max_batched_tokens}) must be >= max_batch_size "
                              f"({self.max_batch_size}): every running request decodes one token per iteration")
@@ -50,7 +50,7 @@ class StaticBatcher(Frozen):
     priority: Literal["prefill_first"] = "prefill_first"
 
 
-Batcher = Annotated[Union[ContinuousBatcher, StaticBatcher], Field(discriminator="kind")]
+Batcher = Annotated[ContinuousBatcher | StaticBatcher, Field(discriminator="kind")]
 
 
 class RoundRobin(Frozen):
@@ -78,7 +78,7 @@ class Affinity(Frozen):
     max_queue_ratio: float = Field(default=1.5, ge=1)
 
 
-RouterSpec = Annotated[Union[RoundRobin, LeastOutstandingTokens, ShortestQueue, Affinity],
+RouterSpec = Annotated[RoundRobin | LeastOutstandingTokens | ShortestQueue | Affinity,
                        Field(discriminator="kind")]
 
 

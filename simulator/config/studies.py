@@ -38,7 +38,7 @@ class SweepSpec(Frozen):
     seed: int | None = Field(default=None, ge=0)  # root seed; None: the base scenario's seed
     seeds: Literal["spawn", "shared"] = "spawn"
     overrides: tuple[str, ...] = ()  # dotted.key=value applied to every point, as with --set
-    axes: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
+    axes: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
     zip: tuple[dict[str, Annotated[list[Any], Field(min_length=1)]], ...] = ()
     x_axis: str | None = None  # the axis the metric plots use as x; None: the first
     metrics: tuple[PlotName, ...] = ("throughput.output_tokens_per_s_per_chip", "tpot_s.p50", "ttft_s.p99")
@@ -60,7 +60,7 @@ class SweepSpec(Frozen):
         return data
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SweepSpec":
+    def _consistent(self) -> SweepSpec:
         seen = list(self.axes)
         seeds = [("axes.seed", self.axes.get("seed", []))]
         seeds += [(f"zip.{i}.seed", group["seed"]) for i, group in enumerate(self.zip) if "seed" in group]
@@ -119,7 +119,7 @@ class CompareSpec(Frozen):
     designs: tuple[CompareDesign, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique(self) -> "CompareSpec":
+    def _unique(self) -> CompareSpec:
         names = [d.name for d in self.designs]
         if len(set(names)) < len(names):
             raise ValueError(f"design names must be unique, got {names}")

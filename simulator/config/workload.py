@@ -4,7 +4,7 @@ tenant classes, with the checks that relate them (a count or a duration, the spa
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -34,7 +34,7 @@ class UniformLength(Frozen):
     high: Tokens
 
     @model_validator(mode="after")
-    def _ordered(self) -> "UniformLength":
+    def _ordered(self) -> UniformLength:
         if self.high < self.low:
             raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
         return self
@@ -57,7 +57,7 @@ class EmpiricalLength(Frozen):
     values: tuple[Tokens, ...] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "EmpiricalLength":
+    def _one_source(self) -> EmpiricalLength:
         if (self.path is None) == (self.values is None):
             raise ValueError("give either path (with format) or values")
         if self.path is not None and self.format is None:
@@ -65,7 +65,7 @@ class EmpiricalLength(Frozen):
         return self
 
 
-Lengths = Annotated[Union[FixedLength, UniformLength, LognormalLength, EmpiricalLength],
+Lengths = Annotated[FixedLength | UniformLength | LognormalLength | EmpiricalLength,
                     Field(discriminator="kind")]
 Duration = Annotated[float, BeforeValidator(units.parse_seconds), Field(gt=0, le=MAX_SECONDS)]
 
@@ -99,7 +99,7 @@ class OnOffArrivals(Frozen):
     durations: Literal["exponential", "fixed"] = "exponential"
 
     @model_validator(mode="after")
-    def _bursts_hold_requests(self) -> "OnOffArrivals":
+    def _bursts_hold_requests(self) -> OnOffArrivals:
         per_cycle = self.rate * self.on_time + self.off_rate * self.off_time
         if per_cycle < MIN_PER_CYCLE:  # generation walks cycle by cycle: 1e-300 per cycle would never end
             raise ValueError(f"rate x on_time + off_rate x off_time is {per_cycle:.3g} requests per on/off cycle; "
@@ -124,7 +124,7 @@ class DailyArrivals(Frozen):
     start: Seconds = 0.0
 
     @model_validator(mode="after")
-    def _within_period(self) -> "DailyArrivals":
+    def _within_period(self) -> DailyArrivals:
         for name in ("peak_at", "start"):
             if (getattr(self, name) or 0.0) >= self.period:
                 raise ValueError(f"{name} ({getattr(self, name):g} s) must be < period ({self.period:g} s)")
@@ -172,14 +172,14 @@ class TraceArrivals(Frozen):
     dither: Seconds = 0.0
 
     @model_validator(mode="after")
-    def _one_scale(self) -> "TraceArrivals":
+    def _one_scale(self) -> TraceArrivals:
         if self.time_scale is not None and self.rate is not None:
             raise ValueError("give time_scale or rate, not both")
         return self
 
 
-Arrivals = Annotated[Union[PoissonArrivals, GammaArrivals, OnOffArrivals, DailyArrivals, ClosedLoopArrivals,
-                           OfflineArrivals, TraceArrivals], Field(discriminator="kind")]
+Arrivals = Annotated[PoissonArrivals | GammaArrivals | OnOffArrivals | DailyArrivals | ClosedLoopArrivals
+                     | OfflineArrivals | TraceArrivals, Field(discriminator="kind")]
 
 
 class SloSpec(Frozen):
@@ -218,7 +218,7 @@ class WorkloadSpec(Traffic):
     classes: tuple[RequestClass, ...] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
-    def _complete(self) -> "WorkloadSpec":
+    def _complete(self) -> WorkloadSpec:
         problem = _workload_problem(self)
         if problem:
             raise ValueError(problem)

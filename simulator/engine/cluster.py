@@ -6,8 +6,8 @@ from __future__ import annotations
 import heapq
 import math
 from array import array
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import networkx as nx
 import numpy as np
@@ -264,7 +264,7 @@ class Cluster:
         heapq.heappop(self.pending_thinks)  # timers fire in time order
         self._arrive(rid)
 
-    def run(self, max_time_s: float | None, watch: "Callable[[float, int], bool] | None" = None) -> bool:
+    def run(self, max_time_s: float | None, watch: Callable[[float, int], bool] | None = None) -> bool:
         """Simulate until every request is done (or `max_time_s`). `watch(simulated s, requests done)` is
         called about every WATCH_EVERY events; when it returns True the run stops there, between two events,
         so that what was simulated is consistent. Returns whether it was stopped so."""

@@ -10,7 +10,7 @@ iterations here, so the two agree to the bit.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import simpy
@@ -214,7 +214,7 @@ class ReplicaState:
         if cm.ep <= 1 or not m.n_experts:
             return None
         layers = round(cm.moe_layers)
-        tokens = int(round(shape.tokens))
+        tokens = round(shape.tokens)
         if layers == 0 or tokens == 0:
             return (0.0, 0.0)
         counts = self.rng.multinomial(tokens * m.top_k, np.full(m.n_experts, 1.0 / m.n_experts), size=layers)

@@ -24,8 +24,19 @@ from simulator.results.collect import LinkHistogram
 
 class Bundle:
     """Flows that move `size` bytes each along their routes at one common rate (bytes/s per member)."""
-    __slots__ = ("id", "members", "links", "mult", "size", "remaining", "rate", "last", "version", "done",
-                 "latency")
+    __slots__ = (
+        "done",
+        "id",
+        "last",
+        "latency",
+        "links",
+        "members",
+        "mult",
+        "rate",
+        "remaining",
+        "size",
+        "version",
+    )
 
     def __init__(self, bid: int, members: tuple[tuple[str, str], ...], links: tuple[str, ...],
                  mult: tuple[int, ...], size: float, now: float, done: simpy.Event, latency: float):

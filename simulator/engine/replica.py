@@ -10,7 +10,7 @@ replica sleeps on one event until a request is submitted.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import simpy

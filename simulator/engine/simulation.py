@@ -7,8 +7,8 @@ as independent replica groups in several processes whose records are merged (rep
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import simpy
 

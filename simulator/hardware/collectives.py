@@ -298,9 +298,8 @@ def torus_sub_block(graph: nx.DiGraph, chips: list[str]) -> tuple[list[TorusAxis
     axes = []
     for a in (a for a in range(len(dims)) if size[a] > 1):
         others = [range(low[b], low[b] + size[b]) if b != a else (0,) for b in range(len(dims))]
-        lines = []
-        for base in itertools.product(*others):
-            lines.append(tuple(at[base[:a] + (low[a] + i,) + base[a + 1:]] for i in range(size[a])))
+        lines = [tuple(at[base[:a] + (low[a] + i,) + base[a + 1:]] for i in range(size[a]))
+                 for base in itertools.product(*others)]
         ring = size[a] == dims[a] and size[a] > 2 and graph.has_edge(lines[0][-1], lines[0][0])
         axes.append(TorusAxis(tuple(lines), ring))
     return axes, _snake_cycle(graph, at, low, size)

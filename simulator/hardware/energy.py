@@ -24,7 +24,7 @@ class EnergyModel:
 
     @classmethod
     def build(cls, chip: ChipSpec, compute_dtype: str, tier: str,
-              stream_tier: str | None = None) -> "EnergyModel | None":
+              stream_tier: str | None = None) -> EnergyModel | None:
         """None when the catalog has no power figures for the chip (energy is then unknown, not zero)."""
         if chip.power is None or compute_dtype not in chip.compute.peak:
             return None

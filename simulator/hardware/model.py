@@ -8,8 +8,9 @@ gpt_oss, opt, gpt2, gptj, palm.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from simulator.errors import ScenarioError
 

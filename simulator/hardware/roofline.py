@@ -37,7 +37,7 @@ class BatchShape(NamedTuple):
     def tokens(self) -> float:
         return self.prefill_tokens + self.decode_tokens + self.verify_tokens
 
-    def split(self, parts: int) -> "BatchShape":
+    def split(self, parts: int) -> BatchShape:
         """One of `parts` equal micro-batches (pipeline parallelism)."""
         return BatchShape(*(value / parts for value in self))
 
@@ -98,7 +98,7 @@ class StepCostModel:
     lm_head_flops_per_logit: float = 0.0  # 2 x the lm_head parameters this stage holds
 
     @classmethod
-    def build(cls, model: ModelShape, plan: Plan, chip: ChipSpec, stage: int) -> "StepCostModel":
+    def build(cls, model: ModelShape, plan: Plan, chip: ChipSpec, stage: int) -> StepCostModel:
         eff = chip.efficiency
         wbytes = DTYPE_BYTES[plan.weights_dtype]
         layers = plan.layers_per_stage[stage]

@@ -185,7 +185,7 @@ class Routes:
         if src not in fabric or dst not in fabric:
             raise ValueError(f"no {'scale-up' if same_node else 'scale-out'} path from {src} to {dst}")
         path = self._ecmp(fabric, src, dst)
-        edges = list(zip(path, path[1:]))
+        edges = list(itertools.pairwise(path))
         return tuple(g.edges[e]["id"] for e in edges), sum(g.edges[e]["latency_s"] for e in edges)
 
     @staticmethod

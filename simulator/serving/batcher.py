@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -70,7 +70,7 @@ class ContinuousBatching:
     def __init__(self, cfg: ContinuousBatcher | StaticBatcher, kv: KvBlockPool, prompt_tokens: Sequence[int],
                  output_tokens: Sequence[int], max_context: int | None,
                  prefix_hashes: tuple[tuple[int, ...], ...] | None = None, prefix_block_tokens: int = 512,
-                 full_output_tokens: Sequence[int] | None = None, speculative: "Speculation | None" = None):
+                 full_output_tokens: Sequence[int] | None = None, speculative: Speculation | None = None):
         self.cfg = cfg
         self.kv = kv
         self.paged = cfg.kv_policy == "paged"
@@ -226,7 +226,7 @@ class ContinuousBatching:
         """Give a block to every decoding request whose context is about to cross a block boundary,
         preempting the most recently admitted requests while none is free."""
         while self.block_heap and self.block_heap[0][0] <= self.step:
-            need, rid = heapq.heappop(self.block_heap)
+            _, rid = heapq.heappop(self.block_heap)
             if rid not in self.decoding:
                 continue  # preempted or finished since
             while not self.kv.can_allocate(1) and rid in self.running:

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 

@@ -169,7 +169,7 @@ def _cost(point: Point) -> tuple[int, int]:
 def _outcome(future: Any) -> dict[str, Any]:
     try:
         return future.result()
-    except Exception as exc:  # noqa: BLE001 - the worker process died (killed, out of memory)
+    except Exception as exc:
         return {"status": "crash", "error": f"worker failed: {type(exc).__name__}: {exc}", "summary": None}
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import traceback
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd

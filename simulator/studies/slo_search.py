@@ -13,9 +13,9 @@ answer is a rate that passes with a failing one just above it, not a proof that 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import pandas as pd
 

@@ -23,11 +23,12 @@ import multiprocessing
 import os
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -94,7 +95,8 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, Path]:
             raise ScenarioError(f"overrides.{i}", exc.problem, str(path)) from None
     base = Path(spec.base) if Path(spec.base).is_absolute() else path.resolve().parent / spec.base
     if not is_file(base):
-        raise ScenarioError("base", f"{brief(spec.base)} is not a scenario file (no {brief_text(str(base))})", str(path))
+        raise ScenarioError("base", f"{brief(spec.base)} is not a scenario file (no {brief_text(str(base))})",
+                            str(path))
     return spec, base
 
 

@@ -36,7 +36,7 @@ def _for_parquet(df: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- files
 
-def write(out: Path, spec: "SweepSpec", file: Path, df: pd.DataFrame, axes: list[str], plots: bool) -> None:
+def write(out: Path, spec: SweepSpec, file: Path, df: pd.DataFrame, axes: list[str], plots: bool) -> None:
     """sweep.parquet and sweep.csv first (so a plotting problem loses nothing), then plots/ and report.md."""
     atomic_write(out / "sweep.parquet", lambda p: _for_parquet(df).to_parquet(p, index=False))
     atomic_write(out / "sweep.csv", lambda p: df.to_csv(p, index=False))
@@ -58,7 +58,7 @@ def _check_columns(df: pd.DataFrame, file: Path, wanted: list[tuple[str, str]]) 
                                 str(file))
 
 
-def _plots(folder: Path, spec: "SweepSpec", ok: pd.DataFrame, axes: list[str]) -> list[str]:
+def _plots(folder: Path, spec: SweepSpec, ok: pd.DataFrame, axes: list[str]) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -107,7 +107,7 @@ def _metric_figure(plt: Any, ok: pd.DataFrame, x: str, groups: list[str], metric
     return fig
 
 
-def _pareto_figure(plt: Any, ok: pd.DataFrame, spec: "SweepSpec", axes: list[str]) -> Any:
+def _pareto_figure(plt: Any, ok: pd.DataFrame, spec: SweepSpec, axes: list[str]) -> Any:
     fig, ax = plt.subplots(figsize=(7, 4.6))
     x, y = spec.pareto.x, spec.pareto.y
     ax.scatter(ok[x], ok[y], color="0.6", s=18, label="points")
@@ -143,7 +143,7 @@ def _md_table(df: pd.DataFrame, columns: list[str]) -> list[str]:
     return lines
 
 
-def markdown(spec: "SweepSpec", file: Path, df: pd.DataFrame, axes: list[str], pictures: list[str]) -> str:
+def markdown(spec: SweepSpec, file: Path, df: pd.DataFrame, axes: list[str], pictures: list[str]) -> str:
     counts = df["status"].value_counts()
     lines = [f"# Sweep {spec.name or file.stem}", ""]
     if spec.description.strip():

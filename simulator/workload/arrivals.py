@@ -19,8 +19,8 @@ workload uses streams 0, 1, 2); the shared stream of weighted classes uses 3C an
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -41,7 +41,7 @@ from simulator.workload.lengths import Cache, sample_lengths, sample_pair
 from simulator.workload.tracefile import TraceRequests
 from simulator.workload.traces import replay
 
-__all__ = ["Requests", "generate", "arrival_times", "poisson_arrivals", "sample_lengths"]
+__all__ = ["Requests", "arrival_times", "generate", "poisson_arrivals", "sample_lengths"]
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,7 @@ def _lengths(pdfs: dict[str, Pdf], n: int, rng: np.random.Generator) -> tuple[np
 
 def _arrivals(w: ClientWindow, size_s: float, rng: np.random.Generator) -> np.ndarray:
     """rate x size arrivals in the window, gaps shaped by the fit and rescaled to fill the window."""
-    count = int(math.floor(w.rate_per_s * size_s + rng.random()))
+    count = math.floor(w.rate_per_s * size_s + rng.random())
     if count == 0:
         return np.empty(0)
     if w.shape > 0 and w.scale > 0:

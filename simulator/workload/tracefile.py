@@ -10,9 +10,10 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class TraceRequests:
     def __len__(self) -> int:
         return len(self.prompt_tokens)
 
-    def take(self, index: np.ndarray) -> "TraceRequests":
+    def take(self, index: np.ndarray) -> TraceRequests:
         hashes = self.prefix_hashes
         if hashes is not None:
             hashes = tuple(hashes[i] for i in index.tolist())
@@ -119,7 +120,8 @@ def csv_rows(lines: list[str], columns: tuple[str, ...], shown: str) -> Iterator
     header = [cell.strip() for cell in lines[0].split(",")]
     for column in columns:
         if column not in header:
-            raise ScenarioError("line 1", f"the header has no column {column!r}; found: {brief_text(', '.join(header))}",
+            raise ScenarioError("line 1",
+                                f"the header has no column {column!r}; found: {brief_text(', '.join(header))}",
                                 shown)
     where = [header.index(column) for column in columns]
     for number, line in enumerate(lines[1:], start=2):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from simulator.config.fields import MAX_TOKENS, safe_name
 from simulator.config.load import chip_ids, model_ids
