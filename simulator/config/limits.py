@@ -28,7 +28,7 @@ from typing import Any
 
 BASE_BYTES = 150e6
 BYTES_PER_REQUEST = 540.0
-BYTES_PER_ITERATION = 80.0  # rows are spooled to disk (iteration_store.py); the summary reads ~10 columns
+BYTES_PER_ITERATION = 80.0  # rows are spooled to disk (results/iteration_store.py); the summary reads ~10 columns
 BYTES_PER_GENERATED_REQUEST = 100.0  # a request's arrays generated up front, with their temporaries (~110 B peak)
 SECONDS_PER_GENERATED_REQUEST = 0.3e-6  # measured ~0.5 us (lognormal lengths)
 BYTES_PER_GRAPH_ELEMENT = 1000.0

@@ -33,7 +33,7 @@ class SimSpec(Frozen):
     # commit decode iterations that nothing can interrupt without an event each (same results; false: one
     # event per iteration, for checking)
     run_ahead: bool = True
-    # processes simulating independent replica groups of one large run (replica_groups.py); same results
+    # processes simulating independent replica groups of one large run (engine/replica_groups.py); same results
     workers: int = Field(default=1, ge=1, le=256)
 
 

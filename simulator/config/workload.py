@@ -184,7 +184,7 @@ Arrivals = Annotated[PoissonArrivals | GammaArrivals | OnOffArrivals | DailyArri
 
 class SloSpec(Frozen):
     """Latency targets: a request meets them when it completes with TTFT <= ttft and TPOT <= tpot (an unset
-    target is not checked). Checked after the run (simulator/slo.py), never used for scheduling."""
+    target is not checked). Checked after the run (simulator/results/slo.py), never used for scheduling."""
     ttft: Duration | None = None
     tpot: Duration | None = None
 

@@ -291,8 +291,8 @@ class Cluster:
         return False
 
     def check(self, span_s: float | None = None) -> None:
-        """The run's conservation laws (collect.py, link.py, kv_cache.py); `span_s`: how long it ran, when
-        not the clock's time (replica groups simulated elsewhere)."""
+        """The run's conservation laws (results/collect.py, link.py, serving/kv_cache.py); `span_s`: how long it
+        ran, when not the clock's time (replica groups simulated elsewhere)."""
         problems = [p for pool in self.kv_pools for p in pool.check()]
         self.network.fold_private()
         problems += self.network.check(span_s)

@@ -12,7 +12,7 @@ Derived columns (the rest of each row is the run's summary, flattened with dotte
 - tokens_per_s_per_user = 1 / tpot_s.p50: the decode speed one user sees.
 - output_tokens_per_s_per_kw = output tokens/s over the chips' nameplate power (TDP x chips); n/a without a
   power figure. output_tokens_per_usd = 1e6 / cost_usd_per_million_output_tokens, on `cost_basis`: rent per
-  chip-hour, or purchase amortised plus energy (report.py); n/a without a price.
+  chip-hour, or purchase amortised plus energy (results/summary.py); n/a without a price.
 - bottleneck: the largest share of busy time in summary.bottleneck_share (compute, memory, network,
   overhead, bubble).
 - efficiency_calibrated (the last column): whether the chip's efficiencies were fitted on published
@@ -221,7 +221,7 @@ def derived(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def cost_basis(scenario: Scenario) -> str | None:
-    """What a dollar pays for in this design's cost (the rule of report.py): rent, purchase + energy, none."""
+    """What a dollar pays for in this design's cost (the rule of results/summary.py): rent, purchase + energy, none."""
     price, prefer = scenario.chip.price, scenario.spec.cost.prefer
     if price is None:
         return None

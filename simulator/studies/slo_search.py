@@ -1,7 +1,7 @@
 """The highest arrival rate a cluster serves within its SLOs: bisection over `workload.arrival.rate`.
 
 Each point is a whole run of the scenario with `workload.arrival.rate=r` (same seed, so the same requests
-arrive, only closer together or further apart); it passes when its SLO attainment (simulator/slo.py) is at
+arrive, only closer together or further apart); it passes when its SLO attainment (simulator/results/slo.py) is at
 least `target`. The search brackets the answer between a passing rate `lo` and a failing rate `hi`: given
 bounds are tried first, a missing one is found by halving or doubling from the other (or from the
 scenario's rate), then the bracket is halved until hi / lo - 1 <= rel_tol or `max_runs` runs are spent.

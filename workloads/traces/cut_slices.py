@@ -21,10 +21,15 @@ def gz_write(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
+def gz_read(path: Path) -> bytes:
+    with gzip.open(path) as handle:
+        return handle.read()
+
+
 def azure(src: Path, name: str, minutes: int) -> None:
     """Header + every row less than `minutes` after the first row (rows are sorted by time)."""
-    lines = [l for l in gzip.open(src / f"azure-llm-2023/AzureLLMInferenceTrace_{name}.csv.gz").read()
-             .split(b"\r\n") if l]
+    lines = [line for line in gz_read(src / f"azure-llm-2023/AzureLLMInferenceTrace_{name}.csv.gz")
+             .split(b"\r\n") if line]
     first = datetime.fromisoformat(lines[1].split(b",")[0].decode()[:26])
     def seconds(line: bytes) -> float:
         return (datetime.fromisoformat(line.split(b",")[0].decode()[:26]) - first).total_seconds()
@@ -36,22 +41,22 @@ def azure(src: Path, name: str, minutes: int) -> None:
 
 def mooncake(src: Path) -> None:
     """Lines with timestamp < 600,000 ms: the first 10 minutes."""
-    lines = gzip.open(src / "mooncake-fast25/conversation_trace.jsonl.gz").read().split(b"\n")
-    keep = [l for l in lines if l and json.loads(l)["timestamp"] < 600_000]
+    lines = gz_read(src / "mooncake-fast25/conversation_trace.jsonl.gz").split(b"\n")
+    keep = [line for line in lines if line and json.loads(line)["timestamp"] < 600_000]
     gz_write(OUT / "mooncake" / "conversation.jsonl.gz", b"\n".join(keep) + b"\n")
 
 
 def sharegpt(src: Path) -> None:
     """Header + the first 2,000 rows."""
     name = "sharegpt-lengths/sharegpt_8k_filtered_stats_llama2_tokenizer.csv.gz"
-    lines = gzip.open(src / name).read().split(b"\n")
+    lines = gz_read(src / name).split(b"\n")
     (OUT / "sharegpt").mkdir(exist_ok=True)
     (OUT / "sharegpt" / "lengths.csv").write_bytes(b"\n".join(lines[:2001]) + b"\n")
 
 
 def servegen(src: Path) -> None:
     """deepseek-r1, 12:00-13:00 (windows 43200..46200): the 10 clients with the most requests in that hour."""
-    rows = [l for l in gzip.open(src / "servegen/reason-deepseek-r1/trace.csv.gz").read().split(b"\n") if l]
+    rows = [row for row in gz_read(src / "servegen/reason-deepseek-r1/trace.csv.gz").split(b"\n") if row]
     hour = [r for r in rows[1:] if 43200 <= int(r.split(b",")[1]) < 46800]
     load: dict[int, float] = {}
     for row in hour:
@@ -62,8 +67,8 @@ def servegen(src: Path) -> None:
     chosen = [r for r in hour if int(r.split(b",")[0]) in top]
     gz_write(out / "trace.csv.gz", b"\n".join([rows[0], *chosen]) + b"\n")
     kept = []
-    for line in gzip.open(src / "servegen/reason-deepseek-r1/dataset.jsonl.gz", "rt"):
-        client = json.loads(line)
+    for text in gz_read(src / "servegen/reason-deepseek-r1/dataset.jsonl.gz").decode().splitlines():
+        client = json.loads(text)
         if client["client_id"] in top:
             windows = {"43200": client["windows"]["43200"]}
             line = {"client_id": client["client_id"], "windows": windows}

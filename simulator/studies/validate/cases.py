@@ -104,7 +104,7 @@ def _one_of(choices) -> Callable[[str], str]:
 
 
 def _case_id(text: str) -> str:
-    """A case id names the case's scenario, so it follows the rule for names (config/schema.py)."""
+    """A case id names the case's scenario, so it follows the rule for names (config/fields.py)."""
     if not text:
         raise ValueError("must not be empty")
     try:

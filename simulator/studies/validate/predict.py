@@ -1,6 +1,6 @@
 """`infersim validate`: simulate published measurements and compare the predicted metric with the measured.
 
-Each case (validate_cases.py) becomes an inline scenario: the case's model and chip, a cluster resized from
+Each case (cases.py) becomes an inline scenario: the case's model and chip, a cluster resized from
 the chip's shipped topology (or built from its catalog ports), the row's deployment, fixed request lengths at
 the row's means and a load that matches its mode:
 

@@ -134,7 +134,7 @@ def markdown(df: pd.DataFrame, cases_file: str, plot: bool) -> str:
              "Each case is simulated with the catalog's efficiencies (one set per chip, never per case); "
              "`error` is predicted / measured - 1. A case is within tolerance when |error| <= its tolerance. "
              "The speed of light is the best value physics allows the metric at nameplate bandwidth and peak "
-             "(simulator/validate_bounds.py).", "", "## By hardware family", ""]
+             "(simulator/studies/validate/bounds.py).", "", "## By hardware family", ""]
     head = ["cases", "simulated", "within", "median abs error", "max abs error"]
     families = [f for f in FAMILY_ORDER if f in set(df["family"])]
     lines += _markdown_table(["family", *head], group_table(df, "family", families))
