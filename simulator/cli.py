@@ -186,7 +186,7 @@ def slo_search(
         fail(f"--low/--high: {exc}")
         return
     try:
-        result = max_rate_under_slo(scenario, set_, target, *bounds, max_runs=max_runs, seed=seed)
+        result = max_rate_under_slo(scenario, set_, target, bounds[0], bounds[1], max_runs=max_runs, seed=seed)
     except InfersimError as exc:
         fail(str(exc))
         return

@@ -365,17 +365,17 @@ def load_scenario_dict(data: Mapping[str, Any], file: str, base_dir: str | Path,
                        overrides: list[str] | None = None) -> Scenario:
     """A scenario mapping built in code (a compare point) -> Scenario, through the same validation as a file.
     `file` names it in errors; references (topologies/, workloads/, model paths) resolve from `base_dir`."""
-    data = copy.deepcopy(dict(data))  # resolving references and overrides edits it in place
+    tree = copy.deepcopy(dict(data))  # resolving references and overrides edits it in place
     base = Path(base_dir).resolve()
     origins: dict[str, str] = {}
-    _resolve_refs(data, base, file, origins)
+    _resolve_refs(tree, base, file, origins)
     for text in overrides or []:
         keys, value = parse_override(text)
-        apply_override(data, keys, value)
+        apply_override(tree, keys, value)
         if len(keys) > 1:
             origins.pop(keys[0], None)  # a value overridden inside a referenced file is the scenario's now
-    _resolve_refs(data, base, file, origins)  # an override may itself name a topology or workload
-    spec: ScenarioSpec = validate(ScenarioSpec, data, file, origins)
+    _resolve_refs(tree, base, file, origins)  # an override may itself name a topology or workload
+    spec: ScenarioSpec = validate(ScenarioSpec, tree, file, origins)
     chip_file = origins.get("cluster", file)
     chip_field = "chip" if "cluster" in origins else "cluster.chip"
     chip = load_chip(spec.cluster.chip, chip_field, chip_file)

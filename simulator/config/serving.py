@@ -43,7 +43,7 @@ class StaticBatcher(Frozen):
     max_batch_size: int = Field(default=32, ge=1)
     max_wait: Seconds = 0.0
     # fixed for static batching (same names as the continuous batcher's, so the scheduler reads one shape)
-    max_batched_tokens: Literal[2**31] = 2**31
+    max_batched_tokens: Literal[2147483648] = 2147483648  # 2**31, spelled out: a Literal takes no expression
     chunked_prefill: Literal[False] = False
     kv_policy: Literal["reserve"] = "reserve"
     preemption: Literal["recompute"] = "recompute"

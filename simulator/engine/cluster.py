@@ -110,7 +110,7 @@ class Cluster:
         return stages
 
     def _add_replica(self, index: int, role: str, plan, stages: list[Stage], spec: ScenarioSpec,
-                     model: ModelShape, prompt: list[int], private: bool, drafter: Drafter | None) -> None:
+                     model: ModelShape, prompt: array, private: bool, drafter: Drafter | None) -> None:
         """Wire one replica: its KV pool, its batcher (a prefill replica makes one token per request) and its
         process; prefill replicas hand their requests off instead of finishing them."""
         env, output = self.env, self.output
@@ -256,7 +256,10 @@ class Cluster:
             if think > 0:
                 c.events += 1
                 heapq.heappush(self.pending_thinks, self.env.now + think)
-                ArrivalTimeout(self.env, think).callbacks.append(lambda _event, rid=rid: self._think_done(rid))
+
+                def think_done(_event: simpy.Event, rid: int = rid) -> None:
+                    self._think_done(rid)
+                ArrivalTimeout(self.env, think).callbacks.append(think_done)
             else:
                 self._arrive(rid)
 

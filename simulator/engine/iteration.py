@@ -157,6 +157,7 @@ class ReplicaState:
         costs, bookings = [], []
         for stage in self.stages:
             t = stage.private
+            assert t is not None  # closed form: every stage of the replica has private links
             cost = self.cost(stage, micro)
             coll = t.coll_s_per_byte * size + t.coll_latency_s
             xfer = t.send_s_per_byte * size
@@ -195,8 +196,11 @@ class ReplicaState:
     def remember_timing(self, shape: BatchShape, parts: int, duration: float, costs: list[StepCost],
                         size: float) -> None:
         """`remember`, from an unrolled loop's duration and costs (the bookings rebuilt for `book`)."""
-        bookings = [(st.private, size, st.private.coll_s_per_byte * size + st.private.coll_latency_s,
-                     st.private.send_s_per_byte * size) for st in self.stages]
+        bookings = []
+        for st in self.stages:
+            p = st.private
+            assert p is not None  # closed form: every stage of the replica has private links
+            bookings.append((p, size, p.coll_s_per_byte * size + p.coll_latency_s, p.send_s_per_byte * size))
         self.remember(shape, parts, (duration, costs, bookings))
 
     def cost(self, stage: Stage, shape: BatchShape) -> StepCost:

@@ -122,7 +122,10 @@ class Network:
     def _after(self, delay: float, event: simpy.Event) -> None:
         if delay > 0:
             self.events += 1
-            self.env.timeout(delay).callbacks.append(lambda _e: event.succeed())
+
+            def fire(_e: simpy.Event) -> None:
+                event.succeed()
+            self.env.timeout(delay).callbacks.append(fire)
         else:
             event.succeed()
 
@@ -169,8 +172,10 @@ class Network:
             b.version += 1
             self.events += 1
             version = b.version
-            self.env.timeout(b.remaining / b.rate).callbacks.append(
-                lambda _e, b=b, version=version: self._end(b, version))
+
+            def on_end(_e: simpy.Event, b: Bundle = b, version: int = version) -> None:
+                self._end(b, version)
+            self.env.timeout(b.remaining / b.rate).callbacks.append(on_end)
 
     def _fill(self, bundles: list[Bundle]) -> None:
         """Progressive filling: raise every rate together; freeze the bundles of the link that fills first."""

@@ -84,7 +84,7 @@ def simulate_group(scenario: Scenario, replicas: list[int], rows: Path) -> dict[
     cluster.check()
     c = cluster.collector
     rids = np.flatnonzero(np.isin(np.arange(len(requests)) % len(cluster.entry), replicas))
-    record = {name: np.asarray(getattr(c, name))[rids] for name in PER_REQUEST}
+    record: dict[str, Any] = {name: np.asarray(getattr(c, name))[rids] for name in PER_REQUEST}
     record.update(rids=rids, drop_reason=[c.drop_reason[r] for r in rids.tolist()], arrived=c.arrived,
                   completed=c.completed, dropped=c.dropped, events=c.events + cluster.network.events,
                   network=cluster.network.records(), span=cluster.env.now)

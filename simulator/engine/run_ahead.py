@@ -38,9 +38,11 @@ def run_ahead(replica: ReplicaState, batch: Batch, now: float) -> tuple[float, B
     committed iteration (`now` when none was) and the batch to run at t if it was scheduled already (None:
     schedule at t)."""
     batcher = replica.batcher
+    assert replica.horizon is not None  # Replica.run runs ahead only replicas with a horizon
     mine, anywhere, stop = replica.horizon()
     effects_ok = replica.early_effects and anywhere < float("inf")  # finishes and drops may be committed
     t = now
+    end: float | None
     while True:
         if batch.swap_out_bytes or batch.swap_in_bytes or not batch.size:
             return t, batch
@@ -56,7 +58,7 @@ def run_ahead(replica: ReplicaState, batch: Batch, now: float) -> tuple[float, B
             t = end
             if t >= mine or committed < steps or (batcher.waiting and not (effects_ok and t < anywhere)):
                 return t, None  # an arrival is due, the end is near, or the next schedule may drop a request
-            batch = replica.schedule(t)
+            scheduled = replica.schedule(t)
         else:
             commit = _commit_one_stage if len(replica.stages) == 1 and parts == 1 else _commit_pipelined
             end = commit(replica, batch, parts, t, stop, anywhere if effects_ok else -1.0)
@@ -65,9 +67,10 @@ def run_ahead(replica: ReplicaState, batch: Batch, now: float) -> tuple[float, B
             t = end
             if t >= mine or (batcher.waiting and not (effects_ok and t < anywhere)):
                 return t, None
-            batch = replica.schedule(t)
-        if batch is None:
+            scheduled = replica.schedule(t)
+        if scheduled is None:
             return t, None
+        batch = scheduled
 
 
 def _commit_pipelined(replica: ReplicaState, batch: Batch, parts: int, t: float, stop: float,
@@ -92,6 +95,7 @@ def _commit_one_stage(replica: ReplicaState, batch: Batch, parts: int, t: float,
     _commit_steady_one_stage."""
     batcher, stage, shape = replica.batcher, replica.stages[0], batch.shape
     p = stage.private
+    assert p is not None  # a closed-form (private) replica's stages all have private links
     size = shape.tokens * stage.cost_model.model.d_model * ACTIVATION_BYTES
     cost = replica.cost(stage, shape)
     c, m, ov = cost.compute_s, cost.memory_s, cost.overhead_s
@@ -141,6 +145,7 @@ def _commit_steady(replica: ReplicaState, batch: Batch, parts: int, start: float
     plan = []
     for stage in stages:
         p = stage.private
+        assert p is not None  # a closed-form (private) replica's stages all have private links
         coll = p.coll_s_per_byte * size + p.coll_latency_s
         xfer = p.send_s_per_byte * size
         plan.append((stage.cost_model.decode_terms(micro), coll, xfer, p.send_latency_s,
@@ -218,6 +223,7 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
                                                  replica.index, replica.chips)
     shape, stage = batch.shape, replica.stages[0]
     p = stage.private
+    assert p is not None  # a closed-form (private) replica's stages all have private links
     size = shape.tokens * stage.cost_model.model.d_model * ACTIVATION_BYTES
     coll = p.coll_s_per_byte * size + p.coll_latency_s
     xfer, send_latency = p.send_s_per_byte * size, p.send_latency_s

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 from simulator.errors import ScenarioError
 
@@ -215,7 +215,8 @@ def _gpt_oss(c: Mapping[str, Any]) -> _Dims:
         ffn_dim=c["intermediate_size"], tied_embeddings=bool(c.get("tie_word_embeddings", False)),
         qkv_bias=True, out_bias=True, mlp_bias=True, router_bias=True, attention_sinks=True,
         max_context=c.get("max_position_embeddings"), n_experts=c["num_local_experts"],
-        top_k=c.get("num_experts_per_tok") or c.get("experts_per_token"), expert_ffn_dim=c["intermediate_size"],
+        top_k=cast(int, c.get("num_experts_per_tok") or c.get("experts_per_token")),  # model_shape checks it
+        expert_ffn_dim=c["intermediate_size"],
     )
 
 

@@ -14,10 +14,12 @@ allocated and as the torus all-reduce (collectives.torus_allreduce) needs.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from simulator.config.cluster import ChipSpec, MemoryTier, TopologySpec
 from simulator.config.deployment import DeploymentSpec
+from simulator.config.fields import DType
 from simulator.errors import CapacityError, ScenarioError
 from simulator.hardware.model import DTYPE_BYTES, ModelShape
 from simulator.hardware.topology import slice_order
@@ -35,9 +37,9 @@ class Plan:
     replicas: int
     chips_per_replica: int
     chips_total: int
-    weights_dtype: str
-    kv_dtype: str
-    compute_dtype: str
+    weights_dtype: DType
+    kv_dtype: DType
+    compute_dtype: DType
     tier: str                       # memory tier that holds the KV-cache (and the weights unless streamed)
     tier_bandwidth: float           # bytes/s
     stream_tier: str | None         # with weight streaming: the larger, slower tier the weights are read from
@@ -117,7 +119,8 @@ def stage_layout(model: ModelShape, stages: int, wbytes: float, slice_vocab: boo
     vocabulary into VOCAB_SLICES equal row ranges that neighbouring stages may share out: a stage then
     holds (embedding: looks up) or multiplies (lm_head: the logits of its rows) a slice of the vocabulary,
     as vocabulary-parallel embeddings do (Megatron-LM VocabParallelEmbedding), but over pipeline stages."""
-    per_layer = model.total_params - model.embedding_params - (0 if model.tied_embeddings else model.lm_head_params)
+    per_layer: float = (model.total_params - model.embedding_params
+                        - (0 if model.tied_embeddings else model.lm_head_params))
     per_layer /= model.n_layers
     edges = [float(model.embedding_params), float(0 if model.tied_embeddings else model.lm_head_params)]
     if stages == 1:
@@ -130,8 +133,8 @@ def stage_layout(model: ModelShape, stages: int, wbytes: float, slice_vocab: boo
     runs = split_stages(sizes, stages)
     layers = tuple(sum(1 for i in run if cuts <= i < first_head) for run in runs)
     shares = tuple(sum(1 for i in run if i >= first_head) / len(head) for run in runs)
-    held = [sum(sizes[i] for i in run) for run in runs]
-    return StageLayout(layers, max(held) * wbytes, shares, tuple(b * wbytes for b in held))
+    held_per_stage = [sum(sizes[i] for i in run) for run in runs]
+    return StageLayout(layers, max(held_per_stage) * wbytes, shares, tuple(b * wbytes for b in held_per_stage))
 
 
 def max_stages(model: ModelShape) -> int:
@@ -173,12 +176,14 @@ def chip_order(cluster: TopologySpec) -> list[int] | None:
     if up is None or up.kind != "torus" or cluster.chips_per_node == 1:
         return None
     n = cluster.chips_per_node
+    assert up.dims is not None  # a torus has its dims (TopologySpec checks them)
     local = slice_order(tuple(up.dims))
     return [k * n + j for k in range(cluster.nodes) for j in local]
 
 
 def _assign_chips(n_replicas: int, per_replica: int, placement: str, offset: int = 0,
                   order: list[int] | None = None) -> tuple[tuple[int, ...], ...]:
+    positions: list[Sequence[int]]
     if placement == "packed":
         positions = [range(offset + r * per_replica, offset + (r + 1) * per_replica) for r in range(n_replicas)]
     else:

@@ -52,6 +52,7 @@ def build_graph(spec: TopologySpec, chip_spec: ChipSpec) -> nx.DiGraph:
 
 def _scaleup(g: nx.DiGraph, spec: TopologySpec, chip_spec: ChipSpec, k: int) -> None:
     f = spec.scaleup
+    assert f is not None  # build_graph wires a scale-up fabric only when the spec has one
     n = spec.chips_per_node
     members = [chip(k * n + local) for local in range(n)]
     if f.kind == "switch":
@@ -73,6 +74,7 @@ def _scaleup(g: nx.DiGraph, spec: TopologySpec, chip_spec: ChipSpec, k: int) -> 
         if bw is None:
             raise ValueError("a torus needs scaleup.bandwidth_per_dir (per link)")
         dims = f.dims
+        assert dims is not None  # a torus has its dims (TopologySpec checks them)
         g.graph["torus_dims"] = tuple(dims)
         for coords in itertools.product(*(range(d) for d in dims)):
             here = members[_index(coords, dims)]
@@ -130,6 +132,7 @@ def slice_order(dims: tuple[int, ...]) -> list[int]:
 
 def _scaleout(g: nx.DiGraph, spec: TopologySpec) -> None:
     f = spec.scaleout
+    assert f is not None  # build_graph wires a scale-out fabric only when the spec has one
     n = spec.chips_per_node
     if f.kind == "ring":
         for k in range(spec.nodes if spec.nodes > 2 else 1):
@@ -145,10 +148,11 @@ def _scaleout(g: nx.DiGraph, spec: TopologySpec) -> None:
             _link(g, chip(k * n + local), leaf, f.nic_bandwidth_per_dir, f.hop_latency / 2, f.energy_per_bit,
                   "scaleout")
     if leaves > 1:
+        assert f.uplink_bandwidth_per_dir is not None  # TopologySpec requires it when nodes span several leaves
         for s in range(f.spines):
             g.add_node(f"spine{s}", kind="switch")
-            for leaf in range(leaves):
-                _link(g, f"leaf{leaf}", f"spine{s}", f.uplink_bandwidth_per_dir, f.hop_latency / 2,
+            for j in range(leaves):
+                _link(g, f"leaf{j}", f"spine{s}", f.uplink_bandwidth_per_dir, f.hop_latency / 2,
                       f.energy_per_bit, "scaleout")
 
 

@@ -17,7 +17,7 @@ import struct
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -49,7 +49,7 @@ class IterationStore:
         self._chunks: list[np.ndarray] = []  # final rows, in order, in memory
         self._rows = 0
         self._spool: Path | None = None
-        self._writer = None
+        self._writer: Any = None  # a pyarrow ParquetWriter once rows are spooled (pyarrow is imported lazily)
         self._finished = False
 
     def __len__(self) -> int:

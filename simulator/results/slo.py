@@ -74,7 +74,7 @@ def weighted_stats(values: Any, weights: Any = None) -> dict[str, float | None]:
     v, w = v[order], w[order]
     cum = np.cumsum(w)
     n = int(cum[-1])
-    out = {"mean": float(np.dot(v, w) / n)}
+    out: dict[str, float | None] = {"mean": float(np.dot(v, w) / n)}
     for q in (50, 90, 99):
         h = (n - 1) * q / 100.0
         lo = math.floor(h)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -96,14 +96,14 @@ def link_frame(hist: LinkHistogram, capacity: dict[str, float], graph: "nx.DiGra
     ends = [edges_by_id[link] for link in names]
     bandwidth = np.array([d["bw"] for _, _, d in ends])
     achievable = np.array([capacity[link] for link in names])
-    capacity = achievable[:, None] * widths[None, :]
+    can_carry = achievable[:, None] * widths[None, :]
     return pd.DataFrame({
         "link": np.repeat(names, n), "fabric": np.repeat([d["fabric"] for _, _, d in ends], n),
         "src": np.repeat([u for u, _, _ in ends], n), "dst": np.repeat([v for _, v, _ in ends], n),
         "bandwidth_bytes_per_s": np.repeat(bandwidth, n), "achievable_bytes_per_s": np.repeat(achievable, n),
         "bucket_start_s": np.tile(starts, len(names)),
         "bucket_s": np.tile(widths, len(names)), "bytes": carried.ravel(),
-        "utilization": np.divide(carried, capacity, out=np.zeros_like(carried), where=capacity > 0).ravel(),
+        "utilization": np.divide(carried, can_carry, out=np.zeros_like(carried), where=can_carry > 0).ravel(),
         "energy_j": (carried * 8.0 * np.array([d["energy_per_bit"] for _, _, d in ends])[:, None]).ravel(),
     })
 
@@ -151,6 +151,7 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
     if not links.empty:
         totals = links.groupby("link", sort=True).agg(bytes=("bytes", "sum"), bw=("achievable_bytes_per_s", "first"))
         link_util = {link: _share(float(row.bytes), float(row.bw) * span_s) for link, row in totals.iterrows()}
+    busiest = cast("dict[str, float]", link_util)  # a link carried its bytes over span_s > 0: no share is None
     energy = _energy(scenario, plan, chips, flops, memory_bytes, stream_bytes, links, span_s)
     energy_j = energy.total_j if energy else None
     cost_usd = _cost_usd(scenario, chips, span_s, energy_j)
@@ -189,8 +190,8 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
         },
         "network": {
             "link_bytes": float(links["bytes"].sum()) if len(links) else 0.0,  # bytes x links crossed
-            "busiest_link": max(link_util, key=link_util.get) if link_util else None,
-            "busiest_link_utilization": max(link_util.values()) if link_util else None,
+            "busiest_link": max(busiest, key=busiest.__getitem__) if busiest else None,
+            "busiest_link_utilization": max(busiest.values()) if busiest else None,
         },
         "energy_j": energy_j,
         "energy_j_per_output_token": _share(energy_j, out_tokens) if energy_j is not None else None,

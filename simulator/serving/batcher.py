@@ -24,6 +24,7 @@ import heapq
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -44,7 +45,8 @@ class Batch:
     size: int = field(init=False)  # requests it advances (read often: computed once)
 
     def __post_init__(self) -> None:
-        self.size = self.shape.decode_tokens + len(self.chunks)
+        # a batch's own shape counts whole requests (only `split` micro-batch shapes are fractional)
+        self.size = cast(int, self.shape.decode_tokens) + len(self.chunks)
 
 
 class Speculation:
@@ -93,7 +95,7 @@ class ContinuousBatching:
         #                                                             generated then, step it finishes at)
         self.decode_heap: list[tuple[int, int]] = []  # (step at which it finishes, rid)
         self.block_heap: list[tuple[int, int]] = []   # (step at which it needs another block, rid)
-        self.decode_context = 0                 # sum of contexts the next decode iteration attends
+        self.decode_context: float = 0          # sum of contexts the next decode iteration attends
         self.step = 0                           # decode iterations run so far
         self.generated_before: dict[int, int] = {}  # tokens generated before a recompute preemption
         self.swapped: dict[int, tuple[int, int, int]] = {}  # rid -> (context, generated, blocks in host memory)
@@ -130,6 +132,7 @@ class ContinuousBatching:
         self.wake_at = None
         if self.running or not self.waiting:
             return False
+        assert isinstance(self.cfg, StaticBatcher)  # only static batching gates (`self.static`)
         deadline = self.enqueued_at[self.waiting[0]] + self.cfg.max_wait
         if len(self.waiting) >= self.cfg.max_batch_size or now >= deadline:
             return True
@@ -177,6 +180,7 @@ class ContinuousBatching:
         admitted fresh; at least the prompt's last token is always computed, to produce the first token."""
         if self.prefix is None or rid in self.swapped or rid in self.generated_before:
             return 0, ()
+        assert self.prefix_hashes is not None  # set whenever self.prefix is
         hashes = self.prefix_hashes[rid]
         n = self.prefix.match(hashes)
         hit = min(n * self.prefix.block_tokens, self.prompt[rid] - 1)
@@ -389,6 +393,7 @@ class ContinuousBatching:
         self.prefix.unpin(self.pinned.pop(rid, ()))
         self.cached_tokens.pop(rid, None)
         if keep:
+            assert self.prefix_hashes is not None  # set whenever self.prefix is
             full = self.prompt[rid] // self.prefix.block_tokens
             self.prefix.insert(self.prefix_hashes[rid][:full])
 

@@ -216,7 +216,7 @@ def derived(s: dict[str, Any]) -> dict[str, Any]:
         "ttft_s.p50": s["ttft_s"]["p50"], "ttft_s.p99": s["ttft_s"]["p99"],
         "tpot_s.p50": tpot, "tpot_s.p99": s["tpot_s"]["p99"],
         "energy_j_per_output_token": s["energy_j_per_output_token"],
-        "bottleneck": max(share, key=share.get) if share else None,
+        "bottleneck": max(share, key=share.__getitem__) if share else None,
     }
 
 

@@ -10,6 +10,7 @@ marked with a dagger in the tables and the plot legends, and footnoted.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,7 @@ def _plots(folder: Path, ok: pd.DataFrame, designs: list[str]) -> list[str]:
     for name, (column, label) in PARETO.items():
         fig = _pareto_figure(plt, ok, designs, column, label)
         fig.tight_layout()
-        atomic_write(folder / name, lambda p, fig=fig: fig.savefig(p, dpi=110, format="png"))
+        atomic_write(folder / name, partial(fig.savefig, dpi=110, format="png"))
         plt.close(fig)
         names.append(name)
     return names
@@ -77,7 +78,8 @@ def front(ok: pd.DataFrame, column: str) -> pd.DataFrame:
 def _pareto_figure(plt: Any, ok: pd.DataFrame, designs: list[str], column: str, label: str) -> Any:
     fig, ax = plt.subplots(figsize=(8, 5))
     colors = plt.get_cmap("tab20" if len(designs) > 10 else "tab10")
-    missing, failed = [], []
+    missing: list[str] = []
+    failed: list[str] = []
     for i, design in enumerate(designs):
         rows = ok[ok["design"] == design].dropna(subset=[X, column]).sort_values("concurrency")
         if rows.empty:

@@ -40,7 +40,7 @@ class StepEstimate:
         terms = {"compute": self.compute_s if self.compute_s >= self.memory_s else 0.0,
                  "memory": self.memory_s if self.memory_s > self.compute_s else 0.0,
                  "network": self.network_s, "overhead": self.overhead_s}
-        return max(terms, key=terms.get)
+        return max(terms, key=terms.__getitem__)
 
 
 def min_chips_by_capacity(model: ModelShape, scenario: Scenario, dtype: str) -> int:

@@ -66,8 +66,9 @@ def base_rate(scenario: Scenario) -> float:
     if all(t == (None, None) for t in targets(spec, names)):
         raise ScenarioError("serving.slo", "slo-search needs latency targets: set serving.slo (ttft, tpot) "
                             "or the workload's slo", file)
-    if getattr(arrival, "rate", None) is not None:
-        return float(arrival.rate)
+    rate = getattr(arrival, "rate", None)
+    if rate is not None:
+        return float(rate)
     t = generate(spec.workload, spec.seed).arrival_s  # a trace replayed at its own pace
     return (len(t) - 1) / float(t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 1.0
 

@@ -183,11 +183,17 @@ def _cached(points_dir: Path, key: str) -> dict[str, Any] | None:
 Backend = Callable[[list[Job], int, "str | None"], Iterator[tuple[Job, dict[str, Any]]]]
 
 
+def _scenario(job: Job) -> Scenario:
+    """The scenario of a job a backend runs: only jobs with a key are run, and those resolved."""
+    assert job.scenario is not None
+    return job.scenario
+
+
 def _local(jobs: list[Job], workers: int, address: str | None) -> Iterator[tuple[Job, dict[str, Any]]]:
     """Local processes; one worker runs in this process (no pickling, easy to debug)."""
     if workers == 1 or len(jobs) <= 1:
         for job in jobs:
-            yield job, simulate(job.scenario, job.point.seed)
+            yield job, simulate(_scenario(job), job.point.seed)
         return
     context = _mp_context()
     alive, alive_w = context.Pipe(duplex=False)  # only this process holds alive_w
@@ -195,7 +201,7 @@ def _local(jobs: list[Job], workers: int, address: str | None) -> Iterator[tuple
                                initializer=_exit_with_parent, initargs=(alive,))
     finished = False
     try:
-        futures = {pool.submit(simulate, job.scenario, job.point.seed): job for job in jobs}
+        futures = {pool.submit(simulate, _scenario(job), job.point.seed): job for job in jobs}
         for future in as_completed(futures):
             yield futures[future], _outcome(future)
         finished = True
@@ -245,7 +251,7 @@ def _ray(jobs: list[Job], workers: int, address: str | None) -> Iterator[tuple[J
     if started:
         _ray_init(ray, workers, address)
     task = ray.remote(num_cpus=1, max_retries=0)(simulate)
-    pending = {task.remote(job.scenario, job.point.seed): job for job in jobs}
+    pending = {task.remote(_scenario(job), job.point.seed): job for job in jobs}
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -326,7 +332,8 @@ def tabulate(jobs: Sequence[Job], records: dict[str, dict[str, Any]]) -> pd.Data
     """One row per point in expansion order: axes, seed, status, error, key, then the summary metrics."""
     rows = []
     for job in jobs:
-        record = records[job.key] if job.key else {"status": "error", "error": job.error, "summary": None}
+        record: dict[str, Any] = (records[job.key] if job.key
+                                  else {"status": "error", "error": job.error, "summary": None})
         row = {key: _cell(value) for key, value in job.point.values.items()}
         row.update(seed=job.point.seed, status=record["status"], error=record["error"], key=job.key)
         summary = record.get("summary")
@@ -357,12 +364,15 @@ def sweep(file: str | Path, out: str | Path | None = None, overrides: Sequence[s
     points_dir = out / "points"
     points_dir.mkdir(parents=True, exist_ok=True)
     records = {job.key: r for job in jobs if job.key and (r := _cached(points_dir, job.key)) is not None}
-    todo = list({job.key: job for job in jobs if job.key and job.key not in records}.values())
+    pending = {job.key: job for job in jobs if job.key and job.key not in records}
+    todo = list(pending.values())
     share = Counter(job.key for job in jobs if job.key)
-    waiting = sum(share[job.key] for job in todo)
-    failed = sum(1 for job in jobs if job.error or records.get(job.key, {}).get("status", "ok") != "ok")
+    waiting = sum(share[key] for key in pending)
+    failed = sum(1 for job in jobs
+                 if job.error or (job.key is not None and records.get(job.key, {}).get("status", "ok") != "ok"))
     with _progress(len(jobs), len(jobs) - waiting, failed, progress) as tick:
         for job, outcome in BACKENDS[backend](todo, workers or os.cpu_count() or 1, address):
+            assert job.key is not None  # only jobs with a key are run
             records[job.key] = _save(points_dir, job, outcome)
             tick(share[job.key], share[job.key] * (outcome["status"] != "ok"))
     table = tabulate(jobs, records)

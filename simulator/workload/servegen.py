@@ -204,7 +204,9 @@ def sample(folder: str, span: TraceWindow, rng: np.random.Generator) -> TraceReq
         if (w.client, w.start_s) in pdfs:
             t = _arrivals(w, size, rng)
             prompt, output = _lengths(pdfs[(w.client, w.start_s)], len(t), rng)
-            times.append(t), prompts.append(prompt), outputs.append(output)
+            times.append(t)
+            prompts.append(prompt)
+            outputs.append(output)
     t = np.concatenate(times)
     keep = np.flatnonzero((t >= lo) & (t < hi))
     if not len(keep):

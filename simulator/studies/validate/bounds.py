@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simulator.config.cluster import ChipSpec
+from simulator.config.fields import DType
 from simulator.config.load import load_model_config
 from simulator.hardware.model import DTYPE_BYTES, ModelShape, model_shape
 from simulator.studies.validate.cases import Case
@@ -40,7 +41,7 @@ class Physics:
     peak: float | None    # per chip
 
     @classmethod
-    def of(cls, case: Case, chip: ChipSpec, model: ModelShape, dtype: str) -> Physics:
+    def of(cls, case: Case, chip: ChipSpec, model: ModelShape, dtype: DType) -> Physics:
         wbytes = DTYPE_BYTES[case.weights_dtype]
         read = model.active_params - (0 if model.tied_embeddings else model.embedding_params)
         timed = [t.bandwidth for t in chip.memory if t.bandwidth]
@@ -89,7 +90,7 @@ def _throughput(p: Physics, case: Case, users: float | None) -> float | None:
     return bound
 
 
-def speed_of_light(case: Case, chip: ChipSpec, dtype: str) -> float | None:
+def speed_of_light(case: Case, chip: ChipSpec, dtype: DType) -> float | None:
     """The bound on the case's metric (an upper bound, or a lower bound for latencies); None when the case
     gives physics nothing to hold on to (weights that fit nowhere)."""
     name, config = load_model_config(case.model, Path.cwd(), "validation")

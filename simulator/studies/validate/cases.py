@@ -13,8 +13,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from simulator.config.fields import MAX_TOKENS, safe_name
+from simulator.config.fields import MAX_TOKENS, DType, safe_name
 from simulator.config.load import chip_ids, model_ids
 from simulator.errors import ScenarioError, brief
 
@@ -40,8 +41,8 @@ class Case:
     pp: int
     ep: int
     replicas: int
-    weights_dtype: str
-    kv_dtype: str
+    weights_dtype: DType
+    kv_dtype: DType
     mode: str
     input_tokens: int
     output_tokens: int
@@ -185,7 +186,7 @@ def _read_rows(reader: csv.DictReader, file: str) -> list[Case]:
 
 
 def _parse_row(row: dict, parsers: dict, where: str, file: str) -> Case:
-    values = {}
+    values: dict[str, Any] = {}
     for column in COLUMNS:
         text = (row.get(column) or "").strip()
         if not text and column in OPTIONAL:

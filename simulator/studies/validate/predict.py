@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.config.cluster import ChipSpec
+from simulator.config.fields import DType
 from simulator.config.load import Scenario, find_dir, load_chip, load_model_config, read_yaml
 from simulator.config.load import validate as validate_spec
 from simulator.config.scenario import ScenarioSpec
@@ -99,12 +100,12 @@ def statistic(case: Case) -> str:
     return "p99" if case.source_kind == "mlperf" and case.lower_is_better else "p50"
 
 
-def compute_dtype(case: Case, chip: ChipSpec) -> str:
+def compute_dtype(case: Case, chip: ChipSpec) -> DType:
     """The weights' dtype when the chip has a peak for it, else the fastest peak it has."""
     peaks = chip.compute.peak
     if case.weights_dtype in peaks or not peaks:
         return case.weights_dtype
-    return max(peaks, key=peaks.get)
+    return max(peaks, key=peaks.__getitem__)
 
 
 def notes_caps(notes: str) -> tuple[int | None, int | None, bool]:
@@ -189,10 +190,12 @@ def cluster(case: Case, chip: ChipSpec) -> dict[str, Any]:
                             "chips_per_node": per_node,
                             "source": f"validate: {TEMPLATES.get(chip.id, 'catalog chip')} resized"}
     if per_node > 1:
+        assert scaleup is not None  # checked above
         topo["scaleup"] = dict(scaleup)
         if scaleup["kind"] == "torus":
             topo["scaleup"]["dims"] = _grid(per_node, len(scaleup["dims"]))
     if nodes > 1:
+        assert scaleout is not None  # checked above
         topo["scaleout"] = dict(scaleout)
         if scaleout["kind"] == "leaf_spine":
             topo["scaleout"].update(nodes_per_leaf=nodes, spines=1)
@@ -202,6 +205,7 @@ def cluster(case: Case, chip: ChipSpec) -> dict[str, Any]:
 def _batcher(case: Case, kv_batch: int) -> tuple[dict[str, Any], int]:
     """(batcher mapping, requests admitted at once per replica) for the row's mode and notes."""
     if case.mode == "batch":  # the whole batch admitted and prefilled at once, as gptSessionBenchmark runs
+        assert case.concurrency is not None  # read_cases: mode batch needs a concurrency
         return {"kind": "static", "max_batch_size": case.concurrency}, min(case.concurrency, kv_batch)
     batch, tokens, runtime = notes_caps(case.notes)
     batch = batch or (kv_batch if runtime else DEFAULT_BATCH)
@@ -217,9 +221,11 @@ def _workload(case: Case, admitted: int, waves: int) -> dict[str, Any]:
         n = case.replicas * admitted * waves
         return {"arrival": {"kind": "offline"}, "num_requests": n, **lengths}
     if case.mode == "rate":
+        assert case.rate_per_s is not None  # read_cases: mode rate needs a rate_per_s
         n = max(200, round(case.rate_per_s * RATE_SPAN_S))
         return {"arrival": {"kind": "poisson", "rate": case.rate_per_s}, "num_requests": n, **lengths}
     users = case.concurrency
+    assert users is not None  # read_cases: modes concurrency and batch need a concurrency
     n = users if case.mode == "batch" else max(2, waves * users)
     return {"arrival": {"kind": "closed_loop", "users": users}, "num_requests": n, **lengths}
 
@@ -238,9 +244,9 @@ def build(case: Case, chip: ChipSpec, waves: int = WAVES[-1],
     (offline, closed loop), and the approximations it makes."""
     ep, approx = expert_parallel(case)
     name, config = load_model_config(case.model, Path.cwd(), file)
-    deployment = {"tensor_parallel": case.tp, "pipeline_parallel": case.pp, "expert_parallel": ep,
-                  "replicas": case.replicas, "weights_dtype": case.weights_dtype, "kv_dtype": case.kv_dtype,
-                  "compute_dtype": compute_dtype(case, chip)}
+    deployment: dict[str, Any] = {"tensor_parallel": case.tp, "pipeline_parallel": case.pp, "expert_parallel": ep,
+                                  "replicas": case.replicas, "weights_dtype": case.weights_dtype,
+                                  "kv_dtype": case.kv_dtype, "compute_dtype": compute_dtype(case, chip)}
     if all(t.tier == "sram" for t in chip.memory):
         deployment["memory_utilization"] = 1.0  # statically compiled: no allocator reserve to keep
     data: dict[str, Any] = {"name": case.case_id, "seed": 0, "model": case.model,

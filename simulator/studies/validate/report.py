@@ -55,7 +55,7 @@ def frame(outcomes: list[Outcome]) -> pd.DataFrame:
 def _bottleneck(o: Outcome) -> str:
     """The resource with the largest share of the simulated busy time."""
     shares = {k: v for k, v in (o.shares or {}).items() if v is not None}
-    return max(shares, key=shares.get) if shares else ""
+    return max(shares, key=shares.__getitem__) if shares else ""
 
 
 @dataclass(frozen=True)
