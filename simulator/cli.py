@@ -258,6 +258,47 @@ def validate(
     console.print(validate_report.summary_line(df))
 
 
+@app.command()
+def calibrate(
+    cases: Path | None = typer.Argument(None, help="Validation CSV (default validation/calibration.csv)."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Cross-validation folds within each family."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Cases simulated in parallel processes."),
+    family: str | None = typer.Option(None, "--family", help="Fit only this family (Hopper, Blackwell, ...)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the fit and its errors; leave the catalog."),
+) -> None:
+    """Fit each chip family's efficiencies on CASES, print in-sample and cross-validated errors, write the
+    catalog (the fitted values and their provenance)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from simulator.studies.validate import calibrate as cal
+    from simulator.studies.validate.cases import read_cases
+    from simulator.studies.validate.predict import simulate_all
+    from simulator.studies.validate.report import DEFAULT_CASES
+
+    path = cases or DEFAULT_CASES
+    if family is not None and family not in cal.FAMILIES:
+        fail(f"--family: {family!r} is not one of: {', '.join(cal.FAMILIES)}")
+    try:
+        rows = read_cases(path)
+    except InfersimError as exc:
+        fail(str(exc))
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        outcomes = simulate_all(rows, workers=1)
+        fits, scored = cal.calibrate(rows, outcomes, cal.simulator_predict(pool), folds, family,
+                                     log=console.print)
+    for title, (columns, table_rows) in (("cases", cal.case_rows(scored)), ("errors", cal.summary_rows(scored))):
+        table = Table(title=f"calibration {title}: {path}")
+        for column in columns:
+            table.add_column(column, justify="left" if column in ("case", "family", "role", "group") else "right")
+        for row in table_rows:
+            table.add_row(*row)
+        console.print(table)
+    if not dry_run:
+        cal.write_catalog(fits, scored, rows, str(path))
+        console.print(f"catalog written: {', '.join(fits) or 'nothing fitted'}")
+
+
 @app.command("list")
 def list_(what: str = typer.Argument(..., help="chips, models or topologies")) -> None:
     """Print the catalog's chips or models, or the topologies/ folder, as a table."""

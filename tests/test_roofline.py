@@ -105,3 +105,35 @@ def test_moe_reads_only_the_experts_its_tokens_touch():
     assert cost_model.experts_touched(1) == pytest.approx(2.0)  # top-2 of 8
     assert cost_model.experts_touched(1000) == pytest.approx(8.0)
     assert cost_model.cost(decode(1)).memory_bytes < cost_model.cost(decode(64)).memory_bytes
+
+
+def test_an_moe_layer_pays_its_own_overhead_on_top_of_a_dense_layers():
+    """Per-iteration overhead = step + layers x layer_overhead + MoE layers x moe_layer_overhead: Mixtral (32
+    MoE layers) pays 32 MoE overheads per pass, a dense model none; a pipeline stage its share."""
+    dense = prepared(REPO / "scenarios" / "default.yaml")[2]
+    moe = prepared(REPO / "scenarios" / "default.yaml",
+                   ["model=mixtral-8x7b", "cluster=hgx-h100", "deployment.tensor_parallel=2"])[2]
+    eff = load_scenario(REPO / "scenarios" / "default.yaml").chip.efficiency
+    assert eff.moe_layer_overhead > 0
+    assert dense.overhead_s == pytest.approx(eff.step_overhead + 32 * eff.layer_overhead)
+    assert moe.overhead_s == pytest.approx(eff.step_overhead + 32 * (eff.layer_overhead + eff.moe_layer_overhead))
+    staged = prepare(load_scenario(REPO / "scenarios" / "default.yaml",
+                                   ["model=mixtral-8x7b", "cluster=hgx-h100", "deployment.tensor_parallel=2",
+                                    "deployment.pipeline_parallel=2"])).cost_models
+    assert sum(s.overhead_s for s in staged) == pytest.approx(moe.overhead_s + eff.step_overhead)
+    assert moe.cost(decode(1)).roofline_s > moe.cost(decode(1)).memory_s + 32 * eff.moe_layer_overhead
+
+
+def test_four_bit_weights_without_a_four_bit_peak_compute_in_sixteen_bits():
+    """W4A16: MXFP4 experts on Hopper are dequantised in the kernel and multiplied in bf16; a chip with an fp4
+    peak (Blackwell) computes in fp4."""
+    from simulator.config.load import load_chip
+    from simulator.studies.validate.cases import read_cases
+    from simulator.studies.validate.predict import compute_dtype
+
+    cases = {c.case_id: c for c in read_cases(REPO / "validation" / "calibration.csv")}
+    hopper = cases["IMAX_H100x2_GPTOSS120B_1K1K_C64_THR"]
+    blackwell = cases["IMAX_B200x1_GPTOSS120B_1K1K_C128_THR"]
+    assert hopper.weights_dtype == blackwell.weights_dtype == "fp4"
+    assert compute_dtype(hopper, load_chip("h100-sxm")) == "bf16"
+    assert compute_dtype(blackwell, load_chip("b200")) == "fp4"

@@ -62,15 +62,16 @@ class EfficiencySpec(Frozen):
     compute: Fraction
     memory: Fraction
     collective: Fraction
-    layer_overhead: Seconds
+    layer_overhead: Seconds      # kernel launches and synchronisation per transformer layer per iteration
+    moe_layer_overhead: Seconds  # and more per MoE layer: router, top-k, token permutation, grouped GEMMs
     step_overhead: Seconds
     source: str
 
     @property
     def calibrated(self) -> bool:
-        """Fitted on published measurements by tools/calibrate.py (for this chip, or copied from the fit of
+        """Fitted on published measurements by `infersim calibrate` (for this chip, or copied from the fit of
         the same silicon), as its `source:` says; False: ASSUMED family defaults."""
-        return "fitted by tools/calibrate.py" in self.source and not self.source.startswith("ASSUMED")
+        return "fitted by " in self.source and not self.source.startswith("ASSUMED")
 
 
 class ChipSpec(Frozen):

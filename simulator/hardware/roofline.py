@@ -116,7 +116,8 @@ class StepCostModel:
             dense_weight_bytes=dense * wbytes / plan.tensor_parallel,
             expert_bytes=model.expert_params * wbytes / (1 if plan.expert_parallel > 1 else plan.tensor_parallel),
             kv_bytes_per_token=plan.kv_bytes_per_token_per_chip * frac,
-            overhead_s=eff.step_overhead + layers * eff.layer_overhead,
+            overhead_s=eff.step_overhead + layers * eff.layer_overhead
+            + model.n_moe_layers * layers / model.n_layers * eff.moe_layer_overhead,
             attn_flops_per_pair=model.attn_flops_per_pair_per_layer * layers,
             dense_flops_per_token=2.0 * dense_active * frac,
             routed_flops_per_token=2.0 * routed_active * frac,

@@ -13,7 +13,7 @@ the row's means and a load that matches its mode:
 Serving caps (engine max batch, max_num_tokens) come from the row's notes; "runtime-chosen" caps let the KV
 capacity bound the batch. A case the engine cannot express is "not simulated" with a one-line reason; no
 number is ever made up for it. The efficiencies are the catalog's (one set per chip), or those of a chip the
-caller passes (tools/calibrate.py fits them that way).
+caller passes (`infersim calibrate` fits them that way).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ WAVES = (2, 4)            # offline, closed loop: batches of requests in the two
 RATE_SPAN_S = 40.0        # seconds of Poisson arrivals for rate cases
 THROUGHPUT_METRICS = ("output_tokens_per_s", "requests_per_s")
 DEFAULT_BATCH, DEFAULT_TOKENS = 256, 8192  # infersim's batcher defaults, used when the notes give no cap
-FIT_SOURCES = ("mlperf", "vendor-doc", "paper")  # vendor claims, benchmark repos: checks, never fitted on
+FIT_SOURCES = ("mlperf", "vendor-doc", "paper")  # and first-party benchmark runs scored at 25% (fit_source)
 MAX_BUBBLE = 0.2  # cases with more pipeline bubble (share of simulated busy time) are not fitted on
 
 
@@ -81,16 +81,23 @@ class Outcome:
 
     @property
     def role(self) -> str:
-        """"fit" when tools/calibrate.py fits efficiencies on this case, else "check (why)". Not fitted on:
+        """"fit" when `infersim calibrate` fits efficiencies on this case, else "check (why)". Not fitted on:
         loose sources, cases not simulated or approximated, and cases mostly pipeline bubble (the engine
         fills and drains its pipeline every iteration; TensorRT-LLM keeps micro-batches in flight), an
         engine error a compute efficiency must not absorb."""
         bubble = (self.shares or {}).get("bubble") or 0.0
-        why = ("source" if self.case.source_kind not in FIT_SOURCES
+        why = ("source" if not fit_source(self.case)
                else "not simulated" if self.predicted is None
                else "approximated" if self.approximations
                else "pipeline bubble" if bubble > MAX_BUBBLE else "")
         return f"check ({why})" if why else "fit"
+
+
+def fit_source(case: Case) -> bool:
+    """Measured tightly enough to fit on: MLPerf, vendor documentation, papers, and first-party benchmark runs
+    on dedicated hardware that the cases file scores at 25% or better (InferenceMAX). Vendor claims and
+    third-party runs over a public API (40%) are checks only."""
+    return case.source_kind in FIT_SOURCES or (case.source_kind == "benchmark-repo" and case.tolerance <= 0.25)
 
 
 # ---------------------------------------------------------------- scenario
@@ -101,10 +108,15 @@ def statistic(case: Case) -> str:
 
 
 def compute_dtype(case: Case, chip: ChipSpec) -> DType:
-    """The weights' dtype when the chip has a peak for it, else the fastest peak it has."""
+    """The weights' dtype when the chip has a peak for it. Otherwise the weights are dequantised in the kernel
+    and the math runs in 16 bits (W4A16: MXFP4 or int4 weights on Hopper or MI300X), else at the fastest
+    peak the chip has."""
     peaks = chip.compute.peak
     if case.weights_dtype in peaks or not peaks:
         return case.weights_dtype
+    for sixteen in ("bf16", "fp16"):
+        if sixteen in peaks:
+            return sixteen
     return max(peaks, key=peaks.__getitem__)
 
 

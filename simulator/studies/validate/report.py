@@ -138,7 +138,7 @@ def markdown(df: pd.DataFrame, cases_file: str, plot: bool) -> str:
     head = ["cases", "simulated", "within", "median abs error", "max abs error"]
     families = [f for f in FAMILY_ORDER if f in set(df["family"])]
     lines += _markdown_table(["family", *head], group_table(df, "family", families))
-    lines += ["", "## By role", "", "`fit`: the rows tools/calibrate.py fits efficiencies on; `check`: the "
+    lines += ["", "## By role", "", "`fit`: the rows `infersim calibrate` fits efficiencies on; `check`: the "
               "others (loose sources, not simulated, approximated, or mostly pipeline bubble).", ""]
     roles = sorted(set(df["role"]), key=_role_order)
     lines += _markdown_table(["role", *head], group_table(df, "role", roles))

@@ -1,0 +1,283 @@
+"""`infersim calibrate`: fit each chip family's efficiency coefficients on a cases file, judged out of sample.
+
+Method (small and explainable on purpose):
+- Cases: the rows `Outcome.role` calls "fit": measured tightly (MLPerf, vendor documentation, papers,
+  first-party benchmark runs scored at 25% or better), simulated without an approximation, not mostly
+  pipeline bubble. Vendor claims and third-party runs over public APIs are checks, never fitted on.
+- Families: chips that share silicon and software stack share one parameter set (Hopper: H100 and H200;
+  Blackwell: B200 and GB200). A chip with no case inherits its family's fit when it is the same silicon
+  (GB300 <- Blackwell, MI325X <- MI300X); every other chip keeps its ASSUMED defaults, said so in its source.
+- Parameters (`PARAMETERS`): compute and memory efficiency, per-layer, per-MoE-layer and per-step overheads,
+  each on a grid within physical bounds. `collective` is not fitted: no case separates it from the compute
+  efficiency and the overheads, so it keeps NCCL's typical ~0.8.
+- Which case fits which parameter: only the cases whose prediction it moves (elasticity
+  |d log predicted / d log parameter| >= 0.3 at the start), so a compute-bound case cannot drag the memory
+  efficiency down to make up for something else. A parameter no case moves keeps its start value.
+- Loss: mean |log(predicted / measured)| (robust to the scale of each metric, symmetric in too fast and too
+  slow). Search: coordinate descent on the grids, each coordinate walking from its current value to the
+  neighbouring grid values while the loss strictly falls; passes until nothing moves (at most `PASSES`).
+- Judged out of sample: k-fold cross-validation within each family (folds = every k-th case by id; leave one
+  out when a family has k cases or fewer). Each held-out case is predicted with the coefficients fitted on
+  the other folds; a family left with no case to fit on predicts it with the start values. The report puts
+  that cross-validated error beside the in-sample one; checks are out of sample by construction.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+import statistics
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from simulator.config.cluster import ChipSpec
+from simulator.config.load import CATALOG_DIR, chip_ids, load_chip
+from simulator.studies.validate.cases import Case
+from simulator.studies.validate.predict import Outcome, simulate
+
+FAMILIES = {  # name: (chips fitted on their cases, chips that inherit the fit)
+    "Hopper": (("h100-sxm", "h200-sxm"), ()),
+    "Blackwell": (("b200", "gb200"), ("gb300",)),
+    "Ampere": (("a100-sxm-80gb",), ()),
+    "CDNA3": (("mi300x",), ("mi325x",)),
+}
+START = {"compute": 0.70, "memory": 0.85, "layer_overhead": 8e-6, "moe_layer_overhead": 30e-6,
+         "step_overhead": 200e-6}
+PARAMETERS = {  # name: (grid, elasticity probe factor)
+    "compute": ([round(0.3 + 0.025 * i, 3) for i in range(27)], 0.8),  # 0.3 .. 0.95
+    "memory": ([round(0.3 + 0.025 * i, 3) for i in range(27)], 0.8),
+    "layer_overhead": ([x * 1e-6 for x in (0, 2, 4, 6, 8, 10, 15, 20, 30, 40, 50)], 2.0),
+    "moe_layer_overhead": ([x * 1e-6 for x in (0, 10, 20, 30, 40, 60, 80, 100, 150, 200, 300)], 2.0),
+    "step_overhead": ([x * 1e-6 for x in (0, 50, 100, 150, 200, 300, 400, 600, 800, 1000, 1500, 2000)], 2.0),
+}
+PASSES = 4
+ELASTICITY = 0.3  # a case fits a parameter when its prediction moves >= 0.3% per 1% of the parameter
+
+Params = dict[str, float]
+Predict = Callable[[Sequence[Case], Params], list[float | None]]
+
+
+def with_efficiency(chip: ChipSpec, params: Params) -> ChipSpec:
+    return chip.model_copy(update={"efficiency": chip.efficiency.model_copy(update=params)})
+
+
+def simulator_predict(pool: Executor) -> Predict:
+    """Predictions of the engine itself: every case simulated on its chip with the trial coefficients."""
+    def predict(cases: Sequence[Case], params: Params) -> list[float | None]:
+        chips = [with_efficiency(load_chip(c.chip), params) for c in cases]
+        return [o.predicted for o in pool.map(simulate, cases, chips)]
+    return predict
+
+
+def log_error(predicted: float | None, measured: float) -> float:
+    return abs(math.log(predicted / measured)) if predicted and predicted > 0 else math.inf
+
+
+def loss(cases: Sequence[Case], params: Params, predict: Predict) -> float:
+    return statistics.fmean(log_error(p, c.value) for c, p in zip(cases, predict(cases, params)))
+
+
+@dataclass(frozen=True)
+class Fit:
+    params: Params
+    fitted_on: dict[str, list[str]]  # parameter -> the case ids it was fitted on (empty: kept at START)
+
+
+def fit(cases: Sequence[Case], predict: Predict, start: Params = START) -> Fit:
+    """Coordinate descent over PARAMETERS from `start`, each parameter on the cases it moves."""
+    base = predict(cases, start)
+    own: dict[str, list[Case]] = {}
+    for name, (_, factor) in PARAMETERS.items():
+        probed = predict(cases, {**start, name: start[name] * factor if start[name] else 1e-6})
+        own[name] = [c for c, b, m in zip(cases, base, probed)
+                     if b and m and abs(math.log(m / b)) / abs(math.log(factor)) >= ELASTICITY]
+    params = dict(start)
+    for _ in range(PASSES):
+        moved_any = False
+        for name, (grid, _) in PARAMETERS.items():
+            if own[name]:
+                params, moved = _descend(params, name, grid, own[name], predict)
+                moved_any |= moved
+        if not moved_any:
+            break
+    return Fit(params, {name: [c.case_id for c in cs] for name, cs in own.items()})
+
+
+def _descend(params: Params, name: str, grid: list[float], cases: list[Case],
+             predict: Predict) -> tuple[Params, bool]:
+    """Walk `name` along its grid from the nearest value while the loss strictly falls."""
+    i = min(range(len(grid)), key=lambda j: abs(grid[j] - params[name]))
+    best = loss(cases, {**params, name: grid[i]}, predict)
+    start = i
+    for step in (1, -1):
+        while 0 <= i + step < len(grid):
+            trial = loss(cases, {**params, name: grid[i + step]}, predict)
+            if trial >= best - 1e-4:
+                break
+            i, best = i + step, trial
+        if i != start:
+            break  # improved going up: no need to look down
+    return {**params, name: grid[i]}, grid[i] != params[name]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One case: its family, whether it was fitted on, and its error in sample and out of sample."""
+    case: Case
+    family: str
+    role: str
+    in_sample: float | None   # relative error with the coefficients fitted on every fit case
+    out_of_sample: float | None  # with the coefficients fitted without it (its fold left out)
+
+
+def folds_of(cases: Sequence[Case], k: int) -> list[list[Case]]:
+    ordered = sorted(cases, key=lambda c: c.case_id)
+    k = max(1, min(k, len(ordered)))
+    return [ordered[i::k] for i in range(k)]
+
+
+def cross_validate(cases: Sequence[Case], k: int, predict: Predict) -> dict[str, float | None]:
+    """Each case's relative error predicted by the coefficients fitted, from START, on the other folds."""
+    errors: dict[str, float | None] = {}
+    for fold in folds_of(cases, k):
+        rest = [c for c in cases if c not in fold]
+        params = fit(rest, predict, START).params if rest else START
+        for case, p in zip(fold, predict(fold, params)):
+            errors[case.case_id] = None if p is None else p / case.value - 1.0
+    return errors
+
+
+def family_of(chip: str) -> str | None:
+    return next((name for name, (chips, _) in FAMILIES.items() if chip in chips), None)
+
+
+def calibrate(cases: Sequence[Case], outcomes: Sequence[Outcome], predict: Predict, folds: int = 5,
+              only: str | None = None, log: Callable[[str], None] = print) -> tuple[dict[str, Fit], list[Scored]]:
+    """Fit every family (or `only`) and cross-validate it -> (fits, every case scored)."""
+    roles = {o.case.case_id: o.role for o in outcomes}
+    fits: dict[str, Fit] = {}
+    scored: list[Scored] = []
+    for name, (chips, _) in FAMILIES.items():
+        if only and name != only:
+            continue
+        mine = [c for c in cases if c.chip in chips]
+        chosen = [c for c in mine if roles[c.case_id] == "fit"]
+        if not chosen:
+            log(f"{name}: no case to fit on; catalog left as it is")
+            continue
+        log(f"{name} ({', '.join(chips)}): fitting on {len(chosen)} cases")
+        full = fit(chosen, predict)
+        fits[name] = full
+        log(f"  {describe(full.params)}")
+        cv = cross_validate(chosen, folds, predict)
+        in_sample = dict(zip([c.case_id for c in mine], predict(mine, full.params)))
+        for case in mine:
+            p = in_sample[case.case_id]
+            error = None if p is None else p / case.value - 1.0
+            out = cv.get(case.case_id, error)  # a check was never fitted on: out of sample already
+            scored.append(Scored(case, name, roles[case.case_id], error, out))
+    return fits, scored
+
+
+def describe(p: Params) -> str:
+    return (f"compute {p['compute']:.3f}, memory {p['memory']:.3f}, layer {p['layer_overhead'] * 1e6:.0f} us, "
+            f"MoE layer {p['moe_layer_overhead'] * 1e6:.0f} us, step {p['step_overhead'] * 1e6:.0f} us")
+
+
+# ---------------------------------------------------------------- the catalog
+
+def render(params: Params) -> dict[str, str]:
+    return {"compute": f"{params['compute']:.3f}".rstrip("0"), "memory": f"{params['memory']:.3f}".rstrip("0"),
+            **{name: f"{params[name] * 1e6:.0f} us" for name in ("layer_overhead", "moe_layer_overhead",
+                                                                 "step_overhead")}}
+
+
+def provenance(family: str, fit_: Fit, scored: Sequence[Scored], cases_file: str) -> str:
+    """The `source:` of a fitted efficiency block: when, on which cases, which parameter, how well."""
+    fitted = "; ".join(f"{name} on {', '.join(ids)}" for name, ids in fit_.fitted_on.items() if ids)
+    kept = [name for name, ids in fit_.fitted_on.items() if not ids]
+    mine = [s for s in scored if s.family == family and s.role == "fit"]
+    cv, ins = _median([s.out_of_sample for s in mine]), _median([s.in_sample for s in mine])
+    return (f"fitted by infersim calibrate on {datetime.date.today().isoformat()} from {len(mine)} {family} "
+            f"cases of {cases_file}: {fitted}. "
+            + (f"Kept at the start values (no case moves them): {', '.join(kept)}. " if kept else "")
+            + f"Median |err| {ins:.1%} in sample, {cv:.1%} cross-validated. collective not fitted (no case "
+            "separates it from compute and the overheads): NCCL's typical 0.8, applied to every link.")
+
+
+def write_efficiency(chip_id: str, values: dict[str, str], source: str) -> None:
+    """Rewrite the values and the source of a chip YAML's `efficiency:` block, keeping every comment."""
+    path = CATALOG_DIR / "chips" / f"{chip_id}.yaml"
+    lines = path.read_text(encoding="utf-8").split("\n")
+    start = lines.index("efficiency:")
+    for i in range(start + 1, len(lines)):
+        if not lines[i].startswith("  "):
+            break
+        m = re.match(r"^(  (\w+): )(.*?)(\s+#.*)?$", lines[i])
+        if m and m.group(2) in values:
+            head, comment = f"{m.group(1)}{values[m.group(2)]}", (m.group(4) or "").lstrip()
+            column = len(m.group(0)) - len(comment)  # keep the comment where it was
+            lines[i] = head + (" " * max(1, column - len(head)) + comment if comment else "")
+        elif m and m.group(2) == "source":
+            lines[i] = m.group(1) + '"' + source.replace('"', "'") + '"'
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def write_catalog(fits: dict[str, Fit], scored: Sequence[Scored], cases: Sequence[Case], cases_file: str) -> None:
+    """Fitted families into their chips (and heirs); every other chip's source says it is not calibrated."""
+    for family, fit_ in fits.items():
+        chips, heirs = FAMILIES[family]
+        source = provenance(family, fit_, scored, cases_file)
+        for chip in chips:
+            write_efficiency(chip, render(fit_.params), source)
+        for chip in heirs:
+            write_efficiency(chip, render(fit_.params), "not fitted (no case for this chip): copied from the "
+                             f"{family} fit, same silicon. {source}")
+    fitted = {chip for family in fits for chip in FAMILIES[family][0] + FAMILIES[family][1]}
+    for chip in sorted(set(chip_ids()) - fitted - {c for f in FAMILIES.values() for c in f[0] + f[1]}):
+        path = CATALOG_DIR / "chips" / f"{chip}.yaml"
+        old = re.search(r'^  source: "(.*)"$', path.read_text(encoding="utf-8").split("efficiency:")[1], re.M)
+        base = re.split(r"; not yet calibrated|\. Not calibrated", old.group(1) if old else "ASSUMED")[0].rstrip(".")
+        checks = [c.case_id for c in cases if c.chip == chip]
+        write_efficiency(chip, {}, f"{base}. Not calibrated: {cases_file} has no case to fit on that the engine "
+                         "simulates for this chip" + (f" (checks only: {', '.join(checks)})" if checks else "") + ".")
+
+
+# ---------------------------------------------------------------- the report
+
+def _median(values: Sequence[float | None]) -> float:
+    finite = [abs(v) for v in values if v is not None]
+    return statistics.median(finite) if finite else math.nan
+
+
+def _within(scored: Sequence[Scored], attribute: str) -> float:
+    values = [(getattr(s, attribute), s.case.tolerance) for s in scored]
+    return statistics.fmean(v is not None and abs(v) <= t + 1e-12 for v, t in values) if values else math.nan
+
+
+def summary_rows(scored: Sequence[Scored]) -> tuple[list[str], list[list[str]]]:
+    """Per family, per metric and overall: cases, median |err| in sample and cross-validated, share within."""
+    groups: dict[str, list[Scored]] = {}
+    for s in scored:
+        groups.setdefault(f"family {s.family}", []).append(s)
+    for s in scored:
+        groups.setdefault(f"metric {s.case.metric}", []).append(s)
+    groups["all"] = list(scored)
+    rows = []
+    for name, members in groups.items():
+        fitted = [s for s in members if s.role == "fit"]
+        rows.append([name, str(len(members)), str(len(fitted)), f"{_median([s.in_sample for s in members]):.1%}",
+                     f"{_median([s.out_of_sample for s in members]):.1%}",
+                     f"{_within(members, 'out_of_sample'):.0%}"])
+    return ["group", "cases", "fitted", "median |err| in sample", "median |err| cross-validated",
+            "within tolerance (cross-validated)"], rows
+
+
+def case_rows(scored: Sequence[Scored]) -> tuple[list[str], list[list[str]]]:
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:+.1%}"
+    return (["case", "family", "role", "in sample", "cross-validated", "tolerance"],
+            [[s.case.case_id, s.family, s.role, pct(s.in_sample), pct(s.out_of_sample), f"{s.case.tolerance:.0%}"]
+             for s in scored])
