@@ -128,6 +128,33 @@ def notes_caps(notes: str) -> tuple[int | None, int | None, bool]:
             "runtime-chosen" in notes)
 
 
+@dataclass(frozen=True)
+class Procedure:
+    """A benchmark client's procedure as the notes state it: `prompts` requests through a closed loop of the
+    row's concurrency, throughput measured over the whole run (ramp-up and drain included), and lengths
+    drawn uniformly in [ratio x L, L] around the nominal input and output lengths L (0: fixed at L)."""
+    prompts: int
+    input_nominal: int | None = None
+    output_nominal: int | None = None
+    ratio: float = 0.0
+
+
+def procedure(case: Case) -> Procedure | None:
+    """InferenceMAX (`N prompts through a closed loop of C concurrent clients`, `ISL/OSL a/b with range ratio
+    r`) and `vllm bench serve --num-prompts N` rows; None for steady-state measurements (MLPerf, trtllm-bench)."""
+    if case.mode != "concurrency":
+        return None
+    loop = (re.search(r"([\d,]+) prompts through a closed loop", case.notes)
+            or re.search(r"--num-prompts ([\d,]+)", case.notes))
+    if loop is None:
+        return None
+    lengths = re.search(r"ISL/OSL (\d+)/(\d+) with range ratio ([\d.]+)", case.notes)
+    if lengths is None:
+        return Procedure(int(loop.group(1).replace(",", "")))
+    return Procedure(int(loop.group(1).replace(",", "")), int(lengths.group(1)), int(lengths.group(2)),
+                     float(lengths.group(3)))
+
+
 def expert_parallel(case: Case) -> tuple[int, str]:
     """The engine's expert_parallel for the row, and the approximation made, if any."""
     if case.ep == 1 or case.ep == case.tp:
@@ -226,9 +253,18 @@ def _batcher(case: Case, kv_batch: int) -> tuple[dict[str, Any], int]:
             min(batch, kv_batch))
 
 
+def _lengths(case: Case) -> dict[str, Any]:
+    """Fixed at the row's means, or uniform in [ratio x L, L] as the benchmark's client drew them."""
+    how = procedure(case)
+    if how is None or not how.ratio or how.input_nominal is None or how.output_nominal is None:
+        return {"prompt_tokens": {"kind": "fixed", "value": case.input_tokens},
+                "output_tokens": {"kind": "fixed", "value": case.output_tokens}}
+    return {name: {"kind": "uniform", "low": max(1, math.ceil(how.ratio * nominal)), "high": nominal}
+            for name, nominal in (("prompt_tokens", how.input_nominal), ("output_tokens", how.output_nominal))}
+
+
 def _workload(case: Case, admitted: int, waves: int) -> dict[str, Any]:
-    lengths = {"prompt_tokens": {"kind": "fixed", "value": case.input_tokens},
-               "output_tokens": {"kind": "fixed", "value": case.output_tokens}}
+    lengths = _lengths(case)
     if case.mode == "offline":
         n = case.replicas * admitted * waves
         return {"arrival": {"kind": "offline"}, "num_requests": n, **lengths}
@@ -238,7 +274,8 @@ def _workload(case: Case, admitted: int, waves: int) -> dict[str, Any]:
         return {"arrival": {"kind": "poisson", "rate": case.rate_per_s}, "num_requests": n, **lengths}
     users = case.concurrency
     assert users is not None  # read_cases: modes concurrency and batch need a concurrency
-    n = users if case.mode == "batch" else max(2, waves * users)
+    how = procedure(case)
+    n = users if case.mode == "batch" else how.prompts if how else max(2, waves * users)
     return {"arrival": {"kind": "closed_loop", "users": users}, "num_requests": n, **lengths}
 
 
@@ -316,7 +353,7 @@ def _predict(case: Case, chip: ChipSpec) -> tuple[float | None, Scenario, RunRes
     scenario, approx = build(simulated, chip)
     result = run(scenario)
     rate = None
-    if case.metric in THROUGHPUT_METRICS and case.mode in ("offline", "concurrency"):
+    if case.metric in THROUGHPUT_METRICS and case.mode in ("offline", "concurrency") and procedure(case) is None:
         rate = marginal_rate(case, run(build(simulated, chip, WAVES[0])[0]), result)
     predicted = measure(case, result, rate)
     if predicted is not None and case.metric in THROUGHPUT_METRICS:

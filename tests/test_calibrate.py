@@ -1,0 +1,80 @@
+"""`infersim calibrate`: the fit recovers coefficients that generated the cases, and cross-validation holds
+each case out of its own fit."""
+
+from dataclasses import replace
+
+import pytest
+from conftest import REPO
+
+from simulator.studies.validate import calibrate as cal
+from simulator.studies.validate.cases import read_cases
+
+PEAK, BANDWIDTH = 1e15, 3e12  # a chip's nameplate compute (FLOP/s) and memory bandwidth (bytes/s)
+TRUTH = {"compute": 0.5, "memory": 0.7, "layer_overhead": 10e-6, "moe_layer_overhead": 60e-6,
+         "step_overhead": 300e-6}
+# synthetic cases: (FLOPs, bytes, layers, MoE layers) of one step, each dominated by a different term
+STEPS = {"compute-bound": (4e12, 1e9, 32, 0), "memory-bound": (1e10, 6e10, 32, 0), "step-bound": (1e8, 1e7, 1, 0),
+         "layer-bound": (1e8, 1e7, 120, 0), "moe-bound": (1e8, 1e7, 24, 24), "mixed": (2e12, 3e10, 61, 58)}
+
+
+def step_s(name: str, p: dict[str, float]) -> float:
+    """The engine's roofline on a closed form: max(FLOPs / (peak c), bytes / (bw m)) + overheads."""
+    flops, nbytes, layers, moe = STEPS[name]
+    return (max(flops / (PEAK * p["compute"]), nbytes / (BANDWIDTH * p["memory"])) + p["step_overhead"]
+            + layers * p["layer_overhead"] + moe * p["moe_layer_overhead"])
+
+
+def synthetic_cases():
+    template = read_cases(REPO / "validation" / "calibration.csv")[1]
+    return [replace(template, case_id=name, metric="tpot_s", value=step_s(name, TRUTH), tolerance=0.15)
+            for name in STEPS]
+
+
+def closed_form(calls: list[int]) -> cal.Predict:
+    def predict(cases, params):
+        calls.append(len(cases))
+        return [step_s(c.case_id, params) for c in cases]
+    return predict
+
+
+def test_the_fit_recovers_the_coefficients_that_generated_the_cases():
+    cases, calls = synthetic_cases(), []
+    fitted = cal.fit(cases, closed_form(calls))
+    assert fitted.params == pytest.approx(TRUTH)
+    assert "moe-bound" in fitted.fitted_on["moe_layer_overhead"]  # fitted only on the cases it moves
+    assert not {"compute-bound", "memory-bound", "step-bound"} & set(fitted.fitted_on["moe_layer_overhead"])
+    assert fitted.fitted_on["compute"] == ["compute-bound"]
+    assert cal.loss(cases, fitted.params, closed_form(calls)) < 1e-9
+
+
+def test_cross_validation_never_fits_a_case_on_itself(monkeypatch):
+    cases, fitted_on = synthetic_cases(), []
+    real_fit = cal.fit
+
+    def recording_fit(batch, predict, start=cal.START):
+        fitted_on.append({c.case_id for c in batch})
+        return real_fit(batch, predict, start)
+
+    monkeypatch.setattr(cal, "fit", recording_fit)
+    folds = cal.folds_of(cases, 3)
+    assert sorted(c.case_id for fold in folds for c in fold) == sorted(STEPS)
+    errors = cal.cross_validate(cases, 3, closed_form([]))
+    assert set(errors) == set(STEPS)
+    # one fit per fold, each on every case but that fold's
+    assert sorted(map(sorted, fitted_on)) == sorted(sorted(set(STEPS) - {c.case_id for c in f}) for f in folds)
+    # leave one out: a coefficient that only the held-out case moves falls back to its start value, and the
+    # case misses by what that costs (in sample both fit exactly)
+    alone = cal.cross_validate([c for c in cases if c.case_id != "mixed"], 5, closed_form([]))
+    assert alone["compute-bound"] == pytest.approx(step_s("compute-bound", {**TRUTH, "compute": 0.7})
+                                                   / step_s("compute-bound", TRUTH) - 1, rel=1e-6)
+    assert abs(alone["moe-bound"]) > 0.1
+
+
+def test_summary_rows_put_cross_validated_error_beside_in_sample():
+    case = synthetic_cases()[0]
+    scored = [cal.Scored(case, "Hopper", "fit", 0.01, 0.2), cal.Scored(case, "Hopper", "fit", -0.03, -0.05)]
+    columns, rows = cal.summary_rows(scored)
+    overall = dict(zip(columns, rows[-1]))
+    assert overall["median |err| in sample"] == "2.0%"
+    assert overall["median |err| cross-validated"] == "12.5%"
+    assert overall["within tolerance (cross-validated)"] == "50%"
