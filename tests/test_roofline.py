@@ -137,3 +137,30 @@ def test_four_bit_weights_without_a_four_bit_peak_compute_in_sixteen_bits():
     assert hopper.weights_dtype == blackwell.weights_dtype == "fp4"
     assert compute_dtype(hopper, load_chip("h100-sxm")) == "bf16"
     assert compute_dtype(blackwell, load_chip("b200")) == "fp4"
+
+
+def test_the_serving_engine_pays_its_host_time_once_per_sequence_that_yields_a_token():
+    """overhead = fixed + sequence_overhead x logits, on the last stage only; the engine's catalog profile
+    gives the value unless the chip family has a fitted one."""
+    from simulator.config.load import load_engine, sequence_overhead_s
+
+    base = REPO / "scenarios" / "default.yaml"
+    chip = load_scenario(base).chip
+    per = {engine: prepared(base, [f"serving.engine={engine}"])[2] for engine in ("vllm", "trtllm")}
+    for engine, cost_model in per.items():
+        expected = sequence_overhead_s(chip, engine)
+        assert cost_model.sequence_overhead_s == expected > 0
+        if engine not in chip.efficiency.sequence_overhead:
+            assert expected == load_engine(engine).sequence_overhead
+        one, many = cost_model.cost(decode(1)), cost_model.cost(decode(128))
+        assert many.overhead_s - one.overhead_s == pytest.approx(127 * expected)
+    staged = prepare(load_scenario(base, ["cluster=hgx-h100", "deployment.pipeline_parallel=2"])).cost_models
+    assert staged[0].sequence_overhead_s == 0 < staged[1].sequence_overhead_s  # the engine samples once
+
+
+def test_an_unknown_serving_engine_is_refused_with_the_engines_there_are():
+    from conftest import cli_error
+
+    path = REPO / "scenarios" / "default.yaml"
+    assert cli_error("run", path, "--set", "serving.engine=foo") == (
+        f"{path}: serving.engine: 'foo' is not one of: jetstream, sglang, trtllm, vllm")

@@ -85,7 +85,7 @@ def test_cli_exits_2_on_a_malformed_file(tmp_path, monkeypatch):
 
 def test_the_shipped_calibration_file_reads():
     cases = read_cases(CALIBRATION)
-    assert len(cases) == 24 and len({c.case_id for c in cases}) == 24
+    assert len(cases) == 46 and len({c.case_id for c in cases}) == 46
 
 
 # ---------------------------------------------------------------- speed of light

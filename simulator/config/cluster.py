@@ -65,6 +65,9 @@ class EfficiencySpec(Frozen):
     layer_overhead: Seconds      # kernel launches and synchronisation per transformer layer per iteration
     moe_layer_overhead: Seconds  # and more per MoE layer: router, top-k, token permutation, grouped GEMMs
     step_overhead: Seconds
+    # per serving engine: host time per sequence that yields a token per step, fitted on this chip family's
+    # cases; an engine not listed takes its catalog profile's default (catalog/engines/<id>.yaml)
+    sequence_overhead: dict[str, Seconds] = Field(default_factory=dict)
     source: str
 
     @property
@@ -72,6 +75,14 @@ class EfficiencySpec(Frozen):
         """Fitted on published measurements by `infersim calibrate` (for this chip, or copied from the fit of
         the same silicon), as its `source:` says; False: ASSUMED family defaults."""
         return "fitted by " in self.source and not self.source.startswith("ASSUMED")
+
+
+class EngineSpec(Frozen):
+    """A serving engine's profile (catalog/engines/<id>.yaml): its host-side cost per sequence per step."""
+    id: str
+    name: str
+    sequence_overhead: Seconds
+    source: str
 
 
 class ChipSpec(Frozen):

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from simulator.config import limits
-from simulator.config.cluster import ChipSpec
+from simulator.config.cluster import ChipSpec, EngineSpec
 from simulator.config.model_config import check_model_config
 from simulator.config.scenario import ScenarioSpec
 from simulator.config.workload import WorkloadSpec, span_problem
@@ -282,6 +282,19 @@ def load_chip(chip_id: str, field_name: str = "chip", file: str | None = None) -
     if not is_file(path):
         raise ScenarioError(field_name, f"{brief(chip_id)} is not one of: {', '.join(chip_ids())}", file)
     return validate(ChipSpec, read_yaml(path), str(path))
+
+
+def load_engine(engine_id: str) -> EngineSpec:
+    """A serving engine's profile from the catalog (its id is validated by `serving.engine`)."""
+    path = CATALOG_DIR / "engines" / f"{engine_id}.yaml"
+    return validate(EngineSpec, read_yaml(path), str(path))
+
+
+def sequence_overhead_s(chip: ChipSpec, engine_id: str) -> float:
+    """Host time per sequence that yields a token per step: the chip family's fitted value for the engine,
+    else the engine profile's default."""
+    fitted = chip.efficiency.sequence_overhead.get(engine_id)
+    return fitted if fitted is not None else load_engine(engine_id).sequence_overhead
 
 
 def load_model_config(ref: str, base: Path, file: str) -> tuple[str, dict[str, Any]]:

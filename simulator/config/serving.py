@@ -101,3 +101,5 @@ class ServingSpec(Frozen):
     slo: SloSpec | None = None
     prefix_caching: bool = False  # reuse cached prompt prefixes; needs a workload with block hashes (Mooncake)
     speculative: SpeculativeSpec | None = None
+    # the serving engine whose host-side costs apply (catalog/engines/<id>.yaml); vLLM when not said
+    engine: Literal["vllm", "sglang", "trtllm", "jetstream"] = "vllm"

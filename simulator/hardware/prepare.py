@@ -13,7 +13,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from simulator.config.load import Scenario, load_model_config
+from simulator.config.load import Scenario, load_model_config, sequence_overhead_s
 from simulator.errors import CapacityError, ScenarioError
 from simulator.hardware.model import ModelShape, model_shape
 from simulator.hardware.placement import Plan, plan_deployment, plan_pools
@@ -62,7 +62,8 @@ def prepare(scenario: Scenario) -> Prepared:
         raise ScenarioError("serving.batcher.preemption",
                             f"swap needs host memory behind PCIe, but topology {spec.cluster.name} has no `host:` "
                             "block; allowed here: recompute", scenario.file)
-    pools = [Pool(role, plan, [StepCostModel.build(model, plan, scenario.chip, s)
+    per_sequence = sequence_overhead_s(scenario.chip, spec.serving.engine)
+    pools = [Pool(role, plan, [StepCostModel.build(model, plan, scenario.chip, s, per_sequence)
                                for s in range(plan.pipeline_parallel)]) for role, plan in plans]
     _check_paths(graph, [plan for _, plan in plans], scenario)
     return Prepared(model, pools, graph, _drafter(scenario, model, pools))

@@ -90,7 +90,8 @@ class StepCostModel:
     dense_weight_bytes: float  # per chip: this stage's layers except routed experts (+ lm_head if last)
     expert_bytes: float       # per chip: one routed expert of one layer (whole with EP, 1/tp without)
     kv_bytes_per_token: float  # per chip, this stage's layers
-    overhead_s: float
+    overhead_s: float         # fixed per pass: step, per-layer and per-MoE-layer overheads
+    sequence_overhead_s: float  # the serving engine's host time per sequence that yields a token (logit)
     # derived in build(), so that cost() does few operations (the same ones, in the same order)
     attn_flops_per_pair: float = 0.0   # attention FLOPs of one (query, key) pair over this stage's layers
     dense_flops_per_token: float = 0.0  # 2 x the dense active parameters of this stage's layers
@@ -98,7 +99,10 @@ class StepCostModel:
     lm_head_flops_per_logit: float = 0.0  # 2 x the lm_head parameters this stage holds
 
     @classmethod
-    def build(cls, model: ModelShape, plan: Plan, chip: ChipSpec, stage: int) -> StepCostModel:
+    def build(cls, model: ModelShape, plan: Plan, chip: ChipSpec, stage: int,
+              sequence_overhead_s: float = 0.0) -> StepCostModel:
+        """The cost model of `stage`; `sequence_overhead_s` is paid once per step per logit, on the last stage
+        (where the engine samples)."""
         eff = chip.efficiency
         wbytes = DTYPE_BYTES[plan.weights_dtype]
         layers = plan.layers_per_stage[stage]
@@ -118,6 +122,7 @@ class StepCostModel:
             kv_bytes_per_token=plan.kv_bytes_per_token_per_chip * frac,
             overhead_s=eff.step_overhead + layers * eff.layer_overhead
             + model.n_moe_layers * layers / model.n_layers * eff.moe_layer_overhead,
+            sequence_overhead_s=sequence_overhead_s if last else 0.0,
             attn_flops_per_pair=model.attn_flops_per_pair_per_layer * layers,
             dense_flops_per_token=2.0 * dense_active * frac,
             routed_flops_per_token=2.0 * routed_active * frac,
@@ -153,11 +158,12 @@ class StepCostModel:
                 flops += 2.0 * self.model.expert_params * routed_tokens
                 weights += touched * self.expert_bytes
         kv = (b.prefill_kv_tokens + b.decode_context + tokens) * self.kv_bytes_per_token  # reads + writes
+        overhead = self.overhead_s + self.sequence_overhead_s * b.logits
         if self.stream_bw:  # the two tiers are read at the same time: the slower stream bounds the step
             memory_s = max(weights / self.stream_bw, kv / self.memory_bw)
-            return StepCost(flops / self.peak_flops, memory_s, self.overhead_s, flops, kv, weights)
+            return StepCost(flops / self.peak_flops, memory_s, overhead, flops, kv, weights)
         memory_bytes = weights + kv
-        return StepCost(flops / self.peak_flops, memory_bytes / self.memory_bw, self.overhead_s, flops,
+        return StepCost(flops / self.peak_flops, memory_bytes / self.memory_bw, overhead, flops,
                         memory_bytes)
 
     def decode_terms(self, b: BatchShape) -> tuple:
@@ -174,7 +180,8 @@ class StepCostModel:
         weights = self.dense_weight_bytes + weights_moe if self.model.n_experts else self.dense_weight_bytes
         return (self.dense_flops_per_token * tokens, self.attn_flops_per_pair, self.tp, head, moe, weights, tokens,
                 self.kv_bytes_per_token, self.peak_flops, self.memory_bw,
-                weights / self.stream_bw if self.stream_bw else 0.0, self.overhead_s)
+                weights / self.stream_bw if self.stream_bw else 0.0,
+                self.overhead_s + self.sequence_overhead_s * b.logits)
 
 
 class Drafter:

@@ -8,7 +8,9 @@ Method (small and explainable on purpose):
   Blackwell: B200 and GB200). A chip with no case inherits its family's fit when it is the same silicon
   (GB300 <- Blackwell, MI325X <- MI300X); every other chip keeps its ASSUMED defaults, said so in its source.
 - Parameters (`PARAMETERS`): compute and memory efficiency, per-layer, per-MoE-layer and per-step overheads,
-  each on a grid within physical bounds. `collective` is not fitted: no case separates it from the compute
+  and, for each serving engine the family's cases name, its host time per sequence per step
+  (`sequence_overhead:<engine>`, starting from the engine profile's default), each on a grid within physical
+  bounds. `collective` is not fitted: no case separates it from the compute
   efficiency and the overheads, so it keeps NCCL's typical ~0.8.
 - Which case fits which parameter: only the cases whose prediction it moves (elasticity
   |d log predicted / d log parameter| >= 0.3 at the start), so a compute-bound case cannot drag the memory
@@ -33,9 +35,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from simulator.config.cluster import ChipSpec
-from simulator.config.load import CATALOG_DIR, chip_ids, load_chip
+from simulator.config.load import CATALOG_DIR, chip_ids, load_chip, load_engine
 from simulator.studies.validate.cases import Case
-from simulator.studies.validate.predict import Outcome, simulate
+from simulator.studies.validate.predict import Outcome, serving_engine, simulate
 
 FAMILIES = {  # name: (chips fitted on their cases, chips that inherit the fit)
     "Hopper": (("h100-sxm", "h200-sxm"), ()),
@@ -52,6 +54,7 @@ PARAMETERS = {  # name: (grid, elasticity probe factor)
     "moe_layer_overhead": ([x * 1e-6 for x in (0, 10, 20, 30, 40, 60, 80, 100, 150, 200, 300)], 2.0),
     "step_overhead": ([x * 1e-6 for x in (0, 50, 100, 150, 200, 300, 400, 600, 800, 1000, 1500, 2000)], 2.0),
 }
+SEQUENCE_GRID = [x * 1e-6 for x in (0, 1, 2, 5, 10, 15, 20, 30, 40, 60, 80, 100)]
 PASSES = 4
 ELASTICITY = 0.3  # a case fits a parameter when its prediction moves >= 0.3% per 1% of the parameter
 
@@ -59,8 +62,25 @@ Params = dict[str, float]
 Predict = Callable[[Sequence[Case], Params], list[float | None]]
 
 
+def engine_parameter(engine: str) -> str:
+    return f"sequence_overhead:{engine}"
+
+
+def start_for(cases: Sequence[Case]) -> Params:
+    """START, and each engine the cases name at its profile's default host time per sequence."""
+    engines = sorted({serving_engine(c) for c in cases})
+    return {**START, **{engine_parameter(e): load_engine(e).sequence_overhead for e in engines}}
+
+
+def grid_of(name: str) -> tuple[list[float], float]:
+    return PARAMETERS.get(name, (SEQUENCE_GRID, 2.0))
+
+
 def with_efficiency(chip: ChipSpec, params: Params) -> ChipSpec:
-    return chip.model_copy(update={"efficiency": chip.efficiency.model_copy(update=params)})
+    scalars = {k: v for k, v in params.items() if ":" not in k}
+    per_engine = {k.split(":", 1)[1]: v for k, v in params.items() if ":" in k}
+    update = {**scalars, "sequence_overhead": {**chip.efficiency.sequence_overhead, **per_engine}}
+    return chip.model_copy(update={"efficiency": chip.efficiency.model_copy(update=update)})
 
 
 def simulator_predict(pool: Executor) -> Predict:
@@ -85,20 +105,22 @@ class Fit:
     fitted_on: dict[str, list[str]]  # parameter -> the case ids it was fitted on (empty: kept at START)
 
 
-def fit(cases: Sequence[Case], predict: Predict, start: Params = START) -> Fit:
-    """Coordinate descent over PARAMETERS from `start`, each parameter on the cases it moves."""
+def fit(cases: Sequence[Case], predict: Predict, start: Params | None = None) -> Fit:
+    """Coordinate descent from `start` (default: `start_for(cases)`), each parameter on the cases it moves."""
+    start = start or start_for(cases)
     base = predict(cases, start)
     own: dict[str, list[Case]] = {}
-    for name, (_, factor) in PARAMETERS.items():
+    for name in start:
+        factor = grid_of(name)[1]
         probed = predict(cases, {**start, name: start[name] * factor if start[name] else 1e-6})
         own[name] = [c for c, b, m in zip(cases, base, probed)
                      if b and m and abs(math.log(m / b)) / abs(math.log(factor)) >= ELASTICITY]
     params = dict(start)
     for _ in range(PASSES):
         moved_any = False
-        for name, (grid, _) in PARAMETERS.items():
+        for name in start:
             if own[name]:
-                params, moved = _descend(params, name, grid, own[name], predict)
+                params, moved = _descend(params, name, grid_of(name)[0], own[name], predict)
                 moved_any |= moved
         if not moved_any:
             break
@@ -124,7 +146,8 @@ def _descend(params: Params, name: str, grid: list[float], cases: list[Case],
 
 @dataclass(frozen=True)
 class Scored:
-    """One case: its family, whether it was fitted on, and its error in sample and out of sample."""
+    """One case: its fit family (or the hardware group of a chip no family fits), whether it was fitted on,
+    and its error in sample and out of sample."""
     case: Case
     family: str
     role: str
@@ -143,7 +166,7 @@ def cross_validate(cases: Sequence[Case], k: int, predict: Predict) -> dict[str,
     errors: dict[str, float | None] = {}
     for fold in folds_of(cases, k):
         rest = [c for c in cases if c not in fold]
-        params = fit(rest, predict, START).params if rest else START
+        params = fit(rest, predict).params if rest else start_for(fold)
         for case, p in zip(fold, predict(fold, params)):
             errors[case.case_id] = None if p is None else p / case.value - 1.0
     return errors
@@ -159,11 +182,11 @@ def calibrate(cases: Sequence[Case], outcomes: Sequence[Outcome], predict: Predi
     roles = {o.case.case_id: o.role for o in outcomes}
     fits: dict[str, Fit] = {}
     scored: list[Scored] = []
-    for name, (chips, _) in FAMILIES.items():
+    for name, (chips, heirs) in FAMILIES.items():
         if only and name != only:
             continue
-        mine = [c for c in cases if c.chip in chips]
-        chosen = [c for c in mine if roles[c.case_id] == "fit"]
+        mine = [c for c in cases if c.chip in chips + heirs]  # an heir's cases: checks, with the family's fit
+        chosen = [c for c in mine if c.chip in chips and roles[c.case_id] == "fit"]
         if not chosen:
             log(f"{name}: no case to fit on; catalog left as it is")
             continue
@@ -178,20 +201,36 @@ def calibrate(cases: Sequence[Case], outcomes: Sequence[Outcome], predict: Predi
             error = None if p is None else p / case.value - 1.0
             out = cv.get(case.case_id, error)  # a check was never fitted on: out of sample already
             scored.append(Scored(case, name, roles[case.case_id], error, out))
+    if only is None:  # chips no family fits: their catalog values, out of sample by construction
+        fitted = {chip for chips, heirs in FAMILIES.values() for chip in chips + heirs}
+        scored.extend(Scored(o.case, hardware_group(o.case.chip), o.role, o.error, o.error)
+                      for o in outcomes if o.case.chip not in fitted)
     return fits, scored
 
 
+def hardware_group(chip_id: str) -> str:
+    """The group a summary reports a chip in: NVIDIA, AMD, TPU, or LPU/wafer/RDU."""
+    chip = load_chip(chip_id)
+    return chip.vendor if chip.kind == "gpu" else "TPU" if chip.kind == "tpu" else "LPU/wafer/RDU"
+
+
+GROUP_OF_FAMILY = {"Hopper": "NVIDIA", "Blackwell": "NVIDIA", "Ampere": "NVIDIA", "CDNA3": "AMD"}
+
+
 def describe(p: Params) -> str:
+    engines = "".join(f", {k.split(':')[1]} {v * 1e6:.0f} us/sequence" for k, v in p.items() if ":" in k)
     return (f"compute {p['compute']:.3f}, memory {p['memory']:.3f}, layer {p['layer_overhead'] * 1e6:.0f} us, "
-            f"MoE layer {p['moe_layer_overhead'] * 1e6:.0f} us, step {p['step_overhead'] * 1e6:.0f} us")
+            f"MoE layer {p['moe_layer_overhead'] * 1e6:.0f} us, step {p['step_overhead'] * 1e6:.0f} us" + engines)
 
 
 # ---------------------------------------------------------------- the catalog
 
 def render(params: Params) -> dict[str, str]:
+    engines = ", ".join(f"{k.split(':')[1]}: {v * 1e6:.0f} us" for k, v in sorted(params.items()) if ":" in k)
     return {"compute": f"{params['compute']:.3f}".rstrip("0"), "memory": f"{params['memory']:.3f}".rstrip("0"),
             **{name: f"{params[name] * 1e6:.0f} us" for name in ("layer_overhead", "moe_layer_overhead",
-                                                                 "step_overhead")}}
+                                                                 "step_overhead")},
+            **({"sequence_overhead": "{" + engines + "}"} if engines else {})}
 
 
 def provenance(family: str, fit_: Fit, scored: Sequence[Scored], cases_file: str) -> str:
@@ -212,6 +251,11 @@ def write_efficiency(chip_id: str, values: dict[str, str], source: str) -> None:
     path = CATALOG_DIR / "chips" / f"{chip_id}.yaml"
     lines = path.read_text(encoding="utf-8").split("\n")
     start = lines.index("efficiency:")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i] and not lines[i].startswith("  ")), len(lines))
+    keys = {m.group(1) for line in lines[start + 1:end] if (m := re.match(r"^  (\w+): ", line))}
+    for name in [k for k in values if k not in keys]:  # a new key goes before the block's source
+        at = next(i for i in range(start + 1, end) if lines[i].startswith("  source: "))
+        lines.insert(at, f"  {name}: {values[name]}")
     for i in range(start + 1, len(lines)):
         if not lines[i].startswith("  "):
             break
@@ -261,7 +305,10 @@ def summary_rows(scored: Sequence[Scored]) -> tuple[list[str], list[list[str]]]:
     """Per family, per metric and overall: cases, median |err| in sample and cross-validated, share within."""
     groups: dict[str, list[Scored]] = {}
     for s in scored:
-        groups.setdefault(f"family {s.family}", []).append(s)
+        if s.family in FAMILIES:
+            groups.setdefault(f"family {s.family}", []).append(s)
+    for s in scored:
+        groups.setdefault(f"group {GROUP_OF_FAMILY.get(s.family, s.family)}", []).append(s)
     for s in scored:
         groups.setdefault(f"metric {s.case.metric}", []).append(s)
     groups["all"] = list(scored)

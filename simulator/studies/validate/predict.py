@@ -128,6 +128,17 @@ def notes_caps(notes: str) -> tuple[int | None, int | None, bool]:
             "runtime-chosen" in notes)
 
 
+ENGINES = (("jetstream", r"JetStream"), ("sglang", r"sglang|SGLang"), ("vllm", r"vllm|vLLM"),
+           ("trtllm", r"TensorRT|TRT-LLM|trtllm|_TRT|\bNIM\b"))
+
+
+def serving_engine(case: Case) -> str:
+    """The serving engine the row's notes or source name (first match in ENGINES), else the scenario
+    default (vLLM)."""
+    text = f"{case.notes} {case.source}"
+    return next((engine for engine, pattern in ENGINES if re.search(pattern, text)), "vllm")
+
+
 @dataclass(frozen=True)
 class Procedure:
     """A benchmark client's procedure as the notes state it: `prompts` requests through a closed loop of the
@@ -306,7 +317,7 @@ def build(case: Case, chip: ChipSpec, waves: int = WAVES[-1],
     block = plan.kv_block_tokens
     per_request = -(-(case.input_tokens + case.output_tokens) // block) * block
     batcher, admitted = _batcher(case, max(1, plan.kv_capacity_tokens // per_request))
-    data["serving"] = {"batcher": batcher}
+    data["serving"] = {"batcher": batcher, "engine": serving_engine(case)}
     data["workload"] = _workload(case, admitted, waves)
     spec = validate_spec(ScenarioSpec, data, file)
     return Scenario(spec=spec, chip=chip, model_name=name, model_config=config, file=file), approx
