@@ -75,3 +75,14 @@ def test_independent_replica_groups_in_parallel_processes_give_the_one_process_r
     assert load_aware["replica_groups"] == 1
     assert load_aware["replica_groups_note"] == ("simulated in one process: the router is load-aware: replicas "
                                                  "interact through it")
+
+
+def test_a_wake_up_lands_exactly_where_the_committed_iterations_end():
+    """Some instants cannot be reached from `now` by one float addition (now + d rounds past them for every
+    d): exact_delay then stops short, and the replica closes the last ulps with an exact second delay."""
+    from simulator.engine.replica import exact_delay
+
+    now, t = 0.04960210880375745, 0.11500226562442221
+    assert all(now + d != t for d in (t - now, exact_delay(now, t)))
+    d = exact_delay(now, t)
+    assert now + d < t and (now + d) + (t - (now + d)) == t

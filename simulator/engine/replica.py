@@ -81,6 +81,8 @@ class Replica(ReplicaState):
                 if ahead > now:  # iterations committed up to `ahead`; go on from there
                     collector.events += 1
                     yield env.timeout(exact_delay(now, ahead))
+                    if env.now < ahead:  # no float delay from `now` lands on `ahead`: close the last ulps
+                        yield env.timeout(ahead - env.now)  # exact: the two are within a few ulps
                     continue
             parts = self.micro_batches_of(batch)
             account = IterationAccount(len(self.stages), self.chips)
@@ -152,7 +154,8 @@ class Replica(ReplicaState):
 
 def exact_delay(now: float, t: float) -> float:
     """The delay d with now + d == t in floating point (SimPy schedules at now + delay), so that committed
-    iterations end where one event per iteration would have put them."""
+    iterations end where one event per iteration would have put them; when no d reaches t exactly (the sum
+    rounds past it), the largest d with now + d < t, from where t - (now + d) is exact."""
     d = t - now
     while now + d < t:
         d = math.nextafter(d, math.inf)

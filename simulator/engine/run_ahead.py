@@ -99,9 +99,10 @@ def _commit_one_stage(replica: ReplicaState, batch: Batch, parts: int, t: float,
     size = shape.tokens * stage.cost_model.model.d_model * ACTIVATION_BYTES
     cost = replica.cost(stage, shape)
     c, m, ov = cost.compute_s, cost.memory_s, cost.overhead_s
+    cb, mb = cost.compute_bound_s, cost.memory_bound_s
     coll = p.coll_s_per_byte * size + p.coll_latency_s
     xfer = p.send_s_per_byte * size
-    duration = (m if m > c else c) + ov + coll + xfer + p.send_latency_s
+    duration = cb + mb + ov + coll + xfer + p.send_latency_s
     end = t + duration
     if end >= stop or (end >= finish_before and batcher.may_finish(batch)):
         replica.remember_timing(shape, 1, duration, [cost], size)
@@ -112,7 +113,6 @@ def _commit_one_stage(replica: ReplicaState, batch: Batch, parts: int, t: float,
         replica.network.account_private(t, end, p.send_carried, size * p.send_sent, size)
     first, finished = batcher.complete(batch)
     duration = end - t  # as recorded after an event: the clock's difference
-    cb, mb = (c, 0.0) if c >= m else (0.0, m)
     net = coll + xfer + p.send_latency_s
     collector = replica.collector
     collector.pending_rows.append(ROW.pack(
@@ -159,20 +159,20 @@ def _commit_steady(replica: ReplicaState, batch: Batch, parts: int, start: float
         # ReplicaState.closed_form (with StepCostModel.cost), then ReplicaState.book into a fresh account, unrolled
         total = slowest = 0.0
         costs = []
-        for (dense, per_pair, tp, head, moe, weights, tokens, kv_per_token, peak, bw, stream_s, ov), coll, xfer, \
-                send_latency, _, _, _ in plan:
-            fl = (dense + per_pair * c_micro) / tp + head + moe
+        for (gemm, gcb, gmb, gm, per_pair, tp, tokens, kv_per_token, peak, bw, weights, streaming, ov), coll, \
+                xfer, send_latency, _, _, _ in plan:
+            decode = per_pair * c_micro / tp
             kv = (c_micro + tokens) * kv_per_token
-            if stream_s:
-                m, mem_b, stream_b = max(stream_s, kv / bw), kv, weights
-            else:
-                mem_b = weights + kv
-                m, stream_b = mem_b / bw, 0.0
-            c = fl / peak
-            step = (m if m > c else c) + ov + coll
+            dc, dm = decode / peak, kv / bw
+            cbi = gcb + (dc if dc >= dm else 0.0)
+            mbi = gmb + (dm if dm > dc else 0.0)
+            fl = gemm + decode
+            mem_b, stream_b = (kv, weights) if streaming else (weights + kv, 0.0)
+            c, m = fl / peak, gm + dm
+            step = cbi + mbi + ov + coll
             total += step + xfer + send_latency
             slowest = max(slowest, step, xfer)
-            costs.append((c, m, ov, fl, mem_b, stream_b))
+            costs.append((c, m, ov, fl, mem_b, stream_b, cbi, mbi))
         duration = pipelined(total, slowest, parts, in_flight)
         end = t + duration
         if end >= stop:
@@ -180,13 +180,11 @@ def _commit_steady(replica: ReplicaState, batch: Batch, parts: int, start: float
                                     [StepCost(*x) for x in costs], size)
             break
         cs = ms = cb = mb = ovs = flops = mem = stream = net = net_bytes = 0.0
-        for c, m, ov, fl, mem_b, stream_b in costs:  # IterationAccount.add_compute(cost, parts)
+        for c, m, ov, fl, mem_b, stream_b, cbi, mbi in costs:  # IterationAccount.add_compute(cost, parts)
             cs += parts * c
             ms += parts * m
-            if c >= m:
-                cb += parts * c
-            else:
-                mb += parts * m
+            cb += parts * cbi
+            mb += parts * mbi
             ovs += parts * ov
             flops += parts * fl
             mem += parts * mem_b
@@ -231,7 +229,7 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
     net_bytes_per_chip = size * (p.coll_sent + p.send_sent) / chips
     coll_carried, coll_bytes, send_carried, send_bytes = (p.coll_carried, size * p.coll_sent, p.send_carried,
                                                           size * p.send_sent)
-    dense, per_pair, tp, head, moe, weights, tokens, kv_per_token, peak, bw, stream_s, ov = \
+    gemm, gcb, gmb, gm, per_pair, tp, tokens, kv_per_token, peak, bw, weights, streaming, ov = \
         stage.cost_model.decode_terms(shape)
     size_, used, out, n, pf = batch.size, batcher.kv.used_blocks, batch.output_tokens, shape.decode_tokens, \
         shape.prefill_tokens
@@ -239,20 +237,20 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
     t, context, committed = start, shape.decode_context, 0
     last = steps + (finish_before > start)  # the finishing iteration too, if it may be
     while committed < last:
-        fl = (dense + per_pair * context) / tp + head + moe
+        decode = per_pair * context / tp
         kv = (context + tokens) * kv_per_token
-        if stream_s:
-            m, mem_b, stream_b = max(stream_s, kv / bw), kv, weights
-        else:
-            mem_b = weights + kv
-            m, stream_b = mem_b / bw, 0.0
-        c = fl / peak
-        step = (m if m > c else c) + ov + coll
+        dc, dm = decode / peak, kv / bw
+        cb = gcb + (dc if dc >= dm else 0.0)
+        mb = gmb + (dm if dm > dc else 0.0)
+        fl = gemm + decode
+        mem_b, stream_b = (kv, weights) if streaming else (weights + kv, 0.0)
+        c, m = fl / peak, gm + dm
+        step = cb + mb + ov + coll
         end = t + (step + xfer + send_latency)
         finishing = committed == steps
         if end >= stop or (finishing and end >= finish_before):
             replica.remember_timing(batcher.steady_shape(shape, context), 1, step + xfer + send_latency,
-                                    [StepCost(c, m, ov, fl, mem_b, stream_b)], size)
+                                    [StepCost(c, m, ov, fl, mem_b, stream_b, cb, mb)], size)
             break
         if coll_carried:
             network.account_private(t, end, coll_carried, coll_bytes, size)
@@ -262,7 +260,6 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
         if finishing:
             first, finished = batcher.complete(Batch(batcher.steady_shape(shape, context), [], 0.0, 0.0, out))
             used = batcher.kv.used_blocks
-        cb, mb = (c, 0.0) if c >= m else (0.0, m)
         rows.append(pack(index, t, duration, c, m, cb, mb, net, ov, max(duration - (cb + mb + ov + net), 0.0),
                          fl, mem_b, stream_b, net_bytes_per_chip, 0.0, chips, pf, n, out, size_, context, used))
         if len(rows) >= ROWS_PER_CHUNK:

@@ -1,6 +1,15 @@
 """Time of one iteration (one forward pass of a batch) on one pipeline stage, with its breakdown.
 
-    roofline time = max(FLOPs / (peak x eps_c), bytes / (bandwidth x eps_m)) + overheads
+The kernels of a pass run one after the other, and each is bound by its own FLOPs or its own bytes, so the
+pass costs the sum of a roofline per kernel class, not one roofline over the whole pass:
+
+    time = sum over classes of max(FLOPs / (peak x eps_c), bytes / (bandwidth x eps_m)) + overheads
+
+Classes: the GEMMs (every weight read once, multiplied by every token of the batch, lm_head and experts
+included), prefill attention (the chunks' (query, key) pairs; the KV they read and write) and decode
+attention (each decoding request's context read; its new KV written). A chunked-prefill step therefore pays
+its prefill GEMMs' compute and its decodes' KV reads in turn, as engines run them, and a large decode batch
+whose GEMMs are compute bound still reads its KV-cache after them.
 
 Bytes: every layer weight of the stage once per iteration (MoE: the experts the batch's tokens touch), the
 lm_head on the last stage (or its vocabulary slices on the last few), the KV-cache each token attends to and
@@ -43,16 +52,18 @@ class BatchShape(NamedTuple):
 
 
 class StepCost(NamedTuple):
-    compute_s: float
-    memory_s: float
+    compute_s: float         # all FLOPs over the effective peak
+    memory_s: float          # all bytes over the effective bandwidths
     overhead_s: float
     flops: float             # per chip
     memory_bytes: float      # per chip, from the fast memory tier
     stream_bytes: float = 0.0  # per chip, weights streamed from a slower tier (weight streaming only)
+    compute_bound_s: float = 0.0  # time of the kernel classes their FLOPs bound
+    memory_bound_s: float = 0.0   # time of the kernel classes their bytes bound
 
     @property
     def roofline_s(self) -> float:
-        return max(self.compute_s, self.memory_s) + self.overhead_s
+        return self.compute_bound_s + self.memory_bound_s + self.overhead_s
 
 
 def cost_sum(a: StepCost, b: StepCost) -> StepCost:
@@ -140,47 +151,57 @@ class StepCostModel:
         return m.n_experts * (1.0 - (1.0 - m.top_k / m.n_experts) ** tokens)
 
     def cost(self, b: BatchShape, expert_load: tuple[float, float] | None = None) -> StepCost:
-        """Roofline of one pass of `b` through this stage on one chip. `expert_load` = (routed tokens,
-        experts touched) summed over this stage's MoE layers on the busiest expert-parallel rank; without
-        it the routed experts are split evenly over the TP group (expected experts touched)."""
+        """Roofline of one pass of `b` through this stage on one chip, kernel class by class. `expert_load` =
+        (routed tokens, experts touched) summed over this stage's MoE layers on the busiest expert-parallel
+        rank; without it the routed experts are split evenly over the TP group (expected experts touched)."""
         tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
-        attention = self.attn_flops_per_pair * (b.prefill_pairs + b.decode_context + b.verify_pairs)
-        flops = (self.dense_flops_per_token * tokens + attention) / self.tp
+        gemm = self.dense_flops_per_token * tokens / self.tp
         if self.last:
-            flops += self.lm_head_flops_per_logit * b.logits / self.tp
+            gemm += self.lm_head_flops_per_logit * b.logits / self.tp
         weights = self.dense_weight_bytes
         if self.model.n_experts:
             if expert_load is None:
-                flops += self.routed_flops_per_token * tokens / self.tp
+                gemm += self.routed_flops_per_token * tokens / self.tp
                 weights += self.moe_layers * self.experts_touched(tokens) * self.expert_bytes
             else:
                 routed_tokens, touched = expert_load
-                flops += 2.0 * self.model.expert_params * routed_tokens
+                gemm += 2.0 * self.model.expert_params * routed_tokens
                 weights += touched * self.expert_bytes
-        kv = (b.prefill_kv_tokens + b.decode_context + tokens) * self.kv_bytes_per_token  # reads + writes
+        prefill = self.attn_flops_per_pair * (b.prefill_pairs + b.verify_pairs) / self.tp
+        decode = self.attn_flops_per_pair * b.decode_context / self.tp
+        kv_prefill = (b.prefill_kv_tokens + b.prefill_tokens + b.verify_tokens) * self.kv_bytes_per_token
+        kv_decode = (b.decode_context + b.decode_tokens) * self.kv_bytes_per_token  # reads + the new token's
         overhead = self.overhead_s + self.sequence_overhead_s * b.logits
-        if self.stream_bw:  # the two tiers are read at the same time: the slower stream bounds the step
-            memory_s = max(weights / self.stream_bw, kv / self.memory_bw)
-            return StepCost(flops / self.peak_flops, memory_s, overhead, flops, kv, weights)
-        memory_bytes = weights + kv
-        return StepCost(flops / self.peak_flops, memory_bytes / self.memory_bw, overhead, flops,
-                        memory_bytes)
+        peak, bw = self.peak_flops, self.memory_bw
+        gc, gm = gemm / peak, weights / self.stream_bw if self.stream_bw else weights / bw
+        pc, pm, dc, dm = prefill / peak, kv_prefill / bw, decode / peak, kv_decode / bw
+        cb = (gc if gc >= gm else 0.0) + (pc if pc >= pm else 0.0) + (dc if dc >= dm else 0.0)
+        mb = (gm if gm > gc else 0.0) + (pm if pm > pc else 0.0) + (dm if dm > dc else 0.0)
+        flops = gemm + prefill + decode
+        kv = kv_prefill + kv_decode
+        if self.stream_bw:
+            return StepCost(flops / peak, gm + pm + dm, overhead, flops, kv, weights, cb, mb)
+        return StepCost(flops / peak, gm + pm + dm, overhead, flops, weights + kv, 0.0, cb, mb)
 
     def decode_terms(self, b: BatchShape) -> tuple:
         """What `cost(b)` computes that does not depend on `b.decode_context`, for a batch of decodes without
-        prefill, speculation or sampled expert load (run-ahead's steady decoding, engine/run_ahead.py). With
-        context c, the same float operations as cost() give: flops = (dense + per_pair x c) / tp + head + moe;
-        kv = (c + tokens) x kv_per_token; and memory time and bytes from weights and kv as in cost()."""
+        prefill, speculation or sampled expert load (run-ahead's steady decoding, engine/run_ahead.py):
+        (gemm FLOPs, the GEMMs' compute-bound and memory-bound time, their memory time, attention FLOPs per
+        pair, tp, tokens, KV bytes per token, peak, bandwidth, weight bytes, streaming?, overhead). With context
+        c, the same float operations as cost() give: decode attention = per_pair x c / tp over peak against
+        (c + tokens) x kv_per_token over bandwidth; the prefill class is zero and adds nothing."""
         tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
-        head = self.lm_head_flops_per_logit * b.logits / self.tp if self.last else 0.0
-        moe = weights_moe = 0.0
+        gemm = self.dense_flops_per_token * tokens / self.tp
+        if self.last:
+            gemm += self.lm_head_flops_per_logit * b.logits / self.tp
+        weights = self.dense_weight_bytes
         if self.model.n_experts:
-            moe = self.routed_flops_per_token * tokens / self.tp
-            weights_moe = self.moe_layers * self.experts_touched(tokens) * self.expert_bytes
-        weights = self.dense_weight_bytes + weights_moe if self.model.n_experts else self.dense_weight_bytes
-        return (self.dense_flops_per_token * tokens, self.attn_flops_per_pair, self.tp, head, moe, weights, tokens,
-                self.kv_bytes_per_token, self.peak_flops, self.memory_bw,
-                weights / self.stream_bw if self.stream_bw else 0.0,
+            gemm += self.routed_flops_per_token * tokens / self.tp
+            weights += self.moe_layers * self.experts_touched(tokens) * self.expert_bytes
+        gc = gemm / self.peak_flops
+        gm = weights / self.stream_bw if self.stream_bw else weights / self.memory_bw
+        return (gemm, gc if gc >= gm else 0.0, gm if gm > gc else 0.0, gm, self.attn_flops_per_pair, self.tp,
+                tokens, self.kv_bytes_per_token, self.peak_flops, self.memory_bw, weights, bool(self.stream_bw),
                 self.overhead_s + self.sequence_overhead_s * b.logits)
 
 

@@ -38,10 +38,8 @@ class IterationAccount:
         """`passes` stage passes of this cost (a pipeline's identical micro-batches)."""
         self.compute_s += passes * cost.compute_s
         self.memory_s += passes * cost.memory_s
-        if cost.compute_s >= cost.memory_s:
-            self.compute_bound_s += passes * cost.compute_s
-        else:
-            self.memory_bound_s += passes * cost.memory_s
+        self.compute_bound_s += passes * cost.compute_bound_s
+        self.memory_bound_s += passes * cost.memory_bound_s
         self.overhead_s += passes * cost.overhead_s
         self.flops += passes * cost.flops
         self.memory_bytes += passes * cost.memory_bytes

@@ -26,20 +26,19 @@ class StepEstimate:
     """One decode step of `batch` requests at `context` tokens each, per resource (seconds)."""
     batch: int
     light_s: float       # physical bound: max(FLOPs / peak, bytes / bandwidth), summed over stages
-    compute_s: float     # with efficiencies
-    memory_s: float
+    compute_s: float     # with efficiencies: the kernel classes bound by their FLOPs
+    memory_s: float      # and those bound by their bytes
     network_s: float     # uncontended collectives and stage sends
     overhead_s: float
 
     @property
     def estimate_s(self) -> float:
-        return max(self.compute_s, self.memory_s) + self.network_s + self.overhead_s
+        return self.compute_s + self.memory_s + self.network_s + self.overhead_s
 
     @property
     def bound(self) -> str:
-        terms = {"compute": self.compute_s if self.compute_s >= self.memory_s else 0.0,
-                 "memory": self.memory_s if self.memory_s > self.compute_s else 0.0,
-                 "network": self.network_s, "overhead": self.overhead_s}
+        terms = {"compute": self.compute_s, "memory": self.memory_s, "network": self.network_s,
+                 "overhead": self.overhead_s}
         return max(terms, key=terms.__getitem__)
 
 
@@ -62,8 +61,8 @@ def decode_step(prepared: Prepared, scenario: Scenario, batch: int, context: int
         cost = cost_model.cost(shape)
         streamed = cost.stream_bytes / plan.stream_bandwidth if plan.stream_bandwidth else 0.0
         light += max(cost.flops / peak, cost.memory_bytes / plan.tier_bandwidth, streamed)
-        compute += cost.compute_s
-        memory += cost.memory_s
+        compute += cost.compute_bound_s
+        memory += cost.memory_bound_s
         overhead += cost.overhead_s
         chips = [chip(i) for i in plan.stage_chips(0, s)]
         if len(chips) > 1:
