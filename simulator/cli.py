@@ -276,6 +276,7 @@ def calibrate(
     from simulator.studies.validate.report import DEFAULT_CASES
 
     path = cases or DEFAULT_CASES
+    shown = path.resolve().relative_to(Path.cwd()) if path.resolve().is_relative_to(Path.cwd()) else path
     if family is not None and family not in cal.FAMILIES:
         fail(f"--family: {family!r} is not one of: {', '.join(cal.FAMILIES)}")
     try:
@@ -295,7 +296,7 @@ def calibrate(
             table.add_row(*row)
         console.print(table)
     if not dry_run:
-        cal.write_catalog(fits, scored, rows, str(path))
+        cal.write_catalog(fits, scored, rows, str(shown))
         console.print(f"catalog written: {', '.join(fits) or 'nothing fitted'}")
 
 

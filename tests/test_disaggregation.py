@@ -28,7 +28,7 @@ def test_disaggregation_trades_ttft_for_steady_tpot_near_saturation():
     colocated = run(load_scenario(REPO / "scenarios" / "llama70b-2xhgx-colocated.yaml", FEW)).summary
     disaggregated = run(load_scenario(REPO / "scenarios" / "llama70b-2xhgx-disaggregated.yaml", FEW)).summary
     # decode iterations never carry prefill chunks: TPOT tails stay at the decode step time
-    assert disaggregated["tpot_s"]["p99"] < 0.6 * colocated["tpot_s"]["p99"]
+    assert disaggregated["tpot_s"]["p99"] < 0.7 * colocated["tpot_s"]["p99"]
     # one node prefills everything, and every KV-cache crosses the fabric first
     assert disaggregated["ttft_s"]["p50"] > colocated["ttft_s"]["p50"]
     assert disaggregated["chips"] == colocated["chips"] == 16

@@ -70,7 +70,7 @@ def test_a_long_run_spools_its_iterations_and_reports_the_same(write_scenario, m
     for module in ("simulator.results.collect", "simulator.engine.run_ahead"):  # flush every 100 rows
         monkeypatch.setattr(f"{module}.ROWS_PER_CHUNK", 100)
     spooled = run(load_scenario(path))
-    assert spooled.iteration_store.spooled and len(spooled.iteration_store) > 1500
+    assert spooled.iteration_store.spooled and len(spooled.iteration_store) > 1000  # many 100-row chunks
     pd.testing.assert_frame_equal(spooled.iterations, in_memory.iterations)
     strip = lambda s: {k: v for k, v in s.items() if k != "sim"}  # noqa: E731
     assert strip(spooled.summary) == strip(in_memory.summary)

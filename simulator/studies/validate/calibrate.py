@@ -49,7 +49,9 @@ START = {"compute": 0.70, "memory": 0.85, "layer_overhead": 8e-6, "moe_layer_ove
          "step_overhead": 200e-6}
 PARAMETERS = {  # name: (grid, elasticity probe factor)
     "compute": ([round(0.3 + 0.025 * i, 3) for i in range(27)], 0.8),  # 0.3 .. 0.95
-    "memory": ([round(0.3 + 0.025 * i, 3) for i in range(27)], 0.8),
+    # >= 0.6: streaming kernels reach 80-90% of nameplate HBM bandwidth on these GPUs, decode kernels 60-85%;
+    # a fit that wants less is missing a latency term, which must not be absorbed as slow memory
+    "memory": ([round(0.6 + 0.025 * i, 3) for i in range(15)], 0.8),  # 0.6 .. 0.95
     "layer_overhead": ([x * 1e-6 for x in (0, 2, 4, 6, 8, 10, 15, 20, 30, 40, 50)], 2.0),
     "moe_layer_overhead": ([x * 1e-6 for x in (0, 10, 20, 30, 40, 60, 80, 100, 150, 200, 300)], 2.0),
     "step_overhead": ([x * 1e-6 for x in (0, 50, 100, 150, 200, 300, 400, 600, 800, 1000, 1500, 2000)], 2.0),
@@ -200,10 +202,12 @@ def calibrate(cases: Sequence[Case], outcomes: Sequence[Outcome], predict: Predi
             p = in_sample[case.case_id]
             error = None if p is None else p / case.value - 1.0
             out = cv.get(case.case_id, error)  # a check was never fitted on: out of sample already
-            scored.append(Scored(case, name, roles[case.case_id], error, out))
+            role = roles[case.case_id] if case in chosen or roles[case.case_id] != "fit" else "check (inherits)"
+            scored.append(Scored(case, name, role, error, out))
     if only is None:  # chips no family fits: their catalog values, out of sample by construction
         fitted = {chip for chips, heirs in FAMILIES.values() for chip in chips + heirs}
-        scored.extend(Scored(o.case, hardware_group(o.case.chip), o.role, o.error, o.error)
+        scored.extend(Scored(o.case, hardware_group(o.case.chip),
+                             "check (chip not calibrated)" if o.role == "fit" else o.role, o.error, o.error)
                       for o in outcomes if o.case.chip not in fitted)
     return fits, scored
 
