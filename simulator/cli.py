@@ -1,4 +1,5 @@
-"""Command line: `infersim run`, `sweep`, `slo-search`, `validate`, `list`. User mistakes: one line, exit 2."""
+"""Command line: `infersim run`, `sweep`, `compare`, `slo-search`, `explain`, `validate`, `calibrate`, `list`,
+`workload describe`. User mistakes: one line, exit 2."""
 
 from __future__ import annotations
 
@@ -297,6 +298,8 @@ def calibrate(
         console.print(table)
     if not dry_run:
         cal.write_catalog(fits, scored, rows, str(shown))
+        if family is None:  # every case scored: what validate quotes as cross-validated
+            console.print(f"cross-validated errors: {cal.write_cross_validation(scored, path)}")
         console.print(f"catalog written: {', '.join(fits) or 'nothing fitted'}")
 
 

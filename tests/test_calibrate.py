@@ -78,3 +78,33 @@ def test_summary_rows_put_cross_validated_error_beside_in_sample():
     assert overall["median |err| in sample"] == "2.0%"
     assert overall["median |err| cross-validated"] == "12.5%"
     assert overall["within tolerance (cross-validated)"] == "50%"
+
+
+def test_validate_quotes_the_cross_validated_errors_calibrate_left(tmp_path):
+    import pandas as pd
+
+    from simulator.studies.validate.report import summary_line
+
+    cases_file = tmp_path / "cases.csv"
+    one, two = synthetic_cases()[:2]
+    path = cal.write_cross_validation([cal.Scored(one, "Hopper", "fit", 0.01, 0.2),
+                                       cal.Scored(two, "Hopper", "fit", 0.02, None)], cases_file)
+    assert path == tmp_path / "cases.cv.csv"
+    assert cal.read_cross_validation(cases_file) == {one.case_id: pytest.approx(0.2), two.case_id: None}
+    df = pd.DataFrame({"abs_error": [0.01, 0.02], "within_tolerance": [True, True], "tolerance": [0.15, 0.15],
+                       "measured_beats_light": [False, False], "predicted_beats_light": [False, False],
+                       "cross_validated_error": [0.2, None]})
+    assert summary_line(df).endswith("; cross-validated (infersim calibrate): median |error| 20.0%, "
+                                     "0 within tolerance")
+    path.write_text("not,the,format\n1,2,3\n")
+    assert cal.read_cross_validation(cases_file) == {}  # a foreign file is ignored, not misread
+
+
+def test_calibrate_refuses_an_unknown_family_and_a_malformed_file_in_one_line(tmp_path):
+    from conftest import cli_error
+
+    assert cli_error("calibrate", "--family", "Volta", "--dry-run") == (
+        "--family: 'Volta' is not one of: Hopper, Blackwell, Ampere, CDNA3")
+    bad = tmp_path / "cases.csv"
+    bad.write_text("case_id\nX\n")
+    assert cli_error("calibrate", bad, "--dry-run").startswith(f"{bad}: ")

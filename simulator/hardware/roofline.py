@@ -57,9 +57,9 @@ class StepCost(NamedTuple):
     overhead_s: float
     flops: float             # per chip
     memory_bytes: float      # per chip, from the fast memory tier
-    stream_bytes: float = 0.0  # per chip, weights streamed from a slower tier (weight streaming only)
-    compute_bound_s: float = 0.0  # time of the kernel classes their FLOPs bound
-    memory_bound_s: float = 0.0   # time of the kernel classes their bytes bound
+    stream_bytes: float      # per chip, weights streamed from a slower tier (weight streaming only)
+    compute_bound_s: float   # time of the kernel classes their FLOPs bound
+    memory_bound_s: float    # time of the kernel classes their bytes bound
 
     @property
     def roofline_s(self) -> float:

@@ -26,6 +26,7 @@ Method (small and explainable on purpose):
 
 from __future__ import annotations
 
+import csv
 import datetime
 import math
 import re
@@ -33,6 +34,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 
 from simulator.config.cluster import ChipSpec
 from simulator.config.load import CATALOG_DIR, chip_ids, load_chip, load_engine
@@ -291,6 +293,45 @@ def write_catalog(fits: dict[str, Fit], scored: Sequence[Scored], cases: Sequenc
         checks = [c.case_id for c in cases if c.chip == chip]
         write_efficiency(chip, {}, f"{base}. Not calibrated: {cases_file} has no case to fit on that the engine "
                          "simulates for this chip" + (f" (checks only: {', '.join(checks)})" if checks else "") + ".")
+
+
+# ---------------------------------------------------------------- the cross-validated errors, for validate
+
+CV_COLUMNS = ("case_id", "family", "role", "in_sample_error", "cross_validated_error", "tolerance")
+
+
+def cross_validation_path(cases_file: str | Path) -> Path:
+    """Where calibrate leaves each case's errors, beside its cases file (validation/calibration.cv.csv)."""
+    path = Path(cases_file)
+    return path.with_name(f"{path.stem}.cv.csv")
+
+
+def write_cross_validation(scored: Sequence[Scored], cases_file: str | Path) -> Path:
+    path = cross_validation_path(cases_file)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(CV_COLUMNS)
+        for s in scored:
+            writer.writerow([s.case.case_id, s.family, s.role, "" if s.in_sample is None else f"{s.in_sample:.6f}",
+                             "" if s.out_of_sample is None else f"{s.out_of_sample:.6f}", s.case.tolerance])
+    return path
+
+
+def read_cross_validation(cases_file: str | Path) -> dict[str, float | None]:
+    """case id -> cross-validated relative error, from the last `infersim calibrate` on this cases file ({}
+    when it has not run, or its file is not the format calibrate writes)."""
+    path = cross_validation_path(cases_file)
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or tuple(rows[0]) != CV_COLUMNS:
+        return {}
+    try:
+        return {r["case_id"]: float(r["cross_validated_error"]) if r["cross_validated_error"] else None
+                for r in rows}
+    except ValueError:
+        return {}
 
 
 # ---------------------------------------------------------------- the report

@@ -8,7 +8,12 @@ the row's means and a load that matches its mode:
   and 4 batches of requests, and the throughput is the difference (`marginal_rate`): the saturated steady
   state MLPerf Offline's 24k samples measure, without ramp-up and drain;
 - rate: Poisson at `rate_per_s`, throughput from 20% of the arrival span to the last arrival;
-- batch: one static batch of `concurrency` requests, prefilled at once, as gptSessionBenchmark runs.
+- batch: one static batch of `concurrency` requests, prefilled at once, as gptSessionBenchmark runs;
+- a benchmark procedure the notes state (`procedure`: InferenceMAX, `vllm bench serve`) runs as it ran: N
+  prompts once through the closed loop, measured over the whole run, lengths drawn as its client drew them.
+
+The serving engine is the one the notes name (`serving_engine`), the compute dtype the weights' when the
+chip has a peak for it, else 16 bits (`compute_dtype`).
 
 Serving caps (engine max batch, max_num_tokens) come from the row's notes; "runtime-chosen" caps let the KV
 capacity bound the batch. A case the engine cannot express is "not simulated" with a one-line reason; no
