@@ -150,11 +150,11 @@ class StepCostModel:
         m = self.model
         return m.n_experts * (1.0 - (1.0 - m.top_k / m.n_experts) ** tokens)
 
-    def cost(self, b: BatchShape, expert_load: tuple[float, float] | None = None) -> StepCost:
-        """Roofline of one pass of `b` through this stage on one chip, kernel class by class. `expert_load` =
-        (routed tokens, experts touched) summed over this stage's MoE layers on the busiest expert-parallel
-        rank; without it the routed experts are split evenly over the TP group (expected experts touched)."""
-        tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
+    def _gemms(self, b: BatchShape, tokens: float,
+               expert_load: tuple[float, float] | None = None) -> tuple[float, float]:
+        """(FLOPs, weight bytes) of the pass's GEMMs: the dense layers, the lm_head on the last stage, and the
+        routed experts, evenly over the TP group (expected experts touched) or as the busiest EP rank's
+        `expert_load` says."""
         gemm = self.dense_flops_per_token * tokens / self.tp
         if self.last:
             gemm += self.lm_head_flops_per_logit * b.logits / self.tp
@@ -167,6 +167,14 @@ class StepCostModel:
                 routed_tokens, touched = expert_load
                 gemm += 2.0 * self.model.expert_params * routed_tokens
                 weights += touched * self.expert_bytes
+        return gemm, weights
+
+    def cost(self, b: BatchShape, expert_load: tuple[float, float] | None = None) -> StepCost:
+        """Roofline of one pass of `b` through this stage on one chip, kernel class by class. `expert_load` =
+        (routed tokens, experts touched) summed over this stage's MoE layers on the busiest expert-parallel
+        rank; without it the routed experts are split evenly over the TP group (expected experts touched)."""
+        tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
+        gemm, weights = self._gemms(b, tokens, expert_load)
         prefill = self.attn_flops_per_pair * (b.prefill_pairs + b.verify_pairs) / self.tp
         decode = self.attn_flops_per_pair * b.decode_context / self.tp
         kv_prefill = (b.prefill_kv_tokens + b.prefill_tokens + b.verify_tokens) * self.kv_bytes_per_token
@@ -191,13 +199,7 @@ class StepCostModel:
         c, the same float operations as cost() give: decode attention = per_pair x c / tp over peak against
         (c + tokens) x kv_per_token over bandwidth; the prefill class is zero and adds nothing."""
         tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
-        gemm = self.dense_flops_per_token * tokens / self.tp
-        if self.last:
-            gemm += self.lm_head_flops_per_logit * b.logits / self.tp
-        weights = self.dense_weight_bytes
-        if self.model.n_experts:
-            gemm += self.routed_flops_per_token * tokens / self.tp
-            weights += self.moe_layers * self.experts_touched(tokens) * self.expert_bytes
+        gemm, weights = self._gemms(b, tokens)
         gc = gemm / self.peak_flops
         gm = weights / self.stream_bw if self.stream_bw else weights / self.memory_bw
         return (gemm, gc if gc >= gm else 0.0, gm if gm > gc else 0.0, gm, self.attn_flops_per_pair, self.tp,

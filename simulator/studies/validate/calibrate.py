@@ -89,8 +89,11 @@ def with_efficiency(chip: ChipSpec, params: Params) -> ChipSpec:
 
 def simulator_predict(pool: Executor) -> Predict:
     """Predictions of the engine itself: every case simulated on its chip with the trial coefficients."""
+    catalog: dict[str, ChipSpec] = {}  # each chip read once, not once per case per trial
+
     def predict(cases: Sequence[Case], params: Params) -> list[float | None]:
-        chips = [with_efficiency(load_chip(c.chip), params) for c in cases]
+        chips = [with_efficiency(catalog.get(c.chip) or catalog.setdefault(c.chip, load_chip(c.chip)), params)
+                 for c in cases]
         return [o.predicted for o in pool.map(simulate, cases, chips)]
     return predict
 
