@@ -33,20 +33,36 @@ def run(
     seed: int | None = typer.Option(None, "--seed", min=0, help="Override the scenario's seed."),
     set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
+    trace: bool = typer.Option(False, "--trace", help="Also write trace.json (Perfetto / Chrome trace events)."),
+    trace_window: str | None = typer.Option(None, "--trace-window",
+                                            help="Simulated seconds the trace covers, START:END (e.g. 10:60)."),
+    trace_requests: int = typer.Option(10_000, "--trace-requests", min=1,
+                                       help="Requests in the trace at most (every k-th by id beyond)."),
+    trace_iterations: int = typer.Option(100_000, "--trace-iterations", min=1,
+                                         help="Iterations in the trace at most (the window ends where reached)."),
 ) -> None:
-    """Simulate SCENARIO and write summary.json, parquet tables, plots and report.md."""
+    """Simulate SCENARIO and write summary.json, parquet tables, plots and report.md (and trace.json)."""
     from simulator.config.load import load_scenario
     from simulator.results.outputs import check_output_folder
     from simulator.results.report import headline
+    from simulator.results.trace import TraceBounds
     from simulator.run import run as run_scenario
 
+    bounds = None
+    if trace or trace_window is not None:
+        try:
+            bounds = TraceBounds.parse_window(trace_window or ":", max_requests=trace_requests,
+                                              max_iterations=trace_iterations)
+        except ValueError as exc:
+            fail(f"--trace-window: {exc}")
+            return
     try:
         loaded = load_scenario(scenario, set_)
         out_dir = out or Path("results") / loaded.spec.name
         check_output_folder(out_dir)  # before a long run, not after it
         with watching(loaded.spec.workload.num_requests) as watch:
             result = run_scenario(loaded, seed=seed, watch=watch)
-        result.write(out_dir, plots=plots)
+        result.write(out_dir, plots=plots, trace=bounds)
     except InfersimError as exc:
         fail(str(exc))
         return
