@@ -1,5 +1,5 @@
-"""Command line: `infersim run`, `sweep`, `compare`, `slo-search`, `explain`, `validate`, `calibrate`, `list`,
-`workload describe`. User mistakes: one line, exit 2."""
+"""Command line: `infersim run`, `sweep`, `compare`, `slo-search`, `explain`, `validate`, `calibrate`, `report`,
+`list`, `workload describe`. User mistakes: one line, exit 2."""
 
 from __future__ import annotations
 
@@ -317,6 +317,43 @@ def calibrate(
         if family is None:  # every case scored: what validate quotes as cross-validated
             console.print(f"cross-validated errors: {cal.write_cross_validation(scored, path)}")
         console.print(f"catalog written: {', '.join(fits) or 'nothing fitted'}")
+
+
+@app.command()
+def report(
+    folder: Path = typer.Argument(..., help="A results folder: of a run, a sweep, a comparison or a validation."),
+) -> None:
+    """Rebuild FOLDER/report.html (one self-contained page, charts inline) from the tables in FOLDER."""
+    kinds = {"summary.json": "run", "sweep.parquet": "sweep", "compare.parquet": "comparison",
+             "validation.csv": "validation"}
+    kind = next((k for name, k in kinds.items() if (folder / name).is_file()), None)
+    if kind is None:
+        fail(f"{folder}: not a results folder (none of: {', '.join(kinds)})")
+    try:
+        path = _rebuild(kind, folder)
+    except (OSError, ValueError, KeyError) as exc:
+        fail(f"{folder}: cannot rebuild the {kind} report: {exc}")
+        return
+    console.print(f"{kind} report: {path}")
+
+
+def _rebuild(kind: str | None, folder: Path) -> Path:
+    if kind == "run":
+        from simulator.results.run_html import HTML_NAME, from_folder, write_run_html
+
+        write_run_html(folder / HTML_NAME, *from_folder(folder))
+        return folder / HTML_NAME
+    if kind == "sweep":
+        from simulator.studies import sweep_html
+
+        return sweep_html.rebuild(folder)
+    if kind == "comparison":
+        from simulator.studies import compare_html
+
+        return compare_html.rebuild(folder)
+    from simulator.studies.validate import report as validate_report
+
+    return validate_report.rebuild(folder)
 
 
 @app.command("list")

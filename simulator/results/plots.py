@@ -45,9 +45,11 @@ def write_plots(summary: dict[str, Any], requests: pd.DataFrame, iterations: Ite
     top.grid(alpha=0.3)
     if len(it):
         bottom.plot(*_thinned(it["start_s"], it["batch_size"], span), lw=0.6)
-    bottom.set_ylabel("batch size")
+    bottom.set_ylabel("batch size (requests)")
     bottom.set_xlabel("simulated time (s)")
     bottom.grid(alpha=0.3)
+    top.set_title("output tokens/s (per time bin) and batch size over simulated time")
+    fig.suptitle(f"{summary['scenario']}: throughput and batch size over time")
     fig.tight_layout()
     fig.savefig(out / "timeline.png", dpi=110)
     plt.close(fig)
@@ -56,6 +58,7 @@ def write_plots(summary: dict[str, Any], requests: pd.DataFrame, iterations: Ite
     share = {k: (v or 0.0) for k, v in summary["bottleneck_share"].items()}
     ax.bar(list(share), list(share.values()), color=["#4c72b0", "#dd8452", "#55a868", "#8c8c8c", "#c44e52"])
     ax.set_ylabel("share of busy time")
+    ax.set_xlabel("resource bounding the time")
     ax.set_ylim(0, 1)
     ax.set_title("where the iterations' time went")
     fig.tight_layout()
