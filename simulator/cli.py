@@ -32,7 +32,7 @@ def run(
     out: Path | None = typer.Option(None, "-o", "--out", help="Output folder (default results/<name>)."),
     seed: int | None = typer.Option(None, "--seed", min=0, help="Override the scenario's seed."),
     set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
     trace: bool = typer.Option(False, "--trace", help="Also write trace.json (Perfetto / Chrome trace events)."),
     trace_window: str | None = typer.Option(None, "--trace-window",
                                             help="Simulated seconds the trace covers, START:END (e.g. 10:60)."),
@@ -127,7 +127,7 @@ def sweep(
     workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster (default: a local one)."),
     set_: list[str] = typer.Option([], "--set", help="Override a base value: dotted.key=value (repeatable)."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
 ) -> None:
     """Simulate the points of FILE not yet in the output folder; write sweep tables, plots, report.md."""
     from simulator.studies.sweep import sweep as run_sweep
@@ -153,7 +153,7 @@ def compare(
     out: Path | None = typer.Option(None, "-o", "--out", help="Output folder (default results/compare-<name>)."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
     set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
 ) -> None:
     """Simulate every design of FILE at every concurrency; write the comparison table, Pareto plots, report.md."""
     from simulator.studies.compare import compare as run_compare
@@ -254,7 +254,7 @@ def validate(
     cases: Path | None = typer.Argument(None, help="Validation CSV (default validation/calibration.csv)."),
     out: Path = typer.Option(Path("results/validation"), "-o", "--out", help="Output folder."),
     workers: int = typer.Option(1, "--workers", min=1, help="Cases simulated in parallel processes."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the predicted-vs-measured plot."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the plot and report.html."),
 ) -> None:
     """Simulate each published measurement in CASES and compare; exit 0 even when cases miss."""
     from simulator.studies.validate import report as validate_report
@@ -322,6 +322,7 @@ def calibrate(
 @app.command()
 def report(
     folder: Path = typer.Argument(..., help="A results folder: of a run, a sweep, a comparison or a validation."),
+    trace: bool = typer.Option(False, "--trace", help="A run's folder: also rebuild trace.json (default bounds)."),
 ) -> None:
     """Rebuild FOLDER/report.html (one self-contained page, charts inline) from the tables in FOLDER."""
     kinds = {"summary.json": "run", "sweep.parquet": "sweep", "compare.parquet": "comparison",
@@ -329,8 +330,18 @@ def report(
     kind = next((k for name, k in kinds.items() if (folder / name).is_file()), None)
     if kind is None:
         fail(f"{folder}: not a results folder (none of: {', '.join(kinds)})")
+    if trace and kind != "run":
+        fail(f"--trace: {folder} holds a {kind}, not a run (a trace is of one run)")
     try:
         path = _rebuild(kind, folder)
+        if trace:
+            from simulator.results.run_html import from_folder
+            from simulator.results.trace import BREAKDOWN, TRACE_NAME, write_trace
+
+            columns = ("replica", "start_s", "duration_s", "prefill_tokens", "decode_tokens", "batch_size", "chips",
+                       *(c for c, _ in BREAKDOWN))
+            write_trace(folder / TRACE_NAME, *from_folder(folder, columns))
+            console.print(f"trace: {folder / TRACE_NAME}")
     except (OSError, ValueError, KeyError) as exc:
         fail(f"{folder}: cannot rebuild the {kind} report: {exc}")
         return

@@ -99,6 +99,15 @@ def test_trace_is_well_formed_nests_and_matches_the_requests_table(tmp_path):
     assert all(abs(totals[p] - (p[1] - p[0])) <= 5 for p in totals)
 
 
+def test_report_rebuilds_the_same_trace_from_the_folder(tmp_path):
+    out = _run(tmp_path, "--set", "workload.num_requests=60")
+    written = (out / "trace.json").read_bytes()
+    (out / "trace.json").unlink()
+    result = CliRunner().invoke(app, ["report", str(out), "--trace"])
+    assert result.exit_code == 0, result.output
+    assert (out / "trace.json").read_bytes() == written
+
+
 def test_trace_has_a_counter_per_busy_link_and_a_track_per_replica(tmp_path):
     out = _run(tmp_path, "--set", "workload.num_requests=40", "--set", "deployment.tensor_parallel=4",
                "--set", "deployment.replicas=2", scenario=REPO / "scenarios" / "llama70b-hgx-h100-fp8.yaml")
@@ -141,3 +150,12 @@ def test_a_bad_trace_window_is_one_line(window):
 def test_bounds_parse_open_ends():
     assert TraceBounds.parse_window("10:") == TraceBounds(10.0, float("inf"))
     assert TraceBounds.parse_window(":60", max_requests=5) == TraceBounds(0.0, 60.0, max_requests=5)
+
+
+def test_report_of_a_folder_that_is_no_results_is_one_line(tmp_path):
+    assert cli_error("report", tmp_path) == (f"{tmp_path}: not a results folder (none of: summary.json, "
+                                             "sweep.parquet, compare.parquet, validation.csv)")
+    (tmp_path / "sweep.parquet").write_bytes(b"")
+    assert cli_error("report", tmp_path, "--trace") == (f"--trace: {tmp_path} holds a sweep, not a run (a trace "
+                                                        "is of one run)")
+    assert cli_error("report", tmp_path).startswith(f"{tmp_path}: cannot rebuild the sweep report: ")

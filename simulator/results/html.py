@@ -8,7 +8,9 @@ plain figure dicts (`{"data": [...], "layout": {...}}`, the plotly.js schema) tu
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -37,8 +39,10 @@ def figure(fig: Figure, height: int = 420) -> str:
     for key, value in layout.items():  # light grids, as plotly's "plotly_white" look
         if key.startswith(("xaxis", "yaxis")) and isinstance(value, dict):
             layout[key] = {"gridcolor": "#e5e5e5", "zerolinecolor": "#c8c8c8", "linecolor": "#888", **value}
+    # a div id from the chart's content, not plotly's random one, so that the same run writes the same page
+    digest = hashlib.sha1(json.dumps(fig, sort_keys=True, default=str).encode()).hexdigest()[:16]
     body = pio.to_html({"data": fig["data"], "layout": layout}, include_plotlyjs=False, full_html=False,
-                       validate=False, config={"displaylogo": False, "responsive": True})
+                       validate=False, config={"displaylogo": False, "responsive": True}, div_id=f"chart-{digest}")
     return f'<div class="chart">{body}</div>'
 
 

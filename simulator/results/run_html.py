@@ -160,12 +160,17 @@ def link_heatmap(s: dict[str, Any], links: pd.DataFrame) -> html.Figure:
     return {"data": data, "layout": layout}
 
 
-def from_folder(folder: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(summary, requests, iterations, links) of a run's results folder, for `infersim report`."""
+PAGE_COLUMNS = ("start_s", "duration_s", "output_tokens", "batch_size")  # of iterations.parquet, for the page
+
+
+def from_folder(folder: Path, columns: tuple[str, ...] = PAGE_COLUMNS
+                ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(summary, requests, iterations with `columns` only: a long run's table is large, links) of a run's
+    results folder, for `infersim report`."""
     import json
 
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     requests = pd.read_parquet(folder / "requests.parquet")
-    iterations = pd.read_parquet(folder / "iterations.parquet")
+    iterations = pd.read_parquet(folder / "iterations.parquet", columns=list(columns))
     links = pd.read_parquet(folder / "links.parquet")
     return summary, requests, iterations, links
