@@ -41,14 +41,13 @@ def write_plots(summary: dict[str, Any], requests: pd.DataFrame, iterations: Ite
     if len(it):
         counts, _ = np.histogram(it["start_s"] + it["duration_s"], bins=edges, weights=it["output_tokens"])
         top.step(edges[:-1], counts / np.diff(edges), where="post")
-    top.set_ylabel("output tokens/s")
+    top.set_ylabel("output tokens/s (per time bin)")
     top.grid(alpha=0.3)
     if len(it):
         bottom.plot(*_thinned(it["start_s"], it["batch_size"], span), lw=0.6)
     bottom.set_ylabel("batch size (requests)")
     bottom.set_xlabel("simulated time (s)")
     bottom.grid(alpha=0.3)
-    top.set_title("output tokens/s (per time bin) and batch size over simulated time")
     fig.suptitle(f"{summary['scenario']}: throughput and batch size over time")
     fig.tight_layout()
     fig.savefig(out / "timeline.png", dpi=110)
