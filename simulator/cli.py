@@ -57,6 +57,8 @@ def run(
         table.add_row(name, value)
     console.print(table)
     console.print(f"results in {out_dir}/")
+    for warning in result.summary.get("warnings", ()):
+        typer.echo(f"warning: {warning}", err=True)
     if result.summary["sim"]["interrupted"]:
         typer.echo(f"interrupted at {result.summary['sim']['simulated_s']:.4g} simulated s: the results are "
                    "partial (sim.interrupted in summary.json)", err=True)

@@ -99,7 +99,9 @@ class ServingSpec(Frozen):
     batcher: Batcher = ContinuousBatcher()
     router: RouterSpec = RoundRobin()
     slo: SloSpec | None = None
-    prefix_caching: bool = False  # reuse cached prompt prefixes; needs a workload with block hashes (Mooncake)
+    # reuse cached prefix blocks (serving/kv_cache.py: PrefixCache); needs a workload whose requests share
+    # blocks (Mooncake hash_ids, workload.shared_prefix), else the run warns
+    prefix_caching: bool = False
     speculative: SpeculativeSpec | None = None
     # the serving engine whose host-side costs apply (catalog/engines/<id>.yaml); vLLM when not said
     engine: Literal["vllm", "sglang", "trtllm", "jetstream"] = "vllm"
