@@ -5,8 +5,8 @@ from collections import OrderedDict
 from dataclasses import replace
 
 import pytest
-
 from conftest import REPO
+
 from simulator import load_scenario, run
 from simulator.workload.arrivals import generate
 

@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import cli_error
 from typer.testing import CliRunner
 
-from conftest import cli_error
 from simulator import load_scenario, run
 from simulator.workload.arrivals import generate
 

@@ -140,6 +140,26 @@ class ClosedLoopArrivals(Frozen):
     think_time: Seconds = 0.0
 
 
+class LoadStage(Frozen):
+    rate: Rate
+    duration: Duration
+
+
+class StagedArrivals(Frozen):
+    """Poisson arrivals in stages run back to back, each at its own rate for its own duration (a load test's
+    ramp, as inference-perf runs them); the stages' durations say how long the stream lasts."""
+    kind: Literal["stages"]
+    stages: tuple[LoadStage, ...] = Field(min_length=1, max_length=1000)
+
+    @property
+    def duration(self) -> float:
+        return sum(s.duration for s in self.stages)
+
+    @property
+    def mean_rate(self) -> float:
+        return sum(s.rate * s.duration for s in self.stages) / self.duration
+
+
 class OfflineArrivals(Frozen):
     """Every request arrives at t = 0, as in a batch job: measures the cluster's maximum throughput."""
     kind: Literal["offline"]
@@ -179,7 +199,7 @@ class TraceArrivals(Frozen):
 
 
 Arrivals = Annotated[PoissonArrivals | GammaArrivals | OnOffArrivals | DailyArrivals | ClosedLoopArrivals
-                     | OfflineArrivals | TraceArrivals, Field(discriminator="kind")]
+                     | OfflineArrivals | TraceArrivals | StagedArrivals, Field(discriminator="kind")]
 
 
 class SloSpec(Frozen):
@@ -251,6 +271,9 @@ def _count_problem(arrival: Any, num_requests: int | None, duration: float | Non
     """How many requests a stream makes: trace -> its window; offline, closed loop -> num_requests."""
     if isinstance(arrival, TraceArrivals):
         return "a trace takes window.duration, not duration" if duration is not None else None
+    if isinstance(arrival, StagedArrivals):
+        ok = num_requests is None and duration is None
+        return None if ok else "stages arrivals last their stages' durations: no num_requests or duration"
     if isinstance(arrival, (OfflineArrivals, ClosedLoopArrivals)):
         ok = num_requests is not None and duration is None
         return None if ok else f"{arrival.kind} arrivals need num_requests only"
@@ -271,7 +294,7 @@ def span_problem(w: WorkloadSpec) -> str | None:
         if isinstance(arrival, ClosedLoopArrivals):
             span, how = math.ceil(n / arrival.users) * arrival.think_time, \
                 f"over {arrival.users} users thinking {arrival.think_time:g} s each"
-        elif isinstance(arrival, (OfflineArrivals, TraceArrivals)):
+        elif isinstance(arrival, (OfflineArrivals, TraceArrivals, StagedArrivals)):
             continue
         else:
             span, how = n / limits.mean_rate(arrival), f"at {limits.mean_rate(arrival):.3g} /s"

@@ -4,7 +4,9 @@
 - poisson: exponential gaps, never clipped; gamma: gamma gaps with a chosen CV (burstiness);
 - on_off: Poisson bursts separated by quiet periods; daily: a rate that follows a daily curve (thinning);
 - closed_loop: no times up front (NaN): the engine releases a user's next request when the previous finishes;
-- offline: everything at t = 0; trace: replayed from a real trace (traces.py, servegen.py).
+- offline: everything at t = 0; trace: replayed from a real trace (traces.py, servegen.py);
+- stages: Poisson stages back to back, each with its rate and duration (a load test's ramp).
+A workload's `shared_prefix` then turns prompt lengths into system prompt + conversation + new text (prefixes.py).
 A stream runs for num_requests, or for `duration` seconds. Lengths are drawn in lengths.py.
 
 Multi-tenant mixes: each class either takes a `weight` share of the workload's shared arrival stream (each
@@ -33,6 +35,7 @@ from simulator.config.workload import (
     OfflineArrivals,
     OnOffArrivals,
     PoissonArrivals,
+    StagedArrivals,
     TraceArrivals,
     WorkloadSpec,
     class_counts,
@@ -151,6 +154,16 @@ def _on_off(spec: OnOffArrivals, n: int | None, duration: float | None,
     return _collect(chunk, n, duration)
 
 
+def _staged(spec: StagedArrivals, rng: np.random.Generator) -> np.ndarray:
+    """Poisson arrivals of each stage within its own span, the stages back to back."""
+    parts, start = [], 0.0
+    for stage in spec.stages:
+        gaps = lambda k, rate=stage.rate: rng.exponential(1.0 / rate, size=k)  # noqa: E731
+        parts.append(start + _renewal(gaps, stage.rate, None, stage.duration))
+        start += stage.duration
+    return np.concatenate(parts)
+
+
 def daily_rate(spec: DailyArrivals, t: np.ndarray) -> np.ndarray:
     """The arrival rate (1/s) at times t: the daily curve scaled so that it averages spec.rate."""
     phase = np.mod(t + spec.start, spec.period)
@@ -192,6 +205,8 @@ def arrival_times(spec: Arrivals, n: int | None, duration: float | None,
         return _on_off(spec, n, duration, rng)
     if isinstance(spec, DailyArrivals):
         return _daily(spec, n, duration, rng)
+    if isinstance(spec, StagedArrivals):
+        return _staged(spec, rng)
     if isinstance(spec, OfflineArrivals):
         return np.zeros(n or 0)
     if isinstance(spec, ClosedLoopArrivals):
