@@ -19,6 +19,7 @@ from simulator.hardware.prepare import prepare
 from simulator.results import slo
 from simulator.results.collect import InvariantError
 from simulator.results.run_result import RunResult
+from simulator.results.speculation import speculation_summary
 from simulator.results.summary import out_of_range, summarize, tables
 from simulator.workload.arrivals import Requests, generate
 
@@ -56,6 +57,9 @@ def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = Fals
     summary["sim"]["replica_groups"] = sim.groups
     if spec.sim.workers > 1 and sim.why_one_process:
         summary["sim"]["replica_groups_note"] = f"simulated in one process: {sim.why_one_process}"
+    if spec.serving.speculative is not None and prepared.drafter is not None:
+        summary["speculative"] = speculation_summary(spec.serving.speculative, prepared.drafter, frames[0],
+                                                     frames[1])
     warnings = _warnings(spec, requests, plan.kv_block_tokens)
     if warnings:  # only when there is one: summaries of runs without stay as they were
         summary["warnings"] = warnings

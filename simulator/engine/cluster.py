@@ -22,9 +22,10 @@ from simulator.hardware.model import ModelShape
 from simulator.hardware.roofline import Drafter
 from simulator.hardware.topology import Routes, chip
 from simulator.results.collect import Collector
-from simulator.serving.batcher import ContinuousBatching, Speculation
+from simulator.serving.batcher import ContinuousBatching
 from simulator.serving.kv_cache import KvBlockPool
 from simulator.serving.router import ReplicaView, RoundRobinRouter, make_router
+from simulator.serving.speculation import Speculation
 from simulator.workload.arrivals import Requests
 
 WATCH_EVERY = 2048  # events between two calls of Cluster.run's `watch`

@@ -70,6 +70,8 @@ def tables(c: Collector, requests: Requests, links: LinkHistogram, capacity: dic
         "preemptions": np.asarray(c.preemptions, dtype=np.int32),
         "kv_transfer_bytes": np.asarray(c.kv_transfer_bytes, dtype=np.float64),
         "prefix_hit_tokens": np.asarray(c.prefix_hit_tokens, dtype=np.int64),
+        "drafted_tokens": np.asarray(c.drafted_tokens, dtype=np.int64),
+        "accepted_tokens": np.asarray(c.accepted_tokens, dtype=np.int64),
     })
     req["queue_s"] = req["admit_s"] - req["arrival_s"]
     req["ttft_s"] = req["first_token_s"] - req["arrival_s"]

@@ -26,11 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-import numpy as np
-
 from simulator.config.serving import ContinuousBatcher, StaticBatcher
 from simulator.hardware.roofline import BatchShape
 from simulator.serving.kv_cache import KvBlockPool, PrefixCache
+from simulator.serving.speculation import Speculation
 
 
 @dataclass
@@ -47,23 +46,6 @@ class Batch:
     def __post_init__(self) -> None:
         # a batch's own shape counts whole requests (only `split` micro-batch shapes are fractional)
         self.size = cast(int, self.shape.decode_tokens) + len(self.chunks)
-
-
-class Speculation:
-    """Speculative decoding's yield: each step drafts k tokens, accepted one by one with probability a
-    until the first rejection, plus the token the verification itself produces, so a step yields
-    min(G, k + 1) tokens with G geometric; the mean is (1 - a^(k+1)) / (1 - a) (Leviathan et al., 2023)."""
-
-    def __init__(self, tokens: int, acceptance: float, rng: np.random.Generator):
-        self.tokens, self.acceptance, self.rng = tokens, acceptance, rng
-        self.expected_tokens = (1 - acceptance ** (tokens + 1)) / (1 - acceptance)
-
-    def steps(self, remaining: int) -> int:
-        """Decode steps one request needs for `remaining` tokens, sampled once when it starts decoding."""
-        if remaining <= 0:
-            return 0
-        draws = np.minimum(self.rng.geometric(1 - self.acceptance, size=remaining), self.tokens + 1)
-        return int(np.searchsorted(np.cumsum(draws), remaining) + 1)
 
 
 class ContinuousBatching:
@@ -114,6 +96,8 @@ class ContinuousBatching:
         self.pinned: dict[int, tuple[int, ...]] = {}  # rid -> cached prefix blocks it reuses
         self.cached_tokens: dict[int, int] = {}  # rid -> prompt tokens those blocks cover
         self.hits: list[tuple[int, int]] = []  # (rid, prompt tokens served from the prefix cache)
+        self.drafts: dict[int, tuple[int, int]] = {}  # speculation: rid -> (tokens drafted, accepted) planned
+        self.speculated: list[tuple[int, int, int]] = []  # (rid, drafted, accepted) of finished requests
 
     def enqueue(self, rid: int, now: float = 0.0) -> None:
         self.waiting.append(rid)
@@ -217,7 +201,10 @@ class ContinuousBatching:
     def _join(self, rid: int, context: int, generated: int) -> None:
         """Start (or resume) decoding: `context` tokens in the KV-cache, `generated` output tokens so far."""
         remaining = self.output[rid] - generated
-        steps = self.speculation.steps(remaining) if self.speculation else remaining
+        steps = remaining
+        if self.speculation:
+            steps, accepted = self.speculation.plan(remaining)
+            self.drafts[rid] = (steps * self.speculation.tokens, accepted)
         # the finish step is stored with the state, so that stale heap entries can be recognised
         self.decoding[rid] = (self.step, context, generated, self.step + steps)
         heapq.heappush(self.decode_heap, (self.step + steps, rid))
@@ -392,6 +379,8 @@ class ContinuousBatching:
             self._cache_written(rid, self.prompt[rid] + self.output[rid] - 1)
         self.kv.free(rid)
         self._release_prefix(rid)
+        if rid in self.drafts:
+            self.speculated.append((rid, *self.drafts.pop(rid)))
         finished.append(rid)
 
     def _cache_written(self, rid: int, tokens: int) -> None:
@@ -426,6 +415,10 @@ class ContinuousBatching:
     def take_prefix_hits(self) -> list[tuple[int, int]]:
         hits, self.hits = self.hits, []
         return hits
+
+    def take_speculated(self) -> list[tuple[int, int, int]]:
+        speculated, self.speculated = self.speculated, []
+        return speculated
 
     def take_preempted(self) -> list[int]:
         preempted, self.preempted = self.preempted, []
