@@ -73,6 +73,8 @@ def run(
         table.add_row(name, value)
     console.print(table)
     console.print(f"results in {out_dir}/")
+    for warning in result.summary.get("warnings", ()):
+        typer.echo(f"warning: {warning}", err=True)
     if result.summary["sim"]["interrupted"]:
         typer.echo(f"interrupted at {result.summary['sim']['simulated_s']:.4g} simulated s: the results are "
                    "partial (sim.interrupted in summary.json)", err=True)
@@ -258,13 +260,18 @@ def validate(
 ) -> None:
     """Simulate each published measurement in CASES and compare; exit 0 even when cases miss."""
     from simulator.studies.validate import report as validate_report
+    from simulator.studies.validate import serving_runs
 
+    staged = cases is not None and serving_runs.is_serving_runs(cases)
     try:
-        df = validate_report.validate_file(cases or validate_report.DEFAULT_CASES, out, workers, plots)
+        if cases is not None and staged:
+            df = serving_runs.validate_file(cases, out, workers)
+        else:
+            df = validate_report.validate_file(cases or validate_report.DEFAULT_CASES, out, workers, plots)
     except InfersimError as exc:
         fail(str(exc))
         return
-    columns, rows = validate_report.table_rows(df)
+    columns, rows = (serving_runs if staged else validate_report).table_rows(df)
     table = Table(title=f"validation: {cases or validate_report.DEFAULT_CASES}")
     for column in columns:
         table.add_column(column, justify="left" if column in ("case", "note") else "right")
@@ -272,7 +279,7 @@ def validate(
         table.add_row(*row)
     console.print(table)
     console.print(f"results in {out}/")
-    console.print(validate_report.summary_line(df))
+    console.print((serving_runs if staged else validate_report).summary_line(df))
 
 
 @app.command()

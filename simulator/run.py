@@ -13,13 +13,15 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from simulator.config.load import Scenario
+from simulator.config.scenario import ScenarioSpec
 from simulator.engine.simulation import simulate
 from simulator.hardware.prepare import prepare
 from simulator.results import slo
 from simulator.results.collect import InvariantError
 from simulator.results.run_result import RunResult
+from simulator.results.speculation import speculation_summary
 from simulator.results.summary import out_of_range, summarize, tables
-from simulator.workload.arrivals import generate
+from simulator.workload.arrivals import Requests, generate
 
 
 def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = False,
@@ -55,7 +57,21 @@ def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = Fals
     summary["sim"]["replica_groups"] = sim.groups
     if spec.sim.workers > 1 and sim.why_one_process:
         summary["sim"]["replica_groups_note"] = f"simulated in one process: {sim.why_one_process}"
+    if spec.serving.speculative is not None and prepared.drafter is not None:
+        summary["speculative"] = speculation_summary(spec.serving.speculative, prepared.drafter, frames[0],
+                                                     frames[1])
+    warnings = _warnings(spec, requests, plan.kv_block_tokens)
+    if warnings:  # only when there is one: summaries of runs without stay as they were
+        summary["warnings"] = warnings
     problems = out_of_range(summary)
     if problems:
         raise InvariantError("run broke its invariants (a bug in infersim): " + "; ".join(problems))
     return RunResult(scenario, plan, model, summary, *frames)
+
+
+def _warnings(spec: ScenarioSpec, requests: Requests, block_tokens: int) -> list[str]:
+    """Settings that ran but cannot have done what they say (each one line, also printed by the CLI)."""
+    if spec.serving.prefix_caching and not requests.reusable_prefix(block_tokens):
+        return [f"serving.prefix_caching is on but no two requests of workload {spec.workload.name or 'inline'!r} "
+                "share a prefix block (no trace hash_ids, no workload.shared_prefix): nothing to reuse"]
+    return []

@@ -25,7 +25,7 @@ from conftest import REPO, cli_error
     ({"serving.batcher.kind": "vlm"}, "{f}: serving.batcher.kind: 'vlm' is not one of: continuous, static"),
     ({"workload.arrival.kind": "hawkes"},
      "{f}: workload.arrival.kind: 'hawkes' is not one of: closed_loop, daily, gamma, offline, on_off, poisson, "
-     "trace"),
+     "stages, trace"),
     ({"model": "llama-3.1-70b", "cluster": str(REPO / "topologies" / "hgx-h100.yaml"),
       "deployment.tensor_parallel": 3},
      "{f}: deployment.tensor_parallel: 3 does not divide the 64 attention heads of llama-3.1-70b; "

@@ -112,7 +112,7 @@ def tiny() -> dict:
      "designs.0.deployment.replicas: must be >= 1, got 0"),
     ({"workload": "nope"},
      "workload: 'nope' is not one of: azure-code-2023, azure-conv-2023, chat-poisson, closed-loop-64, "
-     "mixed-tenants, mooncake-conversation, servegen-deepseek-r1, sharegpt-poisson"),
+     "mixed-tenants, mooncake-conversation, servegen-deepseek-r1, shared-prefix-chat, sharegpt-poisson"),
     ({"concurrency": [10**9]},
      "workload: 1e+09 requests (>= 1.56e+07 iterations) need >= 541 GB of memory and >= 84.6 min of wall time, "
      "estimated at 540 B + 5 us per request, 80 B + 5 us per iteration; "

@@ -21,7 +21,7 @@ def describe_error(tmp_path, workload: dict | bytes) -> str:
     (b"- poisson\n", "must be a YAML mapping of keys to values, got list"),
     ({"num_requests": 3, **LENGTHS}, "needs an arrival (or classes)"),
     ({"arrival": {"kind": "hawkes"}, "num_requests": 3, **LENGTHS},
-     "arrival.kind: 'hawkes' is not one of: closed_loop, daily, gamma, offline, on_off, poisson, trace"),
+     "arrival.kind: 'hawkes' is not one of: closed_loop, daily, gamma, offline, on_off, poisson, stages, trace"),
     ({"arrival": {"rate": 5}, "num_requests": 3, **LENGTHS}, "arrival: needs a 'kind:' key"),
     ({"arrival": "poisson", "num_requests": 3, **LENGTHS},
      "arrival: input should be a valid dictionary or object to extract fields from, got 'poisson'"),

@@ -8,7 +8,7 @@ from simulator import load_scenario, run
 from simulator.config.serving import ContinuousBatcher
 from simulator.errors import ScenarioError
 from simulator.serving.batcher import ContinuousBatching
-from simulator.serving.kv_cache import KvBlockPool
+from simulator.serving.kv_cache import KvBlockPool, PrefixCache
 
 
 @settings(max_examples=60, deadline=None)
@@ -16,15 +16,19 @@ from simulator.serving.kv_cache import KvBlockPool
     lengths=st.lists(st.tuples(st.integers(1, 300), st.integers(1, 300)), min_size=1, max_size=40),
     capacity=st.integers(8, 80), block=st.sampled_from([1, 4, 16]), max_batch=st.integers(1, 16),
     policy=st.sampled_from(["reserve", "paged"]), preemption=st.sampled_from(["recompute", "swap"]),
-    chunked=st.booleans(),
+    chunked=st.booleans(), caching=st.sampled_from([None, "prompts", "answers"]),
 )
 def test_kv_pool_never_exceeds_capacity_and_frees_every_block(lengths, capacity, block, max_batch, policy,
-                                                               preemption, chunked):
+                                                               preemption, chunked, caching):
     cfg = ContinuousBatcher(max_batch_size=max_batch, max_batched_tokens=512, kv_policy=policy,
                             preemption=preemption, chunked_prefill=chunked)
     pool = KvBlockPool(capacity, block, bytes_per_block=1.0)
     prompts, outputs = [p for p, _ in lengths], [o for _, o in lengths]
-    batcher = ContinuousBatching(cfg, pool, prompts, outputs, max_context=None)
+    # with a prefix cache: requests of 3 families share their first 5 blocks, the rest is their own
+    hashes = [tuple((rid % 3) * 100 + j if j < 5 else 10_000 * (rid + 1) + j for j in range((p + o) // block))
+              for rid, (p, o) in enumerate(lengths)] if caching else None
+    batcher = ContinuousBatching(cfg, pool, prompts, outputs, max_context=None, prefix_hashes=hashes,
+                                 prefix_block_tokens=block, answer_blocks=caching == "answers")
     for rid in range(len(lengths)):
         batcher.enqueue(rid)
     done, dropped = set(), set()
@@ -40,6 +44,8 @@ def test_kv_pool_never_exceeds_capacity_and_frees_every_block(lengths, capacity,
         _, finished = batcher.complete(batch)
         done.update(finished)
     assert done | dropped == set(range(len(lengths))) and not done & dropped
+    if batcher.prefix is not None:  # what is left is the cache's, unused, so every entry can be evicted
+        assert not batcher.pinned and batcher.prefix.make_room(capacity)
     assert pool.used_blocks == 0 and not pool.held  # every block freed
     assert swapped_out == swapped_in  # everything swapped out came back
 
@@ -89,3 +95,20 @@ def test_swap_needs_a_host_link(write_scenario):
     with pytest.raises(ScenarioError, match="swap needs host memory behind PCIe, but topology single-h100 "
                                             "has no `host:` block; allowed here: recompute"):
         run(load_scenario(path))
+
+
+def test_the_prefix_cache_evicts_the_least_recently_released_unused_block_and_never_a_used_one():
+    pool = KvBlockPool(capacity_blocks=4, block_tokens=16, bytes_per_block=1.0)
+    cache = PrefixCache(pool, 16)
+    pool.allocate(1, 3)
+    assert cache.adopt(1, [10, 11, 12]) == [10, 11, 12]  # request 1 hands its 3 written blocks over
+    assert pool.held[1] == 0 and pool.used_blocks == 3
+    pool.allocate(2, 1)
+    assert cache.adopt(2, [10]) == []  # cached already: request 2's copy stays its own
+    cache.unpin([12, 10])  # released in this order: 12 is evicted first, 11 (still used) never
+    pool.free(2)
+    assert cache.make_room(2) and 12 not in cache and 10 in cache
+    assert not cache.make_room(4) and 10 not in cache and 11 in cache
+    cache.unpin([11])
+    assert cache.make_room(4) and cache.entries() == 0 and pool.used_blocks == 0
+    assert pool.check() == []

@@ -17,7 +17,7 @@ CASES = {
     "closed-loop-think": {"workload.arrival": {"kind": "closed_loop", "users": 16, "think_time": "0.3 s"}},
     "closed-loop": {"workload.arrival": {"kind": "closed_loop", "users": 16, "think_time": "0 s"}},
     "max-time": {"sim.max_time": "4 s"},
-    "speculative": {"serving.speculative": {"tokens": 3, "acceptance": 0.7}},
+    "speculative": {"serving.speculative": {"tokens": 3, "acceptance": 0.7, "draft_model": "llama-2-7b"}},
     "gamma-bursty": {"workload.arrival": {"kind": "gamma", "rate": "30 /s", "cv": 4}},
     "replicas-round-robin": {"cluster": str(REPO / "topologies" / "hgx-h100.yaml"), "deployment.replicas": 4,
                              "workload.arrival": {"kind": "poisson", "rate": "60 /s"}},

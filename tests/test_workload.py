@@ -210,3 +210,23 @@ def test_classes_with_their_own_arrivals_merge_in_time_order():
 def test_workload_mistakes(write_scenario, overrides, expected):
     path = write_scenario(overrides)
     assert cli_error("run", path, "-o", path.parent / "out") == expected.format(f=path, d=path.parent)
+
+
+def test_stages_run_back_to_back_each_at_its_own_poisson_rate():
+    spec = WorkloadSpec.model_validate({
+        "arrival": {"kind": "stages", "stages": [{"rate": "20 /s", "duration": "500 s"},
+                                                 {"rate": "50 /s", "duration": "200 s"}]},
+        "prompt_tokens": {"kind": "fixed", "value": 10}, "output_tokens": {"kind": "fixed", "value": 5}})
+    t = generate(spec, 4).arrival_s
+    first, second = t[t < 500], t[t >= 500]
+    assert t.max() < 700 and np.all(np.diff(t) >= 0)
+    # counts are Poisson: within 4 standard deviations of rate x duration
+    assert abs(len(first) - 10_000) < 4 * 100 and abs(len(second) - 10_000) < 4 * 100
+    gaps = np.diff(second)
+    assert np.std(gaps) / np.mean(gaps) == pytest.approx(1.0, abs=0.05)  # exponential gaps: CV 1
+
+
+def test_stages_take_no_request_count(write_scenario):
+    path = write_scenario({"workload.arrival": {"kind": "stages", "stages": [{"rate": "1 /s", "duration": "5 s"}]}})
+    assert cli_error("run", path).endswith(
+        "s.yaml: workload: stages arrivals last their stages' durations: no num_requests or duration")

@@ -74,6 +74,8 @@ class Estimate:
 
 def mean_rate(arrival: Any) -> float:
     """Mean requests per second of a synthetic open-loop arrival (0 when it has no rate of its own)."""
+    if arrival.kind == "stages":
+        return float(arrival.mean_rate)
     if arrival.kind == "on_off":
         return (arrival.rate * arrival.on_time + arrival.off_rate * arrival.off_time) / \
             (arrival.on_time + arrival.off_time)
@@ -84,6 +86,8 @@ def stream_requests(arrival: Any, num_requests: int | None, duration: float | No
     """Requests one arrival stream makes: num_requests, else its mean rate over the duration."""
     if num_requests is not None:
         return float(num_requests)
+    if arrival is not None and arrival.kind == "stages":
+        return float(arrival.mean_rate * arrival.duration)
     if duration is not None and arrival is not None:
         return mean_rate(arrival) * duration
     return 0.0

@@ -87,7 +87,8 @@ class SpeculativeSpec(Frozen):
     target model; each draft token is accepted with probability `acceptance` until the first rejection,
     and the verification adds one token of its own. `draft_model`: a catalog model or config.json that
     drafts, on the same chips; without one, multi-token-prediction heads draft at the cost of one target
-    layer per token (DeepSeek-V3's MTP module)."""
+    layer per token (DeepSeek-V3's MTP module), for models whose config.json has them
+    (`num_nextn_predict_layers`)."""
     tokens: int = Field(ge=1, le=16)
     acceptance: float = Field(ge=0, lt=1)
     draft_model: str | None = None
@@ -99,7 +100,9 @@ class ServingSpec(Frozen):
     batcher: Batcher = ContinuousBatcher()
     router: RouterSpec = RoundRobin()
     slo: SloSpec | None = None
-    prefix_caching: bool = False  # reuse cached prompt prefixes; needs a workload with block hashes (Mooncake)
+    # reuse cached prefix blocks (serving/kv_cache.py: PrefixCache); needs a workload whose requests share
+    # blocks (Mooncake hash_ids, workload.shared_prefix), else the run warns
+    prefix_caching: bool = False
     speculative: SpeculativeSpec | None = None
     # the serving engine whose host-side costs apply (catalog/engines/<id>.yaml); vLLM when not said
     engine: Literal["vllm", "sglang", "trtllm", "jetstream"] = "vllm"

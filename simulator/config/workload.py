@@ -140,6 +140,26 @@ class ClosedLoopArrivals(Frozen):
     think_time: Seconds = 0.0
 
 
+class LoadStage(Frozen):
+    rate: Rate
+    duration: Duration
+
+
+class StagedArrivals(Frozen):
+    """Poisson arrivals in stages run back to back, each at its own rate for its own duration (a load test's
+    ramp, as inference-perf runs them); the stages' durations say how long the stream lasts."""
+    kind: Literal["stages"]
+    stages: tuple[LoadStage, ...] = Field(min_length=1, max_length=1000)
+
+    @property
+    def duration(self) -> float:
+        return sum(s.duration for s in self.stages)
+
+    @property
+    def mean_rate(self) -> float:
+        return sum(s.rate * s.duration for s in self.stages) / self.duration
+
+
 class OfflineArrivals(Frozen):
     """Every request arrives at t = 0, as in a batch job: measures the cluster's maximum throughput."""
     kind: Literal["offline"]
@@ -180,7 +200,7 @@ class TraceArrivals(Frozen):
 
 
 Arrivals = Annotated[PoissonArrivals | GammaArrivals | OnOffArrivals | DailyArrivals | ClosedLoopArrivals
-                     | OfflineArrivals | TraceArrivals, Field(discriminator="kind")]
+                     | OfflineArrivals | TraceArrivals | StagedArrivals, Field(discriminator="kind")]
 
 
 class SloSpec(Frozen):
@@ -208,15 +228,37 @@ class RequestClass(Traffic):
     weight: float | None = Field(default=None, gt=0)
 
 
+class SharedPrefixSpec(Frozen):
+    """Prompts that share a prefix, as chat services see them (inference-perf's shared_prefix data):
+    `system_prompts` distinct system prompts of `system_prompt_tokens` tokens, each used by `users_per_prompt`
+    users. With `turns` > 1 a user's requests are conversations of that many turns, each turn's prompt being
+    the previous turns' prompts and answers followed by its new text (multi-turn chat).
+
+    The workload's prompt lengths are then each turn's new user text: a request's prompt is its system prompt,
+    its conversation so far and that text. Request i (in arrival order) is user i mod (system_prompts x
+    users_per_prompt)'s; in a closed loop the users are the loop's users (so their numbers must match), each
+    sending its next turn `think_time` after the previous one finished."""
+    system_prompts: int = Field(default=1, ge=1, le=10**6)
+    users_per_prompt: int = Field(default=1, ge=1, le=10**6)
+    system_prompt_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    turns: int = Field(default=1, ge=1, le=10**6)
+
+    @property
+    def users(self) -> int:
+        return self.system_prompts * self.users_per_prompt
+
+
 class WorkloadSpec(Traffic):
     """Requests of a run: one class (arrival, lengths, num_requests or duration at the top) or `classes`.
 
     `correlation` (-1..1) couples prompt and output lengths through a Gaussian copula; unset, they are
     independent, except two empirical lengths from the same file, which are drawn as whole rows.
+    `shared_prefix`: shared system prompts and multi-turn conversations (a prefix cache can reuse them).
     """
     name: OptionalName = ""  # results/workload-<name> of `infersim workload describe`
     description: str = ""
     classes: tuple[RequestClass, ...] | None = Field(default=None, min_length=1)
+    shared_prefix: SharedPrefixSpec | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> WorkloadSpec:
@@ -230,6 +272,9 @@ def _count_problem(arrival: Any, num_requests: int | None, duration: float | Non
     """How many requests a stream makes: trace -> its window; offline, closed loop -> num_requests."""
     if isinstance(arrival, TraceArrivals):
         return "a trace takes window.duration, not duration" if duration is not None else None
+    if isinstance(arrival, StagedArrivals):
+        ok = num_requests is None and duration is None
+        return None if ok else "stages arrivals last their stages' durations: no num_requests or duration"
     if isinstance(arrival, (OfflineArrivals, ClosedLoopArrivals)):
         ok = num_requests is not None and duration is None
         return None if ok else f"{arrival.kind} arrivals need num_requests only"
@@ -250,7 +295,7 @@ def span_problem(w: WorkloadSpec) -> str | None:
         if isinstance(arrival, ClosedLoopArrivals):
             span, how = math.ceil(n / arrival.users) * arrival.think_time, \
                 f"over {arrival.users} users thinking {arrival.think_time:g} s each"
-        elif isinstance(arrival, (OfflineArrivals, TraceArrivals)):
+        elif isinstance(arrival, (OfflineArrivals, TraceArrivals, StagedArrivals)):
             continue
         else:
             span, how = n / limits.mean_rate(arrival), f"at {limits.mean_rate(arrival):.3g} /s"
@@ -259,7 +304,25 @@ def span_problem(w: WorkloadSpec) -> str | None:
     return None
 
 
+def _shared_prefix_problem(w: WorkloadSpec) -> str | None:
+    """shared_prefix needs synthetic arrivals, and in a closed loop exactly one loop user per prefix user."""
+    p = w.shared_prefix
+    if p is None:
+        return None
+    streams = [w.arrival] + [c.arrival for c in w.classes or ()]
+    if any(isinstance(a, TraceArrivals) for a in streams):
+        return ("shared_prefix: applies to synthetic arrivals, not a trace (a mooncake trace brings its own "
+                "prefix hash_ids)")
+    if isinstance(w.arrival, ClosedLoopArrivals) and w.arrival.users != p.users:
+        return (f"shared_prefix: system_prompts x users_per_prompt is {p.users} but the closed loop has "
+                f"{w.arrival.users} users; allowed: equal numbers (each loop user is one prefix user)")
+    return None
+
+
 def _workload_problem(w: WorkloadSpec) -> str | None:
+    problem = _shared_prefix_problem(w)
+    if problem:
+        return problem
     if w.classes is None:
         if w.arrival is None:
             return "needs an arrival (or classes)"

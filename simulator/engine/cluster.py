@@ -22,9 +22,10 @@ from simulator.hardware.model import ModelShape
 from simulator.hardware.roofline import Drafter
 from simulator.hardware.topology import Routes, chip
 from simulator.results.collect import Collector
-from simulator.serving.batcher import ContinuousBatching, Speculation
+from simulator.serving.batcher import ContinuousBatching
 from simulator.serving.kv_cache import KvBlockPool
 from simulator.serving.router import ReplicaView, RoundRobinRouter, make_router
+from simulator.serving.speculation import Speculation
 from simulator.workload.arrivals import Requests
 
 WATCH_EVERY = 2048  # events between two calls of Cluster.run's `watch`
@@ -122,9 +123,11 @@ class Cluster:
         speculation = Speculation(speculative.tokens, speculative.acceptance,
                                   np.random.default_rng(np.random.SeedSequence([spec.seed, 0x5D, index]))
                                   ) if speculative else None
+        hashes, hash_block_tokens = self.requests.block_hashes(plan.kv_block_tokens)
         batcher = ContinuousBatching(spec.serving.batcher, kv, prompt, lengths, model.max_context,
-                                     self.requests.prefix_hashes if spec.serving.prefix_caching else None,
-                                     full_output_tokens=output, speculative=speculation)
+                                     hashes if spec.serving.prefix_caching else None, hash_block_tokens,
+                                     full_output_tokens=output, speculative=speculation,
+                                     answer_blocks=self.requests.shared_prefixes is not None)
         on_done = partial(self._hand_off, index) if role == "prefill" else self._on_done
         self.kv_pools.append(kv)
         self.replicas.append(Replica(env, index, batcher, stages, plan.micro_batches, plan.pipeline_schedule,
@@ -248,9 +251,14 @@ class Cluster:
         if not self.requests.closed_loop_users:
             return
         for done in rids:  # each finished user sends its next request after thinking
-            if self.next_closed_loop >= len(self.requests):
+            if self.requests.user_turns:  # its own next turn (shared_prefix: request ids cycle over users)
+                rid = done + self.requests.closed_loop_users
+                if rid >= len(self.requests):
+                    continue
+            elif self.next_closed_loop >= len(self.requests):
                 return
-            rid, self.next_closed_loop = self.next_closed_loop, self.next_closed_loop + 1
+            else:
+                rid, self.next_closed_loop = self.next_closed_loop, self.next_closed_loop + 1
             self.view.follow(rid, done)
             think = self.requests.think_time_s
             if think > 0:

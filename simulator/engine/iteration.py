@@ -137,6 +137,8 @@ class ReplicaState:
     def deliver(self, first: list[int], finished: list[int], end: float) -> None:
         """Record the first tokens and the finished requests of an iteration that ended at `end`."""
         collector = self.collector
+        if self.batcher.speculated:
+            collector.speculated(self.batcher.take_speculated())
         if first and self.role != "prefill":  # a prefill replica's token is delivered after the hand-off
             collector.first_tokens(first, end)
         if finished:

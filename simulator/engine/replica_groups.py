@@ -28,7 +28,7 @@ from simulator.serving.router import RoundRobinRouter
 from simulator.workload.arrivals import generate
 
 PER_REQUEST = ("replica", "admit_s", "first_token_s", "finish_s", "status", "preemptions", "kv_transfer_bytes",
-               "prefix_hit_tokens")
+               "prefix_hit_tokens", "drafted_tokens", "accepted_tokens")
 
 
 def split(cluster: Cluster, workers: int) -> tuple[list[list[int]], str]:

@@ -80,6 +80,12 @@ def _drafter(scenario: Scenario, model: ModelShape, pools: list[Pool]) -> Drafte
                             "got pipeline parallelism or paged KV", scenario.file)
     target = pools[-1].cost_models[0]  # the decoding pool's
     if speculative.draft_model is None:
+        heads = scenario.model_config.get("num_nextn_predict_layers") or 0
+        if not isinstance(heads, int) or heads < 1:
+            raise ScenarioError("serving.speculative.draft_model", f"is not set, so multi-token-prediction heads "
+                                f"would draft, but model {scenario.model_name} has none (its config.json has no "
+                                "num_nextn_predict_layers); allowed: a draft_model, or a model with MTP heads "
+                                "(e.g. deepseek-v3)", scenario.file)
         return Drafter(speculative.tokens, target, 1)
     base = Path(scenario.file).resolve().parent
     name, config = load_model_config(speculative.draft_model, base, scenario.file)

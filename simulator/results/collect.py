@@ -67,6 +67,8 @@ class Collector:
         self.preemptions = array("q", [0]) * n_requests
         self.kv_transfer_bytes = array("d", [0.0]) * n_requests
         self.prefix_hit_tokens = array("q", [0]) * n_requests
+        self.drafted_tokens = array("q", [0]) * n_requests  # speculative decoding: tokens drafted for it
+        self.accepted_tokens = array("q", [0]) * n_requests  # and those the target accepted
         self.iterations = IterationStore(clock)
         self.pending_rows = self.iterations.pending  # ITERATION_COLUMNS values of each iteration, packed
         self.arrived = self.completed = self.dropped = 0
@@ -87,6 +89,10 @@ class Collector:
     def prefix_hits(self, hits: list[tuple[int, int]]) -> None:
         for rid, tokens in hits:
             self.prefix_hit_tokens[rid] = max(self.prefix_hit_tokens[rid], tokens)
+
+    def speculated(self, drafts: list[tuple[int, int, int]]) -> None:
+        for rid, drafted, accepted in drafts:
+            self.drafted_tokens[rid], self.accepted_tokens[rid] = drafted, accepted
 
     def kv_transferred(self, rid: int, nbytes: float) -> None:
         self.kv_transfer_bytes[rid] += nbytes

@@ -18,6 +18,26 @@ def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
     s, r, t = summary, summary["requests"], summary["throughput"]
     share = s["bottleneck_share"]
     top = max((k for k in share if share[k] is not None), key=lambda k: share[k], default=None)
+    return _main_rows(s, r, t, share, top) + _optional_rows(s)
+
+
+def _optional_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rows for what the scenario turned on: a prefix cache that was hit, speculative decoding."""
+    rows = []
+    if s["kv_cache"]["prefix_hit_tokens"]:
+        rows.append(("prefix cache hit rate (prompt tokens)", _fmt(s["kv_cache"]["prefix_hit_rate"])))
+    sp = s.get("speculative")
+    if sp is not None:
+        rows += [("speculative acceptance: measured (set)",
+                  f"{_fmt(sp['acceptance_rate'])} ({_fmt(sp['configured_acceptance'])}), "
+                  f"{_fmt(sp['measured_tokens_per_step'])} tokens per step"),
+                 ("speculative draft / verify per step (ms)",
+                  f"{_fmt(sp['draft_s_per_step'], 1e3)} / {_fmt(sp['verify_s_per_step'], 1e3)}")]
+    return rows
+
+
+def _main_rows(s: dict[str, Any], r: dict[str, Any], t: dict[str, Any], share: dict[str, Any],
+               top: str | None) -> list[tuple[str, str]]:
     return [
         ("requests completed / dropped / in flight", f"{r['completed']} / {r['dropped']} / {r['in_flight']}"),
         ("TTFT p50 / p99 (ms)", f"{_fmt(s['ttft_s']['p50'], 1e3)} / {_fmt(s['ttft_s']['p99'], 1e3)}"),

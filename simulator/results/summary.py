@@ -19,6 +19,10 @@ Metric definitions (the one place they are written down):
 - slo: attainment (requests that completed within their class's TTFT and TPOT targets / requests that
   arrived), goodput_requests_per_s (those requests / span), and both per class with the targets checked;
   requests.parquet has each request's `class` and `meets_slo` (definitions in results/slo.py).
+- kv_cache.prefix_hit_tokens: prompt tokens whose KV-cache a request found in the prefix cache and did not
+  prefill; prefix_hit_rate: those over the prompt tokens of the requests that arrived.
+- warnings (only when there is one): settings that ran but could not do what they say, e.g. prefix caching on
+  a workload in which no two requests share a block (run.py).
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ def tables(c: Collector, requests: Requests, links: LinkHistogram, capacity: dic
         "preemptions": np.asarray(c.preemptions, dtype=np.int32),
         "kv_transfer_bytes": np.asarray(c.kv_transfer_bytes, dtype=np.float64),
         "prefix_hit_tokens": np.asarray(c.prefix_hit_tokens, dtype=np.int64),
+        "drafted_tokens": np.asarray(c.drafted_tokens, dtype=np.int64),
+        "accepted_tokens": np.asarray(c.accepted_tokens, dtype=np.int64),
     })
     req["queue_s"] = req["admit_s"] - req["arrival_s"]
     req["ttft_s"] = req["first_token_s"] - req["arrival_s"]

@@ -26,11 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
-import numpy as np
-
 from simulator.config.serving import ContinuousBatcher, StaticBatcher
 from simulator.hardware.roofline import BatchShape
 from simulator.serving.kv_cache import KvBlockPool, PrefixCache
+from simulator.serving.speculation import Speculation
 
 
 @dataclass
@@ -49,30 +48,16 @@ class Batch:
         self.size = cast(int, self.shape.decode_tokens) + len(self.chunks)
 
 
-class Speculation:
-    """Speculative decoding's yield: each step drafts k tokens, accepted one by one with probability a
-    until the first rejection, plus the token the verification itself produces, so a step yields
-    min(G, k + 1) tokens with G geometric; the mean is (1 - a^(k+1)) / (1 - a) (Leviathan et al., 2023)."""
-
-    def __init__(self, tokens: int, acceptance: float, rng: np.random.Generator):
-        self.tokens, self.acceptance, self.rng = tokens, acceptance, rng
-        self.expected_tokens = (1 - acceptance ** (tokens + 1)) / (1 - acceptance)
-
-    def steps(self, remaining: int) -> int:
-        """Decode steps one request needs for `remaining` tokens, sampled once when it starts decoding."""
-        if remaining <= 0:
-            return 0
-        draws = np.minimum(self.rng.geometric(1 - self.acceptance, size=remaining), self.tokens + 1)
-        return int(np.searchsorted(np.cumsum(draws), remaining) + 1)
-
-
 class ContinuousBatching:
     """State of one replica's scheduler. Request lengths are indexed by request id."""
 
     def __init__(self, cfg: ContinuousBatcher | StaticBatcher, kv: KvBlockPool, prompt_tokens: Sequence[int],
                  output_tokens: Sequence[int], max_context: int | None,
-                 prefix_hashes: tuple[tuple[int, ...], ...] | None = None, prefix_block_tokens: int = 512,
-                 full_output_tokens: Sequence[int] | None = None, speculative: Speculation | None = None):
+                 prefix_hashes: Sequence[tuple[int, ...]] | None = None, prefix_block_tokens: int = 512,
+                 full_output_tokens: Sequence[int] | None = None, speculative: Speculation | None = None,
+                 answer_blocks: bool = False):
+        """`prefix_hashes`: each request's prefix block hashes, for a prefix cache (None: no caching);
+        `answer_blocks`: they name the answer's blocks too, cached when it finishes (multi-turn chat)."""
         self.cfg = cfg
         self.kv = kv
         self.paged = cfg.kv_policy == "paged"
@@ -104,12 +89,15 @@ class ContinuousBatching:
         self.admitted: list[int] = []
         self.dropped: list[tuple[int, str]] = []
         self.preempted: list[int] = []
-        # prefix caching: only when the workload names its prompts' blocks (Mooncake hash_ids)
+        # prefix caching: when the workload names its prompts' blocks (Mooncake hash_ids, shared_prefix)
         self.prefix_hashes = prefix_hashes
         self.prefix = PrefixCache(kv, prefix_block_tokens) if prefix_hashes is not None else None
+        self.answer_blocks = answer_blocks
         self.pinned: dict[int, tuple[int, ...]] = {}  # rid -> cached prefix blocks it reuses
         self.cached_tokens: dict[int, int] = {}  # rid -> prompt tokens those blocks cover
         self.hits: list[tuple[int, int]] = []  # (rid, prompt tokens served from the prefix cache)
+        self.drafts: dict[int, tuple[int, int]] = {}  # speculation: rid -> (tokens drafted, accepted) planned
+        self.speculated: list[tuple[int, int, int]] = []  # (rid, drafted, accepted) of finished requests
 
     def enqueue(self, rid: int, now: float = 0.0) -> None:
         self.waiting.append(rid)
@@ -181,7 +169,7 @@ class ContinuousBatching:
         if self.prefix is None or rid in self.swapped or rid in self.generated_before:
             return 0, ()
         assert self.prefix_hashes is not None  # set whenever self.prefix is
-        hashes = self.prefix_hashes[rid]
+        hashes = self.prefix_hashes[rid][: -(-self.prompt[rid] // self.prefix.block_tokens)]
         n = self.prefix.match(hashes)
         hit = min(n * self.prefix.block_tokens, self.prompt[rid] - 1)
         return (hit, hashes[:n]) if hit > 0 else (0, ())
@@ -213,7 +201,10 @@ class ContinuousBatching:
     def _join(self, rid: int, context: int, generated: int) -> None:
         """Start (or resume) decoding: `context` tokens in the KV-cache, `generated` output tokens so far."""
         remaining = self.output[rid] - generated
-        steps = self.speculation.steps(remaining) if self.speculation else remaining
+        steps = remaining
+        if self.speculation:
+            steps, accepted = self.speculation.plan(remaining)
+            self.drafts[rid] = (steps * self.speculation.tokens, accepted)
         # the finish step is stored with the state, so that stale heap entries can be recognised
         self.decoding[rid] = (self.step, context, generated, self.step + steps)
         heapq.heappush(self.decode_heap, (self.step + steps, rid))
@@ -234,6 +225,8 @@ class ContinuousBatching:
             if rid not in self.decoding:
                 continue  # preempted or finished since
             while not self.kv.can_allocate(1) and rid in self.running:
+                if self.prefix is not None and self.prefix.make_room(1):
+                    break  # an unused cached block made room: nobody is preempted
                 self._preempt(next(reversed(self.running)))
             if rid in self.decoding:
                 self.kv.allocate(rid, 1)
@@ -254,7 +247,7 @@ class ContinuousBatching:
         else:  # caught mid-prefill: its partial KV-cache is simply dropped
             self.prefilling = [e for e in self.prefilling if e[0] != rid]
         self.kv.free(rid)
-        self._release_prefix(rid, keep=False)
+        self._release_prefix(rid)
         self.waiting.appendleft(rid)
         self.preempted.append(rid)
 
@@ -365,6 +358,7 @@ class ContinuousBatching:
         for entry, n in batch.chunks:
             entry[1] += n
             rid, done, target = entry
+            self._cache_written(rid, done)  # the full blocks this chunk wrote are reusable from now on
             if done < target:
                 continue
             completed = True
@@ -381,21 +375,34 @@ class ContinuousBatching:
 
     def _finish(self, rid: int, finished: list[int]) -> None:
         del self.running[rid]
+        if self.answer_blocks:  # the answer's full blocks too (the last token's KV is never written)
+            self._cache_written(rid, self.prompt[rid] + self.output[rid] - 1)
         self.kv.free(rid)
-        self._release_prefix(rid, keep=True)
+        self._release_prefix(rid)
+        if rid in self.drafts:
+            self.speculated.append((rid, *self.drafts.pop(rid)))
         finished.append(rid)
 
-    def _release_prefix(self, rid: int, keep: bool) -> None:
-        """Unpin the cached blocks a request reused and, when it finished (`keep`), cache its prompt's full
-        blocks for later requests."""
+    def _cache_written(self, rid: int, tokens: int) -> None:
+        """Hand the full hashed blocks of the first `tokens` tokens of a request's context, which it has
+        written, over to the prefix cache (pinned by it while it runs), so later requests can reuse them."""
+        if self.prefix is None:
+            return
+        assert self.prefix_hashes is not None  # set whenever self.prefix is
+        hashes = self.prefix_hashes[rid][: min(tokens, self.prompt[rid] if not self.answer_blocks else tokens)
+                                         // self.prefix.block_tokens]
+        adopted = self.prefix.adopt(rid, hashes)
+        if adopted:
+            self.pinned[rid] = self.pinned.get(rid, ()) + tuple(adopted)
+            self.cached_tokens[rid] = self.cached_tokens.get(rid, 0) \
+                + len(adopted) * self.prefix.blocks_per_entry * self.kv.block_tokens
+
+    def _release_prefix(self, rid: int) -> None:
+        """Unpin the cached blocks a request reused or wrote: they stay cached, evictable, for later requests."""
         if self.prefix is None:
             return
         self.prefix.unpin(self.pinned.pop(rid, ()))
         self.cached_tokens.pop(rid, None)
-        if keep:
-            assert self.prefix_hashes is not None  # set whenever self.prefix is
-            full = self.prompt[rid] // self.prefix.block_tokens
-            self.prefix.insert(self.prefix_hashes[rid][:full])
 
     def take_admitted(self) -> list[int]:
         admitted, self.admitted = self.admitted, []
@@ -408,6 +415,10 @@ class ContinuousBatching:
     def take_prefix_hits(self) -> list[tuple[int, int]]:
         hits, self.hits = self.hits, []
         return hits
+
+    def take_speculated(self) -> list[tuple[int, int, int]]:
+        speculated, self.speculated = self.speculated, []
+        return speculated
 
     def take_preempted(self) -> list[int]:
         preempted, self.preempted = self.preempted, []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Sequence
+
 
 class KvBlockPool:
     """Blocks of `block_tokens` tokens; a request holds whole blocks from admission until it finishes."""
@@ -46,47 +49,65 @@ class KvBlockPool:
 
 
 class PrefixCache:
-    """Blocks of shared prompt prefixes kept in the KV pool after their requests finish (vLLM's automatic
-    prefix caching). Entries are whole hashed blocks of `block_tokens` tokens (Mooncake traces: 512); an
-    entry in use by a running request is pinned, the others are evicted least recently used first whenever
-    the pool needs room."""
+    """Blocks of prompt (and answer) prefixes kept in the KV pool for later requests: vLLM's automatic prefix
+    caching. Entries are whole hashed blocks of `block_tokens` tokens (Mooncake traces: 512; a shared_prefix
+    workload: the pool's block). A block becomes an entry as soon as its request has written it (at the end
+    of its prefill, and its answer's full blocks when it finishes): the request hands the block over and keeps
+    it pinned while it runs. Unpinned entries stay cached until the pool needs room, then the least recently
+    released goes first (vLLM's free-block queue: LRU of unreferenced blocks)."""
 
     def __init__(self, pool: KvBlockPool, block_tokens: int):
         self.pool = pool
         self.block_tokens = block_tokens
         self.blocks_per_entry = pool.blocks_for(block_tokens)
-        self.entries: dict[int, int] = {}  # hash -> requests using it, least recently used first
+        self.users: dict[int, int] = {}  # hash -> running requests using the entry
+        self.unused: OrderedDict[int, None] = OrderedDict()  # entries nobody uses, least recently released first
 
-    def match(self, hashes: tuple[int, ...]) -> int:
+    def __contains__(self, h: int) -> bool:
+        return h in self.users
+
+    def match(self, hashes: Sequence[int]) -> int:
         """How many leading blocks of `hashes` are cached."""
         n = 0
-        while n < len(hashes) and hashes[n] in self.entries:
+        while n < len(hashes) and hashes[n] in self.users:
             n += 1
         return n
 
-    def pin(self, hashes: tuple[int, ...]) -> None:
+    def pin(self, hashes: Sequence[int]) -> None:
         for h in hashes:
-            self.entries[h] = self.entries.pop(h) + 1  # and now most recently used
+            if self.users[h] == 0:
+                del self.unused[h]
+            self.users[h] += 1
 
-    def unpin(self, hashes: tuple[int, ...]) -> None:
+    def unpin(self, hashes: Sequence[int]) -> None:
         for h in hashes:
-            if h in self.entries:
-                self.entries[h] -= 1
+            if h in self.users:
+                self.users[h] -= 1
+                if self.users[h] == 0:
+                    self.unused[h] = None  # most recently released: evicted last
 
     def make_room(self, blocks: int) -> bool:
-        """Evict unpinned entries, oldest first, until `blocks` blocks are free; False if they cannot be."""
-        for h in [h for h, users in self.entries.items() if users == 0]:
-            if self.pool.can_allocate(blocks):
-                break
-            del self.entries[h]
+        """Evict unused entries, least recently released first, until `blocks` blocks are free; False if they
+        cannot be."""
+        while not self.pool.can_allocate(blocks) and self.unused:
+            h, _ = self.unused.popitem(last=False)
+            del self.users[h]
             self.pool.free(("prefix", h))
         return self.pool.can_allocate(blocks)
 
-    def insert(self, hashes: tuple[int, ...]) -> None:
-        """Keep the blocks of a finished prompt's full hashed blocks, room permitting."""
+    def adopt(self, rid: int, hashes: Sequence[int]) -> list[int]:
+        """Take over the blocks of `hashes` that request `rid` has written and holds, as entries it pins; a
+        block cached already (another request wrote the same content meanwhile) stays the request's own.
+        Returns the hashes adopted."""
+        adopted = []
         for h in hashes:
-            if h in self.entries:
-                self.entries[h] = self.entries.pop(h)
-            elif self.make_room(self.blocks_per_entry):
-                self.pool.allocate(("prefix", h), self.blocks_per_entry)
-                self.entries[h] = 0
+            if h in self.users or self.pool.held.get(rid, 0) < self.blocks_per_entry:
+                continue
+            self.pool.held[rid] -= self.blocks_per_entry
+            self.pool.held[("prefix", h)] = self.blocks_per_entry
+            self.users[h] = 1
+            adopted.append(h)
+        return adopted
+
+    def entries(self) -> int:
+        return len(self.users)

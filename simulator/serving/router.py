@@ -12,8 +12,9 @@ deterministic: ties go to the first replica at or after a rotating start, so idl
   remaining work. Output lengths are the simulator's: an oracle, where real routers guess (max_tokens).
 - shortest_queue: the replica with the fewest requests waiting or running (len(waiting) + len(running)).
 - affinity: requests of one session go to one replica, so that a prefix cache can reuse their KV-cache. The
-  key of a request is its session (a closed-loop user: each user's next request continues its session) or,
-  when the workload carries prefix hashes (Mooncake), its first `prefix_blocks` block hashes (block 0 of the
+  key of a request is its session (a closed-loop user: each user's next request continues its session), its
+  conversation (a shared_prefix workload in open loop), or, when the workload carries prefix hashes
+  (Mooncake), its first `prefix_blocks` block hashes (block 0 of the
   Mooncake conversation trace is one system prompt shared by every request, so 1 block would pin the whole
   trace on one replica). The replica is a stable hash of the key (BLAKE2b) mod the replica count. Fallback
   (the balance rule of SGLang's cache-aware router): when the chosen replica's queue (waiting + running) is
@@ -133,12 +134,15 @@ class AffinityRouter:
         self.spec = spec
         self.view = view
         self.prefixes = requests.prefix_hashes
+        self.shared = requests.shared_prefixes
         self.fallback = LeastOutstandingTokensRouter(view)
         self.sticky = self.fallbacks = 0  # decisions that followed the key / fell back on load
 
     def key(self, rid: int) -> tuple[int, ...] | None:
         if self.view.session is not None:
             return (0, self.view.session[rid])
+        if self.shared is not None:  # a conversation stays where its earlier turns are cached
+            return (2, int(self.shared.conversation[rid]))
         if self.prefixes is not None and self.prefixes[rid]:
             return (1, *self.prefixes[rid][: self.spec.prefix_blocks])
         return None

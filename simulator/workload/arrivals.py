@@ -4,7 +4,9 @@
 - poisson: exponential gaps, never clipped; gamma: gamma gaps with a chosen CV (burstiness);
 - on_off: Poisson bursts separated by quiet periods; daily: a rate that follows a daily curve (thinning);
 - closed_loop: no times up front (NaN): the engine releases a user's next request when the previous finishes;
-- offline: everything at t = 0; trace: replayed from a real trace (traces.py, servegen.py).
+- offline: everything at t = 0; trace: replayed from a real trace (traces.py, servegen.py);
+- stages: Poisson stages back to back, each with its rate and duration (a load test's ramp).
+A workload's `shared_prefix` then turns prompt lengths into system prompt + conversation + new text (prefixes.py).
 A stream runs for num_requests, or for `duration` seconds. Lengths are drawn in lengths.py.
 
 Multi-tenant mixes: each class either takes a `weight` share of the workload's shared arrival stream (each
@@ -19,7 +21,7 @@ workload uses streams 0, 1, 2); the shared stream of weighted classes uses 3C an
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,13 +35,18 @@ from simulator.config.workload import (
     OfflineArrivals,
     OnOffArrivals,
     PoissonArrivals,
+    StagedArrivals,
     TraceArrivals,
     WorkloadSpec,
     class_counts,
 )
+from simulator.workload import prefixes
 from simulator.workload.lengths import Cache, sample_lengths, sample_pair
+from simulator.workload.prefixes import BlockHashes, SharedPrefixes
 from simulator.workload.tracefile import TraceRequests
 from simulator.workload.traces import replay
+
+MOONCAKE_BLOCK_TOKENS = 512  # tokens per hash_id block in Mooncake traces
 
 __all__ = ["Requests", "arrival_times", "generate", "poisson_arrivals", "sample_lengths"]
 
@@ -50,6 +57,8 @@ class Requests:
 
     class_id indexes class_names; prefix_hashes (Mooncake hash_ids, 512 tokens per block) are carried for a
     prefix cache and are empty tuples for requests that have none; None when no request has any.
+    shared_prefixes: the system prompt and conversation of each request of a `shared_prefix` workload; in a
+    closed loop each user then sends its own next request, id + closed_loop_users (`user_turns`).
     """
     arrival_s: np.ndarray
     prompt_tokens: np.ndarray
@@ -59,6 +68,25 @@ class Requests:
     class_id: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     class_names: tuple[str, ...] = ("default",)
     prefix_hashes: tuple[tuple[int, ...], ...] | None = None
+    shared_prefixes: SharedPrefixes | None = None
+
+    @property
+    def user_turns(self) -> bool:
+        """Closed loop: does a finished request's user send request id + users next (its own next turn)?"""
+        return self.closed_loop_users > 0 and self.shared_prefixes is not None
+
+    def block_hashes(self, block_tokens: int) -> tuple[Sequence[tuple[int, ...]] | None, int]:
+        """(each request's prefix block hashes, tokens per block): a trace's own (Mooncake: 512-token blocks),
+        or those of a shared_prefix workload at `block_tokens`; None when requests carry no prefix."""
+        if self.shared_prefixes is not None:
+            return BlockHashes(self.shared_prefixes, self.prompt_tokens, self.output_tokens,
+                               block_tokens), block_tokens
+        return self.prefix_hashes, MOONCAKE_BLOCK_TOKENS
+
+    def reusable_prefix(self, block_tokens: int) -> bool:
+        """Does any full prompt block of one request occur in another (something a prefix cache can reuse)?"""
+        hashes, tokens = self.block_hashes(block_tokens)
+        return hashes is not None and prefixes.anything_shared(hashes, self.prompt_tokens, tokens)
 
     def __post_init__(self) -> None:
         if len(self.class_id) != len(self.prompt_tokens):
@@ -126,6 +154,16 @@ def _on_off(spec: OnOffArrivals, n: int | None, duration: float | None,
     return _collect(chunk, n, duration)
 
 
+def _staged(spec: StagedArrivals, rng: np.random.Generator) -> np.ndarray:
+    """Poisson arrivals of each stage within its own span, the stages back to back."""
+    parts, start = [], 0.0
+    for stage in spec.stages:
+        gaps = lambda k, rate=stage.rate: rng.exponential(1.0 / rate, size=k)  # noqa: E731
+        parts.append(start + _renewal(gaps, stage.rate, None, stage.duration))
+        start += stage.duration
+    return np.concatenate(parts)
+
+
 def daily_rate(spec: DailyArrivals, t: np.ndarray) -> np.ndarray:
     """The arrival rate (1/s) at times t: the daily curve scaled so that it averages spec.rate."""
     phase = np.mod(t + spec.start, spec.period)
@@ -167,6 +205,8 @@ def arrival_times(spec: Arrivals, n: int | None, duration: float | None,
         return _on_off(spec, n, duration, rng)
     if isinstance(spec, DailyArrivals):
         return _daily(spec, n, duration, rng)
+    if isinstance(spec, StagedArrivals):
+        return _staged(spec, rng)
     if isinstance(spec, OfflineArrivals):
         return np.zeros(n or 0)
     if isinstance(spec, ClosedLoopArrivals):
@@ -268,6 +308,9 @@ def generate(spec: WorkloadSpec, seed: int) -> Requests:
     merged, ids = _merge(parts)
     loop = spec.arrival if isinstance(spec.arrival, ClosedLoopArrivals) else classes[0].arrival
     users, think = (loop.users, loop.think_time) if isinstance(loop, ClosedLoopArrivals) else (0, 0.0)
-    return Requests(merged.arrival_s, merged.prompt_tokens, merged.output_tokens, closed_loop_users=users,
+    prompt, shared = merged.prompt_tokens, None
+    if spec.shared_prefix is not None:
+        prompt, shared = prefixes.apply(spec.shared_prefix, prompt, merged.output_tokens)
+    return Requests(merged.arrival_s, prompt, merged.output_tokens, closed_loop_users=users,
                     think_time_s=think, class_id=ids, class_names=tuple(c.name for c in classes),
-                    prefix_hashes=merged.prefix_hashes)
+                    prefix_hashes=merged.prefix_hashes, shared_prefixes=shared)

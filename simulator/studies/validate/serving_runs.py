@@ -1,0 +1,251 @@
+"""Measured serving runs with staged load and shared prefixes (validation/vllm-h100/cases.csv): each experiment
+simulated once, its TTFT, E2E and ITL per load stage compared with what vLLM measured.
+
+The file has one row per measured value (format in validation/vllm-h100/README.md). Rows of one experiment and
+workload share their setting: model, TP, vLLM's max_num_seqs and max_num_batched_tokens, and an inference-perf
+`shared_prefix` workload (N system prompts x M users, question and answer lengths, multi-turn chat) in
+Poisson stages of a rate and a duration. The scenario: the model on `tp` H100 SXM of an HGX node, continuous
+batching with chunked prefill, paged KV-cache, prefix caching on (vLLM's default), and that workload with
+`workload.shared_prefix` and `arrival: {kind: stages}`. Stage s's statistics are over the requests that arrived
+during it and completed; stage -1 is the whole run; ITL is, as measured, (mean E2E - mean TTFT) / (output - 1).
+
+Conversations: inference-perf appends every answer to the user's context for the whole run, which would grow
+Llama-3.1-70B's 45 contexts to ~78k tokens each, 3.5M tokens against vLLM's 484k of KV-cache: nothing could stay
+cached, yet the measured TTFT stays near 50 ms. So the runs cannot have kept whole conversations; a user's
+conversation is taken to last CONVERSATION_TURNS turns (1, which of 1, 2, 5 and unbounded fits the measured
+latencies of the Llama-3.1-70B experiment best: a choice made on the validation data, so not a validated one).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from simulator.config.load import find_dir, load_scenario_dict, model_ids
+from simulator.errors import InfersimError, ScenarioError, brief
+from simulator.run import run
+from simulator.studies.points import atomic_write
+
+# where `cluster: hgx-h100` resolves (the repository's topologies/)
+_BASE = (find_dir("topologies", Path(__file__).resolve().parent) or Path("topologies")).parent
+CONVERSATION_TURNS = 1  # see the module docstring
+REQUIRED = ("exp_id", "experiment", "model", "tp", "precision", "max_num_batched_tokens", "max_num_seqs",
+            "workload", "stage_index", "stage_rate_rps", "stage_duration_s", "system_prompt_len", "question_len",
+            "output_len", "num_unique_system_prompts", "num_users_per_system_prompt", "multi_turn_chat", "metric",
+            "statistic", "value_ms", "quality_flag")
+METRICS = ("ttft", "e2e", "itl")
+STATISTICS = {"mean": None, "p90": 0.9, "p99": 0.99}
+
+
+def is_serving_runs(path: str | Path) -> bool:
+    """Is `path` a file of measured serving runs (its header names exp_id and stage_index)?"""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError):
+        return False
+    return "exp_id" in header and "stage_index" in header
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One measured value: experiment (with its workload), stage, metric, statistic, milliseconds."""
+    experiment: str
+    stage: int
+    metric: str
+    statistic: str
+    value_ms: float
+    trusted: bool
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """The setting the rows of one experiment share, and its load stages (rate /s, duration s) in order."""
+    name: str
+    model: str
+    tp: int
+    fp8: bool
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    system_prompts: int
+    users_per_prompt: int
+    system_prompt_tokens: int
+    question_tokens: int
+    output_tokens: int
+    multi_turn: bool
+    stages: tuple[tuple[float, float], ...]
+
+
+def _number(row: dict[str, str], column: str, line: int, file: str) -> float:
+    try:
+        value = float(row[column])
+    except (TypeError, ValueError):
+        raise ScenarioError(f"line {line}: {column}", f"{brief(row[column])} is not a number", file) from None
+    if not math.isfinite(value) or value < 0:
+        raise ScenarioError(f"line {line}: {column}", f"{value:g} is not a finite number >= 0", file)
+    return value
+
+
+def read(path: str | Path) -> tuple[list[Experiment], list[Measured]]:
+    """The experiments and measured values of the file; a malformed row is one ScenarioError with its line."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError("", f"cannot be read: {exc}", file) from None
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ScenarioError("header", f"missing columns: {', '.join(missing)}", file)
+    rows: list[Measured] = []
+    stages: dict[str, dict[int, tuple[float, float]]] = {}
+    settings: dict[str, tuple[dict[str, str], int]] = {}
+    for line, row in enumerate(reader, start=2):
+        name = f"{row['experiment']}:{row['workload']}"
+        stage = int(_number(row, "stage_index", line, file)) if row["stage_index"] != "-1" else -1
+        for column, allowed in (("metric", METRICS), ("statistic", tuple(STATISTICS))):
+            if row[column] not in allowed:
+                raise ScenarioError(f"line {line}: {column}", f"{brief(row[column])} is not one of: "
+                                    f"{', '.join(allowed)}", file)
+        rows.append(Measured(name, stage, row["metric"], row["statistic"], _number(row, "value_ms", line, file),
+                             row["quality_flag"] in ("ok", "derived_tpot_of_means")))
+        if stage >= 0:
+            stages.setdefault(name, {})[stage] = (_number(row, "stage_rate_rps", line, file),
+                                                  _number(row, "stage_duration_s", line, file))
+        settings.setdefault(name, (row, line))
+    experiments = [_experiment(name, row, line, file, stages.get(name, {})) for name, (row, line) in settings.items()]
+    return experiments, rows
+
+
+def _experiment(name: str, row: dict[str, str], line: int, file: str,
+                stages: dict[int, tuple[float, float]]) -> Experiment:
+    def integer(column: str) -> int:
+        return int(_number(row, column, line, file))
+
+    return Experiment(name, row["model"], integer("tp"), row["precision"].lower() == "fp8", integer("max_num_seqs"),
+                      integer("max_num_batched_tokens"), integer("num_unique_system_prompts"),
+                      integer("num_users_per_system_prompt"), integer("system_prompt_len"), integer("question_len"),
+                      integer("output_len"), row["multi_turn_chat"].strip().lower() == "true",
+                      tuple(stages[s] for s in sorted(stages)))
+
+
+def catalog_model(hf_id: str) -> str | None:
+    """The catalog model a Hugging Face id names (meta-llama/Llama-3.1-70B-Instruct -> llama-3.1-70b)."""
+    name = hf_id.split("/")[-1].lower()
+    for suffix in ("-instruct", "-hf", "-chat"):
+        name = name.removesuffix(suffix)
+    return name if name in model_ids() else None
+
+
+def scenario_data(e: Experiment, model: str) -> dict[str, Any]:
+    dtype = "fp8" if e.fp8 else "bf16"
+    return {
+        "name": "vllm-h100", "seed": 1, "model": model, "cluster": "hgx-h100",
+        "deployment": {"tensor_parallel": e.tp, "weights_dtype": dtype, "kv_dtype": "bf16"},
+        "serving": {"batcher": {"kind": "continuous", "max_batch_size": e.max_num_seqs,
+                                "max_batched_tokens": max(e.max_num_batched_tokens, e.max_num_seqs),
+                                "chunked_prefill": True, "kv_policy": "paged"},
+                    "prefix_caching": True},
+        "workload": {
+            "arrival": {"kind": "stages", "stages": [{"rate": f"{r} /s", "duration": f"{d} s"} for r, d in e.stages]},
+            "prompt_tokens": {"kind": "fixed", "value": e.question_tokens},
+            "output_tokens": {"kind": "fixed", "value": e.output_tokens},
+            "shared_prefix": {"system_prompts": e.system_prompts, "users_per_prompt": e.users_per_prompt,
+                              "system_prompt_tokens": e.system_prompt_tokens,
+                              "turns": CONVERSATION_TURNS if e.multi_turn else 1}}}
+
+
+def predict(e: Experiment) -> tuple[dict[tuple[int, str, str], float], str]:
+    """{(stage, metric, statistic): predicted ms} of one experiment, or ({}, why it was not simulated)."""
+    model = catalog_model(e.model)
+    if model is None:
+        return {}, f"model {e.model} is not in the catalog"
+    if not e.stages:
+        return {}, "no load stage given"
+    try:
+        result = run(load_scenario_dict(scenario_data(e, model), "validation/vllm-h100", _BASE))
+    except InfersimError as exc:
+        return {}, str(exc)
+    req = result.requests[result.requests["status"] == "completed"]
+    ends = [0.0]
+    for _, duration in e.stages:
+        ends.append(ends[-1] + duration)
+    predicted = {}
+    for stage in [-1, *range(len(e.stages))]:
+        rows = req if stage < 0 else req[(req["arrival_s"] >= ends[stage]) & (req["arrival_s"] < ends[stage + 1])]
+        for metric in ("ttft", "e2e"):
+            values = rows[f"{metric}_s"] * 1e3
+            for stat, q in STATISTICS.items():
+                predicted[(stage, metric, stat)] = float(values.mean() if q is None else values.quantile(q))
+        itl = (predicted[(stage, "e2e", "mean")] - predicted[(stage, "ttft", "mean")]) / max(e.output_tokens - 1, 1)
+        predicted[(stage, "itl", "mean")] = itl
+    return predicted, ""
+
+
+def compare(experiments: Sequence[Experiment], measured: Sequence[Measured], workers: int = 1) -> pd.DataFrame:
+    """One row per measured value: measured and predicted ms, error (predicted / measured - 1), note."""
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            outcomes = dict(zip((e.name for e in experiments), pool.map(predict, experiments)))
+    else:
+        outcomes = {e.name: predict(e) for e in experiments}
+    rows = []
+    for m in measured:
+        predicted, why = outcomes[m.experiment]
+        value = predicted.get((m.stage, m.metric, m.statistic))
+        note = why or ("" if m.trusted else "measured value flagged untrustworthy (quality_flag)")
+        rows.append({"experiment": m.experiment, "stage": m.stage, "metric": m.metric, "statistic": m.statistic,
+                     "measured_ms": m.value_ms, "predicted_ms": value,
+                     "error": None if value is None or not m.value_ms else value / m.value_ms - 1.0,
+                     "trusted": m.trusted, "note": note})
+    return pd.DataFrame(rows)
+
+
+def summary_line(df: pd.DataFrame) -> str:
+    scored = df[df["error"].notna() & df["trusted"]]
+    parts = [f"{len(scored)} of {len(df)} values simulated"]
+    for metric in METRICS:
+        errors = scored.loc[scored["metric"] == metric, "error"].abs()
+        if len(errors):
+            parts.append(f"{metric} median |error| {100 * errors.median():.1f}%")
+    return "; ".join(parts)
+
+
+def markdown(df: pd.DataFrame, cases_file: str) -> str:
+    lines = [f"# Validation: {cases_file}", "", summary_line(df) + ".", "",
+             f"Conversations last {CONVERSATION_TURNS} turn(s) (see simulator/studies/validate/serving_runs.py).", "",
+             "| experiment | stage | metric | statistic | measured (ms) | predicted (ms) | error | note |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in df.itertuples():
+        predicted = "" if r.predicted_ms is None or pd.isna(r.predicted_ms) else f"{r.predicted_ms:.4g}"
+        error = "" if r.error is None or pd.isna(r.error) else f"{100 * r.error:+.1f}%"
+        lines.append(f"| {r.experiment} | {r.stage} | {r.metric} | {r.statistic} | {r.measured_ms:.4g} | "
+                     f"{predicted} | {error} | {r.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def validate_file(cases_file: str | Path, out: Path, workers: int = 1) -> pd.DataFrame:
+    """Simulate every experiment of the file, write validation.csv and report.md into `out`."""
+    experiments, measured = read(cases_file)
+    df = compare(experiments, measured, workers)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "validation.csv", lambda tmp: df.to_csv(tmp, index=False))
+    report = markdown(df, str(cases_file))
+    atomic_write(out / "report.md", lambda tmp: tmp.write_text(report, encoding="utf-8"))
+    return df
+
+
+def table_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """The CLI's table: one row per simulated value."""
+    columns = ["experiment", "stage", "metric", "stat", "measured ms", "predicted ms", "error"]
+    rows = [[r.experiment, str(r.stage), r.metric, r.statistic, f"{r.measured_ms:.4g}", f"{r.predicted_ms:.4g}",
+             f"{100 * r.error:+.1f}%"] for r in df[df["error"].notna()].itertuples()]
+    return columns, rows
