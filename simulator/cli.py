@@ -1,5 +1,5 @@
-"""Command line: `infersim run`, `sweep`, `compare`, `slo-search`, `explain`, `validate`, `calibrate`, `list`,
-`workload describe`. User mistakes: one line, exit 2."""
+"""Command line: `infersim run`, `sweep`, `compare`, `slo-search`, `explain`, `validate`, `calibrate`, `report`,
+`list`, `workload describe`. User mistakes: one line, exit 2."""
 
 from __future__ import annotations
 
@@ -32,21 +32,37 @@ def run(
     out: Path | None = typer.Option(None, "-o", "--out", help="Output folder (default results/<name>)."),
     seed: int | None = typer.Option(None, "--seed", min=0, help="Override the scenario's seed."),
     set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
+    trace: bool = typer.Option(False, "--trace", help="Also write trace.json (Perfetto / Chrome trace events)."),
+    trace_window: str | None = typer.Option(None, "--trace-window",
+                                            help="Simulated seconds the trace covers, START:END (e.g. 10:60)."),
+    trace_requests: int = typer.Option(10_000, "--trace-requests", min=1,
+                                       help="Requests in the trace at most (every k-th by id beyond)."),
+    trace_iterations: int = typer.Option(100_000, "--trace-iterations", min=1,
+                                         help="Iterations in the trace at most (the window ends where reached)."),
 ) -> None:
-    """Simulate SCENARIO and write summary.json, parquet tables, plots and report.md."""
+    """Simulate SCENARIO and write summary.json, parquet tables, plots and report.md (and trace.json)."""
     from simulator.config.load import load_scenario
     from simulator.results.outputs import check_output_folder
     from simulator.results.report import headline
+    from simulator.results.trace import TraceBounds
     from simulator.run import run as run_scenario
 
+    bounds = None
+    if trace or trace_window is not None:
+        try:
+            bounds = TraceBounds.parse_window(trace_window or ":", max_requests=trace_requests,
+                                              max_iterations=trace_iterations)
+        except ValueError as exc:
+            fail(f"--trace-window: {exc}")
+            return
     try:
         loaded = load_scenario(scenario, set_)
         out_dir = out or Path("results") / loaded.spec.name
         check_output_folder(out_dir)  # before a long run, not after it
         with watching(loaded.spec.workload.num_requests) as watch:
             result = run_scenario(loaded, seed=seed, watch=watch)
-        result.write(out_dir, plots=plots)
+        result.write(out_dir, plots=plots, trace=bounds)
     except InfersimError as exc:
         fail(str(exc))
         return
@@ -113,7 +129,7 @@ def sweep(
     workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster (default: a local one)."),
     set_: list[str] = typer.Option([], "--set", help="Override a base value: dotted.key=value (repeatable)."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
 ) -> None:
     """Simulate the points of FILE not yet in the output folder; write sweep tables, plots, report.md."""
     from simulator.studies.sweep import sweep as run_sweep
@@ -139,7 +155,7 @@ def compare(
     out: Path | None = typer.Option(None, "-o", "--out", help="Output folder (default results/compare-<name>)."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
     set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
 ) -> None:
     """Simulate every design of FILE at every concurrency; write the comparison table, Pareto plots, report.md."""
     from simulator.studies.compare import compare as run_compare
@@ -240,7 +256,7 @@ def validate(
     cases: Path | None = typer.Argument(None, help="Validation CSV (default validation/calibration.csv)."),
     out: Path = typer.Option(Path("results/validation"), "-o", "--out", help="Output folder."),
     workers: int = typer.Option(1, "--workers", min=1, help="Cases simulated in parallel processes."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the predicted-vs-measured plot."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the plot and report.html."),
 ) -> None:
     """Simulate each published measurement in CASES and compare; exit 0 even when cases miss."""
     from simulator.studies.validate import report as validate_report
@@ -308,6 +324,54 @@ def calibrate(
         if family is None:  # every case scored: what validate quotes as cross-validated
             console.print(f"cross-validated errors: {cal.write_cross_validation(scored, path)}")
         console.print(f"catalog written: {', '.join(fits) or 'nothing fitted'}")
+
+
+@app.command()
+def report(
+    folder: Path = typer.Argument(..., help="A results folder: of a run, a sweep, a comparison or a validation."),
+    trace: bool = typer.Option(False, "--trace", help="A run's folder: also rebuild trace.json (default bounds)."),
+) -> None:
+    """Rebuild FOLDER/report.html (one self-contained page, charts inline) from the tables in FOLDER."""
+    kinds = {"summary.json": "run", "sweep.parquet": "sweep", "compare.parquet": "comparison",
+             "validation.csv": "validation"}
+    kind = next((k for name, k in kinds.items() if (folder / name).is_file()), None)
+    if kind is None:
+        fail(f"{folder}: not a results folder (none of: {', '.join(kinds)})")
+    if trace and kind != "run":
+        fail(f"--trace: {folder} holds a {kind}, not a run (a trace is of one run)")
+    try:
+        path = _rebuild(kind, folder)
+        if trace:
+            from simulator.results.run_html import from_folder
+            from simulator.results.trace import BREAKDOWN, TRACE_NAME, write_trace
+
+            columns = ("replica", "start_s", "duration_s", "prefill_tokens", "decode_tokens", "batch_size", "chips",
+                       *(c for c, _ in BREAKDOWN))
+            write_trace(folder / TRACE_NAME, *from_folder(folder, columns))
+            console.print(f"trace: {folder / TRACE_NAME}")
+    except (OSError, ValueError, KeyError) as exc:
+        fail(f"{folder}: cannot rebuild the {kind} report: {exc}")
+        return
+    console.print(f"{kind} report: {path}")
+
+
+def _rebuild(kind: str | None, folder: Path) -> Path:
+    if kind == "run":
+        from simulator.results.run_html import HTML_NAME, from_folder, write_run_html
+
+        write_run_html(folder / HTML_NAME, *from_folder(folder))
+        return folder / HTML_NAME
+    if kind == "sweep":
+        from simulator.studies import sweep_html
+
+        return sweep_html.rebuild(folder)
+    if kind == "comparison":
+        from simulator.studies import compare_html
+
+        return compare_html.rebuild(folder)
+    from simulator.studies.validate import report as validate_report
+
+    return validate_report.rebuild(folder)
 
 
 @app.command("list")
