@@ -51,9 +51,9 @@ def test_cross_validation_never_fits_a_case_on_itself(monkeypatch):
     cases, fitted_on = synthetic_cases(), []
     real_fit = cal.fit
 
-    def recording_fit(batch, predict, start=None):
+    def recording_fit(batch, predict, start=None, weighted=False):
         fitted_on.append({c.case_id for c in batch})
-        return real_fit(batch, predict, start)
+        return real_fit(batch, predict, start, weighted)
 
     monkeypatch.setattr(cal, "fit", recording_fit)
     folds = cal.folds_of(cases, 3)
@@ -104,7 +104,7 @@ def test_calibrate_refuses_an_unknown_family_and_a_malformed_file_in_one_line(tm
     from conftest import cli_error
 
     assert cli_error("calibrate", "--family", "Volta", "--dry-run") == (
-        "--family: 'Volta' is not one of: Hopper, Blackwell, Ampere, CDNA3")
+        "--family: 'Volta' is not one of: Hopper, Blackwell, Ampere, CDNA3, CDNA4, TPU, LPU, Wafer, RDU")
     bad = tmp_path / "cases.csv"
     bad.write_text("case_id\nX\n")
     assert cli_error("calibrate", bad, "--dry-run").startswith(f"{bad}: ")

@@ -21,6 +21,7 @@ Tensor parallelism divides both; its all-reduces are flows on the network (engin
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -29,6 +30,9 @@ from simulator.hardware.model import DTYPE_BYTES, ModelShape
 from simulator.hardware.placement import Plan
 
 ACTIVATION_BYTES = 2.0  # activations and all-reduces in 16-bit, also for 8-bit weights (as TensorRT-LLM does)
+# The matrix products of one transformer layer that run one after the other in decode: QKV projection,
+# attention over the KV-cache, output projection, gate/up projection, down projection.
+SEQUENTIAL_PRODUCTS_PER_LAYER = 5
 
 
 class BatchShape(NamedTuple):
@@ -76,6 +80,22 @@ def ring_allreduce_s(size_bytes: float, n: int, bw_bytes_per_s: float, hop_laten
     if n <= 1:
         return 0.0
     return 2.0 * (n - 1) / n * size_bytes / bw_bytes_per_s + 2 * (n - 1) * hop_latency_s
+
+
+def mesh_layer_s(model: ModelShape, plan: Plan, chip: ChipSpec) -> float:
+    """Latency one layer's decode pays crossing its region of a wafer's core mesh (0 for chips without one).
+    The stage's weights are spread over all the cores, so a layer holds a region of c = cores x (its share of
+    the stage's bytes) cores, a square sqrt(c) cores wide. Each of its SEQUENTIAL_PRODUCTS_PER_LAYER matrix
+    products sends the activation across the region and reduces the partial sums back: 2 sqrt(c) hops
+    (WaferLLM's MeshGEMV, OSDI'25). It grows with the span a layer occupies, not with the batch: the tokens
+    of a batch travel the mesh together."""
+    mesh = chip.mesh
+    if mesh is None or plan.weight_bytes_per_chip <= 0:
+        return 0.0
+    layer_bytes = (model.dense_layer_params + model.n_moe_layers * model.n_experts * model.expert_params) \
+        / model.n_layers * DTYPE_BYTES[plan.weights_dtype] / plan.tensor_parallel
+    region = mesh.cores * min(1.0, layer_bytes / plan.weight_bytes_per_chip)
+    return SEQUENTIAL_PRODUCTS_PER_LAYER * 2.0 * math.sqrt(region) * mesh.hop_latency
 
 
 def pipelined(total: float, slowest: float, parts: int, in_flight: bool) -> float:
@@ -131,7 +151,7 @@ class StepCostModel:
             dense_weight_bytes=dense * wbytes / plan.tensor_parallel,
             expert_bytes=model.expert_params * wbytes / (1 if plan.expert_parallel > 1 else plan.tensor_parallel),
             kv_bytes_per_token=plan.kv_bytes_per_token_per_chip * frac,
-            overhead_s=eff.step_overhead + layers * eff.layer_overhead
+            overhead_s=eff.step_overhead + layers * (eff.layer_overhead + mesh_layer_s(model, plan, chip))
             + model.n_moe_layers * layers / model.n_layers * eff.moe_layer_overhead,
             sequence_overhead_s=sequence_overhead_s if last else 0.0,
             attn_flops_per_pair=model.attn_flops_per_pair_per_layer * layers,
