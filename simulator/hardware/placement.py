@@ -142,13 +142,27 @@ def max_stages(model: ModelShape) -> int:
     return model.n_layers + VOCAB_SLICES + (1 if model.tied_embeddings else VOCAB_SLICES)
 
 
+def two_d_shardable(model: ModelShape, tp: int) -> bool:
+    """Can `tp` chips each hold 1/tp of every weight? Heads split over gcd(tp, heads) chips; when that is fewer
+    than tp, each head's projections are cut along the model width over the other tp / gcd chips: the 2D
+    weight-stationary layout of Pope et al. (MLSys 2023, sec. 3.2), which runs PaLM's 48 heads on 64 TPU v4.
+    Bytes and FLOPs per chip are 1/tp either way; the all-reduces the engine times stand for its
+    reduce-scatters and all-gathers, which move no more data at decode sizes."""
+    if model.n_heads % tp == 0:
+        return True
+    rest = tp // math.gcd(tp, model.n_heads)
+    return model.d_model % rest == 0 and rest < tp
+
+
 def _check_parallelism(model: ModelShape, cluster: TopologySpec, d: DeploymentSpec) -> None:
     tp, pp, ep = d.tensor_parallel, d.pipeline_parallel, d.expert_parallel
-    if model.n_heads % tp:
+    if not two_d_shardable(model, tp):
         allowed = ", ".join(str(x) for x in _divisors(model.n_heads) if x <= cluster.chips_per_node)
         raise ScenarioError("deployment.tensor_parallel",
-                            f"{tp} does not divide the {model.n_heads} attention heads of {model.name}; "
-                            f"allowed: {allowed}")
+                            f"{tp} does not divide the {model.n_heads} attention heads of {model.name}, and "
+                            f"the rest ({tp // math.gcd(tp, model.n_heads)}) does not divide its model width "
+                            f"{model.d_model}; allowed: {allowed}, or a multiple of a divisor of the heads "
+                            "whose rest divides the width")
     if model.n_kv_heads % tp and tp % model.n_kv_heads and model.attention != "MLA":
         raise ScenarioError("deployment.tensor_parallel",
                             f"{tp} neither divides nor is a multiple of the {model.n_kv_heads} KV heads "

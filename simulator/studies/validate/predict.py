@@ -371,6 +371,9 @@ def _predict(case: Case, chip: ChipSpec) -> tuple[float | None, Scenario, RunRes
     rate = None
     if case.metric in THROUGHPUT_METRICS and case.mode in ("offline", "concurrency") and procedure(case) is None:
         rate = marginal_rate(case, run(build(simulated, chip, WAVES[0])[0]), result)
+    if not result.summary["requests"]["completed"]:
+        raise Unsupported(f"every request was dropped ({result.summary['requests']['dropped']}): a request "
+                          "never fits the KV-cache or the model's context")
     predicted = measure(case, result, rate)
     if predicted is not None and case.metric in THROUGHPUT_METRICS:
         predicted *= case.replicas / simulated.replicas
