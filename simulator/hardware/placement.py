@@ -62,10 +62,6 @@ class Plan:
         return self.replica_chips[replica][stage * tp:(stage + 1) * tp]
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
 def kv_share_per_chip(model: ModelShape, tp: int) -> float:
     """Fraction of a token's KV bytes each TP rank stores: heads are split, but a head (or an MLA latent,
     which has no heads) is never split, so it is replicated once TP exceeds the KV heads."""
@@ -151,18 +147,16 @@ def two_d_shardable(model: ModelShape, tp: int) -> bool:
     if model.n_heads % tp == 0:
         return True
     rest = tp // math.gcd(tp, model.n_heads)
-    return model.d_model % rest == 0 and rest < tp
+    return rest < tp and model.d_model % rest == 0
 
 
 def _check_parallelism(model: ModelShape, cluster: TopologySpec, d: DeploymentSpec) -> None:
     tp, pp, ep = d.tensor_parallel, d.pipeline_parallel, d.expert_parallel
     if not two_d_shardable(model, tp):
-        allowed = ", ".join(str(x) for x in _divisors(model.n_heads) if x <= cluster.chips_per_node)
+        allowed = ", ".join(str(x) for x in range(1, cluster.chips_per_node + 1) if two_d_shardable(model, x))
         raise ScenarioError("deployment.tensor_parallel",
-                            f"{tp} does not divide the {model.n_heads} attention heads of {model.name}, and "
-                            f"the rest ({tp // math.gcd(tp, model.n_heads)}) does not divide its model width "
-                            f"{model.d_model}; allowed: {allowed}, or a multiple of a divisor of the heads "
-                            "whose rest divides the width")
+                            f"{tp} does not divide the {model.n_heads} attention heads of {model.name}; "
+                            f"allowed: {allowed}")
     if model.n_kv_heads % tp and tp % model.n_kv_heads and model.attention != "MLA":
         raise ScenarioError("deployment.tensor_parallel",
                             f"{tp} neither divides nor is a multiple of the {model.n_kv_heads} KV heads "
