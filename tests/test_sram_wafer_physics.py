@@ -15,6 +15,7 @@ from simulator.hardware.placement import plan_deployment, two_d_shardable
 from simulator.hardware.prepare import prepare
 from simulator.hardware.roofline import SEQUENTIAL_PRODUCTS_PER_LAYER, mesh_layer_s
 from simulator.run import run
+from simulator.studies.explain import decode_step
 from simulator.studies.validate.cases import read_cases
 from simulator.studies.validate.predict import simulate
 
@@ -110,3 +111,23 @@ def test_rows_that_failed_before_are_simulated_or_reported_never_a_crash():
     for case_id in ("PAPER_PALM540B_TPUv4x64_DECODE_INT8", "BLOG_SAMBANOVA_DSR1_16RDU_C256_THR"):
         case = dataclasses.replace(cases[case_id], concurrency=min(cases[case_id].concurrency or 1, 8))
         assert case.tp > 1 and simulate(case).predicted is not None
+
+
+def test_explain_agrees_with_the_engine_on_a_deep_pipeline():
+    """explain pipelines the batch's micro-batches through the stages as the engine does, so its decode
+    estimate is the engine's time per token for a steady full batch (closed loop, fixed lengths)."""
+    batch = 40
+    s = load_scenario_dict({
+        "name": "t", "seed": 1, "model": "llama-3.1-8b", "cluster": "groq-rack-720",
+        "deployment": {"tensor_parallel": 8, "pipeline_parallel": 20, "weights_dtype": "int8",
+                       "memory_utilization": 1.0},
+        "serving": {"batcher": {"kind": "continuous", "max_batch_size": batch, "max_batched_tokens": 8192}},
+        "workload": {"arrival": {"kind": "closed_loop", "users": batch},
+                     "prompt_tokens": {"kind": "fixed", "value": 64},
+                     "output_tokens": {"kind": "fixed", "value": 256}, "num_requests": batch},
+    }, "test", REPO)
+    step = decode_step(prepare(s), s, batch, 64 + 128)
+    assert step.micro_batches == 20
+    tpot = run(s).summary["tpot_s"]["p50"]
+    assert step.estimate_s == pytest.approx(tpot, rel=0.05)
+    assert step.light_s < step.estimate_s
