@@ -220,13 +220,13 @@ def family_of(chip: str) -> str | None:
 
 
 def calibrate(cases: Sequence[Case], outcomes: Sequence[Outcome], predict: Predict, folds: int = 5,
-              only: str | None = None, log: Callable[[str], None] = print) -> tuple[dict[str, Fit], list[Scored]]:
-    """Fit every family (or `only`) and cross-validate it -> (fits, every case scored)."""
+              only: set[str] | None = None, log: Callable[[str], None] = print) -> tuple[dict[str, Fit], list[Scored]]:
+    """Fit every family (or those in `only`) and cross-validate it -> (fits, every case scored)."""
     roles = {o.case.case_id: o.role for o in outcomes}
     fits: dict[str, Fit] = {}
     scored: list[Scored] = []
     for name, family in FAMILIES.items():
-        if only and name != only:
+        if only is not None and name not in only:
             continue
         chips, heirs = family.chips, family.heirs
         mine = [c for c in cases if c.chip in chips + heirs]  # an heir's cases: checks, with the family's fit
@@ -363,14 +363,22 @@ def cross_validation_path(cases_file: str | Path) -> Path:
     return path.with_name(f"{path.stem}.cv.csv")
 
 
-def write_cross_validation(scored: Sequence[Scored], cases_file: str | Path) -> Path:
+def write_cross_validation(scored: Sequence[Scored], cases_file: str | Path, merge: bool = False) -> Path:
+    """Each scored case's errors beside its cases file; `merge` (one family refitted) replaces only the rows
+    of the cases scored now and keeps the others from the last run."""
     path = cross_validation_path(cases_file)
+    rows = {s.case.case_id: [s.case.case_id, s.family, s.role,
+                             "" if s.in_sample is None else f"{s.in_sample:.6f}",
+                             "" if s.out_of_sample is None else f"{s.out_of_sample:.6f}", str(s.case.tolerance)]
+            for s in scored}
+    if merge and path.is_file():
+        with path.open(newline="", encoding="utf-8") as f:
+            kept = list(csv.reader(f))[1:]
+        rows = {**{r[0]: r for r in kept}, **rows}
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(CV_COLUMNS)
-        for s in scored:
-            writer.writerow([s.case.case_id, s.family, s.role, "" if s.in_sample is None else f"{s.in_sample:.6f}",
-                             "" if s.out_of_sample is None else f"{s.out_of_sample:.6f}", s.case.tolerance])
+        writer.writerows(rows.values())
     return path
 
 
