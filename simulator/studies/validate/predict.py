@@ -192,6 +192,12 @@ def _grid(n: int, dims: int) -> list[int]:
     return sorted(shape)
 
 
+def _slice_wraps(dims: list[int], pod: list[int]) -> bool:
+    """Does a TPU slice of `dims` have wraparound links? 3D (v4, v5p): when built of whole 4x4x4 cubes, which
+    the optical switches close into a torus; 2D (v5e, v6e): only the full pod (a v5e-8 is a 2x4 mesh)."""
+    return all(d % 4 == 0 for d in dims) if len(dims) == 3 else dims == pod
+
+
 def _template(chip: ChipSpec) -> dict[str, Any] | None:
     name = TEMPLATES.get(chip.id)
     if TOPOLOGIES is None or name is None or not (TOPOLOGIES / f"{name}.yaml").is_file():
@@ -208,7 +214,7 @@ def _generic_fabrics(chip: ChipSpec) -> tuple[dict | None, dict | None, int]:
         if chip.kind == "tpu":
             dims = 3 if "3D" in up.name else 2
             per_link = up.link_bandwidth_per_dir or up.bandwidth_per_dir / (2 * dims)
-            scaleup = {"kind": "torus", "dims": [0] * dims, "bandwidth_per_dir": per_link,
+            scaleup = {"kind": "torus", "dims": [4, 4, 4] if dims == 3 else [16, 16], "bandwidth_per_dir": per_link,
                        "hop_latency": latency}
         elif up.link_bandwidth_per_dir and chip.vendor == "AMD":
             scaleup = {"kind": "mesh", "bandwidth_per_dir": up.link_bandwidth_per_dir, "hop_latency": latency}
@@ -248,7 +254,10 @@ def cluster(case: Case, chip: ChipSpec) -> dict[str, Any]:
         assert scaleup is not None  # checked above
         topo["scaleup"] = dict(scaleup)
         if scaleup["kind"] == "torus":
-            topo["scaleup"]["dims"] = _grid(per_node, len(scaleup["dims"]))
+            dims = _grid(per_node, len(scaleup["dims"]))
+            topo["scaleup"]["dims"] = dims
+            topo["scaleup"]["wraparound"] = bool(scaleup.get("wraparound", True)) and _slice_wraps(
+                dims, list(scaleup["dims"]))
     if nodes > 1:
         assert scaleout is not None  # checked above
         topo["scaleout"] = dict(scaleout)
