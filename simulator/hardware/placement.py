@@ -51,6 +51,7 @@ class Plan:
     kv_block_tokens: int
     kv_capacity_tokens: int         # per replica, whole blocks
     lm_head_shares: tuple[float, ...] = ()  # share of the lm_head's vocabulary per stage; (): all on the last
+    resident_weight_fraction: float = 1.0  # with weight streaming: the share of the weights the fast tier holds
     pipeline_schedule: str = "in_flight"  # micro-batches stay in the pipeline (in_flight) or it drains (flush)
 
     @property
@@ -98,6 +99,8 @@ def split_stages(sizes: list[float], stages: int) -> list[list[int]]:
 
 
 VOCAB_SLICES = 64  # the finest cut of the embedding table or the lm_head when they are split by vocabulary
+# with weight streaming, the share of the fast tier kept for the KV-cache; the weights take the rest
+KV_SHARE_WHEN_STREAMING = 0.25
 
 
 @dataclass(frozen=True)
@@ -239,7 +242,11 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
     tier, stream = _tiers(chip, weight_bytes_per_chip, deployment, tp * pp, model)
     usable = tier.capacity * deployment.memory_utilization
     kv_per_token = model.kv_bytes_per_token(kv_dtype) * kv_share_per_chip(model, tp)
-    kv_bytes = usable - (0.0 if stream else weight_bytes_per_chip)
+    # weights that do not fit stream from the slower tier; the fast tier holds what it can of them beside
+    # the KV-cache's share (SambaNova's SN40L: HBM, then DDR)
+    resident = min(weight_bytes_per_chip, usable * (1.0 - KV_SHARE_WHEN_STREAMING)) if stream else \
+        weight_bytes_per_chip
+    kv_bytes = usable - resident
     stage_kv_per_token = kv_per_token * max(layers) / model.n_layers
     blocks = int(kv_bytes // (stage_kv_per_token * deployment.kv_block_tokens))
     micro = deployment.micro_batches or pp
@@ -258,6 +265,7 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
         kv_bytes_per_token_per_chip=kv_per_token, kv_capacity_bytes_per_chip=kv_bytes,
         kv_block_tokens=deployment.kv_block_tokens, kv_capacity_tokens=blocks * deployment.kv_block_tokens,
         lm_head_shares=layout.head_shares,
+        resident_weight_fraction=resident / weight_bytes_per_chip if weight_bytes_per_chip else 1.0,
     )
 
 

@@ -118,6 +118,7 @@ class StepCostModel:
     peak_flops: float         # effective: peak x eps_c
     memory_bw: float          # effective: bandwidth x eps_m
     stream_bw: float          # effective bandwidth of the tier weights stream from; 0 without streaming
+    streamed_share: float     # of the weight bytes a pass reads, the share in that slower tier (the rest fits)
     dense_weight_bytes: float  # per chip: this stage's layers except routed experts (+ lm_head if last)
     expert_bytes: float       # per chip: one routed expert of one layer (whole with EP, 1/tp without)
     kv_bytes_per_token: float  # per chip, this stage's layers
@@ -148,6 +149,7 @@ class StepCostModel:
             peak_flops=chip.compute.peak[plan.compute_dtype] * eff.compute,
             memory_bw=plan.tier_bandwidth * eff.memory,
             stream_bw=plan.stream_bandwidth * eff.memory,
+            streamed_share=1.0 - plan.resident_weight_fraction if plan.stream_tier else 0.0,
             dense_weight_bytes=dense * wbytes / plan.tensor_parallel,
             expert_bytes=model.expert_params * wbytes / (1 if plan.expert_parallel > 1 else plan.tensor_parallel),
             kv_bytes_per_token=plan.kv_bytes_per_token_per_chip * frac,
@@ -201,29 +203,32 @@ class StepCostModel:
         kv_decode = (b.decode_context + b.decode_tokens) * self.kv_bytes_per_token  # reads + the new token's
         overhead = self.overhead_s + self.sequence_overhead_s * b.logits
         peak, bw = self.peak_flops, self.memory_bw
-        gc, gm = gemm / peak, weights / self.stream_bw if self.stream_bw else weights / bw
+        streamed = weights * self.streamed_share
+        resident = weights - streamed
+        gc, gm = gemm / peak, resident / bw + streamed / self.stream_bw if self.stream_bw else weights / bw
         pc, pm, dc, dm = prefill / peak, kv_prefill / bw, decode / peak, kv_decode / bw
         cb = (gc if gc >= gm else 0.0) + (pc if pc >= pm else 0.0) + (dc if dc >= dm else 0.0)
         mb = (gm if gm > gc else 0.0) + (pm if pm > pc else 0.0) + (dm if dm > dc else 0.0)
         flops = gemm + prefill + decode
         kv = kv_prefill + kv_decode
-        if self.stream_bw:
-            return StepCost(flops / peak, gm + pm + dm, overhead, flops, kv, weights, cb, mb)
-        return StepCost(flops / peak, gm + pm + dm, overhead, flops, weights + kv, 0.0, cb, mb)
+        return StepCost(flops / peak, gm + pm + dm, overhead, flops, resident + kv, streamed, cb, mb)
 
     def decode_terms(self, b: BatchShape) -> tuple:
         """What `cost(b)` computes that does not depend on `b.decode_context`, for a batch of decodes without
         prefill, speculation or sampled expert load (run-ahead's steady decoding, engine/run_ahead.py):
         (gemm FLOPs, the GEMMs' compute-bound and memory-bound time, their memory time, attention FLOPs per
-        pair, tp, tokens, KV bytes per token, peak, bandwidth, weight bytes, streaming?, overhead). With context
+        pair, tp, tokens, KV bytes per token, peak, bandwidth, weight bytes in the fast tier and streamed from the
+        slower one, overhead). With context
         c, the same float operations as cost() give: decode attention = per_pair x c / tp over peak against
         (c + tokens) x kv_per_token over bandwidth; the prefill class is zero and adds nothing."""
         tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
         gemm, weights = self._gemms(b, tokens)
         gc = gemm / self.peak_flops
-        gm = weights / self.stream_bw if self.stream_bw else weights / self.memory_bw
+        streamed = weights * self.streamed_share
+        resident = weights - streamed
+        gm = resident / self.memory_bw + streamed / self.stream_bw if self.stream_bw else weights / self.memory_bw
         return (gemm, gc if gc >= gm else 0.0, gm if gm > gc else 0.0, gm, self.attn_flops_per_pair, self.tp,
-                tokens, self.kv_bytes_per_token, self.peak_flops, self.memory_bw, weights, bool(self.stream_bw),
+                tokens, self.kv_bytes_per_token, self.peak_flops, self.memory_bw, resident, streamed,
                 self.overhead_s + self.sequence_overhead_s * b.logits)
 
 

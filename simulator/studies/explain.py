@@ -120,10 +120,11 @@ def explain(scenario: Scenario) -> list[tuple[str, str, str]]:
         ("plan", "parallelism", f"TP {plan.tensor_parallel} x PP {plan.pipeline_parallel} (EP "
                                 f"{plan.expert_parallel}) x {plan.replicas} replicas = {plan.chips_total} chips"),
         ("plan", "layers per stage", ", ".join(str(n) for n in plan.layers_per_stage)),
-        ("memory", "tier holding weights and KV-cache" if not plan.stream_tier else "tier holding the KV-cache",
+        ("memory", "tier holding weights and KV-cache" if not plan.stream_tier else
+         f"tier holding the KV-cache and {plan.resident_weight_fraction:.0%} of the weights",
          f"{plan.tier} ({plan.tier_bandwidth / 1e12:.3g} TB/s)"),
-        *([("memory", "weights streamed from", f"{plan.stream_tier} ({plan.stream_bandwidth / 1e9:.4g} GB/s) "
-            "every iteration")] if plan.stream_tier else []),
+        *([("memory", "weights streamed from", f"{plan.stream_tier} ({plan.stream_bandwidth / 1e9:.4g} GB/s): the "
+            f"other {1 - plan.resident_weight_fraction:.0%}, every iteration")] if plan.stream_tier else []),
         ("memory", "weights per chip (fullest stage)", f"{plan.weight_bytes_per_chip / 1e9:.2f} GB"),
         ("memory", "usable per chip", f"{plan.usable_bytes_per_chip / 1e9:.2f} GB "
                                       f"(memory_utilization {spec.deployment.memory_utilization})"),
