@@ -323,6 +323,8 @@ def build(case: Case, chip: ChipSpec, waves: int = WAVES[-1],
                                   "kv_dtype": case.kv_dtype, "compute_dtype": compute_dtype(case, chip)}
     if all(t.tier == "sram" for t in chip.memory):
         deployment["memory_utilization"] = 1.0  # statically compiled: no allocator reserve to keep
+    if sum(t.bandwidth is not None for t in chip.memory) > 1:
+        deployment["weight_streaming"] = True  # tiered by design (SN40L: HBM, then DDR): what HBM can't hold streams
     data: dict[str, Any] = {"name": case.case_id, "seed": 0, "model": case.model,
                             "cluster": cluster(case, chip), "deployment": deployment,
                             "workload": _workload(case, 1, 1)}
