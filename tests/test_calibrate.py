@@ -108,3 +108,14 @@ def test_calibrate_refuses_an_unknown_family_and_a_malformed_file_in_one_line(tm
     bad = tmp_path / "cases.csv"
     bad.write_text("case_id\nX\n")
     assert cli_error("calibrate", bad, "--dry-run").startswith(f"{bad}: ")
+
+
+def test_a_case_the_start_values_miss_by_more_than_3x_is_not_fitted_on():
+    """No efficiency within its bounds bridges a factor of 3: such a case stays a check instead of bending
+    the family's coefficients towards itself."""
+    cases = synthetic_cases()
+    far = replace(cases[0], case_id="far", value=cases[0].value * 4)
+    near = replace(cases[1], case_id="near", value=cases[1].value * 2.5)
+    chosen, beyond = cal.within_reach([far, near], [cases[0].value, cases[1].value])
+    assert [c.case_id for c in chosen] == ["near"] and [c.case_id for c in beyond] == ["far"]
+    assert cal.within_reach([far], [None]) == ([], [far])  # not simulated: never fitted on
