@@ -217,6 +217,7 @@ def cross_validate(cases: Sequence[Case], k: int, predict: Predict, start: Param
 
 REACH = 3.0  # a case the start values miss by more than this factor is not fitted on
 BEYOND_REACH = "check (beyond reach)"
+START_KEPT = "check (start values kept)"  # the family's fit lost to its start values out of sample
 
 
 def within_reach(cases: Sequence[Case], predicted: Sequence[float | None]) -> tuple[list[Case], list[Case]]:
@@ -255,16 +256,23 @@ def calibrate(cases: Sequence[Case], outcomes: Sequence[Outcome], predict: Predi
         log(f"{name} ({', '.join(chips)}): fitting on {len(chosen)} cases"
             + (f" ({len(beyond)} beyond reach: {', '.join(c.case_id for c in beyond)})" if beyond else ""))
         full = fit(chosen, predict, start, family.loose)
-        fits[name] = full
         log(f"  {describe(full.params)}")
         cv = cross_validate(chosen, folds, predict, start, family.loose)
+        at_start = [None if p is None else p / c.value - 1.0 for c, p in zip(chosen, predict(chosen, start))]
+        kept = _median(list(cv.values())) >= _median(at_start)
+        if kept:  # the fit predicts held-out cases worse than the start values it was fitted from
+            log(f"  kept the start values: cross-validated median |err| {_median(list(cv.values())):.1%} against "
+                f"{_median(at_start):.1%} with the start values, which no case was fitted on")
+            full = Fit(start, {name: [] for name in start})
+            cv = dict(zip([c.case_id for c in chosen], at_start))
+        fits[name] = full
         in_sample = dict(zip([c.case_id for c in mine], predict(mine, full.params)))
         for case in mine:
             p = in_sample[case.case_id]
             error = None if p is None else p / case.value - 1.0
             out = cv.get(case.case_id, error)  # a check was never fitted on: out of sample already
-            role = "fit" if case in chosen else roles[case.case_id] if roles[case.case_id] != "fit" \
-                else "check (inherits)"
+            role = (START_KEPT if kept else "fit") if case in chosen else roles[case.case_id] \
+                if roles[case.case_id] != "fit" else "check (inherits)"
             scored.append(Scored(case, name, role, error, out))
     if only is None:  # chips no family fits: their catalog values, out of sample by construction
         fitted = {chip for f in FAMILIES.values() for chip in f.chips + f.heirs}
@@ -306,6 +314,12 @@ def provenance(family: str, fit_: Fit, scored: Sequence[Scored], cases_file: str
     """The `source:` of a fitted efficiency block: when, on which cases, which parameter, how well."""
     fitted = "; ".join(f"{name} on {', '.join(ids)}" for name, ids in fit_.fitted_on.items() if ids)
     kept = [name for name, ids in fit_.fitted_on.items() if not ids]
+    if not fitted:
+        tried = [s for s in scored if s.family == family and s.role == START_KEPT]
+        return (f"{'ASSUMED family defaults' if FAMILIES[family].loose else 'START values'}, kept by infersim "
+                f"calibrate on {datetime.date.today().isoformat()}: fitted on the {len(tried)} {family} cases of "
+                f"{cases_file}, the coefficients predicted held-out cases worse (cross-validated) than these "
+                f"values, which no case was fitted on (median |err| {_median([s.in_sample for s in tried]):.1%}).")
     mine = [s for s in scored if s.family == family and s.role == "fit"]
     cv, ins = _median([s.out_of_sample for s in mine]), _median([s.in_sample for s in mine])
     loose = FAMILIES[family].loose
