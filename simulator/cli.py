@@ -287,7 +287,8 @@ def calibrate(
     cases: Path | None = typer.Argument(None, help="Validation CSV (default validation/calibration.csv)."),
     folds: int = typer.Option(5, "--folds", min=2, help="Cross-validation folds within each family."),
     workers: int = typer.Option(2, "--workers", min=1, help="Cases simulated in parallel processes."),
-    family: str | None = typer.Option(None, "--family", help="Fit only this family (Hopper, Blackwell, ...)."),
+    family: str | None = typer.Option(None, "--family",
+                                      help="Fit only these families, comma-separated (Hopper,Blackwell,...)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the fit and its errors; leave the catalog."),
 ) -> None:
     """Fit each chip family's efficiencies on CASES, print in-sample and cross-validated errors, write the
@@ -301,8 +302,10 @@ def calibrate(
 
     path = cases or DEFAULT_CASES
     shown = path.resolve().relative_to(Path.cwd()) if path.resolve().is_relative_to(Path.cwd()) else path
-    if family is not None and family not in cal.FAMILIES:
-        fail(f"--family: {family!r} is not one of: {', '.join(cal.FAMILIES)}")
+    only = None if family is None else set(family.split(","))
+    if only is not None and not only <= set(cal.FAMILIES):
+        unknown = ", ".join(repr(f) for f in sorted(only - set(cal.FAMILIES)))
+        fail(f"--family: {unknown} is not one of: {', '.join(cal.FAMILIES)}")
     try:
         rows = read_cases(path)
     except InfersimError as exc:
@@ -310,7 +313,7 @@ def calibrate(
         return
     with ProcessPoolExecutor(workers) as pool:
         outcomes = simulate_all(rows, workers=1)
-        fits, scored = cal.calibrate(rows, outcomes, cal.simulator_predict(pool), folds, family,
+        fits, scored = cal.calibrate(rows, outcomes, cal.simulator_predict(pool), folds, only,
                                      log=console.print)
     for title, (columns, table_rows) in (("cases", cal.case_rows(scored)), ("errors", cal.summary_rows(scored))):
         table = Table(title=f"calibration {title}: {path}")
@@ -321,8 +324,8 @@ def calibrate(
         console.print(table)
     if not dry_run:
         cal.write_catalog(fits, scored, rows, str(shown))
-        if family is None:  # every case scored: what validate quotes as cross-validated
-            console.print(f"cross-validated errors: {cal.write_cross_validation(scored, path)}")
+        # what validate quotes as cross-validated; one family refitted replaces only its cases' rows
+        console.print(f"cross-validated errors: {cal.write_cross_validation(scored, path, family is not None)}")
         console.print(f"catalog written: {', '.join(fits) or 'nothing fitted'}")
 
 

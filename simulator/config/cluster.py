@@ -85,6 +85,16 @@ class EngineSpec(Frozen):
     source: str
 
 
+class MeshSpec(Frozen):
+    """A wafer's on-chip 2D mesh of small cores, each with its own SRAM (the "PLMR" device model of WaferLLM,
+    OSDI'25): a layer's weights stay on the cores of its region, and every matrix-vector product of decode
+    sends the activation across that region and reduces the partial sums back, hop by hop."""
+    cores: int = Field(ge=1)
+    core_memory: Bytes          # SRAM per core
+    hop_latency: Seconds        # one core-to-core hop, routing and the receiving core's handling included
+    source: str
+
+
 class ChipSpec(Frozen):
     id: str
     name: str
@@ -98,6 +108,7 @@ class ChipSpec(Frozen):
     host_link: PortSpec | None = None
     power: PowerSpec | None = None
     price: PriceSpec | None = None
+    mesh: MeshSpec | None = None  # wafers: the on-chip mesh of cores that bounds a layer's decode latency
     efficiency: EfficiencySpec
 
 

@@ -51,6 +51,7 @@ class Plan:
     kv_block_tokens: int
     kv_capacity_tokens: int         # per replica, whole blocks
     lm_head_shares: tuple[float, ...] = ()  # share of the lm_head's vocabulary per stage; (): all on the last
+    resident_weight_fraction: float = 1.0  # with weight streaming: the share of the weights the fast tier holds
     pipeline_schedule: str = "in_flight"  # micro-batches stay in the pipeline (in_flight) or it drains (flush)
 
     @property
@@ -60,10 +61,6 @@ class Plan:
     def stage_chips(self, replica: int, stage: int) -> tuple[int, ...]:
         tp = self.tensor_parallel
         return self.replica_chips[replica][stage * tp:(stage + 1) * tp]
-
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def kv_share_per_chip(model: ModelShape, tp: int) -> float:
@@ -102,6 +99,8 @@ def split_stages(sizes: list[float], stages: int) -> list[list[int]]:
 
 
 VOCAB_SLICES = 64  # the finest cut of the embedding table or the lm_head when they are split by vocabulary
+# with weight streaming, the share of the fast tier kept for the KV-cache; the weights take the rest
+KV_SHARE_WHEN_STREAMING = 0.25
 
 
 @dataclass(frozen=True)
@@ -142,10 +141,22 @@ def max_stages(model: ModelShape) -> int:
     return model.n_layers + VOCAB_SLICES + (1 if model.tied_embeddings else VOCAB_SLICES)
 
 
+def two_d_shardable(model: ModelShape, tp: int) -> bool:
+    """Can `tp` chips each hold 1/tp of every weight? Heads split over gcd(tp, heads) chips; when that is fewer
+    than tp, each head's projections are cut along the model width over the other tp / gcd chips: the 2D
+    weight-stationary layout of Pope et al. (MLSys 2023, sec. 3.2), which runs PaLM's 48 heads on 64 TPU v4.
+    Bytes and FLOPs per chip are 1/tp either way; the all-reduces the engine times stand for its
+    reduce-scatters and all-gathers, which move no more data at decode sizes."""
+    if model.n_heads % tp == 0:
+        return True
+    rest = tp // math.gcd(tp, model.n_heads)
+    return rest < tp and model.d_model % rest == 0
+
+
 def _check_parallelism(model: ModelShape, cluster: TopologySpec, d: DeploymentSpec) -> None:
     tp, pp, ep = d.tensor_parallel, d.pipeline_parallel, d.expert_parallel
-    if model.n_heads % tp:
-        allowed = ", ".join(str(x) for x in _divisors(model.n_heads) if x <= cluster.chips_per_node)
+    if not two_d_shardable(model, tp):
+        allowed = ", ".join(str(x) for x in range(1, cluster.chips_per_node + 1) if two_d_shardable(model, x))
         raise ScenarioError("deployment.tensor_parallel",
                             f"{tp} does not divide the {model.n_heads} attention heads of {model.name}; "
                             f"allowed: {allowed}")
@@ -231,7 +242,11 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
     tier, stream = _tiers(chip, weight_bytes_per_chip, deployment, tp * pp, model)
     usable = tier.capacity * deployment.memory_utilization
     kv_per_token = model.kv_bytes_per_token(kv_dtype) * kv_share_per_chip(model, tp)
-    kv_bytes = usable - (0.0 if stream else weight_bytes_per_chip)
+    # weights that do not fit stream from the slower tier; the fast tier holds what it can of them beside
+    # the KV-cache's share (SambaNova's SN40L: HBM, then DDR)
+    resident = min(weight_bytes_per_chip, usable * (1.0 - KV_SHARE_WHEN_STREAMING)) if stream else \
+        weight_bytes_per_chip
+    kv_bytes = usable - resident
     stage_kv_per_token = kv_per_token * max(layers) / model.n_layers
     blocks = int(kv_bytes // (stage_kv_per_token * deployment.kv_block_tokens))
     micro = deployment.micro_batches or pp
@@ -250,6 +265,7 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
         kv_bytes_per_token_per_chip=kv_per_token, kv_capacity_bytes_per_chip=kv_bytes,
         kv_block_tokens=deployment.kv_block_tokens, kv_capacity_tokens=blocks * deployment.kv_block_tokens,
         lm_head_shares=layout.head_shares,
+        resident_weight_fraction=resident / weight_bytes_per_chip if weight_bytes_per_chip else 1.0,
     )
 
 

@@ -192,6 +192,12 @@ def _grid(n: int, dims: int) -> list[int]:
     return sorted(shape)
 
 
+def _slice_wraps(dims: list[int], pod: list[int]) -> bool:
+    """Does a TPU slice of `dims` have wraparound links? 3D (v4, v5p): when built of whole 4x4x4 cubes, which
+    the optical switches close into a torus; 2D (v5e, v6e): only the full pod (a v5e-8 is a 2x4 mesh)."""
+    return all(d % 4 == 0 for d in dims) if len(dims) == 3 else dims == pod
+
+
 def _template(chip: ChipSpec) -> dict[str, Any] | None:
     name = TEMPLATES.get(chip.id)
     if TOPOLOGIES is None or name is None or not (TOPOLOGIES / f"{name}.yaml").is_file():
@@ -208,7 +214,7 @@ def _generic_fabrics(chip: ChipSpec) -> tuple[dict | None, dict | None, int]:
         if chip.kind == "tpu":
             dims = 3 if "3D" in up.name else 2
             per_link = up.link_bandwidth_per_dir or up.bandwidth_per_dir / (2 * dims)
-            scaleup = {"kind": "torus", "dims": [0] * dims, "bandwidth_per_dir": per_link,
+            scaleup = {"kind": "torus", "dims": [4, 4, 4] if dims == 3 else [16, 16], "bandwidth_per_dir": per_link,
                        "hop_latency": latency}
         elif up.link_bandwidth_per_dir and chip.vendor == "AMD":
             scaleup = {"kind": "mesh", "bandwidth_per_dir": up.link_bandwidth_per_dir, "hop_latency": latency}
@@ -248,7 +254,10 @@ def cluster(case: Case, chip: ChipSpec) -> dict[str, Any]:
         assert scaleup is not None  # checked above
         topo["scaleup"] = dict(scaleup)
         if scaleup["kind"] == "torus":
-            topo["scaleup"]["dims"] = _grid(per_node, len(scaleup["dims"]))
+            dims = _grid(per_node, len(scaleup["dims"]))
+            topo["scaleup"]["dims"] = dims
+            topo["scaleup"]["wraparound"] = bool(scaleup.get("wraparound", True)) and _slice_wraps(
+                dims, list(scaleup["dims"]))
     if nodes > 1:
         assert scaleout is not None  # checked above
         topo["scaleout"] = dict(scaleout)
@@ -314,6 +323,8 @@ def build(case: Case, chip: ChipSpec, waves: int = WAVES[-1],
                                   "kv_dtype": case.kv_dtype, "compute_dtype": compute_dtype(case, chip)}
     if all(t.tier == "sram" for t in chip.memory):
         deployment["memory_utilization"] = 1.0  # statically compiled: no allocator reserve to keep
+    if sum(t.bandwidth is not None for t in chip.memory) > 1:
+        deployment["weight_streaming"] = True  # tiered by design (SN40L: HBM, then DDR): what HBM can't hold streams
     data: dict[str, Any] = {"name": case.case_id, "seed": 0, "model": case.model,
                             "cluster": cluster(case, chip), "deployment": deployment,
                             "workload": _workload(case, 1, 1)}
@@ -371,6 +382,9 @@ def _predict(case: Case, chip: ChipSpec) -> tuple[float | None, Scenario, RunRes
     rate = None
     if case.metric in THROUGHPUT_METRICS and case.mode in ("offline", "concurrency") and procedure(case) is None:
         rate = marginal_rate(case, run(build(simulated, chip, WAVES[0])[0]), result)
+    if not result.summary["requests"]["completed"]:
+        raise Unsupported(f"every request was dropped ({result.summary['requests']['dropped']}): a request "
+                          "never fits the KV-cache or the model's context")
     predicted = measure(case, result, rate)
     if predicted is not None and case.metric in THROUGHPUT_METRICS:
         predicted *= case.replicas / simulated.replicas
