@@ -17,7 +17,8 @@ from simulator.config.scenario import ScenarioSpec
 from simulator.engine.iteration import PrivateTraffic, Stage
 from simulator.engine.link import Network
 from simulator.engine.replica import Replica, exact_delay, run_collective
-from simulator.hardware.collectives import Phase, allreduce_for
+from simulator.hardware.allreduce import allreduce_for
+from simulator.hardware.collectives import Phase
 from simulator.hardware.model import ModelShape
 from simulator.hardware.roofline import Drafter
 from simulator.hardware.topology import Routes, chip
@@ -63,6 +64,7 @@ class Cluster:
         self.network = Network(env, {d["id"]: d["bw"] * link_efficiency for _, _, d in graph.edges(data=True)},
                                spec.sim.link_buckets)
         self.routes = Routes(graph)
+        self.link_efficiency = link_efficiency
         self.all_done = env.event()
         self.next_closed_loop = requests.closed_loop_users
         self.disaggregated = any(pool.role == "prefill" for pool in pools)
@@ -106,7 +108,8 @@ class Cluster:
         stages = []
         for s, cost_model in enumerate(pool.cost_models):
             chips = [chip(i) for i in pool.plan.stage_chips(replica, s)]
-            stages.append(Stage(self.env, chips, cost_model, allreduce_for(graph, chips)))
+            stages.append(Stage(self.env, chips, cost_model,
+                                allreduce_for(graph, chips, self.routes, self.link_efficiency)))
         return stages
 
     def _add_replica(self, index: int, role: str, plan, stages: list[Stage], spec: ScenarioSpec,

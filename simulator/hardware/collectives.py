@@ -367,22 +367,3 @@ def torus_allreduce(graph: nx.DiGraph, chips: list[str]):
     costs = [cost(make) for make in candidates]
     best = min(range(len(candidates)), key=lambda i: (round(costs[i][0] / costs[0][0], 9), costs[i][1]))
     return candidates[best]
-
-
-def allreduce_for(graph: nx.DiGraph, chips: list[str]):
-    """The all-reduce a TP group uses on its fabric: direct on a full mesh (every pair has its own link,
-    as RCCL does on Infinity Fabric), hierarchical across nodes, on a torus the torus all-reduce when the
-    group is a sub-block (TPU ICI), a ring otherwise (NCCL on NVSwitch)."""
-    nodes = sorted({graph.nodes[c]["node"] for c in chips})
-    if len(nodes) > 1:
-        groups = [[c for c in chips if graph.nodes[c]["node"] == n] for n in nodes]
-        if len({len(g) for g in groups}) == 1 and len(groups[0]) > 1:
-            return lambda size: hierarchical_allreduce(groups, size)
-        return lambda size: ring_allreduce(chips, size)
-    torus = torus_allreduce(graph, chips) if len(chips) > 1 else None
-    if torus is not None:
-        return torus
-    full_mesh = all(graph.has_edge(a, b) for a in chips for b in chips if a != b)
-    if full_mesh and len(chips) > 2:
-        return lambda size: direct_allreduce(chips, size)
-    return lambda size: ring_allreduce(chips, size)

@@ -60,7 +60,7 @@ def _scaleup(g: nx.DiGraph, spec: TopologySpec, chip_spec: ChipSpec, k: int) -> 
         if bw is None:
             raise ValueError(f"{chip_spec.id} has no scale-up bandwidth; set scaleup.bandwidth_per_dir")
         switch = f"n{k}/sw"
-        g.add_node(switch, kind="switch", node=k)
+        g.add_node(switch, kind="switch", node=k, reduces=f.in_switch_reduction)
         for member in members:  # half the hop latency each way: chip -> switch -> chip is one hop
             _link(g, member, switch, bw, f.hop_latency / 2, f.energy_per_bit, "scaleup")
     elif f.kind == "mesh":

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from simulator.config.load import Scenario
 from simulator.errors import CapacityError
-from simulator.hardware.collectives import Phase, allreduce_for, repeated, uncontended_s
+from simulator.hardware.allreduce import allreduce_for
+from simulator.hardware.collectives import Phase, repeated, uncontended_s
 from simulator.hardware.model import ModelShape, model_shape
 from simulator.hardware.prepare import Prepared, prepare
 from simulator.hardware.roofline import ACTIVATION_BYTES, BatchShape
@@ -66,8 +67,8 @@ def decode_step(prepared: Prepared, scenario: Scenario, batch: int, context: int
         overhead += cost.overhead_s
         chips = [chip(i) for i in plan.stage_chips(0, s)]
         if len(chips) > 1:
-            network += uncontended_s(repeated(allreduce_for(graph, chips)(size), 2 * cost_model.layers),
-                                     routes.route, capacity)[0]
+            allreduce = allreduce_for(graph, chips, routes, efficiency)
+            network += uncontended_s(repeated(allreduce(size), 2 * cost_model.layers), routes.route, capacity)[0]
         if s + 1 < len(prepared.cost_models):
             nxt = [chip(i) for i in plan.stage_chips(0, s + 1)]
             sends = (Phase(tuple((a, b, size / len(chips)) for a, b in zip(chips, nxt)), 1),)
