@@ -28,7 +28,15 @@ class DeploymentSpec(Frozen):
     """How the model is laid onto the cluster. Unset dtypes follow weights_dtype."""
     tensor_parallel: int = Field(default=1, ge=1)
     pipeline_parallel: int = Field(default=1, ge=1)
-    expert_parallel: int = Field(default=1, ge=1)  # 1, or = tensor_parallel: experts sharded over the TP group
+    # ranks over which the routed experts are spread whole: a divisor of tensor_parallel (each expert then
+    # split over tensor_parallel / expert_parallel chips), or, with attention data parallelism, all
+    # data_parallel_attention x tensor_parallel chips of a stage (wide EP)
+    expert_parallel: int = Field(default=1, ge=1)
+    # attention data-parallel ranks per replica (TRT-LLM "DEP", SGLang --enable-dp-attention): each rank runs
+    # attention and the dense layers for its own share of the batch, with its own KV-cache, on tensor_parallel
+    # chips; the routed experts are spread over all the stage's chips (expert_parallel = dp x tp) and each MoE
+    # layer dispatches tokens to them and combines the results by all-to-all
+    data_parallel_attention: int = Field(default=1, ge=1)
     micro_batches: int | None = Field(default=None, ge=1)  # per iteration with pipeline parallelism; None: pp
     # in_flight: micro-batches stay in the pipeline from one iteration to the next (vLLM's virtual engines,
     # TensorRT-LLM); flush: each iteration fills and drains it (GPipe-style)

@@ -17,9 +17,9 @@ from simulator.config.scenario import ScenarioSpec
 from simulator.engine.iteration import PrivateTraffic, Stage
 from simulator.engine.link import Network
 from simulator.engine.replica import Replica, exact_delay, run_collective
-from simulator.hardware.allreduce import allreduce_for
 from simulator.hardware.collectives import Phase
 from simulator.hardware.model import ModelShape
+from simulator.hardware.moe_traffic import stage_traffic
 from simulator.hardware.roofline import Drafter
 from simulator.hardware.topology import Routes, chip
 from simulator.results.collect import Collector
@@ -108,8 +108,9 @@ class Cluster:
         stages = []
         for s, cost_model in enumerate(pool.cost_models):
             chips = [chip(i) for i in pool.plan.stage_chips(replica, s)]
-            stages.append(Stage(self.env, chips, cost_model,
-                                allreduce_for(graph, chips, self.routes, self.link_efficiency)))
+            allreduce, moe = stage_traffic(graph, chips, pool.plan.tensor_parallel, cost_model.model.top_k,
+                                           self.routes, self.link_efficiency)
+            stages.append(Stage(self.env, chips, cost_model, allreduce, moe))
         return stages
 
     def _add_replica(self, index: int, role: str, plan, stages: list[Stage], spec: ScenarioSpec,

@@ -34,13 +34,15 @@ from simulator.serving.batcher import Batch, ContinuousBatching
 
 
 class Stage:
-    """One pipeline stage: its TP group's chips, its cost model, and the collective of one layer."""
+    """One pipeline stage: its chips (a TP group, or dp of them with attention data parallelism), its cost
+    model, the all-reduce of one layer and, with attention data parallelism, one MoE layer's all-to-all."""
 
     def __init__(self, env: simpy.Environment, chips: list[str], cost_model: StepCostModel,
-                 layer_collective: AllReduce):
+                 layer_collective: AllReduce, moe_collective: Callable[[float], Collective] | None = None):
         self.chips = chips
         self.cost_model = cost_model
-        self.layer_collective = layer_collective  # bytes of one all-reduce -> collective (size-aware)
+        self.layer_collective = layer_collective  # bytes of activations -> one layer's all-reduce (size-aware)
+        self.moe_collective = moe_collective  # bytes of activations -> one MoE layer's dispatch and combine
         self.busy = simpy.Resource(env, capacity=1)
         self.private: PrivateTraffic | None = None  # set when no other traffic can share this stage's links
 
@@ -62,8 +64,11 @@ class PrivateTraffic:
     def __init__(self, stage: Stage, next_stage: Stage | None, routes: Routes, capacity: dict[str, float]):
         self.choice = stage.layer_collective
         reps = 2 * stage.cost_model.layers
-        self.collectives = [Linear(*_linear(repeated(a.make(1.0), reps) if len(stage.chips) > 1 else (), routes,
-                                            capacity)) for a in self.choice.algorithms] or [Linear(0.0, 0.0, {}, 0.0)]
+        moe: Collective = ()
+        if stage.moe_collective is not None:
+            moe = repeated(stage.moe_collective(1.0), round(stage.cost_model.moe_layers))
+        units = [repeated(a.make(1.0), reps) + moe for a in self.choice.algorithms] or [moe]
+        self.collectives = [Linear(*_linear(unit, routes, capacity)) for unit in units]
         send: Collective = ()
         if next_stage is not None:
             n = len(stage.chips)

@@ -122,6 +122,9 @@ class Replica(ReplicaState):
                     yield env.timeout(cost.roofline_s / chunks)
                     if len(stage.chips) > 1:
                         collective = repeated(stage.layer_collective(size), round(2 * layers_per_chunk))
+                        if stage.moe_collective is not None:  # attention DP: each MoE layer's all-to-all
+                            moe_layers = round(stage.cost_model.moe_layers / chunks)
+                            collective += repeated(stage.moe_collective(size), moe_layers)
                         start = env.now
                         yield from self._run(collective, account)
                         account.network_s += env.now - start

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from simulator.config.load import Scenario
 from simulator.errors import CapacityError
-from simulator.hardware.allreduce import allreduce_for
 from simulator.hardware.collectives import Phase, repeated, uncontended_s
 from simulator.hardware.model import ModelShape, model_shape
+from simulator.hardware.moe_traffic import stage_traffic
 from simulator.hardware.prepare import Prepared, prepare
 from simulator.hardware.roofline import ACTIVATION_BYTES, BatchShape
 from simulator.hardware.topology import Routes, chip
@@ -67,8 +67,12 @@ def decode_step(prepared: Prepared, scenario: Scenario, batch: int, context: int
         overhead += cost.overhead_s
         chips = [chip(i) for i in plan.stage_chips(0, s)]
         if len(chips) > 1:
-            allreduce = allreduce_for(graph, chips, routes, efficiency)
-            network += uncontended_s(repeated(allreduce(size), 2 * cost_model.layers), routes.route, capacity)[0]
+            allreduce, moe = stage_traffic(graph, chips, plan.tensor_parallel, prepared.model.top_k, routes,
+                                           efficiency)
+            traffic = repeated(allreduce(size), 2 * cost_model.layers)
+            if moe is not None:
+                traffic += repeated(moe(size), round(cost_model.moe_layers))
+            network += uncontended_s(traffic, routes.route, capacity)[0]
         if s + 1 < len(prepared.cost_models):
             nxt = [chip(i) for i in plan.stage_chips(0, s + 1)]
             sends = (Phase(tuple((a, b, size / len(chips)) for a, b in zip(chips, nxt)), 1),)
