@@ -24,6 +24,22 @@ class DisaggregationSpec(Frozen):
     decode: PoolSpec
 
 
+class ExpertRoutingSpec(Frozen):
+    """How tokens pick experts and how experts sit on the expert-parallel ranks (hardware/expert_routing.py).
+    `skew`: Zipf exponent over each layer's experts (0: uniform routing). `balance: eplb` places the experts
+    (and `redundant_experts` extra copies per layer, a multiple of expert_parallel) so that the ranks' expected
+    loads are even, as DeepSeek's EPLB does; `none` keeps the checkpoint's order, contiguous blocks."""
+    skew: float = Field(default=0.0, ge=0.0, le=10.0)
+    balance: Literal["none", "eplb"] = "none"
+    redundant_experts: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _copies_need_a_balancer(self) -> ExpertRoutingSpec:
+        if self.redundant_experts and self.balance != "eplb":
+            raise ValueError("redundant_experts needs balance: eplb (something must place the copies)")
+        return self
+
+
 class DeploymentSpec(Frozen):
     """How the model is laid onto the cluster. Unset dtypes follow weights_dtype."""
     tensor_parallel: int = Field(default=1, ge=1)
@@ -37,6 +53,7 @@ class DeploymentSpec(Frozen):
     # chips; the routed experts are spread over all the stage's chips (expert_parallel = dp x tp) and each MoE
     # layer dispatches tokens to them and combines the results by all-to-all
     data_parallel_attention: int = Field(default=1, ge=1)
+    expert_routing: ExpertRoutingSpec = ExpertRoutingSpec()
     micro_batches: int | None = Field(default=None, ge=1)  # per iteration with pipeline parallelism; None: pp
     # in_flight: micro-batches stay in the pipeline from one iteration to the next (vLLM's virtual engines,
     # TensorRT-LLM); flush: each iteration fills and drains it (GPipe-style)

@@ -18,9 +18,10 @@ from simulator.engine.iteration import PrivateTraffic, Stage
 from simulator.engine.link import Network
 from simulator.engine.replica import Replica, exact_delay, run_collective
 from simulator.hardware.collectives import Phase
+from simulator.hardware.expert_routing import ExpertRouter
 from simulator.hardware.model import ModelShape
 from simulator.hardware.moe_traffic import stage_traffic
-from simulator.hardware.roofline import Drafter
+from simulator.hardware.roofline import Drafter, StepCostModel
 from simulator.hardware.topology import Routes, chip
 from simulator.results.collect import Collector
 from simulator.serving.batcher import ContinuousBatching, Speculation
@@ -55,6 +56,7 @@ class Cluster:
         """`only_replicas`: simulate only these replicas, with the requests round robin gives them
         (replica_groups.py runs independent groups of replicas in parallel processes)."""
         self.env = env
+        self.spec = spec
         self.only_replicas = only_replicas
         self.requests = requests
         self.arrival_s = array("d", np.ascontiguousarray(requests.arrival_s, dtype=np.float64).tobytes())
@@ -110,8 +112,18 @@ class Cluster:
             chips = [chip(i) for i in pool.plan.stage_chips(replica, s)]
             allreduce, moe = stage_traffic(graph, chips, pool.plan.tensor_parallel, cost_model.model.top_k,
                                            self.routes, self.link_efficiency)
-            stages.append(Stage(self.env, chips, cost_model, allreduce, moe))
+            stages.append(Stage(self.env, chips, cost_model, allreduce, moe, self._router(cost_model, s)))
         return stages
+
+    def _router(self, cost_model: StepCostModel, stage: int) -> ExpertRouter | None:
+        """The expert routing of a stage with expert parallelism: the model's popularity per layer drawn from
+        the run's seed (the same for every replica), its placement on the ranks."""
+        m, spec = cost_model.model, self.spec.deployment.expert_routing
+        if cost_model.ep <= 1 or not m.n_experts:
+            return None
+        rng = np.random.default_rng(np.random.SeedSequence([self.spec.seed, 0xE8, stage]))
+        return ExpertRouter(m.n_experts, m.top_k, round(cost_model.moe_layers), cost_model.ep, spec.skew,
+                            spec.balance, spec.redundant_experts, rng)
 
     def _add_replica(self, index: int, role: str, plan, stages: list[Stage], spec: ScenarioSpec,
                      model: ModelShape, prompt: array, private: bool, drafter: Drafter | None) -> None:

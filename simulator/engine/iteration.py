@@ -19,6 +19,7 @@ import simpy
 from simulator.engine.link import Network
 from simulator.hardware.allreduce import AllReduce
 from simulator.hardware.collectives import Collective, Phase, phase_links, repeated, uncontended_s
+from simulator.hardware.expert_routing import ExpertRouter
 from simulator.hardware.roofline import (
     ACTIVATION_BYTES,
     BatchShape,
@@ -38,8 +39,10 @@ class Stage:
     model, the all-reduce of one layer and, with attention data parallelism, one MoE layer's all-to-all."""
 
     def __init__(self, env: simpy.Environment, chips: list[str], cost_model: StepCostModel,
-                 layer_collective: AllReduce, moe_collective: Callable[[float], Collective] | None = None):
+                 layer_collective: AllReduce, moe_collective: Callable[[float], Collective] | None = None,
+                 router: ExpertRouter | None = None):
         self.chips = chips
+        self.router = router  # with expert parallelism: where this stage's MoE layers send their tokens
         self.cost_model = cost_model
         self.layer_collective = layer_collective  # bytes of activations -> one layer's all-reduce (size-aware)
         self.moe_collective = moe_collective  # bytes of activations -> one MoE layer's dispatch and combine
@@ -236,20 +239,9 @@ class ReplicaState:
         return cost_sum(cost, self.drafter.cost(shape))
 
     def _expert_load(self, stage: Stage, shape: BatchShape) -> tuple[float, float] | None:
-        """With expert parallelism: sample top-k routing for every MoE layer of the stage and return the
-        busiest rank's (routed tokens, experts touched), summed over layers (each layer waits for it)."""
-        cm = stage.cost_model
-        m = cm.model
-        if cm.ep <= 1 or not m.n_experts:
+        """With expert parallelism: sample the routing of every MoE layer of the stage (its router's model and
+        placement) and return the busiest rank's (routed tokens, experts touched), summed over layers (each
+        layer waits for it)."""
+        if stage.router is None:
             return None
-        layers = round(cm.moe_layers)
-        tokens = round(shape.tokens)
-        if layers == 0 or tokens == 0:
-            return (0.0, 0.0)
-        counts = self.rng.multinomial(tokens * m.top_k, np.full(m.n_experts, 1.0 / m.n_experts), size=layers)
-        per_rank = counts.reshape(layers, cm.ep, m.n_experts // cm.ep)
-        routed = per_rank.sum(axis=2)
-        touched = (per_rank > 0).sum(axis=2)
-        busiest = routed.argmax(axis=1)
-        rows = np.arange(layers)
-        return float(routed[rows, busiest].sum()), float(touched[rows, busiest].sum())
+        return stage.router.busiest(round(shape.tokens), self.rng)

@@ -182,6 +182,14 @@ def _check_parallelism(model: ModelShape, cluster: TopologySpec, d: DeploymentSp
             f"{model.n_experts} experts), or data_parallel_attention x tensor_parallel with attention data "
             "parallelism")
         raise ScenarioError("deployment.expert_parallel", f"{ep} for {model.name}: {why}")
+    routing = d.expert_routing
+    if ep == 1 and (routing.skew or routing.balance != "none"):
+        raise ScenarioError("deployment.expert_routing", "skew and balance shape the load of expert-parallel "
+                            "ranks; they need expert_parallel > 1")
+    if routing.redundant_experts % ep:
+        raise ScenarioError("deployment.expert_routing.redundant_experts",
+                            f"{routing.redundant_experts} copies do not fill the {ep} expert-parallel ranks "
+                            f"evenly; allowed: a multiple of {ep}")
     chips_total = cluster.nodes * cluster.chips_per_node
     needed = tp * dp * pp * d.replicas
     if needed > chips_total:
@@ -250,6 +258,10 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
     layers = layout.layers
     weight_bytes_per_chip = (layout.fullest_bytes / tp if dp == 1 else
                              _dp_weight_bytes(model, layout, tp, dp, DTYPE_BYTES[deployment.weights_dtype]))
+    redundant = deployment.expert_routing.redundant_experts
+    if redundant:  # each rank holds redundant / ep more expert copies of each of the stage's MoE layers
+        weight_bytes_per_chip += (model.n_moe_layers * max(layers) / model.n_layers * redundant
+                                  * model.expert_params * DTYPE_BYTES[deployment.weights_dtype] / (tp * dp))
     tier, stream = _tiers(chip, weight_bytes_per_chip, deployment, tp * dp * pp, model)
     usable = tier.capacity * deployment.memory_utilization
     kv_per_token = model.kv_bytes_per_token(kv_dtype) * kv_share_per_chip(model, tp)
