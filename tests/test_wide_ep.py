@@ -94,3 +94,18 @@ def test_layouts_that_cannot_be_built_say_why(overrides, message):
     with pytest.raises(ScenarioError) as exc:
         prepare(load_scenario("scenarios/default.yaml", ["cluster=hgx-h100", *overrides]))
     assert str(exc.value).endswith(message)
+
+
+def test_wide_ep_across_two_nodes_puts_half_the_all_to_all_on_the_nics():
+    """16 ranks on 2 nodes: of each chip's dispatch and combine, 7/16 goes over NVLink to its node's other
+    chips, 8/16 over its NIC to the other node's."""
+    path = "scenarios/deepseek-r1-wide-ep-2xhgx.yaml"
+    result = run(load_scenario(path, ["workload.num_requests=6"]))
+    model = prepare(load_scenario(path)).model
+    it, links = result.iterations, result.links
+    tokens = float((it["prefill_tokens"] + it["decode_tokens"]).sum())
+    volume = 2 * tokens * model.d_model * model.top_k * ACTIVATION_BYTES * model.n_moe_layers
+    nic = links[links["link"].str.match(r"c\d+->leaf0$")]["bytes"].sum()
+    nvlink = links[links["link"].str.match(r"c\d+->n\d/sw$")]["bytes"].sum()
+    assert nic == pytest.approx(volume * 8 / 16, rel=1e-9)
+    assert nvlink == pytest.approx(volume * 7 / 16, rel=1e-9)

@@ -106,7 +106,9 @@ def explain(scenario: Scenario) -> list[tuple[str, str, str]]:
     max_batch = min(spec.serving.batcher.max_batch_size,
                     plan.kv_capacity_blocks // max(1, math.ceil(per_request / plan.kv_block_tokens)))
     rows += [
-        ("plan", "parallelism", f"TP {plan.tensor_parallel} x PP {plan.pipeline_parallel} (EP "
+        ("plan", "parallelism", f"TP {plan.tensor_parallel}"
+                                f"{f' x attention DP {plan.data_parallel}' if plan.data_parallel > 1 else ''}"
+                                f" x PP {plan.pipeline_parallel} (EP "
                                 f"{plan.expert_parallel}) x {plan.replicas} replicas = {plan.chips_total} chips"),
         ("plan", "layers per stage", ", ".join(str(n) for n in plan.layers_per_stage)),
         ("memory", "tier holding weights and KV-cache" if not plan.stream_tier else "tier holding the KV-cache",
