@@ -66,7 +66,7 @@ def test_a_skewed_run_is_slower_than_a_uniform_one():
 
 @pytest.mark.parametrize("overrides, message", [
     (["model=mixtral-8x7b", "deployment.expert_routing.skew=1"],
-     "deployment.expert_routing: skew and balance shape the load of expert-parallel ranks; they need "
+     "deployment.expert_routing: skew, loads and balance shape the load of expert-parallel ranks; they need "
      "expert_parallel > 1"),
     ([*BASE, "deployment.expert_routing.balance=eplb", "deployment.expert_routing.redundant_experts=4"],
      "deployment.expert_routing.redundant_experts: 4 copies do not fill the 8 expert-parallel ranks evenly; "
@@ -78,3 +78,33 @@ def test_routing_settings_that_cannot_apply_say_why(overrides, message):
     with pytest.raises(ScenarioError) as exc:
         prepare(load_scenario("scenarios/default.yaml", overrides))
     assert str(exc.value).endswith(message)
+
+
+def write_loads(tmp_path, lines):
+    path = tmp_path / "loads.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_measured_loads_route_to_the_hot_experts(tmp_path):
+    """Mixtral's 8 experts, all traffic on experts 0 and 1 of every layer (one line for all): with EP 8 the
+    two ranks holding them get every token, so steps are slower than with uniform routing."""
+    hot = write_loads(tmp_path, ["# expert loads, one line for every layer", "5,5,0,0,0,0,0,0"])
+    uniform = run(load_scenario("scenarios/default.yaml", BASE)).summary
+    skewed = run(load_scenario("scenarios/default.yaml", [*BASE, f"deployment.expert_routing.loads={hot}"])).summary
+    assert skewed["tpot_s"]["p50"] > uniform["tpot_s"]["p50"]
+    router = ExpertRouter(8, 2, 3, 8, loads=np.tile([[0.5, 0.5, 0, 0, 0, 0, 0, 0]], (3, 1)))
+    assert router.busiest(100, np.random.default_rng(0)) == (300.0, 3.0)  # 100 tokens on each layer's expert 0
+
+
+@pytest.mark.parametrize("lines, problem", [
+    (["1,2,3"], "{path} line 1: 3 values; the model has 8 experts"),
+    (["1,2,3,4,5,6,7,x"], "{path} line 1: not all numbers"),
+    (["0,0,0,0,0,0,0,0"], "{path} line 1: loads must be finite, non-negative and not all zero"),
+    (["1,1,1,1,1,1,1,1"] * 2, "{path}: 2 lines of loads; allowed: 1 (every layer) or 32 (one per MoE layer)"),
+])
+def test_a_bad_loads_file_is_one_line_naming_it(tmp_path, lines, problem):
+    path = write_loads(tmp_path, lines)
+    with pytest.raises(ScenarioError) as exc:
+        prepare(load_scenario("scenarios/default.yaml", [*BASE, f"deployment.expert_routing.loads={path}"]))
+    assert str(exc.value) == "scenarios/default.yaml: deployment.expert_routing.loads: " + problem.format(path=path)

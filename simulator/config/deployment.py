@@ -28,8 +28,11 @@ class ExpertRoutingSpec(Frozen):
     """How tokens pick experts and how experts sit on the expert-parallel ranks (hardware/expert_routing.py).
     `skew`: Zipf exponent over each layer's experts (0: uniform routing). `balance: eplb` places the experts
     (and `redundant_experts` extra copies per layer, a multiple of expert_parallel) so that the ranks' expected
-    loads are even, as DeepSeek's EPLB does; `none` keeps the checkpoint's order, contiguous blocks."""
+    loads are even, as DeepSeek's EPLB does; `none` keeps the checkpoint's order, contiguous blocks. `loads`:
+    measured expert loads instead of a skew, a CSV file (relative to the scenario) with one line per MoE layer
+    (or one line for all) of one non-negative number per expert; `#` lines are comments."""
     skew: float = Field(default=0.0, ge=0.0, le=10.0)
+    loads: str | None = None
     balance: Literal["none", "eplb"] = "none"
     redundant_experts: int = Field(default=0, ge=0)
 
@@ -37,6 +40,8 @@ class ExpertRoutingSpec(Frozen):
     def _copies_need_a_balancer(self) -> ExpertRoutingSpec:
         if self.redundant_experts and self.balance != "eplb":
             raise ValueError("redundant_experts needs balance: eplb (something must place the copies)")
+        if self.loads is not None and self.skew:
+            raise ValueError("give skew or loads, not both")
         return self
 
 

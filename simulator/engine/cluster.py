@@ -112,18 +112,24 @@ class Cluster:
             chips = [chip(i) for i in pool.plan.stage_chips(replica, s)]
             allreduce, moe = stage_traffic(graph, chips, pool.plan.tensor_parallel, cost_model.model.top_k,
                                            self.routes, self.link_efficiency)
-            stages.append(Stage(self.env, chips, cost_model, allreduce, moe, self._router(cost_model, s)))
+            first = sum(round(m.moe_layers) for m in pool.cost_models[:s])
+            stages.append(Stage(self.env, chips, cost_model, allreduce, moe,
+                                self._router(cost_model, s, pool.expert_loads, first)))
         return stages
 
-    def _router(self, cost_model: StepCostModel, stage: int) -> ExpertRouter | None:
+    def _router(self, cost_model: StepCostModel, stage: int, loads: np.ndarray | None,
+                first: int) -> ExpertRouter | None:
         """The expert routing of a stage with expert parallelism: the model's popularity per layer drawn from
-        the run's seed (the same for every replica), its placement on the ranks."""
+        the run's seed (the same for every replica) or measured (`loads`, from its MoE layer `first` on), its
+        placement on the ranks."""
         m, spec = cost_model.model, self.spec.deployment.expert_routing
         if cost_model.ep <= 1 or not m.n_experts:
             return None
+        layers = round(cost_model.moe_layers)
         rng = np.random.default_rng(np.random.SeedSequence([self.spec.seed, 0xE8, stage]))
-        return ExpertRouter(m.n_experts, m.top_k, round(cost_model.moe_layers), cost_model.ep, spec.skew,
-                            spec.balance, spec.redundant_experts, rng)
+        return ExpertRouter(m.n_experts, m.top_k, layers, cost_model.ep, spec.skew, spec.balance,
+                            spec.redundant_experts, rng,
+                            None if loads is None else loads[[min(first + i, len(loads) - 1) for i in range(layers)]])
 
     def _add_replica(self, index: int, role: str, plan, stages: list[Stage], spec: ScenarioSpec,
                      model: ModelShape, prompt: array, private: bool, drafter: Drafter | None) -> None:

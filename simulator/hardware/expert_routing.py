@@ -18,7 +18,48 @@ redundant/ep slots per rank. An expert's tokens split evenly over its copies.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from simulator.errors import ScenarioError
+
+LOADS_FIELD = "deployment.expert_routing.loads"
+MAX_LOADS_BYTES = 16 * 2**20
+
+
+def read_loads(path: str, experts: int, moe_layers: int) -> np.ndarray:
+    """A measured expert-load file -> (moe_layers, experts) routing probabilities, each row normalised. One
+    line per MoE layer, or one line for all of them; every problem is one line naming the file and line."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(MAX_LOADS_BYTES + 1)
+        if len(text) > MAX_LOADS_BYTES:
+            raise ScenarioError(LOADS_FIELD, f"{path}: larger than {MAX_LOADS_BYTES // 2**20} MiB")
+        lines = text.decode("utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(LOADS_FIELD, f"{path} cannot be read: {exc}") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cells = line.split(",")
+        if len(cells) != experts:
+            raise ScenarioError(LOADS_FIELD, f"{path} line {number}: {len(cells)} values; the model has "
+                                f"{experts} experts")
+        try:
+            row = [float(cell) for cell in cells]
+        except ValueError:
+            raise ScenarioError(LOADS_FIELD, f"{path} line {number}: not all numbers") from None
+        if any(not math.isfinite(x) or x < 0 for x in row) or not sum(row) > 0:
+            raise ScenarioError(LOADS_FIELD, f"{path} line {number}: loads must be finite, non-negative and "
+                                "not all zero")
+        rows.append(row)
+    if len(rows) not in (1, moe_layers):
+        raise ScenarioError(LOADS_FIELD, f"{path}: {len(rows)} lines of loads; allowed: 1 (every layer) or "
+                            f"{moe_layers} (one per MoE layer)")
+    loads = np.array(rows if len(rows) == moe_layers else rows * moe_layers, dtype=np.float64)
+    return loads / loads.sum(axis=1, keepdims=True)
 
 
 def inclusion(p: np.ndarray, top_k: int) -> np.ndarray:
@@ -80,8 +121,10 @@ class ExpertRouter:
     """The routing of one pipeline stage's MoE layers over `ranks` expert-parallel ranks."""
 
     def __init__(self, experts: int, top_k: int, layers: int, ranks: int, skew: float = 0.0,
-                 balance: str = "none", redundant: int = 0, rng: np.random.Generator | None = None):
-        p = zipf_probabilities(experts, layers, skew, rng or np.random.default_rng(0))
+                 balance: str = "none", redundant: int = 0, rng: np.random.Generator | None = None,
+                 loads: np.ndarray | None = None):
+        """`loads`: measured routing probabilities of these layers (rows), instead of the Zipf model."""
+        p = zipf_probabilities(experts, layers, skew, rng or np.random.default_rng(0)) if loads is None else loads
         self.pi = inclusion(p, top_k)  # (layers, experts)
         if balance == "eplb":
             self.share = np.stack([eplb(self.pi[layer], ranks, redundant) for layer in range(layers)])

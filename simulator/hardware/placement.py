@@ -183,9 +183,9 @@ def _check_parallelism(model: ModelShape, cluster: TopologySpec, d: DeploymentSp
             "parallelism")
         raise ScenarioError("deployment.expert_parallel", f"{ep} for {model.name}: {why}")
     routing = d.expert_routing
-    if ep == 1 and (routing.skew or routing.balance != "none"):
-        raise ScenarioError("deployment.expert_routing", "skew and balance shape the load of expert-parallel "
-                            "ranks; they need expert_parallel > 1")
+    if ep == 1 and (routing.skew or routing.balance != "none" or routing.loads):
+        raise ScenarioError("deployment.expert_routing", "skew, loads and balance shape the load of "
+                            "expert-parallel ranks; they need expert_parallel > 1")
     if routing.redundant_experts % ep:
         raise ScenarioError("deployment.expert_routing.redundant_experts",
                             f"{routing.redundant_experts} copies do not fill the {ep} expert-parallel ranks "
