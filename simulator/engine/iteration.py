@@ -93,7 +93,7 @@ def _linear(collective: Collective, routes: Routes, capacity: dict[str, float]):
     """(seconds per byte, fixed latency, bytes per link per byte, bytes sent per byte) of a collective."""
     if not collective:
         return 0.0, 0.0, {}, 0.0
-    latency = sum(p.steps * phase_links(p, routes.route)[1] for p in collective)
+    latency = sum(p.steps * phase_links(p, routes.route)[1] + p.base_s for p in collective)
     seconds, carried = uncontended_s(collective, routes.route, capacity)
     sent = sum(size for p in collective for _, _, size in p.flows)
     return seconds - latency, latency, carried, sent

@@ -183,6 +183,7 @@ def run_collective(env: simpy.Environment, network: Network, routes: Routes, col
         events = [network.transfer(members, size, 0.0) for size, members in by_size.items()]
         network.events += 1
         yield events[0] if len(events) == 1 else env.all_of(events)
-        if phase.steps and latency:
-            yield env.timeout(phase.steps * latency)
+        wait = phase.steps * latency + phase.base_s
+        if wait:
+            yield env.timeout(wait)
     return sent

@@ -3,16 +3,23 @@ form, and the fastest one for the message size, as NCCL's tuner and the serving 
 pick them.
 
 Every algorithm is a flow model (phases of flows, collectives.py) and, on idle links, an alpha-beta closed
-form `t(S) = alpha + beta x S`: alpha = latency steps x the route latency of a step, beta = the bytes the
-busiest link carries per byte of buffer over its bandwidth. On n chips with ports (switch) or links (mesh) of
-bandwidth B and a hop latency a (chip -> chip, through the switch or over one link):
+form `t(S) = alpha + beta x S`: alpha = a fixed latency L (the kernel's launch and synchronisation) + latency
+steps x the route latency of a step, beta = the bytes the busiest link carries per byte of buffer over its
+bandwidth. On n chips with ports (switch) or links (mesh) of bandwidth B and a hop latency a (chip -> chip,
+through the switch or over one link):
 
     algorithm                 switch (one port per chip)             full mesh (one link per pair)
-    ring                      2(n-1) a + 2(n-1)/n S/B                2(n-1) a + 2(n-1)/n S/B
-    double binary tree        2 floor(log2 n) a + 2 S/B              2 floor(log2 n) a + S/B
-    one-shot                  a + (n-1) S/B                          a + S/B
-    two-shot                  2 a + 2(n-1)/n S/B                     2 a + 2 S/(n B)
-    NVLS (in-switch reduce)   2 a + (n+1)/n S/B                      -
+    ring                      L + 2(n-1) a + 2(n-1)/n S/B            L + 2(n-1) a + 2(n-1)/n S/B
+    double binary tree        L + 2 floor(log2 n) a + 2 S/B          L + 2 floor(log2 n) a + S/B
+    one-shot                  L + a + (n-1) S/B                      L + a + S/B
+    two-shot                  L + 2 a + 2(n-1)/n S/B                 L + 2 a + 2 S/(n B)
+    NVLS (in-switch reduce)   L + 2 a + (n+1)/n S/B                  -
+
+L (BASE_S) is NCCL's own tuning model's (github.com/NVIDIA/nccl src/graph/tuning.cc, baseLatencies and
+hwLatencies, in us): ring 6.6 and tree 6.8 (LL protocol), NVLS 25 (its NVLink latency; Simple, NVLS's only
+protocol, so it wins on bandwidth, not latency). One-shot and two-shot are ASSUMED to pay what NCCL's LL ring
+pays besides its hops (one kernel launch and a flag-synchronised exchange). Multi-node and torus all-reduces
+keep alpha = hops only.
 
 One-shot (every chip sends its whole buffer to every peer and reduces locally) and two-shot (a direct
 reduce-scatter then a direct all-gather) are the serving engines' custom all-reduce kernels, which run out
@@ -30,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import networkx as nx
 
@@ -47,6 +54,15 @@ from simulator.hardware.collectives import (
 from simulator.hardware.topology import Routes
 
 CUSTOM_MAX_BYTES = 8 * 2**20  # vLLM CustomAllreduce max_size (8 MiB): larger buffers go to NCCL
+BASE_S = {"ring": 6.6e-6, "tree": 6.8e-6, "one-shot": 6.6e-6, "two-shot": 6.6e-6, "nvls": 25e-6}
+
+
+def _with_base(make: Callable[[float], Collective], base_s: float) -> Callable[[float], Collective]:
+    """The collective with a fixed latency on its first phase."""
+    def based(size: float) -> Collective:
+        collective = make(size)
+        return (replace(collective[0], base_s=base_s),) + collective[1:] if collective else ()
+    return based
 
 
 def one_shot_allreduce(chips: list[str], size: float) -> Collective:
@@ -121,7 +137,7 @@ def closed_form(make: Callable[[float], Collective], routes: Routes,
                 capacity: dict[str, float]) -> tuple[float, float]:
     """(alpha, beta) of a collective builder: its flows' time on idle links is linear in the buffer size."""
     unit = make(1.0)
-    alpha = sum(p.steps * phase_links(p, routes.route)[1] for p in unit)
+    alpha = sum(p.steps * phase_links(p, routes.route)[1] + p.base_s for p in unit)
     return alpha, uncontended_s(unit, routes.route, capacity)[0] - alpha
 
 
@@ -148,7 +164,7 @@ def candidates(graph: nx.DiGraph, chips: list[str]) -> list[tuple[str, Callable[
         ("two-shot", lambda size: direct_allreduce(chips, size), CUSTOM_MAX_BYTES if on_switch else math.inf)]
     if on_switch and graph.nodes[switch].get("reduces"):
         found.append(("nvls", lambda size: nvls_allreduce(chips, switch, size), math.inf))
-    return found
+    return [(name, _with_base(make, BASE_S[name]), limit) for name, make, limit in found]
 
 
 def allreduce_for(graph: nx.DiGraph, chips: list[str], routes: Routes | None = None,

@@ -27,6 +27,7 @@ FlowSpec = tuple[str, str, float]  # (source chip, destination chip, bytes)
 class Phase:
     flows: tuple[FlowSpec, ...]
     steps: int
+    base_s: float = 0.0  # fixed latency besides the hops (a collective kernel's launch and synchronisation)
 
 
 Collective = tuple[Phase, ...]
@@ -103,13 +104,15 @@ def p2p(src: str, dst: str, size: float) -> Collective:
 def _merge(parts: list[Collective]) -> Phase:
     """Run the single phases of several independent collectives concurrently."""
     flows = tuple(f for c in parts for phase in c for f in phase.flows)
-    return Phase(flows, max((phase.steps for c in parts for phase in c), default=0))
+    return Phase(flows, max((phase.steps for c in parts for phase in c), default=0),
+                 max((phase.base_s for c in parts for phase in c), default=0.0))
 
 
 def repeated(collective: Collective, times: int) -> Collective:
     """`times` back-to-back runs of a collective as one: bytes and latency steps add up (aggregating the
     all-reduces of many layers into one set of flows per iteration)."""
-    return tuple(Phase(tuple((a, b, n * times) for a, b, n in p.flows), p.steps * times) for p in collective)
+    return tuple(Phase(tuple((a, b, n * times) for a, b, n in p.flows), p.steps * times, p.base_s * times)
+                 for p in collective)
 
 
 def phase_links(phase: Phase, route) -> tuple[dict[str, int], float]:
@@ -136,13 +139,13 @@ def uncontended_s(collective: Collective, route, capacity: dict[str, float]) -> 
         sizes = {size for _, _, size in phase.flows}
         if len(sizes) > 1:
             seconds, latency = _mixed_phase(phase, route, capacity, carried)
-            total += seconds + phase.steps * latency
+            total += seconds + (phase.steps * latency + phase.base_s)
             continue
         size = sizes.pop() if sizes else 0.0
         mult, latency = phase_links(phase, route)
         if mult:
             total += size / min(capacity[link] / m for link, m in mult.items())
-        total += phase.steps * latency
+        total += phase.steps * latency + phase.base_s
         for link, m in mult.items():
             carried[link] = carried.get(link, 0.0) + size * m
     return total, carried

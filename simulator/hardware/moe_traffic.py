@@ -38,8 +38,8 @@ def dispatch_combine(chips: list[str], top_k: int) -> Builder:
 
 def _concurrent(parts: list[Collective]) -> Collective:
     """Several collectives with the same phase structure run side by side, phase by phase."""
-    return tuple(Phase(tuple(f for p in phases for f in p.flows), max(p.steps for p in phases))
-                 for phases in zip(*parts))
+    return tuple(Phase(tuple(f for p in phases for f in p.flows), max(p.steps for p in phases),
+                       max(p.base_s for p in phases)) for phases in zip(*parts))
 
 
 def grouped_allreduce(groups: list[list[str]], graph: nx.DiGraph, routes: Routes,
