@@ -18,8 +18,9 @@ through the switch or over one link):
 L (BASE_S) is NCCL's own tuning model's (github.com/NVIDIA/nccl src/graph/tuning.cc, baseLatencies and
 hwLatencies, in us): ring 6.6 and tree 6.8 (LL protocol), NVLS 25 (its NVLink latency; Simple, NVLS's only
 protocol, so it wins on bandwidth, not latency). One-shot and two-shot are ASSUMED to pay what NCCL's LL ring
-pays besides its hops (one kernel launch and a flag-synchronised exchange). Multi-node and torus all-reduces
-keep alpha = hops only.
+pays besides its hops (one kernel launch and a flag-synchronised exchange). These are GPU software: on other
+chips (LPUs' compiled, statically scheduled transfers) the all-reduce pays its hops only and no IPC buffer
+limits it. Multi-node and torus all-reduces keep alpha = hops only.
 
 One-shot (every chip sends its whole buffer to every peer and reduces locally) and two-shot (a direct
 reduce-scatter then a direct all-gather) are the serving engines' custom all-reduce kernels, which run out
@@ -164,6 +165,8 @@ def candidates(graph: nx.DiGraph, chips: list[str]) -> list[tuple[str, Callable[
         ("two-shot", lambda size: direct_allreduce(chips, size), CUSTOM_MAX_BYTES if on_switch else math.inf)]
     if on_switch and graph.nodes[switch].get("reduces"):
         found.append(("nvls", lambda size: nvls_allreduce(chips, switch, size), math.inf))
+    if graph.graph.get("chip_kind", "gpu") != "gpu":
+        return [(name, make, math.inf) for name, make, _ in found]
     return [(name, _with_base(make, BASE_S[name]), limit) for name, make, limit in found]
 
 

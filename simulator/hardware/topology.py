@@ -33,7 +33,7 @@ def _link(g: nx.DiGraph, u: str, v: str, bw: float, latency: float, energy: floa
 
 def build_graph(spec: TopologySpec, chip_spec: ChipSpec) -> nx.DiGraph:
     """The cluster as a graph; chips carry `node` (their node index) as an attribute."""
-    g = nx.DiGraph(name=spec.name)
+    g = nx.DiGraph(name=spec.name, chip_kind=chip_spec.kind)
     n = spec.chips_per_node
     for k in range(spec.nodes):
         for local in range(n):
