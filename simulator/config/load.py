@@ -388,6 +388,9 @@ def load_scenario_dict(data: Mapping[str, Any], file: str, base_dir: str | Path,
         if len(keys) > 1:
             origins.pop(keys[0], None)  # a value overridden inside a referenced file is the scenario's now
     _resolve_refs(tree, base, file, origins)  # an override may itself name a topology or workload
+    routing = tree.get("deployment", {}).get("expert_routing") if isinstance(tree.get("deployment"), dict) else None
+    if isinstance(routing, dict) and isinstance(routing.get("loads"), str):  # relative to the scenario file
+        routing["loads"] = str(base / Path(routing["loads"]).expanduser())
     spec: ScenarioSpec = validate(ScenarioSpec, tree, file, origins)
     chip_file = origins.get("cluster", file)
     chip_field = "chip" if "cluster" in origins else "cluster.chip"

@@ -129,6 +129,10 @@ class StepCostModel:
     dense_flops_per_token: float = 0.0  # 2 x the dense active parameters of this stage's layers
     routed_flops_per_token: float = 0.0  # 2 x the routed experts' active parameters of this stage's layers
     lm_head_flops_per_logit: float = 0.0  # 2 x the lm_head parameters this stage holds
+    # attention data parallelism (deployment.data_parallel_attention): each of `dp` ranks of `tp` chips
+    # attends to and runs the dense layers for 1/dp of the batch; the routed experts see the whole batch
+    dp: int = 1
+    expert_tp: int = 1        # chips one routed expert is split over (1 with expert parallelism)
 
     @classmethod
     def build(cls, model: ModelShape, plan: Plan, chip: ChipSpec, stage: int,
@@ -151,7 +155,7 @@ class StepCostModel:
             stream_bw=plan.stream_bandwidth * eff.memory,
             streamed_share=1.0 - plan.resident_weight_fraction if plan.stream_tier else 0.0,
             dense_weight_bytes=dense * wbytes / plan.tensor_parallel,
-            expert_bytes=model.expert_params * wbytes / (1 if plan.expert_parallel > 1 else plan.tensor_parallel),
+            expert_bytes=model.expert_params * wbytes / plan.expert_tp,
             kv_bytes_per_token=plan.kv_bytes_per_token_per_chip * frac,
             overhead_s=eff.step_overhead + layers * (eff.layer_overhead + mesh_layer_s(model, plan, chip))
             + model.n_moe_layers * layers / model.n_layers * eff.moe_layer_overhead,
@@ -160,6 +164,7 @@ class StepCostModel:
             dense_flops_per_token=2.0 * dense_active * frac,
             routed_flops_per_token=2.0 * routed_active * frac,
             lm_head_flops_per_logit=2.0 * model.lm_head_params * head,
+            dp=plan.data_parallel, expert_tp=plan.expert_tp,
         )
 
     @property
@@ -182,19 +187,22 @@ class StepCostModel:
             gemm += self.lm_head_flops_per_logit * b.logits / self.tp
         weights = self.dense_weight_bytes
         if self.model.n_experts:
-            if expert_load is None:
+            if expert_load is None:  # expected experts touched by the whole batch, on 1/ep of them per rank
                 gemm += self.routed_flops_per_token * tokens / self.tp
-                weights += self.moe_layers * self.experts_touched(tokens) * self.expert_bytes
+                weights += self.moe_layers * self.experts_touched(tokens * self.dp) * self.expert_bytes / self.ep
             else:
                 routed_tokens, touched = expert_load
-                gemm += 2.0 * self.model.expert_params * routed_tokens
+                gemm += 2.0 * self.model.expert_params * routed_tokens / self.expert_tp
                 weights += touched * self.expert_bytes
         return gemm, weights
 
     def cost(self, b: BatchShape, expert_load: tuple[float, float] | None = None) -> StepCost:
         """Roofline of one pass of `b` through this stage on one chip, kernel class by class. `expert_load` =
         (routed tokens, experts touched) summed over this stage's MoE layers on the busiest expert-parallel
-        rank; without it the routed experts are split evenly over the TP group (expected experts touched)."""
+        rank; without it the routed experts are split evenly over the TP group (expected experts touched). With
+        attention data parallelism the chip runs its DP rank's 1/dp of `b` (the batch of the whole stage)."""
+        if self.dp > 1:
+            b = b.split(self.dp)
         tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
         gemm, weights = self._gemms(b, tokens, expert_load)
         prefill = self.attn_flops_per_pair * (b.prefill_pairs + b.verify_pairs) / self.tp

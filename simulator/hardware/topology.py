@@ -35,7 +35,7 @@ def _link(g: nx.DiGraph, u: str, v: str, bw: float, latency: float, energy: floa
 
 def build_graph(spec: TopologySpec, chip_spec: ChipSpec) -> nx.DiGraph:
     """The cluster as a graph; chips carry `node` (their node index) as an attribute."""
-    g = nx.DiGraph(name=spec.name)
+    g = nx.DiGraph(name=spec.name, chip_kind=chip_spec.kind)
     n = spec.chips_per_node
     for k in range(spec.nodes):
         for local in range(n):
@@ -62,7 +62,7 @@ def _scaleup(g: nx.DiGraph, spec: TopologySpec, chip_spec: ChipSpec, k: int) -> 
         if bw is None:
             raise ValueError(f"{chip_spec.id} has no scale-up bandwidth; set scaleup.bandwidth_per_dir")
         switch = f"n{k}/sw"
-        g.add_node(switch, kind="switch", node=k)
+        g.add_node(switch, kind="switch", node=k, reduces=f.in_switch_reduction)
         for member in members:  # half the hop latency each way: chip -> switch -> chip is one hop
             _link(g, member, switch, bw, f.hop_latency / 2, f.energy_per_bit, "scaleup")
     elif f.kind == "mesh":

@@ -98,7 +98,9 @@ def markdown(s: dict[str, Any], plan: Plan, description: str, links: bool, plots
     if s["sim"].get("interrupted"):
         lines += [f"**Interrupted** at {s['sim']['simulated_s']:.4g} simulated seconds: a partial result "
                   "(requests not done by then count as in flight).", ""]
-    lines += [f"Seed {s['seed']}. Tensor parallel {plan.tensor_parallel} x pipeline {plan.pipeline_parallel} "
+    attention_dp = f" x attention data parallel {plan.data_parallel}" if plan.data_parallel > 1 else ""
+    lines += [f"Seed {s['seed']}. Tensor parallel {plan.tensor_parallel}{attention_dp} x pipeline "
+              f"{plan.pipeline_parallel} "
               f"(expert parallel {plan.expert_parallel}) x {plan.replicas} replicas, weights "
               f"{plan.weights_dtype}, KV {plan.kv_dtype}; {plan.weight_bytes_per_chip / 1e9:.1f} GB of weights "
               f"and room for {plan.kv_capacity_tokens:,} KV tokens per replica in {plan.tier}.", "",

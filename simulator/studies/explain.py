@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from simulator.config.load import Scenario
 from simulator.errors import CapacityError
-from simulator.hardware.collectives import Phase, allreduce_for, repeated, uncontended_s
+from simulator.hardware.collectives import Phase, repeated, uncontended_s
 from simulator.hardware.model import ModelShape, model_shape
+from simulator.hardware.moe_traffic import stage_traffic
 from simulator.hardware.prepare import Prepared, prepare
 from simulator.hardware.roofline import ACTIVATION_BYTES, BatchShape, pipelined
 from simulator.hardware.topology import Routes, chip
@@ -74,8 +75,12 @@ def decode_step(prepared: Prepared, scenario: Scenario, batch: int, context: int
         chips = [chip(i) for i in plan.stage_chips(0, s)]
         coll = 0.0
         if len(chips) > 1:
-            coll = uncontended_s(repeated(allreduce_for(graph, chips)(size), 2 * cost_model.layers),
-                                 routes.route, capacity)[0]
+            allreduce, moe = stage_traffic(graph, chips, plan.tensor_parallel, prepared.model.top_k, routes,
+                                           efficiency)
+            traffic = repeated(allreduce(size), 2 * cost_model.layers)
+            if moe is not None:
+                traffic += repeated(moe(size), round(cost_model.moe_layers))
+            coll = uncontended_s(traffic, routes.route, capacity)[0]
         send = 0.0
         if s + 1 < len(prepared.cost_models):
             nxt = [chip(i) for i in plan.stage_chips(0, s + 1)]
@@ -117,7 +122,9 @@ def explain(scenario: Scenario) -> list[tuple[str, str, str]]:
     max_batch = min(spec.serving.batcher.max_batch_size,
                     plan.kv_capacity_blocks // max(1, math.ceil(per_request / plan.kv_block_tokens)))
     rows += [
-        ("plan", "parallelism", f"TP {plan.tensor_parallel} x PP {plan.pipeline_parallel} (EP "
+        ("plan", "parallelism", f"TP {plan.tensor_parallel}"
+                                f"{f' x attention DP {plan.data_parallel}' if plan.data_parallel > 1 else ''}"
+                                f" x PP {plan.pipeline_parallel} (EP "
                                 f"{plan.expert_parallel}) x {plan.replicas} replicas = {plan.chips_total} chips"),
         ("plan", "layers per stage", ", ".join(str(n) for n in plan.layers_per_stage)),
         ("memory", "tier holding weights and KV-cache" if not plan.stream_tier else
