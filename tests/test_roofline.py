@@ -164,3 +164,22 @@ def test_an_unknown_serving_engine_is_refused_with_the_engines_there_are():
     path = REPO / "scenarios" / "default.yaml"
     assert cli_error("run", path, "--set", "serving.engine=foo") == (
         f"{path}: serving.engine: 'foo' is not one of: jetstream, sglang, trtllm, vllm")
+
+
+@pytest.mark.parametrize("weights, kv, attention", [("fp8", "bf16", "bf16"), ("fp8", "fp8", "fp8"),
+                                                    ("bf16", "bf16", "bf16")])
+def test_attention_multiplies_at_the_kv_cache_precision_not_the_weights(weights, kv, attention):
+    """8-bit weights dequantize inside the GEMMs, but QK^T and PV multiply activations by the KV-cache: a long
+    prefill's attention takes its FLOPs over the peak of the KV-cache's precision (fp8 only with an fp8
+    KV-cache), its GEMMs over the weights'."""
+    model, plan, cost_model = prepared(REPO / "scenarios" / "default.yaml",
+                                       [f"deployment.weights_dtype={weights}", f"deployment.kv_dtype={kv}"])
+    from simulator.config.load import load_chip
+    chip = load_chip("h100-sxm")
+    shape = prefill(16384)
+    cost = cost_model.cost(shape)
+    attention_flops = cost_model.attn_flops_per_pair * shape.prefill_pairs
+    gemm_flops = cost.flops - attention_flops
+    eff = chip.efficiency.compute
+    assert cost.compute_s == pytest.approx(gemm_flops / (chip.compute.peak[weights] * eff)
+                                           + attention_flops / (chip.compute.peak[attention] * eff))

@@ -161,7 +161,7 @@ def _commit_steady(replica: ReplicaState, batch: Batch, parts: int, start: float
         # ReplicaState.closed_form (with StepCostModel.cost), then ReplicaState.book into a fresh account, unrolled
         total = slowest = 0.0
         costs = []
-        for (gemm, gcb, gmb, gm, per_pair, tp, tokens, kv_per_token, peak, bw, resident, streamed, ov), coll, \
+        for (gemm, gc, gcb, gmb, gm, per_pair, tp, tokens, kv_per_token, peak, bw, resident, streamed, ov), coll, \
                 xfer, send_latency, _, _, _, _ in plan:
             decode = per_pair * c_micro / tp
             kv = (c_micro + tokens) * kv_per_token
@@ -170,7 +170,7 @@ def _commit_steady(replica: ReplicaState, batch: Batch, parts: int, start: float
             mbi = gmb + (dm if dm > dc else 0.0)
             fl = gemm + decode
             mem_b, stream_b = resident + kv, streamed
-            c, m = fl / peak, gm + dm
+            c, m = gc + dc, gm + dm
             step = cbi + mbi + ov + coll
             total += step + xfer + send_latency
             slowest = max(slowest, step, xfer)
@@ -232,7 +232,7 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
     net_bytes_per_chip = size * (ar.sent + p.send_sent) / chips
     coll_carried, coll_bytes, send_carried, send_bytes = (ar.carried, size * ar.sent, p.send_carried,
                                                           size * p.send_sent)
-    gemm, gcb, gmb, gm, per_pair, tp, tokens, kv_per_token, peak, bw, resident, streamed, ov = \
+    gemm, gc, gcb, gmb, gm, per_pair, tp, tokens, kv_per_token, peak, bw, resident, streamed, ov = \
         stage.cost_model.decode_terms(shape)
     size_, used, out, n, pf = batch.size, batcher.kv.used_blocks, batch.output_tokens, shape.decode_tokens, \
         shape.prefill_tokens
@@ -247,7 +247,7 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
         mb = gmb + (dm if dm > dc else 0.0)
         fl = gemm + decode
         mem_b, stream_b = resident + kv, streamed
-        c, m = fl / peak, gm + dm
+        c, m = gc + dc, gm + dm
         step = cb + mb + ov + coll
         end = t + (step + xfer + send_latency)
         finishing = committed == steps

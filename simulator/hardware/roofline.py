@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from simulator.config.cluster import ChipSpec
+from simulator.config.fields import DType
 from simulator.hardware.model import DTYPE_BYTES, ModelShape
 from simulator.hardware.placement import Plan
 
@@ -56,7 +57,7 @@ class BatchShape(NamedTuple):
 
 
 class StepCost(NamedTuple):
-    compute_s: float         # all FLOPs over the effective peak
+    compute_s: float         # every kernel class's FLOPs over its effective peak
     memory_s: float          # all bytes over the effective bandwidths
     overhead_s: float
     flops: float             # per chip
@@ -80,6 +81,18 @@ def ring_allreduce_s(size_bytes: float, n: int, bw_bytes_per_s: float, hop_laten
     if n <= 1:
         return 0.0
     return 2.0 * (n - 1) / n * size_bytes / bw_bytes_per_s + 2 * (n - 1) * hop_latency_s
+
+
+def attention_dtype(plan: Plan, chip: ChipSpec) -> DType:
+    """The precision attention's matrix products run at: the KV-cache's 8-bit float when it is fp8 and the
+    chip has an fp8 rate (TensorRT-LLM's fp8 FMHA), else 16-bit, whatever the weights are: fp4 or int8
+    weights dequantize in the GEMMs, but QK^T and PV multiply activations by the KV-cache. A chip with
+    no 16-bit rate in the catalog runs it at the GEMMs' dtype."""
+    peaks = chip.compute.peak
+    if plan.kv_dtype == "fp8" and "fp8" in peaks:
+        return "fp8"
+    sixteen: tuple[DType, ...] = ("bf16", "fp16")
+    return next((d for d in sixteen if d in peaks), plan.compute_dtype)
 
 
 def mesh_layer_s(model: ModelShape, plan: Plan, chip: ChipSpec) -> float:
@@ -115,7 +128,8 @@ class StepCostModel:
     ep: int
     layers: int               # transformer layers in this stage
     last: bool                # holds the lm_head (or a vocabulary slice of it)
-    peak_flops: float         # effective: peak x eps_c
+    peak_flops: float         # effective: peak x eps_c, of the GEMMs' compute dtype
+    attn_peak_flops: float    # effective peak of the attention kernels' dtype (attention_dtype)
     memory_bw: float          # effective: bandwidth x eps_m
     stream_bw: float          # effective bandwidth of the tier weights stream from; 0 without streaming
     streamed_share: float     # of the weight bytes a pass reads, the share in that slower tier (the rest fits)
@@ -151,6 +165,7 @@ class StepCostModel:
         return cls(
             model=model, tp=plan.tensor_parallel, ep=plan.expert_parallel, layers=layers, last=last,
             peak_flops=chip.compute.peak[plan.compute_dtype] * eff.compute,
+            attn_peak_flops=chip.compute.peak[attention_dtype(plan, chip)] * eff.compute,
             memory_bw=plan.tier_bandwidth * eff.memory,
             stream_bw=plan.stream_bandwidth * eff.memory,
             streamed_share=1.0 - plan.resident_weight_fraction if plan.stream_tier else 0.0,
@@ -210,33 +225,33 @@ class StepCostModel:
         kv_prefill = (b.prefill_kv_tokens + b.prefill_tokens + b.verify_tokens) * self.kv_bytes_per_token
         kv_decode = (b.decode_context + b.decode_tokens) * self.kv_bytes_per_token  # reads + the new token's
         overhead = self.overhead_s + self.sequence_overhead_s * b.logits
-        peak, bw = self.peak_flops, self.memory_bw
+        peak, attn_peak, bw = self.peak_flops, self.attn_peak_flops, self.memory_bw
         streamed = weights * self.streamed_share
         resident = weights - streamed
         gc, gm = gemm / peak, resident / bw + streamed / self.stream_bw if self.stream_bw else weights / bw
-        pc, pm, dc, dm = prefill / peak, kv_prefill / bw, decode / peak, kv_decode / bw
+        pc, pm, dc, dm = prefill / attn_peak, kv_prefill / bw, decode / attn_peak, kv_decode / bw
         cb = (gc if gc >= gm else 0.0) + (pc if pc >= pm else 0.0) + (dc if dc >= dm else 0.0)
         mb = (gm if gm > gc else 0.0) + (pm if pm > pc else 0.0) + (dm if dm > dc else 0.0)
         flops = gemm + prefill + decode
         kv = kv_prefill + kv_decode
-        return StepCost(flops / peak, gm + pm + dm, overhead, flops, resident + kv, streamed, cb, mb)
+        return StepCost(gc + pc + dc, gm + pm + dm, overhead, flops, resident + kv, streamed, cb, mb)
 
     def decode_terms(self, b: BatchShape) -> tuple:
         """What `cost(b)` computes that does not depend on `b.decode_context`, for a batch of decodes without
         prefill, speculation or sampled expert load (run-ahead's steady decoding, engine/run_ahead.py):
-        (gemm FLOPs, the GEMMs' compute-bound and memory-bound time, their memory time, attention FLOPs per
-        pair, tp, tokens, KV bytes per token, peak, bandwidth, weight bytes in the fast tier and streamed from the
-        slower one, overhead). With context
-        c, the same float operations as cost() give: decode attention = per_pair x c / tp over peak against
-        (c + tokens) x kv_per_token over bandwidth; the prefill class is zero and adds nothing."""
+        (gemm FLOPs, their compute time, the GEMMs' compute-bound and memory-bound time, their memory time,
+        attention FLOPs per pair, tp, tokens, KV bytes per token, attention's peak, bandwidth, weight bytes in
+        the fast tier and streamed from the slower one, overhead). With context c, the same float operations as
+        cost() give: decode attention = per_pair x c / tp over attention's peak against (c + tokens) x
+        kv_per_token over bandwidth; compute time = GEMMs' + attention's; the prefill class adds zero."""
         tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
         gemm, weights = self._gemms(b, tokens)
         gc = gemm / self.peak_flops
         streamed = weights * self.streamed_share
         resident = weights - streamed
         gm = resident / self.memory_bw + streamed / self.stream_bw if self.stream_bw else weights / self.memory_bw
-        return (gemm, gc if gc >= gm else 0.0, gm if gm > gc else 0.0, gm, self.attn_flops_per_pair, self.tp,
-                tokens, self.kv_bytes_per_token, self.peak_flops, self.memory_bw, resident, streamed,
+        return (gemm, gc, gc if gc >= gm else 0.0, gm if gm > gc else 0.0, gm, self.attn_flops_per_pair, self.tp,
+                tokens, self.kv_bytes_per_token, self.attn_peak_flops, self.memory_bw, resident, streamed,
                 self.overhead_s + self.sequence_overhead_s * b.logits)
 
 

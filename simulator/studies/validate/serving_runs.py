@@ -137,9 +137,13 @@ def _experiment(name: str, row: dict[str, str], line: int, file: str,
                       tuple(stages[s] for s in sorted(stages)))
 
 
+RENAMED = {"mistral-nemo-instruct-2407": "mistral-nemo-12b"}  # checkpoints named by date, not by size
+
+
 def catalog_model(hf_id: str) -> str | None:
     """The catalog model a Hugging Face id names (meta-llama/Llama-3.1-70B-Instruct -> llama-3.1-70b)."""
     name = hf_id.split("/")[-1].lower()
+    name = RENAMED.get(name, name)
     for suffix in ("-instruct", "-hf", "-chat"):
         name = name.removesuffix(suffix)
     return name if name in model_ids() else None
