@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from simulator.config import limits
 from simulator.config.cluster import ChipSpec, EngineSpec
+from simulator.config.cost import cost_basis
 from simulator.config.model_config import check_model_config
 from simulator.config.scenario import ScenarioSpec
 from simulator.config.workload import WorkloadSpec, span_problem
@@ -392,6 +393,7 @@ def load_scenario_dict(data: Mapping[str, Any], file: str, base_dir: str | Path,
     chip_file = origins.get("cluster", file)
     chip_field = "chip" if "cluster" in origins else "cluster.chip"
     chip = load_chip(spec.cluster.chip, chip_field, chip_file)
+    cost_basis(spec.cost, chip, file)  # an explicit cost.prefer the prices cannot meet is refused here
     model_name, model_config = load_model_config(spec.model, base, file)
     return Scenario(spec=spec, chip=chip, model_name=model_name, model_config=model_config,
                     file=file, origins=origins)

@@ -12,7 +12,8 @@ Metric definitions (the one place they are written down):
   for collectives and stage-to-stage sends (network), fixed overheads, and pipeline bubbles.
 - energy: idle power of every chip over the span, plus joules per FLOP ((TDP - idle) / peak), per byte of
   the memory tier and per byte per link hop (hardware/energy.py); `energy` breaks it down and gives the share
-  spent moving data. Cost: rent per chip-hour, or purchase price amortised plus energy x PUE x price.
+  spent moving data. Cost: rent per chip-hour, or purchase price amortised plus energy x PUE x price;
+  `cost` records the basis (rent or purchase) and where each price came from (config/cost.py).
 - itl_s: inter-token latency over every decode token of the run (weighted percentiles of iteration gaps):
   with chunked prefill, iteration durations weighted by decode tokens; without it, the pauses of decodes
   during prefill-only iterations included (results/slo.py).
@@ -34,6 +35,8 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from simulator.config.cost import CostBasis, cost_basis
+from simulator.config.scenario import CostSpec
 from simulator.hardware.energy import EnergyModel, EnergyParts, energy_parts
 from simulator.hardware.placement import Plan
 from simulator.results import slo
@@ -160,7 +163,8 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
     busiest = cast("dict[str, float]", link_util)  # a link carried its bytes over span_s > 0: no share is None
     energy = _energy(scenario, plan, chips, flops, memory_bytes, stream_bytes, links, span_s)
     energy_j = energy.total_j if energy else None
-    cost_usd = _cost_usd(scenario, chips, span_s, energy_j)
+    basis = cost_basis(spec.cost, chip)
+    cost_usd = _cost_usd(basis, spec.cost, chips, span_s, energy_j)
     per_chip_peak = chip.compute.peak[plan.compute_dtype]
     summary: dict[str, Any] = {
         "scenario": spec.name,
@@ -215,6 +219,7 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
             "facility_power_kw": None if chip.power is None else chips * chip.power.tdp * spec.cost.pue / 1e3,
         },
         "cost_usd": cost_usd,
+        "cost": basis.record(),
         "cost_usd_per_million_output_tokens": (None if cost_usd is None or out_tokens == 0
                                                else cost_usd / out_tokens * 1e6),
         "chips": chips,
@@ -269,16 +274,12 @@ def _energy(scenario: "Scenario", plan: Plan, chips: int, flops: float, memory_b
                         float(links["energy_j"].sum()) if len(links) else 0.0, stream_bytes)
 
 
-def _cost_usd(scenario: "Scenario", chips: int, span_s: float, energy_j: float | None) -> float | None:
-    price, cost = scenario.chip.price, scenario.spec.cost
-    if price is None:
+def _cost_usd(basis: CostBasis, cost: CostSpec, chips: int, span_s: float, energy_j: float | None) -> float | None:
+    if basis.basis == "rent" and basis.rent_usd_per_hour is not None:
+        return chips * basis.rent_usd_per_hour * span_s / 3600.0
+    if basis.basis != "purchase" or basis.purchase_usd is None or energy_j is None:
         return None
-    rent = price.rent_usd_per_hour
-    if rent is not None and (cost.prefer == "rent" or price.purchase_usd is None):
-        return chips * rent * span_s / 3600.0
-    if price.purchase_usd is None or energy_j is None:
-        return None
-    capital = chips * price.purchase_usd * span_s / (cost.amortization_years * SECONDS_PER_YEAR)
+    capital = chips * basis.purchase_usd * span_s / (cost.amortization_years * SECONDS_PER_YEAR)
     return capital + energy_j * cost.pue * cost.usd_per_kwh / 3.6e6
 
 
