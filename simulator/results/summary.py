@@ -10,8 +10,10 @@ Metric definitions (the one place they are written down):
   link that carried traffic (`src->dst`); achievable = bandwidth x the chip's efficiency.collective.
 - bottleneck_share: share of busy time in which compute or memory bounds the roofline, the time spent waiting
   for collectives and stage-to-stage sends (network), fixed overheads, and pipeline bubbles.
-- energy: idle power of every chip over the span, plus joules per FLOP ((TDP - idle) / peak), per byte of
-  the memory tier and per byte per link hop (hardware/energy.py); `energy` breaks it down and gives the share
+- energy: idle power of every chip over the span, plus core power while kernels run (a share whenever a kernel
+  is resident, the rest with the arithmetic's time at the achievable rate), per byte of the memory tier and
+  per byte per link hop (hardware/energy.py): a busy chip draws near TDP, an idle one idle power;
+  `energy` breaks it down (kernel_busy_share: chip-time with a kernel resident) and gives the share
   spent moving data. Cost: rent per chip-hour, or purchase price amortised plus energy x PUE x price;
   `cost` records the basis (rent or purchase) and where each price came from (config/cost.py).
 - itl_s: inter-token latency over every decode token of the run (weighted percentiles of iteration gaps):
@@ -154,6 +156,8 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
 
     flops, memory_bytes, stream_bytes, swap_bytes = (total(f"{c}_per_chip") for c in ("flops", "memory_bytes",
                                                                                       "stream_bytes", "swap_bytes"))
+    kernel_s = total("compute_bound_s") + total("memory_bound_s")  # chip-seconds with a kernel resident
+    arithmetic_s = total("compute_s")  # chip-seconds the FLOPs take at the achievable rate
     del per_chip
     batch_sizes = it["batch_size"]
     link_util = {}
@@ -161,7 +165,7 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
         totals = links.groupby("link", sort=True).agg(bytes=("bytes", "sum"), bw=("achievable_bytes_per_s", "first"))
         link_util = {link: _share(float(row.bytes), float(row.bw) * span_s) for link, row in totals.iterrows()}
     busiest = cast("dict[str, float]", link_util)  # a link carried its bytes over span_s > 0: no share is None
-    energy = _energy(scenario, plan, chips, flops, memory_bytes, stream_bytes, links, span_s)
+    energy = _energy(scenario, plan, chips, kernel_s, arithmetic_s, memory_bytes, stream_bytes, links, span_s)
     energy_j = energy.total_j if energy else None
     basis = cost_basis(spec.cost, chip)
     cost_usd = _cost_usd(basis, spec.cost, chips, span_s, energy_j)
@@ -206,9 +210,12 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
         "energy_j": energy_j,
         "energy_j_per_output_token": _share(energy_j, out_tokens) if energy_j is not None else None,
         "energy": None if energy is None else {
-            "idle_j": energy.idle_j, "compute_j": energy.compute_j, "memory_j": energy.memory_j,
+            "idle_j": energy.idle_j, "compute_j": energy.compute_j, "kernel_j": energy.kernel_j,
+            "arithmetic_j": energy.arithmetic_j, "memory_j": energy.memory_j,
             "network_j": energy.network_j, "data_movement_share": energy.data_movement_share,
             "mean_power_w": _share(energy.total_j, span_s),
+            "mean_power_w_per_chip": _share(energy.total_j, span_s * chips),
+            "kernel_busy_share": _share(kernel_s, span_s * chips),  # chip-time with a kernel resident
             "links_without_energy_figure": int((links.groupby("link")["energy_j"].sum() == 0).sum())
             if len(links) else 0,
         },
@@ -264,13 +271,14 @@ def out_of_range(summary: dict[str, Any]) -> list[str]:
             if value is not None and not -1e-12 <= value <= 1 + 1e-9]
 
 
-def _energy(scenario: "Scenario", plan: Plan, chips: int, flops: float, memory_bytes: float, stream_bytes: float,
-            links: pd.DataFrame, span_s: float) -> EnergyParts | None:
-    """Energy of the run from its totals over every chip: FLOPs, bytes of the fast tier and streamed bytes."""
+def _energy(scenario: "Scenario", plan: Plan, chips: int, kernel_s: float, arithmetic_s: float,
+            memory_bytes: float, stream_bytes: float, links: pd.DataFrame, span_s: float) -> EnergyParts | None:
+    """Energy of the run from its totals over every chip: kernel and arithmetic chip-seconds, bytes of the fast
+    tier and streamed bytes (hardware/energy.py)."""
     model = EnergyModel.build(scenario.chip, plan.compute_dtype, plan.tier, plan.stream_tier)
     if model is None:
         return None
-    return energy_parts(model, chips, span_s, flops, memory_bytes,
+    return energy_parts(model, chips, span_s, kernel_s, arithmetic_s, memory_bytes,
                         float(links["energy_j"].sum()) if len(links) else 0.0, stream_bytes)
 
 
