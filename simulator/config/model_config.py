@@ -26,6 +26,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {  # the keys each model_type's normalise
     "opt": ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "ffn_dim",
             "max_position_embeddings"),
     "gpt2": _GPT2_LIKE, "gptj": _GPT2_LIKE,
+    "gemma": (*_LLAMA_LIKE, "intermediate_size"), "gemma2": (*_LLAMA_LIKE, "intermediate_size"),
 }
 FAMILIES = tuple(sorted(REQUIRED))
 ONE_OF = {"gpt_oss": [("num_experts_per_tok", "experts_per_token")]}  # either name of the same key
@@ -37,10 +38,11 @@ INTEGERS = POSITIVE | {
     "intermediate_size", "max_position_embeddings", "num_local_experts", "num_experts", "num_experts_per_tok",
     "experts_per_token", "moe_intermediate_size", "decoder_sparse_step", "n_routed_experts", "n_shared_experts",
     "first_k_dense_replace", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
-    "v_head_dim", "ffn_dim", "word_embed_proj_dim", "n_inner", "n_positions"}
+    "v_head_dim", "ffn_dim", "word_embed_proj_dim", "n_inner", "n_positions", "sliding_window"}
 # keys Hugging Face writes as null to mean "the default" (the normalisers read them as `get(key) or default`)
 NULLABLE = {"head_dim", "num_key_value_heads", "q_lora_rank", "n_inner", "num_local_experts", "num_experts",
-            "decoder_sparse_step", "moe_intermediate_size", "experts_per_token", "max_position_embeddings"}
+            "decoder_sparse_step", "moe_intermediate_size", "experts_per_token", "max_position_embeddings",
+            "sliding_window"}
 MAX_INTEGER = 2**31 - 1
 
 
