@@ -28,18 +28,25 @@ def fail(message: str) -> None:
 
 @app.command()
 def run(
-    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
+    scenario: Path | None = typer.Argument(None, help="Scenario YAML file (default: the shipped default scenario)."),
     out: Path | None = typer.Option(None, "-o", "--out", help="Output folder (default results/<name>)."),
     seed: int | None = typer.Option(None, "--seed", min=0, help="Override the scenario's seed."),
     set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
 ) -> None:
-    """Simulate SCENARIO and write summary.json, parquet tables, plots and report.md."""
+    """Simulate SCENARIO (default: the shipped scenarios/default.yaml) and write summary.json, parquet tables,
+    plots and report.md."""
     from simulator.config.load import load_scenario
+    from simulator.config.shipped import default_scenario
     from simulator.results.outputs import check_output_folder
     from simulator.results.report import headline
     from simulator.run import run as run_scenario
 
+    if scenario is None:
+        scenario = default_scenario()
+        if scenario is None:
+            fail("no SCENARIO given and this installation ships no scenarios/default.yaml")
+            return
     try:
         loaded = load_scenario(scenario, set_)
         out_dir = out or Path("results") / loaded.spec.name

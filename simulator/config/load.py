@@ -23,6 +23,7 @@ from simulator.config.cluster import ChipSpec, EngineSpec
 from simulator.config.cost import cost_basis
 from simulator.config.model_config import check_model_config
 from simulator.config.scenario import ScenarioSpec
+from simulator.config.shipped import shipped_dir
 from simulator.config.workload import WorkloadSpec, span_problem
 from simulator.errors import ScenarioError, brief
 
@@ -120,9 +121,12 @@ def find_dir(name: str, start: Path) -> Path | None:
 def _resolve_ref(value: str, folder: str, base: Path, field_name: str, file: str) -> Path:
     direct = Path(value)
     candidates = [direct if direct.is_absolute() else base / direct, Path.cwd() / direct]
-    data_dir = find_dir(folder, base) or find_dir(folder, Path.cwd())
+    data_dir = find_dir(folder, base) or find_dir(folder, Path.cwd()) or shipped_dir(folder)
     if data_dir is not None:
         candidates += [data_dir / value, data_dir / f"{value}.yaml"]
+    shipped = shipped_dir(folder)  # a shipped name works from any folder, after the user's own
+    if shipped is not None and shipped != data_dir:
+        candidates += [shipped / value, shipped / f"{value}.yaml"]
     for candidate in candidates:
         if is_file(candidate):
             return candidate
@@ -388,6 +392,8 @@ def load_scenario_dict(data: Mapping[str, Any], file: str, base_dir: str | Path,
         apply_override(tree, keys, value)
         if len(keys) > 1:
             origins.pop(keys[0], None)  # a value overridden inside a referenced file is the scenario's now
+        else:
+            _resolve_refs(tree, base, file, origins)  # a named workload or topology, for later keys to reach in
     _resolve_refs(tree, base, file, origins)  # an override may itself name a topology or workload
     spec: ScenarioSpec = validate(ScenarioSpec, tree, file, origins)
     chip_file = origins.get("cluster", file)

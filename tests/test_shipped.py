@@ -1,0 +1,52 @@
+"""The shipped topologies, workloads and scenarios resolve by name from any folder; `infersim run` with no
+argument runs the embedded default scenario; a named workload takes later --set keys."""
+
+import json
+
+from conftest import REPO, cli_error
+from typer.testing import CliRunner
+
+from simulator.cli import app
+from simulator.config.load import load_scenario_dict
+from simulator.config.shipped import default_scenario, shipped_dir
+
+
+def test_the_shipped_folders_are_found_from_the_package():
+    assert shipped_dir("topologies") == REPO / "topologies"
+    assert shipped_dir("workloads") == REPO / "workloads"
+    assert default_scenario() == REPO / "scenarios" / "default.yaml"
+
+
+def test_names_resolve_from_an_empty_folder_outside_the_checkout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scenario = load_scenario_dict({"name": "x", "model": "llama-3.1-8b", "cluster": "hgx-h100",
+                                   "workload": "sharegpt-poisson"}, "inline", tmp_path,
+                                  ["workload.num_requests=50"])
+    assert scenario.chip.id == "h100-sxm" and scenario.spec.cluster.chips_per_node == 8
+    assert scenario.spec.workload.num_requests == 50
+    assert scenario.origins["cluster"] == str(REPO / "topologies" / "hgx-h100.yaml")
+
+
+def test_run_with_no_argument_runs_the_default_scenario_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["run", "--no-plots", "--set", "workload.num_requests=40", "-o", "out"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["scenario"] == "default" and summary["requests"]["arrived"] == 40
+
+
+def test_a_named_workload_takes_later_set_keys(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["run", "--no-plots", "--set", "workload=sharegpt-poisson", "--set",
+                                      "workload.num_requests=30", "-o", "out"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["requests"]["arrived"] == 30
+    assert not list(tmp_path.glob("results"))  # nothing written outside the output folder
+
+
+def test_an_unknown_name_lists_the_shipped_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    message = cli_error("run", "--set", "workload=no-such-workload")
+    assert message.startswith(f"{REPO / 'scenarios' / 'default.yaml'}: workload: 'no-such-workload' is not one of: ")
+    assert "sharegpt-poisson" in message
