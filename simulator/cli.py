@@ -63,6 +63,8 @@ def run(
     for name, value in headline(result.summary):
         table.add_row(name, value)
     console.print(table)
+    if loaded.chip_origin != "catalog":
+        console.print(f"chip {loaded.chip.id} is not a catalog chip: {loaded.chip_origin}")
     console.print(f"results in {out_dir}/")
     for warning in result.summary.get("warnings", ()):
         typer.echo(f"warning: {warning}", err=True)

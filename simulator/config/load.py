@@ -39,6 +39,7 @@ class Scenario:
     model_config: Mapping[str, Any]
     file: str
     origins: Mapping[str, str] = field(default_factory=dict)  # top-level key -> file it came from
+    chip_origin: str = "catalog"  # or the user's chip YAML path, or "inline in <file>" (config/user_chip.py)
 
 
 # ---------------------------------------------------------------- YAML
@@ -389,17 +390,30 @@ def load_scenario_dict(data: Mapping[str, Any], file: str, base_dir: str | Path,
     _resolve_refs(tree, base, file, origins)
     for text in overrides or []:
         keys, value = parse_override(text)
+        cluster = tree.get("cluster")
+        if keys[:2] == ["cluster", "chip"] and len(keys) > 2 and isinstance(cluster, dict) \
+                and isinstance(cluster.get("chip"), str):
+            cluster["chip"] = {"extends": cluster["chip"]}  # a field of a named chip: the chip, changed
         apply_override(tree, keys, value)
         if len(keys) > 1:
             origins.pop(keys[0], None)  # a value overridden inside a referenced file is the scenario's now
         else:
             _resolve_refs(tree, base, file, origins)  # a named workload or topology, for later keys to reach in
     _resolve_refs(tree, base, file, origins)  # an override may itself name a topology or workload
-    spec: ScenarioSpec = validate(ScenarioSpec, tree, file, origins)
+    from simulator.config.user_chip import CATALOG, resolve_chip  # it builds on this module's readers
+
     chip_file = origins.get("cluster", file)
     chip_field = "chip" if "cluster" in origins else "cluster.chip"
-    chip = load_chip(spec.cluster.chip, chip_field, chip_file)
+    cluster = tree.get("cluster")
+    user_chip = None
+    if isinstance(cluster, dict) and "chip" in cluster and not (isinstance(cluster["chip"], str)
+                                                                and cluster["chip"] in chip_ids()):
+        chip_base = Path(chip_file).resolve().parent if "cluster" in origins else base
+        user_chip = resolve_chip(cluster["chip"], chip_base, chip_file, chip_field)
+        cluster["chip"] = user_chip[0].id
+    spec: ScenarioSpec = validate(ScenarioSpec, tree, file, origins)
+    chip, chip_origin = user_chip or (load_chip(spec.cluster.chip, chip_field, chip_file), CATALOG)
     cost_basis(spec.cost, chip, file)  # an explicit cost.prefer the prices cannot meet is refused here
     model_name, model_config = load_model_config(spec.model, base, file)
     return Scenario(spec=spec, chip=chip, model_name=model_name, model_config=model_config,
-                    file=file, origins=origins)
+                    file=file, origins=origins, chip_origin=chip_origin)
