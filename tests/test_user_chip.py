@@ -33,7 +33,8 @@ def test_a_chip_extending_another_with_only_its_price_changed_changes_only_the_c
 
 def test_a_faster_memory_speeds_up_a_memory_bound_run(write_scenario):
     base = run(load_scenario(write_scenario())).summary
-    mine = run(load_scenario(write_scenario(), [f"cluster.chip={yaml.safe_dump(H100_WITH_HBM3E, default_flow_style=True).strip()}"])).summary
+    inline = yaml.safe_dump(H100_WITH_HBM3E, default_flow_style=True).strip()
+    mine = run(load_scenario(write_scenario(), [f"cluster.chip={inline}"])).summary
     assert mine["chip"] == "h100-hbm3e" and mine["chip_origin"].startswith("inline in ")
     assert mine["tpot_s"]["p50"] < base["tpot_s"]["p50"]
 
