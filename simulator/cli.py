@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -319,6 +320,20 @@ def calibrate(
         console.print(f"catalog written: {', '.join(fits) or 'nothing fitted'}")
 
 
+@app.command()
+def init(folder: Path = typer.Argument(..., help="New folder for the starter set.")) -> None:
+    """Copy the shipped topologies/, workloads/ (with their traces) and scenarios/ into FOLDER to edit; names
+    in it then resolve to your copies when you run from FOLDER or its scenarios."""
+    from simulator.config.shipped import copy_starter
+
+    try:
+        copied = copy_starter(folder)
+    except InfersimError as exc:
+        fail(str(exc))
+        return
+    console.print(f"copied {copied} files into {folder}/; try: cd {folder} && infersim run scenarios/default.yaml")
+
+
 @app.command("list")
 def list_(what: str = typer.Argument(..., help="chips, models or topologies")) -> None:
     """Print the catalog's chips or models, or the topologies/ folder, as a table."""
@@ -356,10 +371,18 @@ def _chip_rows() -> Rows:
         rows.append([c.id, c.name, c.kind, _g(peak.get("bf16"), 1e12), _g(peak.get("fp8"), 1e12),
                      f"{top.tier} {top.capacity / 1e9:.4g}", _g(top.bandwidth, 1e12),
                      _g(c.scaleup.bandwidth_per_dir if c.scaleup else None, 1e9),
-                     _g(c.power.tdp if c.power else None, 1.0)])
+                     _g(c.power.tdp if c.power else None, 1.0), _price(c)])
     columns = ["id", "name", "kind", "bf16 TFLOP/s", "fp8 TFLOP/s", "memory GB", "TB/s", "scale-up GB/s/dir",
-               "TDP W"]
+               "TDP W", "price (USD; rent USD/h)"]
     return "chips (dense peaks)", columns, rows
+
+
+def _price(chip: Any) -> str:
+    """The catalog price as `infersim list chips` shows it: purchase, rent, or none (its source says why)."""
+    price = chip.price
+    parts = [] if price is None else [f"{price.purchase_usd:,.0f}" if price.purchase_usd else "",
+                                      f"{price.rent_usd_per_hour:g}/h" if price.rent_usd_per_hour else ""]
+    return "; ".join(p for p in parts if p) or "none"
 
 
 def _model_rows() -> Rows:

@@ -50,3 +50,21 @@ def test_an_unknown_name_lists_the_shipped_ones(tmp_path, monkeypatch):
     message = cli_error("run", "--set", "workload=no-such-workload")
     assert message.startswith(f"{REPO / 'scenarios' / 'default.yaml'}: workload: 'no-such-workload' is not one of: ")
     assert "sharegpt-poisson" in message
+
+
+def test_init_copies_an_editable_starter_set_that_runs(tmp_path, monkeypatch):
+    result = CliRunner().invoke(app, ["init", str(tmp_path / "mine")])
+    assert result.exit_code == 0, result.output
+    for folder in ("topologies", "workloads", "scenarios"):
+        shipped = sorted(p.relative_to(REPO / folder) for p in (REPO / folder).rglob("*") if p.is_file())
+        assert sorted(p.relative_to(tmp_path / "mine" / folder)
+                      for p in (tmp_path / "mine" / folder).rglob("*") if p.is_file()) == shipped
+    # the copy is what names resolve to from inside it
+    (tmp_path / "mine" / "topologies" / "single-h100.yaml").write_text(
+        "name: single-h200-here\nchip: h200-sxm\nnodes: 1\nchips_per_node: 1\n")
+    monkeypatch.chdir(tmp_path / "mine")
+    scenario = load_scenario_dict({"name": "x", "model": "llama-3.1-8b", "cluster": "single-h100",
+                                   "workload": "chat-poisson"}, "inline", tmp_path / "mine")
+    assert scenario.chip.id == "h200-sxm"
+    assert cli_error("init", tmp_path / "mine") == f"{tmp_path / 'mine'}: exists and is not an empty folder; " \
+        "allowed: a new or empty folder"

@@ -8,8 +8,11 @@ from the scenario's own folders (config/load.py), then from these.
 
 from __future__ import annotations
 
+import shutil
 import sysconfig
 from pathlib import Path
+
+from simulator.errors import ScenarioError
 
 FOLDERS = ("topologies", "workloads", "scenarios")
 _PROJECT = Path(__file__).resolve().parent.parent.parent  # the checkout that holds simulator/
@@ -34,3 +37,17 @@ def default_scenario() -> Path | None:
     folder = shipped_dir("scenarios")
     path = folder / "default.yaml" if folder is not None else None
     return path if path is not None and path.is_file() else None
+
+
+def copy_starter(dest: Path) -> int:
+    """Copy the shipped folders into `dest` (new or empty) for the user to edit; the number of files copied."""
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise ScenarioError("", "exists and is not an empty folder; allowed: a new or empty folder", str(dest))
+    sources = [(folder, shipped_dir(folder)) for folder in FOLDERS]
+    found = [(folder, source) for folder, source in sources if source is not None]
+    if len(found) < len(sources):
+        missing = sorted({folder for folder, _ in sources} - {folder for folder, _ in found})
+        raise ScenarioError("", f"this installation ships no {', '.join(missing)} to copy", str(dest))
+    for folder, source in found:
+        shutil.copytree(source, dest / folder, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    return sum(1 for path in dest.rglob("*") if path.is_file())
