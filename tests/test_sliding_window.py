@@ -83,3 +83,16 @@ def test_layer_types_of_the_wrong_length_are_one_line(tmp_path):
     name, checked = load_model_config(str(path), tmp_path, "test")
     with pytest.raises(ScenarioError, match="layer_types lists 2 layers, num_hidden_layers is 42"):
         model_shape(name, checked, str(path))
+
+
+def test_phi3_mini_parameters_and_its_window_on_every_layer(tmp_path):
+    # microsoft/Phi-3-mini-4k-instruct config.json: 3.82B parameters (model card "3.8B"); fused qkv and
+    # gate_up projections hold the same parameters as separate ones; sliding_window 2047 on every layer
+    m = shape_of(tmp_path, {"model_type": "phi3", "hidden_size": 3072, "intermediate_size": 8192,
+                            "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 32,
+                            "vocab_size": 32064, "max_position_embeddings": 4096, "sliding_window": 2047,
+                            "tie_word_embeddings": False})
+    # 32 x (4 x 3072^2 + 3 x 3072 x 8192 + 2 x 3072) + 2 x 32064 x 3072 + 3072
+    assert m.total_params == 32 * (4 * 3072**2 + 3 * 3072 * 8192 + 2 * 3072) + 2 * 32064 * 3072 + 3072
+    assert m.total_params == pytest.approx(3.82e9, rel=0.005)
+    assert m.n_sliding_layers == 32 and m.kv_bytes(4096, "bf16") == m.kv_bytes(2047, "bf16")

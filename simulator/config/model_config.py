@@ -26,7 +26,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {  # the keys each model_type's normalise
     "opt": ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "ffn_dim",
             "max_position_embeddings"),
     "gpt2": _GPT2_LIKE, "gptj": _GPT2_LIKE,
-    "gemma": (*_LLAMA_LIKE, "intermediate_size"), "gemma2": (*_LLAMA_LIKE, "intermediate_size"),
+    "phi3": (*_LLAMA_LIKE, "intermediate_size"), "gemma": (*_LLAMA_LIKE, "intermediate_size"),
+    "gemma2": (*_LLAMA_LIKE, "intermediate_size"),
 }
 FAMILIES = tuple(sorted(REQUIRED))
 ONE_OF = {"gpt_oss": [("num_experts_per_tok", "experts_per_token")]}  # either name of the same key

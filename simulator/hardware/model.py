@@ -3,11 +3,11 @@
 Built from a Hugging Face config.json. Each architecture family is normalised into one set of dimensions
 (`_Dims`), and every count is computed from those dimensions the same way, so a new family is one small
 normaliser. Supported `model_type`s: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, deepseek_v3,
-gpt_oss, gemma, gemma2, opt, gpt2, gptj, palm.
+gpt_oss, gemma, gemma2, phi3, opt, gpt2, gptj, palm.
 
 Sliding-window (local) attention layers keep the KV of at most `sliding_window` positions and attend at most
 that many: `kv_bytes(context)` and `attention_flops(context)` cap them (gpt-oss and Gemma 2 alternate local
-and global layers; Mistral 7B v0.1 slides on every layer).
+and global layers; Mistral 7B v0.1 and Phi-3 slide on every layer).
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def _llama_like(c: Mapping[str, Any]) -> _Dims:
         raise ValueError("MoE layers interleaved with dense layers (decoder_sparse_step, mlp_only_layers) "
                          "are not supported")
     qwen2 = c.get("model_type") == "qwen2"
-    window, n_sliding = _sliding(c, every_layer=c.get("model_type") == "mistral")
+    window, n_sliding = _sliding(c, every_layer=c.get("model_type") in ("mistral", "phi3"))
     return _Dims(
         d_model=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=heads,
         n_kv_heads=c.get("num_key_value_heads") or heads,
@@ -315,7 +315,8 @@ def _gptj(c: Mapping[str, Any]) -> _Dims:
 _FAMILIES: dict[str, Callable[[Mapping[str, Any]], _Dims]] = {
     "llama": _llama_like, "mistral": _llama_like, "mixtral": _llama_like, "qwen2": _llama_like,
     "qwen3": _llama_like, "qwen3_moe": _llama_like, "palm": _llama_like, "deepseek_v3": _deepseek_v3,
-    "gpt_oss": _gpt_oss, "gemma": _gemma, "gemma2": _gemma, "opt": _opt, "gpt2": _gpt2, "gptj": _gptj,
+    "phi3": _llama_like, "gpt_oss": _gpt_oss, "gemma": _gemma, "gemma2": _gemma, "opt": _opt, "gpt2": _gpt2,
+    "gptj": _gptj,
 }
 
 
