@@ -58,3 +58,18 @@ def test_a_chip_without_a_price_has_no_cost_and_says_why():
     assert basis.basis is None and basis.reason.startswith("NONE: shared/data/catalog/chips.csv")
     priced = cost_basis(CostSpec(chip_price_usd=40000), load_chip("b200"))
     assert priced.basis == "purchase" and priced.purchase_usd == 40000
+
+
+def test_system_capex_adds_nodes_and_racks_to_a_bought_cluster(write_scenario):
+    base = run(load_scenario(write_scenario())).summary
+    s = run(load_scenario(write_scenario({"cost.node_usd": 100000, "cost.facility_usd_per_rack_year": 50000}))).summary
+    span, year = s["sim"]["simulated_s"], 365 * 24 * 3600
+    parts = s["cost"]["parts_usd"]
+    assert parts["nodes"] == pytest.approx(100000 * span / (4 * year))  # one node, amortised over 4 years
+    assert parts["facility"] == pytest.approx(50000 * span / year)       # no nodes_per_rack: one rack
+    assert s["cost_usd"] == pytest.approx(sum(parts.values()))
+    assert s["cost_usd"] - base["cost_usd"] == pytest.approx(parts["nodes"] + parts["facility"])
+    assert base["cost"]["parts_usd"]["nodes"] == 0 and base["cost"]["parts_usd"]["facility"] == 0
+    rented = run(load_scenario(write_scenario({"cost.node_usd": 100000, "cost.prefer": "rent",
+                                               "cost.rent_usd_per_chip_hour": 2}))).summary
+    assert list(rented["cost"]["parts_usd"]) == ["rent"]  # a rental rate includes the system

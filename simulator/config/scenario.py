@@ -28,6 +28,11 @@ class CostSpec(Frozen):
     prefer: Literal["auto", "rent", "purchase"] = "auto"
     chip_price_usd: float | None = Field(default=None, gt=0)
     rent_usd_per_chip_hour: float | None = Field(default=None, gt=0)
+    # the rest of the system when bought (rent includes it): per node the server, host CPUs, DRAM, NICs and
+    # in-node switches, amortised with the chips; per rack per year the facility's share (space, power and
+    # cooling provisioning, top-of-rack and spine ports). No default figure is sourced: 0 unless given.
+    node_usd: float = Field(default=0.0, ge=0)
+    facility_usd_per_rack_year: float = Field(default=0.0, ge=0)
 
 
 class SimSpec(Frozen):

@@ -30,8 +30,10 @@ Metric definitions (the one place they are written down):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import operator
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -168,7 +170,10 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
     energy = _energy(scenario, plan, chips, kernel_s, arithmetic_s, memory_bytes, stream_bytes, links, span_s)
     energy_j = energy.total_j if energy else None
     basis = cost_basis(spec.cost, chip)
-    cost_usd = _cost_usd(basis, spec.cost, chips, span_s, energy_j)
+    racks = None if spec.cluster.nodes_per_rack is None else math.ceil(nodes / spec.cluster.nodes_per_rack)
+    cost_parts = _cost_parts(basis, spec.cost, chips, nodes, racks or 1, span_s, energy_j)
+    # added in order, left to right (not sum(): its compensated summation moves the last bit)
+    cost_usd = None if cost_parts is None else functools.reduce(operator.add, cost_parts.values())
     per_chip_peak = chip.compute.peak[plan.compute_dtype]
     summary: dict[str, Any] = {
         "scenario": spec.name,
@@ -222,12 +227,12 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
         },
         "deployment": {
             "chips": chips, "nodes": nodes,
-            "racks": None if spec.cluster.nodes_per_rack is None else math.ceil(nodes / spec.cluster.nodes_per_rack),
+            "racks": racks,
             "nameplate_power_kw": None if chip.power is None else chips * chip.power.tdp / 1e3,
             "facility_power_kw": None if chip.power is None else chips * chip.power.tdp * spec.cost.pue / 1e3,
         },
         "cost_usd": cost_usd,
-        "cost": basis.record(),
+        "cost": {**basis.record(), "parts_usd": cost_parts},
         "cost_usd_per_million_output_tokens": (None if cost_usd is None or out_tokens == 0
                                                else cost_usd / out_tokens * 1e6),
         "chips": chips,
@@ -283,13 +288,18 @@ def _energy(scenario: "Scenario", plan: Plan, chips: int, kernel_s: float, arith
                         float(links["energy_j"].sum()) if len(links) else 0.0, stream_bytes)
 
 
-def _cost_usd(basis: CostBasis, cost: CostSpec, chips: int, span_s: float, energy_j: float | None) -> float | None:
+def _cost_parts(basis: CostBasis, cost: CostSpec, chips: int, nodes: int, racks: int, span_s: float,
+                energy_j: float | None) -> dict[str, float] | None:
+    """The run's cost by part: rent; or the chips, the rest of each node and the racks' facility share
+    amortised over `cost.amortization_years`, plus energy x PUE x price. None: no basis (config/cost.py)."""
     if basis.basis == "rent" and basis.rent_usd_per_hour is not None:
-        return chips * basis.rent_usd_per_hour * span_s / 3600.0
+        return {"rent": chips * basis.rent_usd_per_hour * span_s / 3600.0}
     if basis.basis != "purchase" or basis.purchase_usd is None or energy_j is None:
         return None
-    capital = chips * basis.purchase_usd * span_s / (cost.amortization_years * SECONDS_PER_YEAR)
-    return capital + energy_j * cost.pue * cost.usd_per_kwh / 3.6e6
+    years = cost.amortization_years * SECONDS_PER_YEAR
+    return {"chips": chips * basis.purchase_usd * span_s / years, "nodes": nodes * cost.node_usd * span_s / years,
+            "facility": racks * cost.facility_usd_per_rack_year * span_s / SECONDS_PER_YEAR,
+            "energy": energy_j * cost.pue * cost.usd_per_kwh / 3.6e6}
 
 
 def summary_json(summary: dict[str, Any]) -> str:
