@@ -68,3 +68,15 @@ def test_init_copies_an_editable_starter_set_that_runs(tmp_path, monkeypatch):
     assert scenario.chip.id == "h200-sxm"
     assert cli_error("init", tmp_path / "mine") == f"{tmp_path / 'mine'}: exists and is not an empty folder; " \
         "allowed: a new or empty folder"
+
+
+def test_link_fields_of_a_named_topology_set_after_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scenario = load_scenario_dict({"name": "x", "model": "llama-3.1-8b", "cluster": "single-h100",
+                                   "workload": "chat-poisson"}, "inline", tmp_path,
+                                  ["cluster=hgx-h100", "cluster.scaleup.bandwidth_per_dir=100 GB/s",
+                                   "cluster.scaleup.energy_per_bit=2 pJ"])
+    assert scenario.spec.cluster.chips_per_node == 8
+    assert scenario.spec.cluster.scaleup.bandwidth_per_dir == 100e9
+    assert scenario.spec.cluster.scaleup.energy_per_bit == 2e-12
+    assert "cluster" not in scenario.origins  # its values are the scenario's now: errors name the scenario
