@@ -1,5 +1,5 @@
-"""Gemma / Gemma 2 config.json import and sliding-window attention: parameter counts against published totals,
-KV bytes and attention FLOPs against their closed forms."""
+"""Gemma, Gemma 2, Phi-3, Qwen2-MoE and DeepSeek-V2 config.json import and sliding-window attention: parameter
+counts against published totals, KV bytes and attention FLOPs against their closed forms."""
 
 import json
 
@@ -96,3 +96,34 @@ def test_phi3_mini_parameters_and_its_window_on_every_layer(tmp_path):
     assert m.total_params == 32 * (4 * 3072**2 + 3 * 3072 * 8192 + 2 * 3072) + 2 * 32064 * 3072 + 3072
     assert m.total_params == pytest.approx(3.82e9, rel=0.005)
     assert m.n_sliding_layers == 32 and m.kv_bytes(4096, "bf16") == m.kv_bytes(2047, "bf16")
+
+
+def test_qwen2_moe_counts_its_wider_gated_shared_expert(tmp_path):
+    # Qwen/Qwen1.5-MoE-A2.7B config.json: 14.3B parameters, 2.7B active (model card)
+    m = shape_of(tmp_path, {"model_type": "qwen2_moe", "hidden_size": 2048, "intermediate_size": 5632,
+                            "num_attention_heads": 16, "num_hidden_layers": 24, "num_key_value_heads": 16,
+                            "vocab_size": 151936, "num_experts": 60, "num_experts_per_tok": 4,
+                            "moe_intermediate_size": 1408, "shared_expert_intermediate_size": 5632,
+                            "decoder_sparse_step": 1, "mlp_only_layers": [], "tie_word_embeddings": False,
+                            "max_position_embeddings": 8192})
+    attention = 4 * 2048**2 + 3 * 2048  # q, k, v, o and the q/k/v biases
+    shared = 3 * 2048 * 5632 + 2048     # one shared expert of 5632 and its sigmoid gate
+    layer = attention + 2 * 2048 + 60 * 3 * 2048 * 1408 + 2048 * 60 + shared
+    assert m.total_params == 24 * layer + 2 * 151936 * 2048 + 2048
+    assert m.total_params == pytest.approx(14.3e9, rel=0.005)
+    assert m.active_params == pytest.approx(2.7e9, rel=0.03)  # published to 2 digits
+
+
+def test_deepseek_v2_lite_reads_as_deepseek_v3_without_a_router_bias(tmp_path):
+    # deepseek-ai/DeepSeek-V2-Lite config.json: 15.7B parameters, 2.4B active (model card)
+    m = shape_of(tmp_path, {"model_type": "deepseek_v2", "hidden_size": 2048, "num_hidden_layers": 27,
+                            "num_attention_heads": 16, "q_lora_rank": None, "kv_lora_rank": 512,
+                            "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
+                            "intermediate_size": 10944, "moe_intermediate_size": 1408, "n_routed_experts": 64,
+                            "n_shared_experts": 2, "num_experts_per_tok": 6, "first_k_dense_replace": 1,
+                            "vocab_size": 102400, "topk_method": "greedy", "tie_word_embeddings": False,
+                            "max_position_embeddings": 163840})
+    assert m.attention == "MLA" and m.kv_elements_per_token_per_layer == 512 + 64
+    assert m.total_params == pytest.approx(15.7e9, rel=0.005)
+    # DeepSeek counts activated parameters without the input embedding (looked up, not multiplied)
+    assert m.active_params - m.embedding_params == pytest.approx(2.4e9, rel=0.03)

@@ -2,11 +2,11 @@
 
 Built from a Hugging Face config.json. Each architecture family is normalised into one set of dimensions
 (`_Dims`), and every count is computed from those dimensions the same way, so a new family is one small
-normaliser. Supported `model_type`s: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, deepseek_v3,
-gpt_oss, gemma, gemma2, phi3, opt, gpt2, gptj, palm.
+normaliser. Supported `model_type`s: llama, mistral, mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe, deepseek_v2,
+deepseek_v3, gpt_oss, gemma, gemma2, phi3, opt, gpt2, gptj, palm.
 
 Sliding-window (local) attention layers keep the KV of at most `sliding_window` positions and attend at most
-that many: `kv_bytes(context)` and `attention_flops(context)` cap them (gpt-oss and Gemma 2 alternate local
+that many: `kv_bytes(context)` and `flops_per_token(context)` cap them (gpt-oss and Gemma 2 alternate local
 and global layers; Mistral 7B v0.1 and Phi-3 slide on every layer).
 """
 
@@ -46,6 +46,8 @@ class _Dims:
     top_k: int = 0
     n_shared_experts: int = 0
     expert_ffn_dim: int = 0
+    shared_expert_ffn_dim: int = 0  # 0: as a routed expert (DeepSeek); Qwen2-MoE's shared expert is wider
+    shared_expert_gate: bool = False  # Qwen2-MoE scales its shared expert by a sigmoid gate (d_model weights)
     n_dense_layers: int = 0         # leading dense layers of an MoE model
     router_bias: bool = False
     attention_sinks: bool = False
@@ -164,7 +166,8 @@ def shape_from_dims(name: str, d: _Dims) -> ModelShape:
     n_moe = d.n_layers - d.n_dense_layers if d.n_experts else 0
     expert = _ffn_params(d, d.expert_ffn_dim) if d.n_experts else 0
     router = d.d_model * d.n_experts + (d.n_experts if d.router_bias else 0) if d.n_experts else 0
-    shared = d.n_shared_experts * _ffn_params(d, d.expert_ffn_dim)
+    shared = (d.n_shared_experts * _ffn_params(d, d.shared_expert_ffn_dim or d.expert_ffn_dim)
+              + (d.d_model if d.shared_expert_gate else 0))
     dense_layers = d.n_layers - n_moe
     dense_layer_params = (d.n_layers * (attn + norms) + dense_layers * _ffn_params(d, d.ffn_dim)
                           + n_moe * (router + shared))
@@ -219,7 +222,8 @@ def _llama_like(c: Mapping[str, Any]) -> _Dims:
     if experts and (sparse_step != 1 or c.get("mlp_only_layers")):
         raise ValueError("MoE layers interleaved with dense layers (decoder_sparse_step, mlp_only_layers) "
                          "are not supported")
-    qwen2 = c.get("model_type") == "qwen2"
+    qwen2 = c.get("model_type") in ("qwen2", "qwen2_moe")
+    shared_ffn = c.get("shared_expert_intermediate_size") or 0 if experts else 0
     window, n_sliding = _sliding(c, every_layer=c.get("model_type") in ("mistral", "phi3"))
     return _Dims(
         d_model=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=heads,
@@ -232,6 +236,7 @@ def _llama_like(c: Mapping[str, Any]) -> _Dims:
         top_k=c.get("num_experts_per_tok", 0) if experts else 0,
         expert_ffn_dim=(c.get("moe_intermediate_size") or c.get("intermediate_size", 0)) if experts else 0,
         norms_per_layer=1 if c.get("parallel_attn") else 2,
+        n_shared_experts=1 if shared_ffn else 0, shared_expert_ffn_dim=shared_ffn, shared_expert_gate=bool(shared_ffn),
         sliding_window=window, n_sliding_layers=n_sliding,
     )
 
@@ -314,7 +319,8 @@ def _gptj(c: Mapping[str, Any]) -> _Dims:
 
 _FAMILIES: dict[str, Callable[[Mapping[str, Any]], _Dims]] = {
     "llama": _llama_like, "mistral": _llama_like, "mixtral": _llama_like, "qwen2": _llama_like,
-    "qwen3": _llama_like, "qwen3_moe": _llama_like, "palm": _llama_like, "deepseek_v3": _deepseek_v3,
+    "qwen3": _llama_like, "qwen3_moe": _llama_like, "qwen2_moe": _llama_like, "palm": _llama_like,
+    "deepseek_v2": _deepseek_v3, "deepseek_v3": _deepseek_v3,
     "phi3": _llama_like, "gpt_oss": _gpt_oss, "gemma": _gemma, "gemma2": _gemma, "opt": _opt, "gpt2": _gpt2,
     "gptj": _gptj,
 }
