@@ -1,5 +1,5 @@
-"""Command line: `infersim run`, `sweep`, `compare`, `slo-search`, `explain`, `validate`, `calibrate`, `list`,
-`workload describe`. User mistakes: one line, exit 2."""
+"""Command line: `infersim run`, `sweep`, `compare`, `slo-search`, `explain`, `validate`, `calibrate`, `report`,
+`list`, `workload describe`. User mistakes: one line, exit 2."""
 
 from __future__ import annotations
 
@@ -33,14 +33,22 @@ def run(
     out: Path | None = typer.Option(None, "-o", "--out", help="Output folder (default results/<name>)."),
     seed: int | None = typer.Option(None, "--seed", min=0, help="Override the scenario's seed."),
     set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
+    trace: bool = typer.Option(False, "--trace", help="Also write trace.json (Perfetto / Chrome trace events)."),
+    trace_window: str | None = typer.Option(None, "--trace-window",
+                                            help="Simulated seconds the trace covers, START:END (e.g. 10:60)."),
+    trace_requests: int = typer.Option(10_000, "--trace-requests", min=1,
+                                       help="Requests in the trace at most (every k-th by id beyond)."),
+    trace_iterations: int = typer.Option(100_000, "--trace-iterations", min=1,
+                                         help="Iterations in the trace at most (the window ends where reached)."),
 ) -> None:
     """Simulate SCENARIO (default: the shipped scenarios/default.yaml) and write summary.json, parquet tables,
-    plots and report.md."""
+    plots and report.md (and trace.json)."""
     from simulator.config.load import load_scenario
     from simulator.config.shipped import default_scenario
     from simulator.results.outputs import check_output_folder
     from simulator.results.report import headline
+    from simulator.results.trace import TraceBounds
     from simulator.run import run as run_scenario
 
     if scenario is None:
@@ -48,13 +56,21 @@ def run(
         if scenario is None:
             fail("no SCENARIO given and this installation ships no scenarios/default.yaml")
             return
+    bounds = None
+    if trace or trace_window is not None:
+        try:
+            bounds = TraceBounds.parse_window(trace_window or ":", max_requests=trace_requests,
+                                              max_iterations=trace_iterations)
+        except ValueError as exc:
+            fail(f"--trace-window: {exc}")
+            return
     try:
         loaded = load_scenario(scenario, set_)
         out_dir = out or Path("results") / loaded.spec.name
         check_output_folder(out_dir)  # before a long run, not after it
         with watching(loaded.spec.workload.num_requests) as watch:
             result = run_scenario(loaded, seed=seed, watch=watch)
-        result.write(out_dir, plots=plots)
+        result.write(out_dir, plots=plots, trace=bounds)
     except InfersimError as exc:
         fail(str(exc))
         return
@@ -123,7 +139,7 @@ def sweep(
     workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster (default: a local one)."),
     set_: list[str] = typer.Option([], "--set", help="Override a base value: dotted.key=value (repeatable)."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
 ) -> None:
     """Simulate the points of FILE not yet in the output folder; write sweep tables, plots, report.md."""
     from simulator.studies.sweep import sweep as run_sweep
@@ -149,7 +165,7 @@ def compare(
     out: Path | None = typer.Option(None, "-o", "--out", help="Output folder (default results/compare-<name>)."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
     set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
 ) -> None:
     """Simulate every design of FILE at every concurrency; write the comparison table, Pareto plots, report.md."""
     from simulator.studies.compare import compare as run_compare
@@ -250,7 +266,7 @@ def validate(
     cases: Path | None = typer.Argument(None, help="Validation CSV (default validation/calibration.csv)."),
     out: Path = typer.Option(Path("results/validation"), "-o", "--out", help="Output folder."),
     workers: int = typer.Option(1, "--workers", min=1, help="Cases simulated in parallel processes."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the predicted-vs-measured plot."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the plot and report.html."),
 ) -> None:
     """Simulate each published measurement in CASES and compare; exit 0 even when cases miss."""
     from simulator.studies.validate import report as validate_report
@@ -281,7 +297,8 @@ def calibrate(
     cases: Path | None = typer.Argument(None, help="Validation CSV (default validation/calibration.csv)."),
     folds: int = typer.Option(5, "--folds", min=2, help="Cross-validation folds within each family."),
     workers: int = typer.Option(2, "--workers", min=1, help="Cases simulated in parallel processes."),
-    family: str | None = typer.Option(None, "--family", help="Fit only this family (Hopper, Blackwell, ...)."),
+    family: str | None = typer.Option(None, "--family",
+                                      help="Fit only these families, comma-separated (Hopper,Blackwell,...)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the fit and its errors; leave the catalog."),
 ) -> None:
     """Fit each chip family's efficiencies on CASES, print in-sample and cross-validated errors, write the
@@ -295,8 +312,10 @@ def calibrate(
 
     path = cases or DEFAULT_CASES
     shown = path.resolve().relative_to(Path.cwd()) if path.resolve().is_relative_to(Path.cwd()) else path
-    if family is not None and family not in cal.FAMILIES:
-        fail(f"--family: {family!r} is not one of: {', '.join(cal.FAMILIES)}")
+    only = None if family is None else set(family.split(","))
+    if only is not None and not only <= set(cal.FAMILIES):
+        unknown = ", ".join(repr(f) for f in sorted(only - set(cal.FAMILIES)))
+        fail(f"--family: {unknown} is not one of: {', '.join(cal.FAMILIES)}")
     try:
         rows = read_cases(path)
     except InfersimError as exc:
@@ -304,7 +323,7 @@ def calibrate(
         return
     with ProcessPoolExecutor(workers) as pool:
         outcomes = simulate_all(rows, workers=1)
-        fits, scored = cal.calibrate(rows, outcomes, cal.simulator_predict(pool), folds, family,
+        fits, scored = cal.calibrate(rows, outcomes, cal.simulator_predict(pool), folds, only,
                                      log=console.print)
     for title, (columns, table_rows) in (("cases", cal.case_rows(scored)), ("errors", cal.summary_rows(scored))):
         table = Table(title=f"calibration {title}: {path}")
@@ -315,8 +334,8 @@ def calibrate(
         console.print(table)
     if not dry_run:
         cal.write_catalog(fits, scored, rows, str(shown))
-        if family is None:  # every case scored: what validate quotes as cross-validated
-            console.print(f"cross-validated errors: {cal.write_cross_validation(scored, path)}")
+        # what validate quotes as cross-validated; one family refitted replaces only its cases' rows
+        console.print(f"cross-validated errors: {cal.write_cross_validation(scored, path, family is not None)}")
         console.print(f"catalog written: {', '.join(fits) or 'nothing fitted'}")
 
 
@@ -332,6 +351,54 @@ def init(folder: Path = typer.Argument(..., help="New folder for the starter set
         fail(str(exc))
         return
     console.print(f"copied {copied} files into {folder}/; try: cd {folder} && infersim run scenarios/default.yaml")
+
+
+@app.command()
+def report(
+    folder: Path = typer.Argument(..., help="A results folder: of a run, a sweep, a comparison or a validation."),
+    trace: bool = typer.Option(False, "--trace", help="A run's folder: also rebuild trace.json (default bounds)."),
+) -> None:
+    """Rebuild FOLDER/report.html (one self-contained page, charts inline) from the tables in FOLDER."""
+    kinds = {"summary.json": "run", "sweep.parquet": "sweep", "compare.parquet": "comparison",
+             "validation.csv": "validation"}
+    kind = next((k for name, k in kinds.items() if (folder / name).is_file()), None)
+    if kind is None:
+        fail(f"{folder}: not a results folder (none of: {', '.join(kinds)})")
+    if trace and kind != "run":
+        fail(f"--trace: {folder} holds a {kind}, not a run (a trace is of one run)")
+    try:
+        path = _rebuild(kind, folder)
+        if trace:
+            from simulator.results.run_html import from_folder
+            from simulator.results.trace import BREAKDOWN, TRACE_NAME, write_trace
+
+            columns = ("replica", "start_s", "duration_s", "prefill_tokens", "decode_tokens", "batch_size", "chips",
+                       *(c for c, _ in BREAKDOWN))
+            write_trace(folder / TRACE_NAME, *from_folder(folder, columns))
+            console.print(f"trace: {folder / TRACE_NAME}")
+    except (OSError, ValueError, KeyError) as exc:
+        fail(f"{folder}: cannot rebuild the {kind} report: {exc}")
+        return
+    console.print(f"{kind} report: {path}")
+
+
+def _rebuild(kind: str | None, folder: Path) -> Path:
+    if kind == "run":
+        from simulator.results.run_html import HTML_NAME, from_folder, write_run_html
+
+        write_run_html(folder / HTML_NAME, *from_folder(folder))
+        return folder / HTML_NAME
+    if kind == "sweep":
+        from simulator.studies import sweep_html
+
+        return sweep_html.rebuild(folder)
+    if kind == "comparison":
+        from simulator.studies import compare_html
+
+        return compare_html.rebuild(folder)
+    from simulator.studies.validate import report as validate_report
+
+    return validate_report.rebuild(folder)
 
 
 @app.command("list")

@@ -27,8 +27,11 @@ def test_bytes_moved_per_request_equal_its_kv_cache_size():
 def test_disaggregation_trades_ttft_for_steady_tpot_near_saturation():
     colocated = run(load_scenario(REPO / "scenarios" / "llama70b-2xhgx-colocated.yaml", FEW)).summary
     disaggregated = run(load_scenario(REPO / "scenarios" / "llama70b-2xhgx-disaggregated.yaml", FEW)).summary
-    # decode iterations never carry prefill chunks: TPOT tails stay at the decode step time
-    assert disaggregated["tpot_s"]["p99"] < 0.7 * colocated["tpot_s"]["p99"]
+    # decode iterations never carry prefill chunks: TPOT tails stay at the decode step time (p99 within 10% of
+    # the median), while colocated iterations that carry a chunk stretch the tail (22% above its median with
+    # the size-aware all-reduce of issue 19, 31% with a ring for every message)
+    dis, co = disaggregated["tpot_s"], colocated["tpot_s"]
+    assert dis["p99"] < 1.1 * dis["p50"] and co["p99"] > 1.15 * co["p50"] and dis["p99"] < 0.75 * co["p99"]
     # one node prefills everything, and every KV-cache crosses the fabric first
     assert disaggregated["ttft_s"]["p50"] > colocated["ttft_s"]["p50"]
     assert disaggregated["chips"] == colocated["chips"] == 16

@@ -77,8 +77,8 @@ def test_an_inline_topology_is_reported_in_the_scenario(write_scenario):
 
 def test_a_topology_whose_graph_would_not_fit_in_memory_is_refused(write_scenario, monkeypatch):
     monkeypatch.setattr("simulator.config.limits.machine_memory_bytes", lambda: 64e9)
-    path = write_scenario({"cluster": {**HGX, "chips_per_node": 200_000, "scaleup": {**HGX["scaleup"],
-                                                                                     "kind": "mesh"}}})
+    path = write_scenario({"cluster": {**HGX, "chips_per_node": 200_000, "scaleup": {
+        **HGX["scaleup"], "kind": "mesh", "in_switch_reduction": False}}})
     assert cli_error("explain", path) == (
         f"{path}: cluster: 4e+10 graph nodes and links (1 nodes x 200000 chips) need >= 40 TB of memory and "
         ">= 9.26 days of wall time, estimated at 540 B + 5 us per request, 80 B + 5 us per iteration, 1 kB + "

@@ -2,6 +2,7 @@
 argument runs the embedded default scenario; a named workload takes later --set keys."""
 
 import json
+import tomllib
 
 from conftest import REPO, cli_error
 from typer.testing import CliRunner
@@ -80,3 +81,12 @@ def test_link_fields_of_a_named_topology_set_after_it(tmp_path, monkeypatch):
     assert scenario.spec.cluster.scaleup.bandwidth_per_dir == 100e9
     assert scenario.spec.cluster.scaleup.energy_per_bit == 2e-12
     assert "cluster" not in scenario.origins  # its values are the scenario's now: errors name the scenario
+
+
+def test_every_shipped_folder_is_in_the_wheel():
+    """pyproject's data-files must list every folder of the shipped data (a new trace folder included)."""
+    data_files = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    folders = {str(p.relative_to(REPO)) for name in ("topologies", "workloads", "scenarios")
+               for p in [REPO / name, *(REPO / name).rglob("*")] if p.is_dir() and p.name != "__pycache__"}
+    assert {target.removeprefix("share/infersim/") for target in data_files} == folders
+    assert all(globs == [f"{target.removeprefix('share/infersim/')}/*.*"] for target, globs in data_files.items())

@@ -14,6 +14,7 @@ from simulator.config.load import load_chip, read_yaml, validate
 from simulator.engine.link import Network
 from simulator.engine.replica import run_collective
 from simulator.hardware import collectives
+from simulator.hardware.allreduce import allreduce_for
 from simulator.hardware.placement import chip_order
 from simulator.hardware.prepare import prepare
 from simulator.hardware.topology import Routes, build_graph, chip, slice_order
@@ -45,7 +46,7 @@ def block(graph, low, size):
 
 def timed(graph, chips, size=S):
     """(closed form, flow model) seconds of the group's all-reduce alone on the network, and the collective."""
-    coll = collectives.allreduce_for(graph, chips)(size)
+    coll = allreduce_for(graph, chips)(size)
     capacity = {d["id"]: d["bw"] for _, _, d in graph.edges(data=True)}
     routes = Routes(graph)
     closed, _ = collectives.uncontended_s(coll, routes.route, capacity)
@@ -110,7 +111,7 @@ def test_no_link_carries_two_flows_of_one_torus_all_reduce(name, sizes):
     for tp in sizes:
         for start in range(0, len(order), tp * max(1, len(order) // tp // 3)):
             group = [chip(i) for i in order[start:start + tp]]
-            coll = collectives.allreduce_for(graph, group)(S)
+            coll = allreduce_for(graph, group)(S)
             for phase in coll:
                 assert all(len(routes.route(a, b)[0]) == 1 for a, b, _ in phase.flows), (tp, "a flow hops")
                 mult, _ = collectives.phase_links(phase, routes.route)
@@ -140,7 +141,7 @@ def test_a_group_that_is_not_a_sub_block_keeps_the_ring():
     _, graph = shipped("tpu-v5p-64")
     group = [chip(i) for i in (0, 1, 2, 3, 5, 6, 7, 21)]
     assert collectives.torus_sub_block(graph, group) is None
-    coll = collectives.allreduce_for(graph, group)(S)
+    coll = allreduce_for(graph, group)(S)
     assert coll == collectives.ring_allreduce(group, S)
 
 

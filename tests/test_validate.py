@@ -116,13 +116,25 @@ def test_latency_bounds_are_lower_bounds():
 
 # ---------------------------------------------------------------- cases the engine cannot express
 
-def test_attention_data_parallel_moe_is_not_simulated_with_a_reason():
+def test_attention_data_parallel_moe_is_expressed_as_wide_expert_parallelism():
+    """tp=1, ep=8 (MLPerf v5.1 DeepSeek-R1 on B200, TRT-LLM "DEP"): 8 attention data-parallel ranks, the
+    experts spread over all 8 chips, the per-rank batch cap of the notes times 8."""
     dp = case(case_id="DSR1", model="deepseek-v3", chip="b200", num_chips="8", ep="8", weights_dtype="fp4",
-              kv_dtype="fp8", mode="offline", concurrency="", metric="output_tokens_per_s")
-    outcome = simulate(dp)
+              kv_dtype="fp8", mode="offline", concurrency="", metric="output_tokens_per_s",
+              notes="engine max batch 512 per GPU")
+    scenario, approximations = build(dp, load_chip("b200"))
+    d = scenario.spec.deployment
+    assert (d.tensor_parallel, d.data_parallel_attention, d.expert_parallel) == (1, 8, 8) and not approximations
+    assert scenario.spec.serving.batcher.max_batch_size == 8 * 512
+
+
+def test_an_expert_layout_the_engine_cannot_express_is_not_simulated_with_a_reason():
+    odd = case(case_id="ODD", model="deepseek-v3", chip="b200", num_chips="3", tp="2", ep="3",
+               weights_dtype="fp4", kv_dtype="fp8", mode="offline", concurrency="", metric="output_tokens_per_s")
+    outcome = simulate(odd)
     assert outcome.predicted is None and outcome.role == "check (not simulated)"
-    assert outcome.reason == ("attention data-parallel with expert parallelism (tp=1, ep=8) is not expressible: "
-                              "the engine needs expert_parallel = 1 or tensor_parallel")
+    assert outcome.reason == ("ep=3 with tp=2 is not expressible (expert_parallel must divide tensor_parallel or "
+                              "be a multiple of it)")
 
 
 # ---------------------------------------------------------------- real cases end to end

@@ -85,6 +85,16 @@ class EngineSpec(Frozen):
     source: str
 
 
+class MeshSpec(Frozen):
+    """A wafer's on-chip 2D mesh of small cores, each with its own SRAM (the "PLMR" device model of WaferLLM,
+    OSDI'25): a layer's weights stay on the cores of its region, and every matrix-vector product of decode
+    sends the activation across that region and reduces the partial sums back, hop by hop."""
+    cores: int = Field(ge=1)
+    core_memory: Bytes          # SRAM per core
+    hop_latency: Seconds        # one core-to-core hop, routing and the receiving core's handling included
+    source: str
+
+
 class ChipSpec(Frozen):
     id: str
     name: str
@@ -98,6 +108,7 @@ class ChipSpec(Frozen):
     host_link: PortSpec | None = None
     power: PowerSpec | None = None
     price: PriceSpec | None = None
+    mesh: MeshSpec | None = None  # wafers: the on-chip mesh of cores that bounds a layer's decode latency
     efficiency: EfficiencySpec
 
 
@@ -110,8 +121,12 @@ class ScaleUpFabric(Frozen):
       talks at the full port bandwidth. mesh: a direct link of `bandwidth_per_dir` between every pair
       (AMD Infinity Fabric: 7 links per GPU), so one pair gets one link. torus: links between neighbours of a
       `dims` grid, wrapped around when `wraparound` (TPU ICI); `bandwidth_per_dir` is per link.
+    `in_switch_reduction`: the switch itself sums what the chips send it (NVLink SHARP, "NVLS": third-generation
+      NVSwitch and later, i.e. HGX H100/H200, B200, NVL72; not the A100's second generation), so an all-reduce
+      can go up once and come down once (collectives.nvls_allreduce). Only for `kind: switch`.
     """
     kind: Literal["switch", "mesh", "torus"] = "switch"
+    in_switch_reduction: bool = False
     bandwidth_per_dir: Bandwidth | None = None  # None: the chip's scale-up port (switch) or link bandwidth
     dims: tuple[int, ...] | None = None
     wraparound: bool = True
@@ -160,6 +175,8 @@ class TopologySpec(Frozen):
             if not dims or math.prod(dims) != self.chips_per_node:
                 raise ValueError(f"scaleup.dims {list(dims)} must multiply to chips_per_node "
                                  f"({self.chips_per_node})")
+        if self.scaleup and self.scaleup.in_switch_reduction and self.scaleup.kind != "switch":
+            raise ValueError(f"scaleup.in_switch_reduction needs kind: switch, not {self.scaleup.kind}")
         if self.nodes > 1 and self.scaleout is None:
             raise ValueError(f"{self.nodes} nodes need a scaleout fabric between them")
         if self.scaleout and self.scaleout.kind == "leaf_spine" and self.nodes > self.scaleout.nodes_per_leaf \

@@ -400,6 +400,9 @@ def load_scenario_dict(data: Mapping[str, Any], file: str, base_dir: str | Path,
         else:
             _resolve_refs(tree, base, file, origins)  # a named workload or topology, for later keys to reach in
     _resolve_refs(tree, base, file, origins)  # an override may itself name a topology or workload
+    routing = tree.get("deployment", {}).get("expert_routing") if isinstance(tree.get("deployment"), dict) else None
+    if isinstance(routing, dict) and isinstance(routing.get("loads"), str):  # relative to the scenario file
+        routing["loads"] = str(base / Path(routing["loads"]).expanduser())
     from simulator.config.user_chip import CATALOG, resolve_chip  # it builds on this module's readers
 
     chip_file = origins.get("cluster", file)

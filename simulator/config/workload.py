@@ -52,7 +52,7 @@ class EmpiricalLength(Frozen):
     """Resampled with replacement from observed lengths: a trace file's prompt or output column (the field
     this sits in picks which) or an inline list of `values`. A path is relative to the YAML file."""
     kind: Literal["empirical"]
-    format: Literal["azure", "mooncake", "sharegpt"] | None = None
+    format: Literal["azure", "mooncake", "burstgpt", "sharegpt"] | None = None
     path: str | None = None
     values: tuple[Tokens, ...] | None = Field(default=None, min_length=1)
 
@@ -61,7 +61,7 @@ class EmpiricalLength(Frozen):
         if (self.path is None) == (self.values is None):
             raise ValueError("give either path (with format) or values")
         if self.path is not None and self.format is None:
-            raise ValueError("path needs a format: azure, mooncake or sharegpt")
+            raise ValueError("path needs a format: azure, mooncake, burstgpt or sharegpt")
         return self
 
 
@@ -174,8 +174,9 @@ class TraceWindow(Frozen):
 class TraceArrivals(Frozen):
     """Requests replayed from a real trace: arrival times and lengths (Mooncake: prefix hash_ids too).
 
-    azure and mooncake files are replayed row by row; a servegen folder (trace.csv[.gz], dataset.jsonl[.gz])
-    holds per-client rates and fitted gap and length distributions per window, from which requests are drawn.
+    azure, mooncake and burstgpt files are replayed row by row; a servegen folder (trace.csv[.gz],
+    dataset.jsonl[.gz]) holds per-client rates and fitted gap and length distributions per window, from which
+    requests are drawn.
     Applied in order: `window` (t = 0 at its start), `num_requests` (the first n), or `resample` (n gaps and n
     rows drawn with replacement), `dither` (each arrival moved later by up to that much, for timestamps on a
     coarse grid), then `time_scale` (2 replays twice as fast: gaps halved, rate doubled) or `rate` (the
@@ -183,7 +184,7 @@ class TraceArrivals(Frozen):
     are given. The path is relative to the YAML file.
     """
     kind: Literal["trace"]
-    format: Literal["azure", "mooncake", "servegen"]
+    format: Literal["azure", "mooncake", "burstgpt", "servegen"]
     path: str
     window: TraceWindow = TraceWindow()
     time_scale: float | None = Field(default=None, gt=0)

@@ -17,9 +17,11 @@ from simulator.config.scenario import ScenarioSpec
 from simulator.engine.iteration import PrivateTraffic, Stage
 from simulator.engine.link import Network
 from simulator.engine.replica import Replica, exact_delay, run_collective
-from simulator.hardware.collectives import Phase, allreduce_for
+from simulator.hardware.collectives import Phase
+from simulator.hardware.expert_routing import ExpertRouter
 from simulator.hardware.model import ModelShape
-from simulator.hardware.roofline import Drafter
+from simulator.hardware.moe_traffic import stage_traffic
+from simulator.hardware.roofline import Drafter, StepCostModel
 from simulator.hardware.topology import Routes, chip
 from simulator.results.collect import Collector
 from simulator.serving.batcher import ContinuousBatching
@@ -55,6 +57,7 @@ class Cluster:
         """`only_replicas`: simulate only these replicas, with the requests round robin gives them
         (replica_groups.py runs independent groups of replicas in parallel processes)."""
         self.env = env
+        self.spec = spec
         self.only_replicas = only_replicas
         self.requests = requests
         self.arrival_s = array("d", np.ascontiguousarray(requests.arrival_s, dtype=np.float64).tobytes())
@@ -64,6 +67,7 @@ class Cluster:
         self.network = Network(env, {d["id"]: d["bw"] * link_efficiency for _, _, d in graph.edges(data=True)},
                                spec.sim.link_buckets)
         self.routes = Routes(graph)
+        self.link_efficiency = link_efficiency
         self.all_done = env.event()
         self.next_closed_loop = requests.closed_loop_users
         self.disaggregated = any(pool.role == "prefill" for pool in pools)
@@ -109,8 +113,26 @@ class Cluster:
         stages = []
         for s, cost_model in enumerate(pool.cost_models):
             chips = [chip(i) for i in pool.plan.stage_chips(replica, s)]
-            stages.append(Stage(self.env, chips, cost_model, allreduce_for(graph, chips)))
+            allreduce, moe = stage_traffic(graph, chips, pool.plan.tensor_parallel, cost_model.model.top_k,
+                                           self.routes, self.link_efficiency)
+            first = sum(round(m.moe_layers) for m in pool.cost_models[:s])
+            stages.append(Stage(self.env, chips, cost_model, allreduce, moe,
+                                self._router(cost_model, s, pool.expert_loads, first)))
         return stages
+
+    def _router(self, cost_model: StepCostModel, stage: int, loads: np.ndarray | None,
+                first: int) -> ExpertRouter | None:
+        """The expert routing of a stage with expert parallelism: the model's popularity per layer drawn from
+        the run's seed (the same for every replica) or measured (`loads`, from its MoE layer `first` on), its
+        placement on the ranks."""
+        m, spec = cost_model.model, self.spec.deployment.expert_routing
+        if cost_model.ep <= 1 or not m.n_experts:
+            return None
+        layers = round(cost_model.moe_layers)
+        rng = np.random.default_rng(np.random.SeedSequence([self.spec.seed, 0xE8, stage]))
+        return ExpertRouter(m.n_experts, m.top_k, layers, cost_model.ep, spec.skew, spec.balance,
+                            spec.redundant_experts, rng,
+                            None if loads is None else loads[[min(first + i, len(loads) - 1) for i in range(layers)]])
 
     def _add_replica(self, index: int, role: str, plan, stages: list[Stage], spec: ScenarioSpec,
                      model: ModelShape, prompt: array, private: bool, drafter: Drafter | None) -> None:

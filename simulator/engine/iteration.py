@@ -11,12 +11,15 @@ iterations here, so the two agree to the bit.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import simpy
 
 from simulator.engine.link import Network
+from simulator.hardware.allreduce import AllReduce
 from simulator.hardware.collectives import Collective, Phase, phase_links, repeated, uncontended_s
+from simulator.hardware.expert_routing import ExpertRouter
 from simulator.hardware.roofline import (
     ACTIVATION_BYTES,
     BatchShape,
@@ -32,25 +35,43 @@ from simulator.serving.batcher import Batch, ContinuousBatching
 
 
 class Stage:
-    """One pipeline stage: its TP group's chips, its cost model, and the collective of one layer."""
+    """One pipeline stage: its chips (a TP group, or dp of them with attention data parallelism), its cost
+    model, the all-reduce of one layer and, with attention data parallelism, one MoE layer's all-to-all."""
 
     def __init__(self, env: simpy.Environment, chips: list[str], cost_model: StepCostModel,
-                 layer_collective: Callable[[float], Collective]):
+                 layer_collective: AllReduce, moe_collective: Callable[[float], Collective] | None = None,
+                 router: ExpertRouter | None = None):
         self.chips = chips
+        self.router = router  # with expert parallelism: where this stage's MoE layers send their tokens
         self.cost_model = cost_model
-        self.layer_collective = layer_collective  # bytes of one all-reduce -> collective
+        self.layer_collective = layer_collective  # bytes of activations -> one layer's all-reduce (size-aware)
+        self.moe_collective = moe_collective  # bytes of activations -> one MoE layer's dispatch and combine
         self.busy = simpy.Resource(env, capacity=1)
         self.private: PrivateTraffic | None = None  # set when no other traffic can share this stage's links
 
 
+class Linear(NamedTuple):
+    """A collective's traffic per byte of activations on private links: seconds per byte, fixed latency,
+    bytes per link per byte, bytes sent per byte."""
+    s_per_byte: float
+    latency_s: float
+    carried: dict[str, float]
+    sent: float
+
+
 class PrivateTraffic:
     """Closed-form traffic of a stage whose links carry nothing else: per byte of activations, the time and
-    the bytes per link of its TP all-reduces (all layers) and of its send to the next stage."""
+    the bytes per link of its TP all-reduces (all layers; one linear form per algorithm the group may pick,
+    `collective(size)` the one its size picks) and of its send to the next stage."""
 
     def __init__(self, stage: Stage, next_stage: Stage | None, routes: Routes, capacity: dict[str, float]):
-        unit = repeated(stage.layer_collective(1.0), 2 * stage.cost_model.layers) if len(stage.chips) > 1 else ()
-        self.coll_s_per_byte, self.coll_latency_s, self.coll_carried, self.coll_sent = _linear(unit, routes,
-                                                                                               capacity)
+        self.choice = stage.layer_collective
+        reps = 2 * stage.cost_model.layers
+        moe: Collective = ()
+        if stage.moe_collective is not None:
+            moe = repeated(stage.moe_collective(1.0), round(stage.cost_model.moe_layers))
+        units = [repeated(a.make(1.0), reps) + moe for a in self.choice.algorithms] or [moe]
+        self.collectives = [Linear(*_linear(unit, routes, capacity)) for unit in units]
         send: Collective = ()
         if next_stage is not None:
             n = len(stage.chips)
@@ -58,16 +79,21 @@ class PrivateTraffic:
         self.send_s_per_byte, self.send_latency_s, self.send_carried, self.send_sent = _linear(send, routes,
                                                                                                capacity)
 
+    def collective(self, size: float) -> Linear:
+        """The all-reduces' linear form for activations of `size` bytes (the algorithm that size picks)."""
+        return self.collectives[self.choice.choose(size)] if len(self.collectives) > 1 else self.collectives[0]
+
     def sources(self) -> list[set[str]]:
-        """The link sets of its two traffic sources (all-reduces, send), which may overlap in time."""
-        return [set(self.coll_carried), set(self.send_carried)]
+        """The link sets of its traffic sources (all-reduces, whichever algorithm; send), which may overlap
+        in time."""
+        return [set().union(*(c.carried for c in self.collectives)), set(self.send_carried)]
 
 
 def _linear(collective: Collective, routes: Routes, capacity: dict[str, float]):
     """(seconds per byte, fixed latency, bytes per link per byte, bytes sent per byte) of a collective."""
     if not collective:
         return 0.0, 0.0, {}, 0.0
-    latency = sum(p.steps * phase_links(p, routes.route)[1] for p in collective)
+    latency = sum(p.steps * phase_links(p, routes.route)[1] + p.base_s for p in collective)
     seconds, carried = uncontended_s(collective, routes.route, capacity)
     sent = sum(size for p in collective for _, _, size in p.flows)
     return seconds - latency, latency, carried, sent
@@ -161,13 +187,14 @@ class ReplicaState:
             t = stage.private
             assert t is not None  # closed form: every stage of the replica has private links
             cost = self.cost(stage, micro)
-            coll = t.coll_s_per_byte * size + t.coll_latency_s
+            c = t.collective(size)
+            coll = c.s_per_byte * size + c.latency_s
             xfer = t.send_s_per_byte * size
             step = cost.roofline_s + coll
             total += step + xfer + t.send_latency_s
             slowest = max(slowest, step, xfer)
             costs.append(cost)
-            bookings.append((t, size, coll, xfer))
+            bookings.append((t, size, coll, xfer, c))
         return pipelined(total, slowest, parts, self.in_flight), costs, bookings
 
     def book(self, start: float, end: float, parts: int, costs: list[StepCost], bookings: list,
@@ -175,12 +202,12 @@ class ReplicaState:
         """Account a closed-form iteration [start, end]: its stage passes, and its bytes on each private link."""
         for cost in costs:
             account.add_compute(cost, parts)
-        for t, size, coll, xfer in bookings:
+        for t, size, coll, xfer, c in bookings:
             account.network_s += parts * (coll + xfer + t.send_latency_s)
-            account.network_bytes += parts * size * (t.coll_sent + t.send_sent)
+            account.network_bytes += parts * size * (c.sent + t.send_sent)
             nbytes = size * parts
-            if t.coll_carried:
-                self.network.account_private(start, end, t.coll_carried, nbytes * t.coll_sent, nbytes)
+            if c.carried:
+                self.network.account_private(start, end, c.carried, nbytes * c.sent, nbytes)
             if t.send_carried:
                 self.network.account_private(start, end, t.send_carried, nbytes * t.send_sent, nbytes)
 
@@ -202,7 +229,8 @@ class ReplicaState:
         for st in self.stages:
             p = st.private
             assert p is not None  # closed form: every stage of the replica has private links
-            bookings.append((p, size, p.coll_s_per_byte * size + p.coll_latency_s, p.send_s_per_byte * size))
+            c = p.collective(size)
+            bookings.append((p, size, c.s_per_byte * size + c.latency_s, p.send_s_per_byte * size, c))
         self.remember(shape, parts, (duration, costs, bookings))
 
     def cost(self, stage: Stage, shape: BatchShape) -> StepCost:
@@ -213,20 +241,9 @@ class ReplicaState:
         return cost_sum(cost, self.drafter.cost(shape))
 
     def _expert_load(self, stage: Stage, shape: BatchShape) -> tuple[float, float] | None:
-        """With expert parallelism: sample top-k routing for every MoE layer of the stage and return the
-        busiest rank's (routed tokens, experts touched), summed over layers (each layer waits for it)."""
-        cm = stage.cost_model
-        m = cm.model
-        if cm.ep <= 1 or not m.n_experts:
+        """With expert parallelism: sample the routing of every MoE layer of the stage (its router's model and
+        placement) and return the busiest rank's (routed tokens, experts touched), summed over layers (each
+        layer waits for it)."""
+        if stage.router is None:
             return None
-        layers = round(cm.moe_layers)
-        tokens = round(shape.tokens)
-        if layers == 0 or tokens == 0:
-            return (0.0, 0.0)
-        counts = self.rng.multinomial(tokens * m.top_k, np.full(m.n_experts, 1.0 / m.n_experts), size=layers)
-        per_rank = counts.reshape(layers, cm.ep, m.n_experts // cm.ep)
-        routed = per_rank.sum(axis=2)
-        touched = (per_rank > 0).sum(axis=2)
-        busiest = routed.argmax(axis=1)
-        rows = np.arange(layers)
-        return float(routed[rows, busiest].sum()), float(touched[rows, busiest].sum())
+        return stage.router.busiest(round(shape.tokens), self.rng)

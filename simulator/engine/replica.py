@@ -122,6 +122,9 @@ class Replica(ReplicaState):
                     yield env.timeout(cost.roofline_s / chunks)
                     if len(stage.chips) > 1:
                         collective = repeated(stage.layer_collective(size), round(2 * layers_per_chunk))
+                        if stage.moe_collective is not None:  # attention DP: each MoE layer's all-to-all
+                            moe_layers = round(stage.cost_model.moe_layers / chunks)
+                            collective += repeated(stage.moe_collective(size), moe_layers)
                         start = env.now
                         yield from self._run(collective, account)
                         account.network_s += env.now - start
@@ -180,6 +183,7 @@ def run_collective(env: simpy.Environment, network: Network, routes: Routes, col
         events = [network.transfer(members, size, 0.0) for size, members in by_size.items()]
         network.events += 1
         yield events[0] if len(events) == 1 else env.all_of(events)
-        if phase.steps and latency:
-            yield env.timeout(phase.steps * latency)
+        wait = phase.steps * latency + phase.base_s
+        if wait:
+            yield env.timeout(wait)
     return sent

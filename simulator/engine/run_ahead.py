@@ -100,15 +100,16 @@ def _commit_one_stage(replica: ReplicaState, batch: Batch, parts: int, t: float,
     cost = replica.cost(stage, shape)
     c, m, ov = cost.compute_s, cost.memory_s, cost.overhead_s
     cb, mb = cost.compute_bound_s, cost.memory_bound_s
-    coll = p.coll_s_per_byte * size + p.coll_latency_s
+    ar = p.collective(size)
+    coll = ar.s_per_byte * size + ar.latency_s
     xfer = p.send_s_per_byte * size
     duration = cb + mb + ov + coll + xfer + p.send_latency_s
     end = t + duration
     if end >= stop or (end >= finish_before and batcher.may_finish(batch)):
         replica.remember_timing(shape, 1, duration, [cost], size)
         return None
-    if p.coll_carried:
-        replica.network.account_private(t, end, p.coll_carried, size * p.coll_sent, size)
+    if ar.carried:
+        replica.network.account_private(t, end, ar.carried, size * ar.sent, size)
     if p.send_carried:
         replica.network.account_private(t, end, p.send_carried, size * p.send_sent, size)
     first, finished = batcher.complete(batch)
@@ -117,7 +118,7 @@ def _commit_one_stage(replica: ReplicaState, batch: Batch, parts: int, t: float,
     collector = replica.collector
     collector.pending_rows.append(ROW.pack(
         replica.index, t, duration, c, m, cb, mb, net, ov, max(duration - (cb + mb + ov + net), 0.0), cost.flops,
-        cost.memory_bytes, cost.stream_bytes, size * (p.coll_sent + p.send_sent) / replica.chips, 0.0,
+        cost.memory_bytes, cost.stream_bytes, size * (ar.sent + p.send_sent) / replica.chips, 0.0,
         replica.chips, shape.prefill_tokens, shape.decode_tokens, batch.output_tokens, batch.size,
         shape.decode_context, batcher.kv.used_blocks))
     if len(collector.pending_rows) >= ROWS_PER_CHUNK:
@@ -146,10 +147,11 @@ def _commit_steady(replica: ReplicaState, batch: Batch, parts: int, start: float
     for stage in stages:
         p = stage.private
         assert p is not None  # a closed-form (private) replica's stages all have private links
-        coll = p.coll_s_per_byte * size + p.coll_latency_s
+        ar = p.collective(size)
+        coll = ar.s_per_byte * size + ar.latency_s
         xfer = p.send_s_per_byte * size
         plan.append((stage.cost_model.decode_terms(micro), coll, xfer, p.send_latency_s,
-                     parts * (coll + xfer + p.send_latency_s), parts * size * (p.coll_sent + p.send_sent), p))
+                     parts * (coll + xfer + p.send_latency_s), parts * size * (ar.sent + p.send_sent), p, ar))
     size_, used, out, n, pf = batch.size, batcher.kv.used_blocks, batch.output_tokens, shape.decode_tokens, \
         shape.prefill_tokens
     rows, pack = collector.pending_rows, ROW.pack
@@ -159,15 +161,15 @@ def _commit_steady(replica: ReplicaState, batch: Batch, parts: int, start: float
         # ReplicaState.closed_form (with StepCostModel.cost), then ReplicaState.book into a fresh account, unrolled
         total = slowest = 0.0
         costs = []
-        for (gemm, gcb, gmb, gm, per_pair, tp, tokens, kv_per_token, peak, bw, weights, streaming, ov), coll, \
-                xfer, send_latency, _, _, _ in plan:
+        for (gemm, gcb, gmb, gm, per_pair, tp, tokens, kv_per_token, peak, bw, resident, streamed, ov), coll, \
+                xfer, send_latency, _, _, _, _ in plan:
             decode = per_pair * c_micro / tp
             kv = (c_micro + tokens) * kv_per_token
             dc, dm = decode / peak, kv / bw
             cbi = gcb + (dc if dc >= dm else 0.0)
             mbi = gmb + (dm if dm > dc else 0.0)
             fl = gemm + decode
-            mem_b, stream_b = (kv, weights) if streaming else (weights + kv, 0.0)
+            mem_b, stream_b = resident + kv, streamed
             c, m = fl / peak, gm + dm
             step = cbi + mbi + ov + coll
             total += step + xfer + send_latency
@@ -189,11 +191,11 @@ def _commit_steady(replica: ReplicaState, batch: Batch, parts: int, start: float
             flops += parts * fl
             mem += parts * mem_b
             stream += parts * stream_b
-        for _, _, _, _, net_s, net_b, p in plan:
+        for _, _, _, _, net_s, net_b, p, ar in plan:
             net += net_s
             net_bytes += net_b
-            if p.coll_carried:
-                network.account_private(t, end, p.coll_carried, nbytes * p.coll_sent, nbytes)
+            if ar.carried:
+                network.account_private(t, end, ar.carried, nbytes * ar.sent, nbytes)
             if p.send_carried:
                 network.account_private(t, end, p.send_carried, nbytes * p.send_sent, nbytes)
         duration = end - t  # as recorded after an event: the clock's difference
@@ -223,13 +225,14 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
     p = stage.private
     assert p is not None  # a closed-form (private) replica's stages all have private links
     size = shape.tokens * stage.cost_model.model.d_model * ACTIVATION_BYTES
-    coll = p.coll_s_per_byte * size + p.coll_latency_s
+    ar = p.collective(size)
+    coll = ar.s_per_byte * size + ar.latency_s
     xfer, send_latency = p.send_s_per_byte * size, p.send_latency_s
     net = coll + xfer + send_latency
-    net_bytes_per_chip = size * (p.coll_sent + p.send_sent) / chips
-    coll_carried, coll_bytes, send_carried, send_bytes = (p.coll_carried, size * p.coll_sent, p.send_carried,
+    net_bytes_per_chip = size * (ar.sent + p.send_sent) / chips
+    coll_carried, coll_bytes, send_carried, send_bytes = (ar.carried, size * ar.sent, p.send_carried,
                                                           size * p.send_sent)
-    gemm, gcb, gmb, gm, per_pair, tp, tokens, kv_per_token, peak, bw, weights, streaming, ov = \
+    gemm, gcb, gmb, gm, per_pair, tp, tokens, kv_per_token, peak, bw, resident, streamed, ov = \
         stage.cost_model.decode_terms(shape)
     size_, used, out, n, pf = batch.size, batcher.kv.used_blocks, batch.output_tokens, shape.decode_tokens, \
         shape.prefill_tokens
@@ -243,7 +246,7 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
         cb = gcb + (dc if dc >= dm else 0.0)
         mb = gmb + (dm if dm > dc else 0.0)
         fl = gemm + decode
-        mem_b, stream_b = (kv, weights) if streaming else (weights + kv, 0.0)
+        mem_b, stream_b = resident + kv, streamed
         c, m = fl / peak, gm + dm
         step = cb + mb + ov + coll
         end = t + (step + xfer + send_latency)

@@ -27,6 +27,7 @@ FlowSpec = tuple[str, str, float]  # (source chip, destination chip, bytes)
 class Phase:
     flows: tuple[FlowSpec, ...]
     steps: int
+    base_s: float = 0.0  # fixed latency besides the hops (a collective kernel's launch and synchronisation)
 
 
 Collective = tuple[Phase, ...]
@@ -103,13 +104,15 @@ def p2p(src: str, dst: str, size: float) -> Collective:
 def _merge(parts: list[Collective]) -> Phase:
     """Run the single phases of several independent collectives concurrently."""
     flows = tuple(f for c in parts for phase in c for f in phase.flows)
-    return Phase(flows, max((phase.steps for c in parts for phase in c), default=0))
+    return Phase(flows, max((phase.steps for c in parts for phase in c), default=0),
+                 max((phase.base_s for c in parts for phase in c), default=0.0))
 
 
 def repeated(collective: Collective, times: int) -> Collective:
     """`times` back-to-back runs of a collective as one: bytes and latency steps add up (aggregating the
     all-reduces of many layers into one set of flows per iteration)."""
-    return tuple(Phase(tuple((a, b, n * times) for a, b, n in p.flows), p.steps * times) for p in collective)
+    return tuple(Phase(tuple((a, b, n * times) for a, b, n in p.flows), p.steps * times, p.base_s * times)
+                 for p in collective)
 
 
 def phase_links(phase: Phase, route) -> tuple[dict[str, int], float]:
@@ -136,13 +139,13 @@ def uncontended_s(collective: Collective, route, capacity: dict[str, float]) -> 
         sizes = {size for _, _, size in phase.flows}
         if len(sizes) > 1:
             seconds, latency = _mixed_phase(phase, route, capacity, carried)
-            total += seconds + phase.steps * latency
+            total += seconds + (phase.steps * latency + phase.base_s)
             continue
         size = sizes.pop() if sizes else 0.0
         mult, latency = phase_links(phase, route)
         if mult:
             total += size / min(capacity[link] / m for link, m in mult.items())
-        total += phase.steps * latency
+        total += phase.steps * latency + phase.base_s
         for link, m in mult.items():
             carried[link] = carried.get(link, 0.0) + size * m
     return total, carried
@@ -367,22 +370,3 @@ def torus_allreduce(graph: nx.DiGraph, chips: list[str]):
     costs = [cost(make) for make in candidates]
     best = min(range(len(candidates)), key=lambda i: (round(costs[i][0] / costs[0][0], 9), costs[i][1]))
     return candidates[best]
-
-
-def allreduce_for(graph: nx.DiGraph, chips: list[str]):
-    """The all-reduce a TP group uses on its fabric: direct on a full mesh (every pair has its own link,
-    as RCCL does on Infinity Fabric), hierarchical across nodes, on a torus the torus all-reduce when the
-    group is a sub-block (TPU ICI), a ring otherwise (NCCL on NVSwitch)."""
-    nodes = sorted({graph.nodes[c]["node"] for c in chips})
-    if len(nodes) > 1:
-        groups = [[c for c in chips if graph.nodes[c]["node"] == n] for n in nodes]
-        if len({len(g) for g in groups}) == 1 and len(groups[0]) > 1:
-            return lambda size: hierarchical_allreduce(groups, size)
-        return lambda size: ring_allreduce(chips, size)
-    torus = torus_allreduce(graph, chips) if len(chips) > 1 else None
-    if torus is not None:
-        return torus
-    full_mesh = all(graph.has_edge(a, b) for a in chips for b in chips if a != b)
-    if full_mesh and len(chips) > 2:
-        return lambda size: direct_allreduce(chips, size)
-    return lambda size: ring_allreduce(chips, size)

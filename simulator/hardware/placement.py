@@ -51,15 +51,28 @@ class Plan:
     kv_block_tokens: int
     kv_capacity_tokens: int         # per replica, whole blocks
     lm_head_shares: tuple[float, ...] = ()  # share of the lm_head's vocabulary per stage; (): all on the last
+    resident_weight_fraction: float = 1.0  # with weight streaming: the share of the weights the fast tier holds
     pipeline_schedule: str = "in_flight"  # micro-batches stay in the pipeline (in_flight) or it drains (flush)
+    data_parallel: int = 1          # attention data-parallel ranks per stage (each tensor_parallel chips)
+
+    @property
+    def stage_width(self) -> int:
+        """Chips per pipeline stage: data_parallel x tensor_parallel."""
+        return self.tensor_parallel * self.data_parallel
+
+    @property
+    def expert_tp(self) -> int:
+        """Chips each routed expert is split over: tensor_parallel without expert parallelism, else the
+        stage's chips per expert-parallel rank."""
+        return self.stage_width // self.expert_parallel if self.expert_parallel > 1 else self.tensor_parallel
 
     @property
     def kv_capacity_blocks(self) -> int:
         return self.kv_capacity_tokens // self.kv_block_tokens
 
     def stage_chips(self, replica: int, stage: int) -> tuple[int, ...]:
-        tp = self.tensor_parallel
-        return self.replica_chips[replica][stage * tp:(stage + 1) * tp]
+        width = self.stage_width
+        return self.replica_chips[replica][stage * width:(stage + 1) * width]
 
 
 def _divisors(n: int) -> list[int]:
@@ -102,6 +115,8 @@ def split_stages(sizes: list[float], stages: int) -> list[list[int]]:
 
 
 VOCAB_SLICES = 64  # the finest cut of the embedding table or the lm_head when they are split by vocabulary
+# with weight streaming, the share of the fast tier kept for the KV-cache; the weights take the rest
+KV_SHARE_WHEN_STREAMING = 0.25
 
 
 @dataclass(frozen=True)
@@ -142,10 +157,22 @@ def max_stages(model: ModelShape) -> int:
     return model.n_layers + VOCAB_SLICES + (1 if model.tied_embeddings else VOCAB_SLICES)
 
 
+def two_d_shardable(model: ModelShape, tp: int) -> bool:
+    """Can `tp` chips each hold 1/tp of every weight? Heads split over gcd(tp, heads) chips; when that is fewer
+    than tp, each head's projections are cut along the model width over the other tp / gcd chips: the 2D
+    weight-stationary layout of Pope et al. (MLSys 2023, sec. 3.2), which runs PaLM's 48 heads on 64 TPU v4.
+    Bytes and FLOPs per chip are 1/tp either way; the all-reduces the engine times stand for its
+    reduce-scatters and all-gathers, which move no more data at decode sizes."""
+    if model.n_heads % tp == 0:
+        return True
+    rest = tp // math.gcd(tp, model.n_heads)
+    return rest < tp and model.d_model % rest == 0
+
+
 def _check_parallelism(model: ModelShape, cluster: TopologySpec, d: DeploymentSpec) -> None:
-    tp, pp, ep = d.tensor_parallel, d.pipeline_parallel, d.expert_parallel
-    if model.n_heads % tp:
-        allowed = ", ".join(str(x) for x in _divisors(model.n_heads) if x <= cluster.chips_per_node)
+    tp, pp, ep, dp = d.tensor_parallel, d.pipeline_parallel, d.expert_parallel, d.data_parallel_attention
+    if not two_d_shardable(model, tp):
+        allowed = ", ".join(str(x) for x in range(1, cluster.chips_per_node + 1) if two_d_shardable(model, x))
         raise ScenarioError("deployment.tensor_parallel",
                             f"{tp} does not divide the {model.n_heads} attention heads of {model.name}; "
                             f"allowed: {allowed}")
@@ -158,15 +185,32 @@ def _check_parallelism(model: ModelShape, cluster: TopologySpec, d: DeploymentSp
                             f"{pp} stages for the {model.n_layers} layers of {model.name} (plus embedding and "
                             f"lm_head, in up to {VOCAB_SLICES} vocabulary slices each); at most "
                             f"{max_stages(model)}")
-    if ep > 1 and (not model.is_moe or ep != tp or model.n_experts % ep):
+    if dp > 1 and (not model.is_moe or ep != dp * tp):
         why = "it has no experts" if not model.is_moe else (
-            f"allowed: 1 or tensor_parallel ({tp}) when it divides the {model.n_experts} experts")
+            f"needs expert_parallel = data_parallel_attention x tensor_parallel ({dp * tp}), got {ep}")
+        raise ScenarioError("deployment.data_parallel_attention", f"{dp} for {model.name}: {why}")
+    if ep > 1 and (not model.is_moe or (dp == 1 and tp % ep) or model.n_experts % ep):
+        divisors = [x for x in _divisors(tp) if model.n_experts % x == 0] if model.is_moe else []
+        why = "it has no experts" if not model.is_moe else (
+            f"does not divide the {model.n_experts} experts" if dp > 1 else
+            f"allowed: {', '.join(map(str, divisors))} (divisors of tensor_parallel {tp} that divide the "
+            f"{model.n_experts} experts), or data_parallel_attention x tensor_parallel with attention data "
+            "parallelism")
         raise ScenarioError("deployment.expert_parallel", f"{ep} for {model.name}: {why}")
+    routing = d.expert_routing
+    if ep == 1 and (routing.skew or routing.balance != "none" or routing.loads):
+        raise ScenarioError("deployment.expert_routing", "skew, loads and balance shape the load of "
+                            "expert-parallel ranks; they need expert_parallel > 1")
+    if routing.redundant_experts % ep:
+        raise ScenarioError("deployment.expert_routing.redundant_experts",
+                            f"{routing.redundant_experts} copies do not fill the {ep} expert-parallel ranks "
+                            f"evenly; allowed: a multiple of {ep}")
     chips_total = cluster.nodes * cluster.chips_per_node
-    needed = tp * pp * d.replicas
+    needed = tp * dp * pp * d.replicas
     if needed > chips_total:
+        attention = f"TP {tp}" if dp == 1 else f"DP {dp} x TP {tp}"
         raise ScenarioError("deployment.replicas",
-                            f"{d.replicas} replicas x TP {tp} x PP {pp} need {needed} chips, "
+                            f"{d.replicas} replicas x {attention} x PP {pp} need {needed} chips, "
                             f"{cluster.name} has {chips_total}")
 
 
@@ -219,7 +263,7 @@ def plan_pools(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
 def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
                     deployment: DeploymentSpec, chip_offset: int = 0) -> Plan:
     _check_parallelism(model, cluster, deployment)
-    tp, pp = deployment.tensor_parallel, deployment.pipeline_parallel
+    tp, pp, dp = deployment.tensor_parallel, deployment.pipeline_parallel, deployment.data_parallel_attention
     compute_dtype = deployment.compute_dtype or deployment.weights_dtype
     if compute_dtype not in chip.compute.peak:
         allowed = ", ".join(chip.compute.peak) or "none (the catalog has no peak for this chip)"
@@ -227,11 +271,20 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
     kv_dtype = deployment.kv_dtype or deployment.weights_dtype
     layout = layout_for(model, chip, deployment)
     layers = layout.layers
-    weight_bytes_per_chip = layout.fullest_bytes / tp
-    tier, stream = _tiers(chip, weight_bytes_per_chip, deployment, tp * pp, model)
+    weight_bytes_per_chip = (layout.fullest_bytes / tp if dp == 1 else
+                             _dp_weight_bytes(model, layout, tp, dp, DTYPE_BYTES[deployment.weights_dtype]))
+    redundant = deployment.expert_routing.redundant_experts
+    if redundant:  # each rank holds redundant / ep more expert copies of each of the stage's MoE layers
+        weight_bytes_per_chip += (model.n_moe_layers * max(layers) / model.n_layers * redundant
+                                  * model.expert_params * DTYPE_BYTES[deployment.weights_dtype] / (tp * dp))
+    tier, stream = _tiers(chip, weight_bytes_per_chip, deployment, tp * dp * pp, model)
     usable = tier.capacity * deployment.memory_utilization
     kv_per_token = model.kv_bytes_per_token(kv_dtype) * kv_share_per_chip(model, tp)
-    kv_bytes = usable - (0.0 if stream else weight_bytes_per_chip)
+    # weights that do not fit stream from the slower tier; the fast tier holds what it can of them beside
+    # the KV-cache's share (SambaNova's SN40L: HBM, then DDR)
+    resident = min(weight_bytes_per_chip, usable * (1.0 - KV_SHARE_WHEN_STREAMING)) if stream else \
+        weight_bytes_per_chip
+    kv_bytes = usable - resident
     stage_kv_per_token = kv_per_token * max(layers) / model.n_layers
     blocks = int(kv_bytes // (stage_kv_per_token * deployment.kv_block_tokens))
     micro = deployment.micro_batches or pp
@@ -239,18 +292,30 @@ def plan_deployment(model: ModelShape, chip: ChipSpec, cluster: TopologySpec,
         tensor_parallel=tp, pipeline_parallel=pp, expert_parallel=deployment.expert_parallel,
         micro_batches=micro if pp > 1 else 1, layers_per_stage=layers,
         pipeline_schedule=deployment.pipeline_schedule,
-        replica_chips=_assign_chips(deployment.replicas, tp * pp, deployment.placement, chip_offset,
+        replica_chips=_assign_chips(deployment.replicas, tp * dp * pp, deployment.placement, chip_offset,
                                     chip_order(cluster)),
-        replicas=deployment.replicas, chips_per_replica=tp * pp,
-        chips_total=tp * pp * deployment.replicas, weights_dtype=deployment.weights_dtype, kv_dtype=kv_dtype,
+        replicas=deployment.replicas, chips_per_replica=tp * dp * pp,
+        chips_total=tp * dp * pp * deployment.replicas, weights_dtype=deployment.weights_dtype, kv_dtype=kv_dtype,
         compute_dtype=compute_dtype, tier=tier.tier, tier_bandwidth=float(tier.bandwidth or 0.0),
         stream_tier=stream.tier if stream else None,
         stream_bandwidth=float(stream.bandwidth or 0.0) if stream else 0.0,
         usable_bytes_per_chip=usable, weight_bytes_per_chip=weight_bytes_per_chip,
         kv_bytes_per_token_per_chip=kv_per_token, kv_capacity_bytes_per_chip=kv_bytes,
-        kv_block_tokens=deployment.kv_block_tokens, kv_capacity_tokens=blocks * deployment.kv_block_tokens,
-        lm_head_shares=layout.head_shares,
+        kv_block_tokens=deployment.kv_block_tokens,
+        kv_capacity_tokens=blocks * deployment.kv_block_tokens * dp,  # each attention DP rank its own KV-cache
+        lm_head_shares=layout.head_shares, data_parallel=dp,
+        resident_weight_fraction=resident / weight_bytes_per_chip if weight_bytes_per_chip else 1.0,
     )
+
+
+def _dp_weight_bytes(model: ModelShape, layout: StageLayout, tp: int, dp: int, wbytes: float) -> float:
+    """Weight bytes per chip of the fullest stage with attention data parallelism: everything but the routed
+    experts on every DP rank (split over its tp chips), the routed experts once over all dp x tp chips."""
+    fullest = max(range(len(layout.stage_bytes)), key=lambda s: layout.stage_bytes[s])
+    held = layout.stage_bytes[fullest]
+    routed = (model.n_moe_layers * model.n_experts * model.expert_params * wbytes
+              * layout.layers[fullest] / model.n_layers)
+    return (held - routed) / tp + routed / (tp * dp)
 
 
 def layout_for(model: ModelShape, chip: ChipSpec, d: DeploymentSpec) -> StageLayout:

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
+import numpy as np
 
+from simulator.config.deployment import ExpertRoutingSpec
 from simulator.config.load import Scenario, load_model_config, sequence_overhead_s
 from simulator.errors import CapacityError, ScenarioError
+from simulator.hardware.expert_routing import read_loads
 from simulator.hardware.model import ModelShape, model_shape
 from simulator.hardware.placement import Plan, plan_deployment, plan_pools
 from simulator.hardware.roofline import Drafter, StepCostModel
@@ -27,6 +30,7 @@ class Pool:
     role: str
     plan: Plan
     cost_models: list[StepCostModel]
+    expert_loads: np.ndarray | None = None  # measured routing probabilities, one row per MoE layer
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,13 @@ def prepare(scenario: Scenario) -> Prepared:
                             f"swap needs host memory behind PCIe, but topology {spec.cluster.name} has no `host:` "
                             "block; allowed here: recompute", scenario.file)
     per_sequence = sequence_overhead_s(scenario.chip, spec.serving.engine)
+    loads_file = spec.deployment.expert_routing.loads
+    try:
+        loads = read_loads(loads_file, model.n_experts, model.n_moe_layers) if loads_file else None
+    except ScenarioError as exc:
+        raise exc.with_file(scenario.file) from None
     pools = [Pool(role, plan, [StepCostModel.build(model, plan, scenario.chip, s, per_sequence)
-                               for s in range(plan.pipeline_parallel)]) for role, plan in plans]
+                               for s in range(plan.pipeline_parallel)], loads) for role, plan in plans]
     _check_paths(graph, [plan for _, plan in plans], scenario)
     return Prepared(model, pools, graph, _drafter(scenario, model, pools))
 
@@ -93,7 +102,8 @@ def _drafter(scenario: Scenario, model: ModelShape, pools: list[Pool]) -> Drafte
         draft = model_shape(name, config)
         plan = plan_deployment(draft, scenario.chip, spec.cluster, spec.deployment.model_copy(update={
             "tensor_parallel": pools[-1].plan.tensor_parallel, "replicas": 1, "pipeline_parallel": 1,
-            "disaggregated": None, "expert_parallel": 1}))
+            "disaggregated": None, "expert_parallel": 1, "data_parallel_attention": 1,
+            "expert_routing": ExpertRoutingSpec()}))
     except (ScenarioError, CapacityError) as exc:
         raise exc.with_file(scenario.file) from None
     cost_model = StepCostModel.build(draft, plan, scenario.chip, 0)

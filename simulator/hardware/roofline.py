@@ -21,6 +21,7 @@ Tensor parallelism divides both; its all-reduces are flows on the network (engin
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -29,6 +30,9 @@ from simulator.hardware.model import DTYPE_BYTES, ModelShape
 from simulator.hardware.placement import Plan
 
 ACTIVATION_BYTES = 2.0  # activations and all-reduces in 16-bit, also for 8-bit weights (as TensorRT-LLM does)
+# The matrix products of one transformer layer that run one after the other in decode: QKV projection,
+# attention over the KV-cache, output projection, gate/up projection, down projection.
+SEQUENTIAL_PRODUCTS_PER_LAYER = 5
 
 
 class BatchShape(NamedTuple):
@@ -78,6 +82,22 @@ def ring_allreduce_s(size_bytes: float, n: int, bw_bytes_per_s: float, hop_laten
     return 2.0 * (n - 1) / n * size_bytes / bw_bytes_per_s + 2 * (n - 1) * hop_latency_s
 
 
+def mesh_layer_s(model: ModelShape, plan: Plan, chip: ChipSpec) -> float:
+    """Latency one layer's decode pays crossing its region of a wafer's core mesh (0 for chips without one).
+    The stage's weights are spread over all the cores, so a layer holds a region of c = cores x (its share of
+    the stage's bytes) cores, a square sqrt(c) cores wide. Each of its SEQUENTIAL_PRODUCTS_PER_LAYER matrix
+    products sends the activation across the region and reduces the partial sums back: 2 sqrt(c) hops
+    (WaferLLM's MeshGEMV, OSDI'25). It grows with the span a layer occupies, not with the batch: the tokens
+    of a batch travel the mesh together."""
+    mesh = chip.mesh
+    if mesh is None or plan.weight_bytes_per_chip <= 0:
+        return 0.0
+    layer_bytes = (model.dense_layer_params + model.n_moe_layers * model.n_experts * model.expert_params) \
+        / model.n_layers * DTYPE_BYTES[plan.weights_dtype] / plan.tensor_parallel
+    region = mesh.cores * min(1.0, layer_bytes / plan.weight_bytes_per_chip)
+    return SEQUENTIAL_PRODUCTS_PER_LAYER * 2.0 * math.sqrt(region) * mesh.hop_latency
+
+
 def pipelined(total: float, slowest: float, parts: int, in_flight: bool) -> float:
     """An iteration of `parts` identical micro-batches through a pipeline, from one micro-batch's way through
     all stages (`total`) and the slowest step that holds a stage or a link (`slowest`). Drained each iteration
@@ -98,6 +118,7 @@ class StepCostModel:
     peak_flops: float         # effective: peak x eps_c
     memory_bw: float          # effective: bandwidth x eps_m
     stream_bw: float          # effective bandwidth of the tier weights stream from; 0 without streaming
+    streamed_share: float     # of the weight bytes a pass reads, the share in that slower tier (the rest fits)
     dense_weight_bytes: float  # per chip: this stage's layers except routed experts (+ lm_head if last)
     expert_bytes: float       # per chip: one routed expert of one layer (whole with EP, 1/tp without)
     kv_bytes_per_token: float  # per chip, this stage's layers
@@ -108,6 +129,10 @@ class StepCostModel:
     dense_flops_per_token: float = 0.0  # 2 x the dense active parameters of this stage's layers
     routed_flops_per_token: float = 0.0  # 2 x the routed experts' active parameters of this stage's layers
     lm_head_flops_per_logit: float = 0.0  # 2 x the lm_head parameters this stage holds
+    # attention data parallelism (deployment.data_parallel_attention): each of `dp` ranks of `tp` chips
+    # attends to and runs the dense layers for 1/dp of the batch; the routed experts see the whole batch
+    dp: int = 1
+    expert_tp: int = 1        # chips one routed expert is split over (1 with expert parallelism)
 
     @classmethod
     def build(cls, model: ModelShape, plan: Plan, chip: ChipSpec, stage: int,
@@ -128,16 +153,18 @@ class StepCostModel:
             peak_flops=chip.compute.peak[plan.compute_dtype] * eff.compute,
             memory_bw=plan.tier_bandwidth * eff.memory,
             stream_bw=plan.stream_bandwidth * eff.memory,
+            streamed_share=1.0 - plan.resident_weight_fraction if plan.stream_tier else 0.0,
             dense_weight_bytes=dense * wbytes / plan.tensor_parallel,
-            expert_bytes=model.expert_params * wbytes / (1 if plan.expert_parallel > 1 else plan.tensor_parallel),
+            expert_bytes=model.expert_params * wbytes / plan.expert_tp,
             kv_bytes_per_token=plan.kv_bytes_per_token_per_chip * frac,
-            overhead_s=eff.step_overhead + layers * eff.layer_overhead
+            overhead_s=eff.step_overhead + layers * (eff.layer_overhead + mesh_layer_s(model, plan, chip))
             + model.n_moe_layers * layers / model.n_layers * eff.moe_layer_overhead,
             sequence_overhead_s=sequence_overhead_s if last else 0.0,
             attn_flops_per_pair=model.attn_flops_per_pair_per_layer * layers,
             dense_flops_per_token=2.0 * dense_active * frac,
             routed_flops_per_token=2.0 * routed_active * frac,
             lm_head_flops_per_logit=2.0 * model.lm_head_params * head,
+            dp=plan.data_parallel, expert_tp=plan.expert_tp,
         )
 
     @property
@@ -160,19 +187,22 @@ class StepCostModel:
             gemm += self.lm_head_flops_per_logit * b.logits / self.tp
         weights = self.dense_weight_bytes
         if self.model.n_experts:
-            if expert_load is None:
+            if expert_load is None:  # expected experts touched by the whole batch, on 1/ep of them per rank
                 gemm += self.routed_flops_per_token * tokens / self.tp
-                weights += self.moe_layers * self.experts_touched(tokens) * self.expert_bytes
+                weights += self.moe_layers * self.experts_touched(tokens * self.dp) * self.expert_bytes / self.ep
             else:
                 routed_tokens, touched = expert_load
-                gemm += 2.0 * self.model.expert_params * routed_tokens
+                gemm += 2.0 * self.model.expert_params * routed_tokens / self.expert_tp
                 weights += touched * self.expert_bytes
         return gemm, weights
 
     def cost(self, b: BatchShape, expert_load: tuple[float, float] | None = None) -> StepCost:
         """Roofline of one pass of `b` through this stage on one chip, kernel class by class. `expert_load` =
         (routed tokens, experts touched) summed over this stage's MoE layers on the busiest expert-parallel
-        rank; without it the routed experts are split evenly over the TP group (expected experts touched)."""
+        rank; without it the routed experts are split evenly over the TP group (expected experts touched). With
+        attention data parallelism the chip runs its DP rank's 1/dp of `b` (the batch of the whole stage)."""
+        if self.dp > 1:
+            b = b.split(self.dp)
         tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
         gemm, weights = self._gemms(b, tokens, expert_load)
         prefill = self.attn_flops_per_pair * (b.prefill_pairs + b.verify_pairs) / self.tp
@@ -181,29 +211,32 @@ class StepCostModel:
         kv_decode = (b.decode_context + b.decode_tokens) * self.kv_bytes_per_token  # reads + the new token's
         overhead = self.overhead_s + self.sequence_overhead_s * b.logits
         peak, bw = self.peak_flops, self.memory_bw
-        gc, gm = gemm / peak, weights / self.stream_bw if self.stream_bw else weights / bw
+        streamed = weights * self.streamed_share
+        resident = weights - streamed
+        gc, gm = gemm / peak, resident / bw + streamed / self.stream_bw if self.stream_bw else weights / bw
         pc, pm, dc, dm = prefill / peak, kv_prefill / bw, decode / peak, kv_decode / bw
         cb = (gc if gc >= gm else 0.0) + (pc if pc >= pm else 0.0) + (dc if dc >= dm else 0.0)
         mb = (gm if gm > gc else 0.0) + (pm if pm > pc else 0.0) + (dm if dm > dc else 0.0)
         flops = gemm + prefill + decode
         kv = kv_prefill + kv_decode
-        if self.stream_bw:
-            return StepCost(flops / peak, gm + pm + dm, overhead, flops, kv, weights, cb, mb)
-        return StepCost(flops / peak, gm + pm + dm, overhead, flops, weights + kv, 0.0, cb, mb)
+        return StepCost(flops / peak, gm + pm + dm, overhead, flops, resident + kv, streamed, cb, mb)
 
     def decode_terms(self, b: BatchShape) -> tuple:
         """What `cost(b)` computes that does not depend on `b.decode_context`, for a batch of decodes without
         prefill, speculation or sampled expert load (run-ahead's steady decoding, engine/run_ahead.py):
         (gemm FLOPs, the GEMMs' compute-bound and memory-bound time, their memory time, attention FLOPs per
-        pair, tp, tokens, KV bytes per token, peak, bandwidth, weight bytes, streaming?, overhead). With context
+        pair, tp, tokens, KV bytes per token, peak, bandwidth, weight bytes in the fast tier and streamed from the
+        slower one, overhead). With context
         c, the same float operations as cost() give: decode attention = per_pair x c / tp over peak against
         (c + tokens) x kv_per_token over bandwidth; the prefill class is zero and adds nothing."""
         tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
         gemm, weights = self._gemms(b, tokens)
         gc = gemm / self.peak_flops
-        gm = weights / self.stream_bw if self.stream_bw else weights / self.memory_bw
+        streamed = weights * self.streamed_share
+        resident = weights - streamed
+        gm = resident / self.memory_bw + streamed / self.stream_bw if self.stream_bw else weights / self.memory_bw
         return (gemm, gc if gc >= gm else 0.0, gm if gm > gc else 0.0, gm, self.attn_flops_per_pair, self.tp,
-                tokens, self.kv_bytes_per_token, self.peak_flops, self.memory_bw, weights, bool(self.stream_bw),
+                tokens, self.kv_bytes_per_token, self.peak_flops, self.memory_bw, resident, streamed,
                 self.overhead_s + self.sequence_overhead_s * b.logits)
 
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import networkx as nx
+from networkx.algorithms.shortest_paths.generic import _build_paths_from_predecessors
 
 from simulator.config.cluster import ChipSpec, TopologySpec
 
@@ -33,7 +35,7 @@ def _link(g: nx.DiGraph, u: str, v: str, bw: float, latency: float, energy: floa
 
 def build_graph(spec: TopologySpec, chip_spec: ChipSpec) -> nx.DiGraph:
     """The cluster as a graph; chips carry `node` (their node index) as an attribute."""
-    g = nx.DiGraph(name=spec.name)
+    g = nx.DiGraph(name=spec.name, chip_kind=chip_spec.kind)
     n = spec.chips_per_node
     for k in range(spec.nodes):
         for local in range(n):
@@ -60,7 +62,7 @@ def _scaleup(g: nx.DiGraph, spec: TopologySpec, chip_spec: ChipSpec, k: int) -> 
         if bw is None:
             raise ValueError(f"{chip_spec.id} has no scale-up bandwidth; set scaleup.bandwidth_per_dir")
         switch = f"n{k}/sw"
-        g.add_node(switch, kind="switch", node=k)
+        g.add_node(switch, kind="switch", node=k, reduces=f.in_switch_reduction)
         for member in members:  # half the hop latency each way: chip -> switch -> chip is one hop
             _link(g, member, switch, bw, f.hop_latency / 2, f.energy_per_bit, "scaleup")
     elif f.kind == "mesh":
@@ -164,8 +166,15 @@ class Routes:
 
     def __post_init__(self) -> None:
         g = self.graph
-        self.scaleup = g.edge_subgraph([(u, v) for u, v, d in g.edges(data=True) if d["fabric"] == "scaleup"])
-        self.scaleout = g.edge_subgraph([(u, v) for u, v, d in g.edges(data=True) if d["fabric"] == "scaleout"])
+
+        def fabric(keep: Callable[[str], bool]) -> nx.DiGraph:  # a copy: BFS on a filtered view is ~10x slower
+            return nx.DiGraph(g.edge_subgraph([(u, v) for u, v, d in g.edges(data=True) if keep(d["fabric"])]))
+        self.scaleup = fabric(lambda f: f == "scaleup")
+        self.scaleout = fabric(lambda f: f == "scaleout")
+        # chips that relay for each other (Groq's TSPs are the dragonfly's switches): a pair that the scale-out
+        # fabric alone does not join may still be joined through other chips' scale-up and scale-out links
+        self.chip_fabric = fabric(lambda f: f != "pcie")
+        self._predecessors: dict[tuple[int, str], dict[str, list[str]]] = {}
 
     def route(self, src: str, dst: str) -> tuple[tuple[str, ...], float]:
         key = (src, dst)
@@ -185,18 +194,28 @@ class Routes:
             edge = g.edges[src, dst]
             return (edge["id"],), edge["latency_s"]
         same_node = g.nodes[src]["node"] == g.nodes[dst]["node"]
-        fabric = self.scaleup if same_node else self.scaleout
-        if src not in fabric or dst not in fabric:
+        path = self._ecmp(self.scaleup if same_node else self.scaleout, src, dst) \
+            or self._ecmp(self.chip_fabric, src, dst)
+        if not path:
             raise ValueError(f"no {'scale-up' if same_node else 'scale-out'} path from {src} to {dst}")
-        path = self._ecmp(fabric, src, dst)
         edges = list(itertools.pairwise(path))
         return tuple(g.edges[e]["id"] for e in edges), sum(g.edges[e]["latency_s"] for e in edges)
 
-    @staticmethod
-    def _ecmp(fabric: nx.DiGraph, src: str, dst: str) -> list[str]:
-        """One of the shortest paths, picked by a stable hash of the endpoints (static ECMP). At most 16 are
-        considered: enough for a spine layer, and a torus's thousands of equal paths would cost too much."""
-        paths = sorted(itertools.islice(nx.all_shortest_paths(fabric, src, dst), 16))
+    def _ecmp(self, fabric: nx.DiGraph, src: str, dst: str) -> list[str] | None:
+        """One of the shortest paths (None: none), picked by a stable hash of the endpoints (static ECMP). At
+        most 16 are considered: enough for a spine layer, and a torus's thousands of equal paths would cost
+        too much. One breadth-first search per source, kept for every destination."""
+        if src not in fabric or dst not in fabric:
+            return None
+        key = (id(fabric), src)
+        if key not in self._predecessors:
+            self._predecessors[key] = nx.predecessor(fabric, src)
+        predecessors = self._predecessors[key]
+        if dst not in predecessors:
+            return None
+        # the paths nx.all_shortest_paths yields, in its order, from the search already made
+        found = _build_paths_from_predecessors({src}, dst, predecessors)
+        paths = sorted(itertools.islice(found, 16))
         if len(paths) == 1:
             return paths[0]
         a, b = int(src[1:]), int(dst[1:])

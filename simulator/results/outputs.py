@@ -18,7 +18,7 @@ from typing import Iterator
 from simulator.errors import InfersimError
 
 OUTPUT_NAMES = frozenset({"summary.json", "requests.parquet", "iterations.parquet", "links.parquet", "report.md",
-                          "plots"})
+                          "plots", "report.html", "trace.json"})
 
 
 class OutputFolderError(InfersimError):

@@ -41,13 +41,14 @@ def write_plots(summary: dict[str, Any], requests: pd.DataFrame, iterations: Ite
     if len(it):
         counts, _ = np.histogram(it["start_s"] + it["duration_s"], bins=edges, weights=it["output_tokens"])
         top.step(edges[:-1], counts / np.diff(edges), where="post")
-    top.set_ylabel("output tokens/s")
+    top.set_ylabel("output tokens/s (per time bin)")
     top.grid(alpha=0.3)
     if len(it):
         bottom.plot(*_thinned(it["start_s"], it["batch_size"], span), lw=0.6)
-    bottom.set_ylabel("batch size")
+    bottom.set_ylabel("batch size (requests)")
     bottom.set_xlabel("simulated time (s)")
     bottom.grid(alpha=0.3)
+    fig.suptitle(f"{summary['scenario']}: throughput and batch size over time")
     fig.tight_layout()
     fig.savefig(out / "timeline.png", dpi=110)
     plt.close(fig)
@@ -56,6 +57,7 @@ def write_plots(summary: dict[str, Any], requests: pd.DataFrame, iterations: Ite
     share = {k: (v or 0.0) for k, v in summary["bottleneck_share"].items()}
     ax.bar(list(share), list(share.values()), color=["#4c72b0", "#dd8452", "#55a868", "#8c8c8c", "#c44e52"])
     ax.set_ylabel("share of busy time")
+    ax.set_xlabel("resource bounding the time")
     ax.set_ylim(0, 1)
     ax.set_title("where the iterations' time went")
     fig.tight_layout()

@@ -56,6 +56,35 @@ def _main_rows(s: dict[str, Any], r: dict[str, Any], t: dict[str, Any], share: d
     ]
 
 
+_MEANING = {
+    "compute": "compute: the iterations' time was mostly bound by arithmetic (FLOPs over the chips' peak)",
+    "memory": "memory bandwidth: the iterations' time was mostly bound by bytes read from memory (weights and "
+              "KV-cache over the memory's bandwidth)",
+    "network": "the network: the iterations' time was mostly spent waiting for collectives and stage-to-stage "
+               "sends on the links",
+    "overhead": "fixed overheads: the iterations' time was mostly per-step, per-layer and per-sequence host and "
+                "kernel-launch time, not the hardware's throughput",
+    "bubble": "pipeline bubbles: the iterations' time was mostly stages waiting on each other",
+}
+
+
+def bottleneck_words(s: dict[str, Any]) -> str:
+    """The bottleneck in plain words, with the shares and utilisations it rests on."""
+    share = {k: v for k, v in s["bottleneck_share"].items() if v is not None}
+    if not share:
+        return "No iteration ran, so there is no bottleneck to name."
+    top = max(share, key=share.__getitem__)
+    others = ", ".join(f"{k} {v:.0%}" for k, v in sorted(share.items(), key=lambda kv: -kv[1]) if k != top)
+    text = (f"The bottleneck is {_MEANING[top]} ({share[top]:.0%} of the busy time; {others}). "
+            f"On average compute ran at {_fmt(s['utilization']['compute_mean'], 100, 2)}% of peak and memory "
+            f"bandwidth at {_fmt(s['utilization']['memory_bw_mean'], 100, 2)}% of nameplate.")
+    net = s.get("network", {})
+    if net.get("busiest_link"):
+        text += (f" The busiest link, {net['busiest_link']}, carried "
+                 f"{_fmt(net.get('busiest_link_utilization'), 100, 2)}% of what it could over the run.")
+    return text
+
+
 def markdown(s: dict[str, Any], plan: Plan, description: str, links: bool, plots: bool) -> str:
     """report.md of a run: its summary `s`, its (first pool's) plan, the scenario's description; `links`:
     whether any link carried traffic (a link heatmap was drawn)."""
@@ -69,11 +98,13 @@ def markdown(s: dict[str, Any], plan: Plan, description: str, links: bool, plots
     if s["sim"].get("interrupted"):
         lines += [f"**Interrupted** at {s['sim']['simulated_s']:.4g} simulated seconds: a partial result "
                   "(requests not done by then count as in flight).", ""]
-    lines += [f"Seed {s['seed']}. Tensor parallel {plan.tensor_parallel} x pipeline {plan.pipeline_parallel} "
+    attention_dp = f" x attention data parallel {plan.data_parallel}" if plan.data_parallel > 1 else ""
+    lines += [f"Seed {s['seed']}. Tensor parallel {plan.tensor_parallel}{attention_dp} x pipeline "
+              f"{plan.pipeline_parallel} "
               f"(expert parallel {plan.expert_parallel}) x {plan.replicas} replicas, weights "
               f"{plan.weights_dtype}, KV {plan.kv_dtype}; {plan.weight_bytes_per_chip / 1e9:.1f} GB of weights "
               f"and room for {plan.kv_capacity_tokens:,} KV tokens per replica in {plan.tier}.", "",
-              "| metric | value |", "|---|---|"]
+              bottleneck_words(s), "", "| metric | value |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in headline(s)]
     lines += ["", "## Latency (seconds)", "", "| metric | mean | p50 | p90 | p99 |", "|---|---|---|---|---|"]
     for key in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):

@@ -14,7 +14,9 @@ from simulator.results import plots as plotting
 from simulator.results.iteration_store import IterationStore
 from simulator.results.outputs import staged_folder
 from simulator.results.report import markdown
+from simulator.results.run_html import HTML_NAME, write_run_html
 from simulator.results.summary import summary_json
+from simulator.results.trace import TRACE_NAME, TraceBounds, write_trace
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,9 @@ class RunResult:
         """Every iteration as a DataFrame, built on each call (a long run's is large: the store reads columns)."""
         return self.iteration_store.frame()
 
-    def write(self, out_dir: str | Path, plots: bool = True) -> Path:
-        """Write the run's folder all or nothing (outputs.py): a killed write leaves the previous folder."""
+    def write(self, out_dir: str | Path, plots: bool = True, trace: TraceBounds | None = None) -> Path:
+        """Write the run's folder all or nothing (outputs.py): a killed write leaves the previous folder;
+        `plots`: the PNG plots and report.html; `trace`: also trace.json (trace.py), bounded so."""
         out = Path(out_dir)
         with staged_folder(out) as folder:
             self.requests.to_parquet(folder / "requests.parquet", index=False)
@@ -43,7 +46,12 @@ class RunResult:
             if plots:
                 plotting.write_plots(self.summary, self.requests, self.iteration_store, self.links,
                                      folder / "plots")
+                write_run_html(folder / HTML_NAME, self.summary, self.requests, self.iteration_store, self.links,
+                               self.scenario.spec.description)
             text = markdown(self.summary, self.plan, self.scenario.spec.description, not self.links.empty, plots)
             (folder / "report.md").write_text(text, encoding="utf-8")
             (folder / "summary.json").write_text(summary_json(self.summary), encoding="utf-8")
+            if trace is not None:
+                write_trace(folder / TRACE_NAME, self.summary, self.requests, self.iteration_store, self.links,
+                            trace)
         return out

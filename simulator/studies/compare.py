@@ -46,7 +46,8 @@ from simulator.config.scenario import ScenarioSpec
 from simulator.config.studies import CompareDesign, CompareSpec
 from simulator.errors import ScenarioError
 from simulator.studies import compare_report
-from simulator.studies.points import flatten, simulate
+from simulator.studies.compare_html import write_compare_html
+from simulator.studies.points import atomic_write, flatten, simulate
 
 COMPARE_ONLY = set(CompareSpec.model_fields) - set(ScenarioSpec.model_fields)  # --set keys of the file itself
 SET_BY_COMPARE = ("workload.arrival", "deployment.replicas")  # --set cannot change these: they set the load
@@ -231,8 +232,8 @@ def cost_basis(scenario: Scenario) -> str | None:
 
 def compare(file: str | Path, out: str | Path | None = None, overrides: Sequence[str] = (),
             workers: int | None = None, plots: bool = True) -> CompareResult:
-    """Simulate every point of the compare FILE and write OUT/compare.parquet, compare.csv, report.md and
-    plots/pareto_per_{chip,dollar,kw}.png (default OUT: results/compare-<name>)."""
+    """Simulate every point of the compare FILE and write OUT/compare.parquet, compare.csv, report.md,
+    plots/pareto_per_{chip,dollar,kw}.png and report.html (default OUT: results/compare-<name>)."""
     file = Path(file)
     spec, rest = load_compare(file, overrides)
     todo = points(spec, file, rest)
@@ -241,4 +242,7 @@ def compare(file: str | Path, out: str | Path | None = None, overrides: Sequence
     table["efficiency_calibrated"] = [p.scenario.chip.efficiency.calibrated for p in todo]
     out = Path(out) if out is not None else Path("results") / f"compare-{spec.name}"
     compare_report.write(out, spec, file, table, plots)
+    if plots:
+        atomic_write(out / "report.html",
+                     lambda p: write_compare_html(p, spec.name, spec.model, spec.description, table))
     return CompareResult(spec, file, out, table)

@@ -13,23 +13,27 @@ from dataclasses import dataclass
 
 from simulator.config.load import Scenario
 from simulator.errors import CapacityError
-from simulator.hardware.collectives import Phase, allreduce_for, repeated, uncontended_s
+from simulator.hardware.collectives import Phase, repeated, uncontended_s
 from simulator.hardware.model import ModelShape, model_shape
+from simulator.hardware.moe_traffic import stage_traffic
 from simulator.hardware.prepare import Prepared, prepare
-from simulator.hardware.roofline import ACTIVATION_BYTES, BatchShape
+from simulator.hardware.roofline import ACTIVATION_BYTES, BatchShape, pipelined
 from simulator.hardware.topology import Routes, chip
 from simulator.workload.arrivals import generate
 
 
 @dataclass(frozen=True)
 class StepEstimate:
-    """One decode step of `batch` requests at `context` tokens each, per resource (seconds)."""
+    """One decode step of `batch` requests at `context` tokens each (seconds). With pipeline stages the batch
+    goes through as micro-batches, as the engine runs it: the step is `pipelined()` over them, and each
+    resource's share is its part of one micro-batch's way through every stage, scaled to the step."""
     batch: int
-    light_s: float       # physical bound: max(FLOPs / peak, bytes / bandwidth), summed over stages
+    light_s: float       # physical bound: max(FLOPs / peak, bytes / bandwidth) per stage, pipelined
     compute_s: float     # with efficiencies: the kernel classes bound by their FLOPs
     memory_s: float      # and those bound by their bytes
     network_s: float     # uncontended collectives and stage sends
     overhead_s: float
+    micro_batches: int = 1
 
     @property
     def estimate_s(self) -> float:
@@ -53,26 +57,43 @@ def decode_step(prepared: Prepared, scenario: Scenario, batch: int, context: int
     routes = Routes(graph)
     efficiency = scenario.chip.efficiency.collective  # as the engine: achievable share of each link
     capacity = {d["id"]: d["bw"] * efficiency for _, _, d in graph.edges(data=True)}
-    shape = BatchShape(0, 0, 0, batch, batch * context, batch)
+    parts = max(1, min(plan.micro_batches, batch))  # as the engine splits a batch (one per request at most)
+    shape = BatchShape(0, 0, 0, batch, batch * context, batch).split(parts)
     peak = scenario.chip.compute.peak[plan.compute_dtype]
     light = compute = memory = network = overhead = 0.0
-    size = batch * prepared.model.d_model * ACTIVATION_BYTES
+    light_slowest = slowest = 0.0
+    size = shape.tokens * prepared.model.d_model * ACTIVATION_BYTES
     for s, cost_model in enumerate(prepared.cost_models):
         cost = cost_model.cost(shape)
         streamed = cost.stream_bytes / plan.stream_bandwidth if plan.stream_bandwidth else 0.0
-        light += max(cost.flops / peak, cost.memory_bytes / plan.tier_bandwidth, streamed)
+        stage_light = max(cost.flops / peak, cost.memory_bytes / plan.tier_bandwidth, streamed)
+        light += stage_light
+        light_slowest = max(light_slowest, stage_light)
         compute += cost.compute_bound_s
         memory += cost.memory_bound_s
         overhead += cost.overhead_s
         chips = [chip(i) for i in plan.stage_chips(0, s)]
+        coll = 0.0
         if len(chips) > 1:
-            network += uncontended_s(repeated(allreduce_for(graph, chips)(size), 2 * cost_model.layers),
-                                     routes.route, capacity)[0]
+            allreduce, moe = stage_traffic(graph, chips, plan.tensor_parallel, prepared.model.top_k, routes,
+                                           efficiency)
+            traffic = repeated(allreduce(size), 2 * cost_model.layers)
+            if moe is not None:
+                traffic += repeated(moe(size), round(cost_model.moe_layers))
+            coll = uncontended_s(traffic, routes.route, capacity)[0]
+        send = 0.0
         if s + 1 < len(prepared.cost_models):
             nxt = [chip(i) for i in plan.stage_chips(0, s + 1)]
             sends = (Phase(tuple((a, b, size / len(chips)) for a, b in zip(chips, nxt)), 1),)
-            network += uncontended_s(sends, routes.route, capacity)[0]
-    return StepEstimate(batch, light, compute, memory, network, overhead)
+            send = uncontended_s(sends, routes.route, capacity)[0]
+        network += coll + send
+        slowest = max(slowest, cost.roofline_s + coll, send)
+    in_flight = plan.pipeline_schedule == "in_flight"
+    total = compute + memory + network + overhead
+    step = pipelined(total, slowest, parts, in_flight)
+    scale = step / total if total else 1.0
+    return StepEstimate(batch, pipelined(light, light_slowest, parts, in_flight), compute * scale,
+                        memory * scale, network * scale, overhead * scale, parts)
 
 
 def explain(scenario: Scenario) -> list[tuple[str, str, str]]:
@@ -101,13 +122,16 @@ def explain(scenario: Scenario) -> list[tuple[str, str, str]]:
     max_batch = min(spec.serving.batcher.max_batch_size,
                     plan.kv_capacity_blocks // max(1, math.ceil(per_request / plan.kv_block_tokens)))
     rows += [
-        ("plan", "parallelism", f"TP {plan.tensor_parallel} x PP {plan.pipeline_parallel} (EP "
+        ("plan", "parallelism", f"TP {plan.tensor_parallel}"
+                                f"{f' x attention DP {plan.data_parallel}' if plan.data_parallel > 1 else ''}"
+                                f" x PP {plan.pipeline_parallel} (EP "
                                 f"{plan.expert_parallel}) x {plan.replicas} replicas = {plan.chips_total} chips"),
         ("plan", "layers per stage", ", ".join(str(n) for n in plan.layers_per_stage)),
-        ("memory", "tier holding weights and KV-cache" if not plan.stream_tier else "tier holding the KV-cache",
+        ("memory", "tier holding weights and KV-cache" if not plan.stream_tier else
+         f"tier holding the KV-cache and {plan.resident_weight_fraction:.0%} of the weights",
          f"{plan.tier} ({plan.tier_bandwidth / 1e12:.3g} TB/s)"),
-        *([("memory", "weights streamed from", f"{plan.stream_tier} ({plan.stream_bandwidth / 1e9:.4g} GB/s) "
-            "every iteration")] if plan.stream_tier else []),
+        *([("memory", "weights streamed from", f"{plan.stream_tier} ({plan.stream_bandwidth / 1e9:.4g} GB/s): the "
+            f"other {1 - plan.resident_weight_fraction:.0%}, every iteration")] if plan.stream_tier else []),
         ("memory", "weights per chip (fullest stage)", f"{plan.weight_bytes_per_chip / 1e9:.2f} GB"),
         ("memory", "usable per chip", f"{plan.usable_bytes_per_chip / 1e9:.2f} GB "
                                       f"(memory_utilization {spec.deployment.memory_utilization})"),
@@ -124,7 +148,9 @@ def explain(scenario: Scenario) -> list[tuple[str, str, str]]:
              f"{step.light_s * 1e3:.4g} ms ({1 / step.light_s:.4g} tokens/s per user)"),
             ("decode", f"batch {batch}: estimate per token",
              f"{step.estimate_s * 1e3:.4g} ms ({1 / step.estimate_s:.4g} tokens/s per user, "
-             f"{batch * plan.replicas / step.estimate_s:.4g} tokens/s in all)"),
+             f"{batch * plan.replicas / step.estimate_s:.4g} tokens/s in all)"
+             + (f"; {step.micro_batches} micro-batches through {plan.pipeline_parallel} stages"
+                if step.micro_batches > 1 else "")),
             ("decode", f"batch {batch}: bound by",
              f"{step.bound} (compute {step.compute_s * 1e3:.3f}, memory {step.memory_s * 1e3:.3f}, network "
              f"{step.network_s * 1e3:.3f}, overhead {step.overhead_s * 1e3:.3f} ms)"),

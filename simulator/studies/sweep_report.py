@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from simulator.errors import ScenarioError
+from simulator.results.labels import label, short
 from simulator.studies.points import atomic_write, front_rows
+from simulator.studies.sweep_html import write_sweep_html
 
 if TYPE_CHECKING:
     from simulator.config.studies import SweepSpec
@@ -48,6 +50,10 @@ def write(out: Path, spec: SweepSpec, file: Path, df: pd.DataFrame, axes: list[s
     pictures = _plots(out / "plots", spec, ok, axes) if plots and len(ok) else []
     text = markdown(spec, file, df, axes, pictures)
     atomic_write(out / "report.md", lambda p: p.write_text(text, encoding="utf-8"))
+    if plots:
+        atomic_write(out / "report.html", lambda p: write_sweep_html(
+            p, spec.name or file.stem, spec.description, df, axes, list(spec.metrics), spec.x_axis,
+            (spec.pareto.x, spec.pareto.y), [list(g) for g in spec.zip]))
 
 
 def _check_columns(df: pd.DataFrame, file: Path, wanted: list[tuple[str, str]]) -> None:
@@ -88,19 +94,20 @@ def _metric_figure(plt: Any, ok: pd.DataFrame, x: str, groups: list[str], metric
     fig, ax = plt.subplots(figsize=(7, 4.2))
     numeric = pd.api.types.is_numeric_dtype(ok[x])
     order = list(dict.fromkeys(ok[x]))
-    for label, rows in (ok.groupby(groups, sort=False, dropna=False) if groups else [((), ok)]):
+    for values, rows in (ok.groupby(groups, sort=False, dropna=False) if groups else [((), ok)]):
         rows = rows.sort_values(x) if numeric else rows
         xs = rows[x] if numeric else [order.index(v) for v in rows[x]]
-        label = label if isinstance(label, tuple) else (label,)
-        name = ", ".join(f"{_short(g)}={v}" for g, v in zip(groups, label, strict=True))
-        ax.plot(xs, rows[metric], marker="o", label=name)
+        values = values if isinstance(values, tuple) else (values,)
+        name = ", ".join(f"{short(g)} = {v}" for g, v in zip(groups, values, strict=True))
+        ax.plot(xs, rows[metric] * label(metric).scale, marker="o", label=name)
     if numeric and len(order) and min(order) > 0 and max(order) / min(order) >= 16:
         ax.set_xscale("log")
         ax.minorticks_off()
     if not numeric or len(order) <= 12:
         ax.set_xticks(order if numeric else range(len(order)), [str(v) for v in order])
-    ax.set_xlabel(x)
-    ax.set_ylabel(metric)
+    ax.set_xlabel(label(x).text)
+    ax.set_ylabel(label(metric).text)
+    ax.set_title(f"{short(metric)} against {short(x)}")
     ax.grid(alpha=0.3)
     if groups:
         ax.legend(fontsize=8)
@@ -108,25 +115,29 @@ def _metric_figure(plt: Any, ok: pd.DataFrame, x: str, groups: list[str], metric
 
 
 def _pareto_figure(plt: Any, ok: pd.DataFrame, spec: SweepSpec, axes: list[str]) -> Any:
-    fig, ax = plt.subplots(figsize=(7, 4.6))
+    """Every point in grey, the front in red and numbered; the numbers' axis values in a key beside the plot
+    (labels written on the plot overlapped wherever the front bunches up)."""
     x, y = spec.pareto.x, spec.pareto.y
-    ax.scatter(ok[x], ok[y], color="0.6", s=18, label="points")
+    lx, ly = label(x), label(y)
     front = front_rows(ok, x, y).sort_values(x)
-    ax.plot(front[x], front[y], color="tab:red", marker="o", label="Pareto front")
-    for _, row in front.iterrows():
-        ax.annotate(" / ".join(str(row[a]) for a in axes), (row[x], row[y]), fontsize=7, xytext=(4, 4),
-                    textcoords="offset points")
-    if axes:
-        ax.set_title("front labelled " + " / ".join(_short(a) for a in axes), fontsize=9)
-    ax.set_xlabel(spec.pareto.x)
-    ax.set_ylabel(spec.pareto.y)
+    fig, (ax, key) = plt.subplots(1, 2, figsize=(10, 4.8), gridspec_kw={"width_ratios": [2.2, 1]})
+    ax.scatter(ok[x] * lx.scale, ok[y] * ly.scale, color="0.6", s=18, label="points")
+    ax.plot(front[x] * lx.scale, front[y] * ly.scale, color="tab:red", marker="o", label="Pareto front")
+    for i, (_, row) in enumerate(front.iterrows(), start=1):
+        ax.annotate(str(i), (row[x] * lx.scale, row[y] * ly.scale), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points", color="tab:red")
+    ax.set_title(f"Pareto front: {short(y)} against {short(x)}", fontsize=10)
+    ax.set_xlabel(lx.text)
+    ax.set_ylabel(ly.text)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    key.axis("off")
+    lines = [f"{i}: " + ", ".join(f"{short(a)} {row[a]}" for a in axes) for i, (_, row) in
+             enumerate(front.iterrows(), start=1)]
+    shown = lines[:40] + ([f"... {len(lines) - 40} more in report.md"] if len(lines) > 40 else [])
+    key.text(0, 1, "front points\n" + "\n".join(shown), va="top", ha="left", fontsize=7, family="monospace",
+             transform=key.transAxes)
     return fig
-
-
-def _short(key: str) -> str:
-    return key.rsplit(".", 1)[-1]
 
 
 # ---------------------------------------------------------------- report.md

@@ -1,10 +1,15 @@
-"""Real traces -> requests: readers for the Azure LLM inference 2023, Mooncake FAST'25 and ShareGPT-lengths
-files, and replay (window, first n or resample, dither, time scale). ServeGen folders: servegen.py.
+"""Real traces -> requests: readers for the Azure LLM inference 2023, Mooncake FAST'25, BurstGPT and
+ShareGPT-lengths files, and replay (window, first n or resample, dither, time scale). ServeGen folders:
+servegen.py.
 
 Formats (files may be gzip-compressed, `.gz`):
 - azure: CSV `TIMESTAMP,ContextTokens,GeneratedTokens`; wall-clock `YYYY-MM-DD HH:MM:SS.fffffff`, no zone.
 - mooncake: JSON lines `{"timestamp": ms from trace start, "input_length", "output_length", "hash_ids"}`;
   hash_ids name 512-token prefix blocks and are carried through as `prefix_hashes`.
+- burstgpt: CSV `Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type` (BurstGPT, KDD'25,
+  github.com/HPMLL/BurstGPT; its newer files add `Session ID` and `Elapsed time`, read past); Timestamp in
+  seconds from midnight of the first day. Rows with `Response tokens` 0 are the service's failures: they are
+  replayed (as 1 output token, below); the `BurstGPT_without_fails_*` files leave them out.
 - sharegpt: CSV with `num_prefill_tokens,num_decode_tokens` (lengths only, no arrival times).
 Times are seconds from the trace's first request; lengths are tokens, and a length of 0 counts as 1 (the
 engine needs a token to prefill and one to generate). A malformed row is one ScenarioError naming the file
@@ -38,6 +43,7 @@ from simulator.workload.tracefile import (
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 SHAREGPT_COLUMNS = ("num_prefill_tokens", "num_decode_tokens")
+BURSTGPT_COLUMNS = ("Timestamp", "Request tokens", "Response tokens")
 _EPOCH = datetime(1970, 1, 1)
 
 
@@ -95,6 +101,15 @@ def _read_mooncake(lines: list[str], shown: str) -> TraceRequests:
     return TraceRequests(np.asarray(times, dtype=np.float64), *_lengths(prompt, output), tuple(hashes))
 
 
+def _read_burstgpt(lines: list[str], shown: str) -> TraceRequests:
+    times, prompt, output = [], [], []
+    for line, (stamp, request, response) in csv_rows(lines, BURSTGPT_COLUMNS, shown):
+        times.append(parse_float(stamp, line, "Timestamp", shown))
+        prompt.append(parse_int(request, line, "Request tokens", shown))
+        output.append(parse_int(response, line, "Response tokens", shown))
+    return TraceRequests(np.asarray(times, dtype=np.float64), *_lengths(prompt, output))
+
+
 def _read_sharegpt(lines: list[str], shown: str) -> TraceRequests:
     prompt, output = [], []
     for line, (prefill, decode) in csv_rows(lines, SHAREGPT_COLUMNS, shown):
@@ -103,7 +118,7 @@ def _read_sharegpt(lines: list[str], shown: str) -> TraceRequests:
     return TraceRequests(np.full(len(prompt), np.nan), *_lengths(prompt, output))
 
 
-_READERS = {"azure": _read_azure, "mooncake": _read_mooncake, "sharegpt": _read_sharegpt}
+_READERS = {"azure": _read_azure, "mooncake": _read_mooncake, "burstgpt": _read_burstgpt, "sharegpt": _read_sharegpt}
 
 
 def read_trace(fmt: str, path: str | Path) -> TraceRequests:

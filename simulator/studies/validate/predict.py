@@ -171,17 +171,16 @@ def procedure(case: Case) -> Procedure | None:
                      float(lengths.group(3)))
 
 
-def expert_parallel(case: Case) -> tuple[int, str]:
-    """The engine's expert_parallel for the row, and the approximation made, if any."""
-    if case.ep == 1 or case.ep == case.tp:
-        return case.ep, ""
-    if case.tp == 1:
-        raise Unsupported(f"attention data-parallel with expert parallelism (tp=1, ep={case.ep}) is not "
-                          "expressible: the engine needs expert_parallel = 1 or tensor_parallel")
-    if case.tp % case.ep == 0:
-        return 1, (f"experts EP{case.ep} x TP{case.tp // case.ep} simulated as experts sharded over "
-                   f"TP{case.tp} (same bytes per chip, no expert load imbalance)")
-    raise Unsupported(f"ep={case.ep} with tp={case.tp} is not expressible (expert_parallel must be 1 or tp)")
+def expert_parallel(case: Case) -> tuple[int, int]:
+    """The engine's (expert_parallel, data_parallel_attention) for the row: experts over a divisor of the TP
+    group (EP4 x TP2 under TP8 attention), or, when EP spans more chips than TP (tp=1, ep=8: the rows' "one
+    replica spans max(tp, ep) x pp chips"), attention data-parallel over ep / tp ranks (wide EP)."""
+    if case.ep <= case.tp and case.tp % case.ep == 0:
+        return case.ep, 1
+    if case.ep % case.tp == 0:
+        return case.ep, case.ep // case.tp
+    raise Unsupported(f"ep={case.ep} with tp={case.tp} is not expressible (expert_parallel must divide "
+                      "tensor_parallel or be a multiple of it)")
 
 
 def _grid(n: int, dims: int) -> list[int]:
@@ -190,6 +189,12 @@ def _grid(n: int, dims: int) -> list[int]:
     for factor in prime_factors(n)[::-1]:
         shape[shape.index(min(shape))] *= factor
     return sorted(shape)
+
+
+def _slice_wraps(dims: list[int], pod: list[int]) -> bool:
+    """Does a TPU slice of `dims` have wraparound links? 3D (v4, v5p): when built of whole 4x4x4 cubes, which
+    the optical switches close into a torus; 2D (v5e, v6e): only the full pod (a v5e-8 is a 2x4 mesh)."""
+    return all(d % 4 == 0 for d in dims) if len(dims) == 3 else dims == pod
 
 
 def _template(chip: ChipSpec) -> dict[str, Any] | None:
@@ -208,7 +213,7 @@ def _generic_fabrics(chip: ChipSpec) -> tuple[dict | None, dict | None, int]:
         if chip.kind == "tpu":
             dims = 3 if "3D" in up.name else 2
             per_link = up.link_bandwidth_per_dir or up.bandwidth_per_dir / (2 * dims)
-            scaleup = {"kind": "torus", "dims": [0] * dims, "bandwidth_per_dir": per_link,
+            scaleup = {"kind": "torus", "dims": [4, 4, 4] if dims == 3 else [16, 16], "bandwidth_per_dir": per_link,
                        "hop_latency": latency}
         elif up.link_bandwidth_per_dir and chip.vendor == "AMD":
             scaleup = {"kind": "mesh", "bandwidth_per_dir": up.link_bandwidth_per_dir, "hop_latency": latency}
@@ -248,7 +253,10 @@ def cluster(case: Case, chip: ChipSpec) -> dict[str, Any]:
         assert scaleup is not None  # checked above
         topo["scaleup"] = dict(scaleup)
         if scaleup["kind"] == "torus":
-            topo["scaleup"]["dims"] = _grid(per_node, len(scaleup["dims"]))
+            dims = _grid(per_node, len(scaleup["dims"]))
+            topo["scaleup"]["dims"] = dims
+            topo["scaleup"]["wraparound"] = bool(scaleup.get("wraparound", True)) and _slice_wraps(
+                dims, list(scaleup["dims"]))
     if nodes > 1:
         assert scaleout is not None  # checked above
         topo["scaleout"] = dict(scaleout)
@@ -257,12 +265,15 @@ def cluster(case: Case, chip: ChipSpec) -> dict[str, Any]:
     return topo
 
 
-def _batcher(case: Case, kv_batch: int) -> tuple[dict[str, Any], int]:
-    """(batcher mapping, requests admitted at once per replica) for the row's mode and notes."""
+def _batcher(case: Case, kv_batch: int, dp: int = 1) -> tuple[dict[str, Any], int]:
+    """(batcher mapping, requests admitted at once per replica) for the row's mode and notes. With attention
+    data parallelism every DP rank schedules its own batch under the engine's caps ("max batch 128 per
+    rank"), so the replica's caps are dp times the notes'."""
     if case.mode == "batch":  # the whole batch admitted and prefilled at once, as gptSessionBenchmark runs
         assert case.concurrency is not None  # read_cases: mode batch needs a concurrency
         return {"kind": "static", "max_batch_size": case.concurrency}, min(case.concurrency, kv_batch)
     batch, tokens, runtime = notes_caps(case.notes)
+    batch, tokens = (batch and batch * dp), (tokens and tokens * dp)
     batch = batch or (kv_batch if runtime else DEFAULT_BATCH)
     tokens = max(tokens or DEFAULT_TOKENS, batch)
     return ({"kind": "continuous", "max_batch_size": batch, "max_batched_tokens": tokens},
@@ -307,13 +318,17 @@ def build(case: Case, chip: ChipSpec, waves: int = WAVES[-1],
           file: str = "validation") -> tuple[Scenario, str]:
     """The case as a Scenario on `chip` (whose efficiencies are used) with `waves` batches of requests
     (offline, closed loop), and the approximations it makes."""
-    ep, approx = expert_parallel(case)
+    ep, dp = expert_parallel(case)
+    approx = ""
     name, config = load_model_config(case.model, Path.cwd(), file)
     deployment: dict[str, Any] = {"tensor_parallel": case.tp, "pipeline_parallel": case.pp, "expert_parallel": ep,
+                                  "data_parallel_attention": dp,
                                   "replicas": case.replicas, "weights_dtype": case.weights_dtype,
                                   "kv_dtype": case.kv_dtype, "compute_dtype": compute_dtype(case, chip)}
     if all(t.tier == "sram" for t in chip.memory):
         deployment["memory_utilization"] = 1.0  # statically compiled: no allocator reserve to keep
+    if sum(t.bandwidth is not None for t in chip.memory) > 1:
+        deployment["weight_streaming"] = True  # tiered by design (SN40L: HBM, then DDR): what HBM can't hold streams
     data: dict[str, Any] = {"name": case.case_id, "seed": 0, "model": case.model,
                             "cluster": cluster(case, chip), "deployment": deployment,
                             "workload": _workload(case, 1, 1)}
@@ -321,7 +336,7 @@ def build(case: Case, chip: ChipSpec, waves: int = WAVES[-1],
     plan = plan_deployment(model_shape(name, config), chip, spec.cluster, spec.deployment)
     block = plan.kv_block_tokens
     per_request = -(-(case.input_tokens + case.output_tokens) // block) * block
-    batcher, admitted = _batcher(case, max(1, plan.kv_capacity_tokens // per_request))
+    batcher, admitted = _batcher(case, max(1, plan.kv_capacity_tokens // per_request), dp)
     data["serving"] = {"batcher": batcher, "engine": serving_engine(case)}
     data["workload"] = _workload(case, admitted, waves)
     spec = validate_spec(ScenarioSpec, data, file)
@@ -371,6 +386,9 @@ def _predict(case: Case, chip: ChipSpec) -> tuple[float | None, Scenario, RunRes
     rate = None
     if case.metric in THROUGHPUT_METRICS and case.mode in ("offline", "concurrency") and procedure(case) is None:
         rate = marginal_rate(case, run(build(simulated, chip, WAVES[0])[0]), result)
+    if not result.summary["requests"]["completed"]:
+        raise Unsupported(f"every request was dropped ({result.summary['requests']['dropped']}): a request "
+                          "never fits the KV-cache or the model's context")
     predicted = measure(case, result, rate)
     if predicted is not None and case.metric in THROUGHPUT_METRICS:
         predicted *= case.replicas / simulated.replicas

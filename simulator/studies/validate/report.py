@@ -13,6 +13,7 @@ from simulator.config.load import find_dir, load_chip
 from simulator.studies.validate.bounds import beats
 from simulator.studies.validate.calibrate import read_cross_validation
 from simulator.studies.validate.cases import read_cases
+from simulator.studies.validate.html import write_validation_html
 from simulator.studies.validate.predict import Outcome, simulate_all
 
 _VALIDATION = find_dir("validation", Path(__file__).resolve().parent)
@@ -165,9 +166,11 @@ def write_plot(df: pd.DataFrame, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     done = df.dropna(subset=["predicted"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1, 1.3]})
+    height = max(5.5, 0.16 * len(done) + 1.5)  # one readable row per case on the right
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, height), gridspec_kw={"width_ratios": [1, 1.3]})
     for name in FAMILY_ORDER:
         part = done[done["family"] == name]
         if len(part):
@@ -178,8 +181,10 @@ def write_plot(df: pd.DataFrame, path: Path) -> None:
     for tol, style in ((0.15, "--"), (0.40, ":")):
         for k in (1 - tol, 1 + tol):
             left.plot(span, [x * k for x in span], color="grey", lw=0.8, ls=style)
-    left.set(xscale="log", yscale="log", xlabel="measured (metric's unit)", ylabel="predicted",
-             title="predicted vs measured (lines: exact, +-15%, +-40%)")
+    left.set_box_aspect(1)
+    left.set(xscale="log", yscale="log", xlabel="measured (each case in its metric's unit)",
+             ylabel="predicted (same unit)",
+             title="predicted vs measured (lines: exact, ±15%, ±40%)")
     left.legend(fontsize=8)
     order = done.assign(ratio=done["predicted"] / done["measured"]).sort_values("ratio")
     rows = range(len(order))
@@ -188,8 +193,13 @@ def write_plot(df: pd.DataFrame, path: Path) -> None:
     right.scatter(order["ratio"], rows, c=colors, zorder=3)
     right.axvline(1, color="black", lw=0.8)
     right.set_yticks(list(rows), order["case_id"], fontsize=7)
+    right.set_ylim(-0.7, len(order) - 0.3)
     right.set(xscale="log", xlabel="predicted / measured (grey: the case's tolerance)",
               title="per case (green: within tolerance)")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 0.8, not 8 x 10^-1
+    right.xaxis.set_major_formatter(plain)
+    right.xaxis.set_minor_formatter(plain)
+    right.tick_params(axis="x", which="minor", labelsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -210,4 +220,22 @@ def validate_file(cases_file: str | Path, out: Path, workers: int = 1, plots: bo
     if plot:
         write_plot(df, out / "plots" / "predicted_vs_measured.png")
     (out / "report.md").write_text(markdown(df, str(cases_file), plot), encoding="utf-8")
+    if plots:
+        write_html(out / "report.html", df, str(cases_file))
     return df
+
+
+def write_html(path: Path, df: pd.DataFrame, cases_file: str) -> None:
+    families = [f for f in FAMILY_ORDER if f in set(df["family"])]
+    write_validation_html(path, df, cases_file, summary_line(df), families, group_table(df, "family", families),
+                          table_rows(df))
+
+
+def rebuild(folder: Path) -> Path:
+    """report.html of a validation folder from its validation.csv (`infersim report DIR`)."""
+    df = pd.read_csv(folder / "validation.csv")
+    for column in ("approximations", "not_simulated_reason"):
+        df[column] = df[column].fillna("")
+    path = folder / "report.html"
+    write_html(path, df, str(folder / "validation.csv"))
+    return path
