@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -28,7 +29,7 @@ def fail(message: str) -> None:
 
 @app.command()
 def run(
-    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
+    scenario: Path | None = typer.Argument(None, help="Scenario YAML file (default: the shipped default scenario)."),
     out: Path | None = typer.Option(None, "-o", "--out", help="Output folder (default results/<name>)."),
     seed: int | None = typer.Option(None, "--seed", min=0, help="Override the scenario's seed."),
     set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
@@ -41,13 +42,20 @@ def run(
     trace_iterations: int = typer.Option(100_000, "--trace-iterations", min=1,
                                          help="Iterations in the trace at most (the window ends where reached)."),
 ) -> None:
-    """Simulate SCENARIO and write summary.json, parquet tables, plots and report.md (and trace.json)."""
+    """Simulate SCENARIO (default: the shipped scenarios/default.yaml) and write summary.json, parquet tables,
+    plots and report.md (and trace.json)."""
     from simulator.config.load import load_scenario
+    from simulator.config.shipped import default_scenario
     from simulator.results.outputs import check_output_folder
     from simulator.results.report import headline
     from simulator.results.trace import TraceBounds
     from simulator.run import run as run_scenario
 
+    if scenario is None:
+        scenario = default_scenario()
+        if scenario is None:
+            fail("no SCENARIO given and this installation ships no scenarios/default.yaml")
+            return
     bounds = None
     if trace or trace_window is not None:
         try:
@@ -72,6 +80,8 @@ def run(
     for name, value in headline(result.summary):
         table.add_row(name, value)
     console.print(table)
+    if loaded.chip_origin != "catalog":
+        console.print(f"chip {loaded.chip.id} is not a catalog chip: {loaded.chip_origin}")
     console.print(f"results in {out_dir}/")
     for warning in result.summary.get("warnings", ()):
         typer.echo(f"warning: {warning}", err=True)
@@ -330,6 +340,20 @@ def calibrate(
 
 
 @app.command()
+def init(folder: Path = typer.Argument(..., help="New folder for the starter set.")) -> None:
+    """Copy the shipped topologies/, workloads/ (with their traces) and scenarios/ into FOLDER to edit; names
+    in it then resolve to your copies when you run from FOLDER or its scenarios."""
+    from simulator.config.shipped import copy_starter
+
+    try:
+        copied = copy_starter(folder)
+    except InfersimError as exc:
+        fail(str(exc))
+        return
+    console.print(f"copied {copied} files into {folder}/; try: cd {folder} && infersim run scenarios/default.yaml")
+
+
+@app.command()
 def report(
     folder: Path = typer.Argument(..., help="A results folder: of a run, a sweep, a comparison or a validation."),
     trace: bool = typer.Option(False, "--trace", help="A run's folder: also rebuild trace.json (default bounds)."),
@@ -414,10 +438,18 @@ def _chip_rows() -> Rows:
         rows.append([c.id, c.name, c.kind, _g(peak.get("bf16"), 1e12), _g(peak.get("fp8"), 1e12),
                      f"{top.tier} {top.capacity / 1e9:.4g}", _g(top.bandwidth, 1e12),
                      _g(c.scaleup.bandwidth_per_dir if c.scaleup else None, 1e9),
-                     _g(c.power.tdp if c.power else None, 1.0)])
+                     _g(c.power.tdp if c.power else None, 1.0), _price(c)])
     columns = ["id", "name", "kind", "bf16 TFLOP/s", "fp8 TFLOP/s", "memory GB", "TB/s", "scale-up GB/s/dir",
-               "TDP W"]
+               "TDP W", "price (USD; rent USD/h)"]
     return "chips (dense peaks)", columns, rows
+
+
+def _price(chip: Any) -> str:
+    """The catalog price as `infersim list chips` shows it: purchase, rent, or none (its source says why)."""
+    price = chip.price
+    parts = [] if price is None else [f"{price.purchase_usd:,.0f}" if price.purchase_usd else "",
+                                      f"{price.rent_usd_per_hour:g}/h" if price.rent_usd_per_hour else ""]
+    return "; ".join(p for p in parts if p) or "none"
 
 
 def _model_rows() -> Rows:

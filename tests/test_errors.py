@@ -9,8 +9,9 @@ from conftest import REPO, cli_error
 
 @pytest.mark.parametrize("overrides, expected", [
     ({"cluster": {"name": "x", "chip": "h100", "chips_per_node": 1}},
-     "{f}: cluster.chip: 'h100' is not one of: a100-sxm-80gb, b200, cerebras-wse3, gb200, gb300, groq-lpu, "
-     "h100-sxm, h200-sxm, mi300x, mi325x, mi355x, sambanova-sn40l, tpu-v4, tpu-v5e, tpu-v5p, tpu-v6e, tpu-v7"),
+     "{f}: cluster.chip: 'h100' is not a catalog chip (a100-sxm-80gb, b200, cerebras-wse3, gb200, gb300, groq-lpu, "
+     "h100-sxm, h200-sxm, mi300x, mi325x, mi355x, sambanova-sn40l, tpu-v4, tpu-v5e, tpu-v5p, tpu-v6e, tpu-v7) nor "
+     "a path to a chip YAML"),
     ({"model": "llama-9b"},
      "{f}: model: 'llama-9b' is not a catalog model (deepseek-v3, gpt-3-175b, gpt-j-6b, gpt-oss-120b, "
      "llama-2-13b, llama-2-70b, llama-2-7b, llama-3.1-405b, llama-3.1-70b, llama-3.1-8b, llama-3.3-70b, "

@@ -13,7 +13,8 @@ from simulator.errors import ScenarioError
 from simulator.hardware.model import _FAMILIES, model_shape
 
 LLAMA = json.loads((REPO / "simulator" / "catalog" / "models" / "llama-3.1-8b.json").read_text())
-ALLOWED = "deepseek_v3, gpt2, gpt_oss, gptj, llama, mistral, mixtral, opt, palm, qwen2, qwen3, qwen3_moe"
+ALLOWED = ("deepseek_v2, deepseek_v3, gemma, gemma2, gpt2, gpt_oss, gptj, llama, mistral, mixtral, opt, palm, phi3, "
+           "qwen2, qwen2_moe, qwen3, qwen3_moe")
 
 
 def config_error(tmp_path, write_scenario, content: str | bytes) -> str:

@@ -72,7 +72,7 @@ def test_flops_per_token_is_twice_active_params_plus_attention():
 
 def test_unknown_family_is_a_clear_error():
     from simulator.errors import ScenarioError
-    with pytest.raises(ScenarioError, match="^cfg.json: model_type: 'bert' is not one of: deepseek_v3, "):
+    with pytest.raises(ScenarioError, match="^cfg.json: model_type: 'bert' is not one of: deepseek_v2, deepseek_v3, "):
         model_shape("x", {"model_type": "bert"}, "cfg.json")
     with pytest.raises(ScenarioError, match="^cfg.json: num_attention_heads: required key is missing"):
         model_shape("x", {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 10},

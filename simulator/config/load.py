@@ -20,8 +20,10 @@ from pydantic import BaseModel, ValidationError
 
 from simulator.config import limits
 from simulator.config.cluster import ChipSpec, EngineSpec
+from simulator.config.cost import cost_basis
 from simulator.config.model_config import check_model_config
 from simulator.config.scenario import ScenarioSpec
+from simulator.config.shipped import shipped_dir
 from simulator.config.workload import WorkloadSpec, span_problem
 from simulator.errors import ScenarioError, brief
 
@@ -37,6 +39,7 @@ class Scenario:
     model_config: Mapping[str, Any]
     file: str
     origins: Mapping[str, str] = field(default_factory=dict)  # top-level key -> file it came from
+    chip_origin: str = "catalog"  # or the user's chip YAML path, or "inline in <file>" (config/user_chip.py)
 
 
 # ---------------------------------------------------------------- YAML
@@ -119,9 +122,12 @@ def find_dir(name: str, start: Path) -> Path | None:
 def _resolve_ref(value: str, folder: str, base: Path, field_name: str, file: str) -> Path:
     direct = Path(value)
     candidates = [direct if direct.is_absolute() else base / direct, Path.cwd() / direct]
-    data_dir = find_dir(folder, base) or find_dir(folder, Path.cwd())
+    data_dir = find_dir(folder, base) or find_dir(folder, Path.cwd()) or shipped_dir(folder)
     if data_dir is not None:
         candidates += [data_dir / value, data_dir / f"{value}.yaml"]
+    shipped = shipped_dir(folder)  # a shipped name works from any folder, after the user's own
+    if shipped is not None and shipped != data_dir:
+        candidates += [shipped / value, shipped / f"{value}.yaml"]
     for candidate in candidates:
         if is_file(candidate):
             return candidate
@@ -384,17 +390,33 @@ def load_scenario_dict(data: Mapping[str, Any], file: str, base_dir: str | Path,
     _resolve_refs(tree, base, file, origins)
     for text in overrides or []:
         keys, value = parse_override(text)
+        cluster = tree.get("cluster")
+        if keys[:2] == ["cluster", "chip"] and len(keys) > 2 and isinstance(cluster, dict) \
+                and isinstance(cluster.get("chip"), str):
+            cluster["chip"] = {"extends": cluster["chip"]}  # a field of a named chip: the chip, changed
         apply_override(tree, keys, value)
         if len(keys) > 1:
             origins.pop(keys[0], None)  # a value overridden inside a referenced file is the scenario's now
+        else:
+            _resolve_refs(tree, base, file, origins)  # a named workload or topology, for later keys to reach in
     _resolve_refs(tree, base, file, origins)  # an override may itself name a topology or workload
     routing = tree.get("deployment", {}).get("expert_routing") if isinstance(tree.get("deployment"), dict) else None
     if isinstance(routing, dict) and isinstance(routing.get("loads"), str):  # relative to the scenario file
         routing["loads"] = str(base / Path(routing["loads"]).expanduser())
-    spec: ScenarioSpec = validate(ScenarioSpec, tree, file, origins)
+    from simulator.config.user_chip import CATALOG, resolve_chip  # it builds on this module's readers
+
     chip_file = origins.get("cluster", file)
     chip_field = "chip" if "cluster" in origins else "cluster.chip"
-    chip = load_chip(spec.cluster.chip, chip_field, chip_file)
+    cluster = tree.get("cluster")
+    user_chip = None
+    if isinstance(cluster, dict) and "chip" in cluster and not (isinstance(cluster["chip"], str)
+                                                                and cluster["chip"] in chip_ids()):
+        chip_base = Path(chip_file).resolve().parent if "cluster" in origins else base
+        user_chip = resolve_chip(cluster["chip"], chip_base, chip_file, chip_field)
+        cluster["chip"] = user_chip[0].id
+    spec: ScenarioSpec = validate(ScenarioSpec, tree, file, origins)
+    chip, chip_origin = user_chip or (load_chip(spec.cluster.chip, chip_field, chip_file), CATALOG)
+    cost_basis(spec.cost, chip, file)  # an explicit cost.prefer the prices cannot meet is refused here
     model_name, model_config = load_model_config(spec.model, base, file)
     return Scenario(spec=spec, chip=chip, model_name=model_name, model_config=model_config,
-                    file=file, origins=origins)
+                    file=file, origins=origins, chip_origin=chip_origin)

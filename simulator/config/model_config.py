@@ -17,7 +17,7 @@ _GPT2_LIKE = ("n_embd", "n_layer", "n_head", "vocab_size", "n_positions")
 
 REQUIRED: dict[str, tuple[str, ...]] = {  # the keys each model_type's normaliser reads without a default
     "llama": _LLAMA_LIKE, "mistral": _LLAMA_LIKE, "mixtral": _LLAMA_LIKE, "qwen2": _LLAMA_LIKE,
-    "qwen3": _LLAMA_LIKE, "qwen3_moe": _LLAMA_LIKE, "palm": _LLAMA_LIKE,
+    "qwen3": _LLAMA_LIKE, "qwen3_moe": _LLAMA_LIKE, "qwen2_moe": _LLAMA_LIKE, "palm": _LLAMA_LIKE,
     "deepseek_v3": ("hidden_size", "num_hidden_layers", "num_attention_heads", "qk_nope_head_dim",
                     "qk_rope_head_dim", "vocab_size", "intermediate_size", "n_routed_experts",
                     "num_experts_per_tok", "moe_intermediate_size", "kv_lora_rank", "v_head_dim"),
@@ -26,7 +26,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {  # the keys each model_type's normalise
     "opt": ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "ffn_dim",
             "max_position_embeddings"),
     "gpt2": _GPT2_LIKE, "gptj": _GPT2_LIKE,
+    "phi3": (*_LLAMA_LIKE, "intermediate_size"), "gemma": (*_LLAMA_LIKE, "intermediate_size"),
+    "gemma2": (*_LLAMA_LIKE, "intermediate_size"),
 }
+REQUIRED["deepseek_v2"] = REQUIRED["deepseek_v3"]  # the same keys; V2 has no router bias (topk_method)
 FAMILIES = tuple(sorted(REQUIRED))
 ONE_OF = {"gpt_oss": [("num_experts_per_tok", "experts_per_token")]}  # either name of the same key
 
@@ -37,10 +40,12 @@ INTEGERS = POSITIVE | {
     "intermediate_size", "max_position_embeddings", "num_local_experts", "num_experts", "num_experts_per_tok",
     "experts_per_token", "moe_intermediate_size", "decoder_sparse_step", "n_routed_experts", "n_shared_experts",
     "first_k_dense_replace", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
-    "v_head_dim", "ffn_dim", "word_embed_proj_dim", "n_inner", "n_positions"}
+    "v_head_dim", "ffn_dim", "word_embed_proj_dim", "n_inner", "n_positions", "sliding_window",
+    "shared_expert_intermediate_size"}
 # keys Hugging Face writes as null to mean "the default" (the normalisers read them as `get(key) or default`)
 NULLABLE = {"head_dim", "num_key_value_heads", "q_lora_rank", "n_inner", "num_local_experts", "num_experts",
-            "decoder_sparse_step", "moe_intermediate_size", "experts_per_token", "max_position_embeddings"}
+            "decoder_sparse_step", "moe_intermediate_size", "experts_per_token", "max_position_embeddings",
+            "sliding_window"}
 MAX_INTEGER = 2**31 - 1
 
 

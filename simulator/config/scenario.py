@@ -17,12 +17,22 @@ from simulator.config.workload import WorkloadSpec, span_problem
 
 
 class CostSpec(Frozen):
-    """Turns chip prices and energy into money. Rented chips pay `rent_usd_per_hour` (power included);
-    bought chips are amortised linearly and pay for their energy times the data centre's PUE."""
+    """Turns chip prices and energy into money. Rented chips pay a rate per chip-hour (power included);
+    bought chips are amortised linearly and pay for their energy times the data centre's PUE.
+    `chip_price_usd` / `rent_usd_per_chip_hour` replace the catalog chip's figures; `prefer` picks the basis
+    (auto: purchase when priced and powered, else rent; rent or purchase: that one or a one-line error,
+    config/cost.py)."""
     amortization_years: float = Field(default=4.0, gt=0)
     usd_per_kwh: float = Field(default=0.08, ge=0)
     pue: float = Field(default=1.2, ge=1)
-    prefer: Literal["rent", "purchase"] = "purchase"
+    prefer: Literal["auto", "rent", "purchase"] = "auto"
+    chip_price_usd: float | None = Field(default=None, gt=0)
+    rent_usd_per_chip_hour: float | None = Field(default=None, gt=0)
+    # the rest of the system when bought (rent includes it): per node the server, host CPUs, DRAM, NICs and
+    # in-node switches, amortised with the chips; per rack per year the facility's share (space, power and
+    # cooling provisioning, top-of-rack and spine ports). No default figure is sourced: 0 unless given.
+    node_usd: float = Field(default=0.0, ge=0)
+    facility_usd_per_rack_year: float = Field(default=0.0, ge=0)
 
 
 class SimSpec(Frozen):

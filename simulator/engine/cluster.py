@@ -71,7 +71,9 @@ class Cluster:
         self.all_done = env.event()
         self.next_closed_loop = requests.closed_loop_users
         self.disaggregated = any(pool.role == "prefill" for pool in pools)
-        self.kv_bytes_per_token = model.kv_bytes_per_token(pools[0].plan.kv_dtype)
+        # a prompt's KV-cache as sent to a decode replica: sliding-window layers send at most their window
+        kv_dtype = pools[0].plan.kv_dtype
+        self.kv_bytes = lambda tokens: model.kv_bytes(int(tokens), kv_dtype)
         prompt, output = _int_array(requests.prompt_tokens), _int_array(requests.output_tokens)
         self.output = output
         members = [(pool.role, pool.plan, self._stages(pool, r, graph))
@@ -251,7 +253,7 @@ class Cluster:
 
     def _transfer_kv(self, rid: int, source: Replica):
         target = min(self.decoders, key=lambda r: (len(r.batcher.waiting) + len(r.batcher.running), r.index))
-        nbytes = self.requests.prompt_tokens[rid] * self.kv_bytes_per_token
+        nbytes = self.kv_bytes(self.requests.prompt_tokens[rid])
         sources = [c for stage in source.stages for c in stage.chips]
         targets = [c for stage in target.stages for c in stage.chips]
         n = max(len(sources), len(targets))

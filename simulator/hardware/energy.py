@@ -1,10 +1,21 @@
-"""Energy of inference as the sum of its parts: idle power over time, joules per FLOP, per byte read from a
-memory tier, and per byte per link hop.
+"""Energy of inference as the sum of its parts: a chip's power follows what it does, between idle and TDP.
 
-Per-FLOP energy is derived from the chip's power envelope: a chip at TDP running dense GEMM at peak spends
-(TDP - idle) on arithmetic, so one FLOP at the compute dtype costs (TDP - idle) / peak(dtype). Memory and
-link energies per bit come from the catalog and the topology (each with its source); a link without one
-counts as free and the summary says how many such links carried traffic.
+Per chip, P = idle + kernel power while a kernel runs + arithmetic power + memory traffic power; links add
+their own joules per byte per hop. The chip's dynamic envelope (TDP - idle) is split so that a chip running
+compute-bound kernels at its achievable rate with its memory at nameplate bandwidth draws exactly TDP:
+
+- memory traffic: bytes x 8 x the tier's energy_per_bit (catalog, with its source). At nameplate bandwidth
+  that is `memory_peak_w` = bandwidth x 8 x energy_per_bit (H100: 3.35 TB/s x 31.2 pJ/B = 105 W).
+- core: `core_w` = TDP - idle - memory_peak_w. Of it, `KERNEL_RESIDENT_SHARE` is drawn whenever a kernel is
+  resident, compute- or memory-bound alike (clocks, warp schedulers, register files, caches and the on-chip
+  network toggle while loads are in flight), and the rest in proportion to the arithmetic: for the time the
+  FLOPs take at the achievable rate (roofline `compute_s` = FLOPs / (peak x efficiency.compute)).
+
+A compute-bound step therefore draws idle + core_w + its memory traffic (close to TDP: measured dense-GEMM power
+sits at the power limit), a memory-bound decode step idle + KERNEL_RESIDENT_SHARE x core_w + a little
+arithmetic + memory traffic near memory_peak_w x efficiency.memory, and a chip between steps (scheduler and
+launch overheads, waiting on the network, pipeline bubbles, no work) draws idle. Energy never falls below
+idle x time and mean power never exceeds TDP (plus link energy, which the links spend).
 """
 
 from __future__ import annotations
@@ -13,14 +24,26 @@ from dataclasses import dataclass
 
 from simulator.config.cluster import ChipSpec
 
+# Share of a chip's dynamic core power drawn by a resident kernel whatever its arithmetic intensity. ASSUMED
+# 0.5: GPU power models attribute about half of the dynamic core power to parts that toggle with any running
+# kernel (GPUWattch, Leng et al., ISCA 2013: constant and per-SM-active power vs execution units), and it puts
+# a memory-bound H100 decode step near 60% of TDP, below prefill, as Splitwise (Patel et al., ISCA 2024)
+# measured (token phase draws clearly less than the prompt phase). Not fitted to measured power.
+KERNEL_RESIDENT_SHARE = 0.5
+
 
 @dataclass(frozen=True)
 class EnergyModel:
     idle_w: float
     tdp_w: float
-    joules_per_flop: float
+    kernel_w: float                # core power drawn while any kernel is resident
+    arithmetic_w: float            # core power drawn in proportion to the arithmetic's share of the time
     joules_per_memory_byte: float
     joules_per_stream_byte: float = 0.0  # the tier weights stream from, with weight streaming
+
+    @property
+    def core_w(self) -> float:
+        return self.kernel_w + self.arithmetic_w
 
     @classmethod
     def build(cls, chip: ChipSpec, compute_dtype: str, tier: str,
@@ -32,22 +55,29 @@ class EnergyModel:
         def per_byte(name: str | None) -> float:
             return 8.0 * (next((t.energy_per_bit for t in chip.memory if t.tier == name), None) or 0.0)
 
-        dynamic = max(chip.power.tdp - chip.power.idle, 0.0)
-        return cls(chip.power.idle, chip.power.tdp, dynamic / chip.compute.peak[compute_dtype], per_byte(tier),
-                   per_byte(stream_tier))
+        bandwidth = next((t.bandwidth or 0.0 for t in chip.memory if t.tier == tier), 0.0)
+        memory_peak_w = bandwidth * per_byte(tier)
+        core_w = max(chip.power.tdp - chip.power.idle - memory_peak_w, 0.0)
+        return cls(chip.power.idle, chip.power.tdp, KERNEL_RESIDENT_SHARE * core_w,
+                   (1.0 - KERNEL_RESIDENT_SHARE) * core_w, per_byte(tier), per_byte(stream_tier))
 
 
 @dataclass(frozen=True)
 class EnergyParts:
-    """Joules by cause; `total_j` is their sum and nothing else."""
+    """Joules by cause; `total_j` is their sum and nothing else. `compute_j` = kernel_j + arithmetic_j."""
     idle_j: float
-    compute_j: float
+    kernel_j: float
+    arithmetic_j: float
     memory_j: float
     network_j: float
 
     @property
+    def compute_j(self) -> float:
+        return self.kernel_j + self.arithmetic_j
+
+    @property
     def total_j(self) -> float:
-        return self.idle_j + self.compute_j + self.memory_j + self.network_j
+        return self.idle_j + self.kernel_j + self.arithmetic_j + self.memory_j + self.network_j
 
     @property
     def data_movement_share(self) -> float | None:
@@ -56,10 +86,12 @@ class EnergyParts:
         return (self.memory_j + self.network_j) / dynamic if dynamic > 0 else None
 
 
-def energy_parts(model: EnergyModel, chips: int, seconds: float, flops: float, memory_bytes: float,
-                 link_joules: float, stream_bytes: float = 0.0) -> EnergyParts:
-    """Energy of `chips` chips over `seconds` that did `flops` and read/wrote `memory_bytes` (and streamed
-    `stream_bytes` of weights from a slower tier) in all, plus the joules their traffic spent on links."""
+def energy_parts(model: EnergyModel, chips: int, seconds: float, kernel_s: float, arithmetic_s: float,
+                 memory_bytes: float, link_joules: float, stream_bytes: float = 0.0) -> EnergyParts:
+    """Energy of `chips` chips over `seconds`, in which kernels were resident `kernel_s` chip-seconds (compute-
+    and memory-bound roofline time) and the FLOPs took `arithmetic_s` chip-seconds at the achievable rate;
+    they read/wrote `memory_bytes` (and streamed `stream_bytes` of weights from a slower tier) in all, and
+    their traffic spent `link_joules` on links."""
     memory_j = memory_bytes * model.joules_per_memory_byte + stream_bytes * model.joules_per_stream_byte
-    return EnergyParts(idle_j=chips * model.idle_w * seconds, compute_j=flops * model.joules_per_flop,
-                       memory_j=memory_j, network_j=link_joules)
+    return EnergyParts(idle_j=chips * model.idle_w * seconds, kernel_j=model.kernel_w * kernel_s,
+                       arithmetic_j=model.arithmetic_w * arithmetic_s, memory_j=memory_j, network_j=link_joules)

@@ -2,8 +2,12 @@
 
 Built from a Hugging Face config.json. Each architecture family is normalised into one set of dimensions
 (`_Dims`), and every count is computed from those dimensions the same way, so a new family is one small
-normaliser. Supported `model_type`s: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, deepseek_v3,
-gpt_oss, opt, gpt2, gptj, palm.
+normaliser. Supported `model_type`s: llama, mistral, mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe, deepseek_v2,
+deepseek_v3, gpt_oss, gemma, gemma2, phi3, opt, gpt2, gptj, palm.
+
+Sliding-window (local) attention layers keep the KV of at most `sliding_window` positions and attend at most
+that many: `kv_bytes(context)` and `flops_per_token(context)` cap them (gpt-oss and Gemma 2 alternate local
+and global layers; Mistral 7B v0.1 and Phi-3 slide on every layer).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class _Dims:
     top_k: int = 0
     n_shared_experts: int = 0
     expert_ffn_dim: int = 0
+    shared_expert_ffn_dim: int = 0  # 0: as a routed expert (DeepSeek); Qwen2-MoE's shared expert is wider
+    shared_expert_gate: bool = False  # Qwen2-MoE scales its shared expert by a sigmoid gate (d_model weights)
     n_dense_layers: int = 0         # leading dense layers of an MoE model
     router_bias: bool = False
     attention_sinks: bool = False
@@ -51,6 +57,9 @@ class _Dims:
     qk_rope_head_dim: int = 0
     qk_nope_head_dim: int = 0
     v_head_dim: int = 0
+    # sliding-window attention: layers whose KV and attention span are capped at `sliding_window` positions
+    sliding_window: int = 0
+    n_sliding_layers: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,8 @@ class ModelShape:
     expert_params: int              # one routed expert of one layer
     kv_elements_per_token_per_layer: int
     attn_flops_per_pair_per_layer: int  # FLOPs of one query token attending one key position, one layer
+    sliding_window: int | None = None  # positions a sliding-window layer keeps and attends
+    n_sliding_layers: int = 0          # layers with sliding-window attention (the others attend everything)
 
     @property
     def is_moe(self) -> bool:
@@ -96,13 +107,24 @@ class ModelShape:
         return self.total_params * DTYPE_BYTES[dtype]
 
     def kv_bytes_per_token(self, dtype: str) -> float:
-        """KV-cache bytes one token of context occupies, over all layers."""
+        """KV-cache bytes one token of context occupies, over all layers (sliding-window layers included: the
+        bound for a context within the window; `kv_bytes` is exact)."""
         return self.kv_elements_per_token_per_layer * self.n_layers * DTYPE_BYTES[dtype]
+
+    def attended_positions(self, context: int) -> float:
+        """Key positions summed over the layers for one sequence of `context` tokens: every position on a
+        global layer, at most the window on a sliding-window layer."""
+        window = min(context, self.sliding_window) if self.sliding_window else context
+        return (self.n_layers - self.n_sliding_layers) * context + self.n_sliding_layers * window
+
+    def kv_bytes(self, context: int, dtype: str) -> float:
+        """KV-cache bytes of one sequence of `context` tokens: sliding-window layers hold at most the window."""
+        return self.kv_elements_per_token_per_layer * self.attended_positions(context) * DTYPE_BYTES[dtype]
 
     def flops_per_token(self, context: int = 0) -> float:
         """Forward FLOPs of one token attending `context` positions: 2 x active params + attention."""
         linear = 2.0 * (self.active_layer_params + self.lm_head_params)
-        return linear + self.attn_flops_per_pair_per_layer * self.n_layers * context
+        return linear + self.attn_flops_per_pair_per_layer * self.attended_positions(context)
 
 
 def _attention_params(d: _Dims) -> tuple[int, int]:
@@ -144,7 +166,8 @@ def shape_from_dims(name: str, d: _Dims) -> ModelShape:
     n_moe = d.n_layers - d.n_dense_layers if d.n_experts else 0
     expert = _ffn_params(d, d.expert_ffn_dim) if d.n_experts else 0
     router = d.d_model * d.n_experts + (d.n_experts if d.router_bias else 0) if d.n_experts else 0
-    shared = d.n_shared_experts * _ffn_params(d, d.expert_ffn_dim)
+    shared = (d.n_shared_experts * _ffn_params(d, d.shared_expert_ffn_dim or d.expert_ffn_dim)
+              + (d.d_model if d.shared_expert_gate else 0))
     dense_layers = d.n_layers - n_moe
     dense_layer_params = (d.n_layers * (attn + norms) + dense_layers * _ffn_params(d, d.ffn_dim)
                           + n_moe * (router + shared))
@@ -166,7 +189,28 @@ def shape_from_dims(name: str, d: _Dims) -> ModelShape:
         n_experts=d.n_experts, top_k=d.top_k, n_moe_layers=n_moe, expert_params=expert,
         kv_elements_per_token_per_layer=kv_elements,
         attn_flops_per_pair_per_layer=2 * d.n_heads * (qk_dim + v_dim),
+        sliding_window=d.sliding_window or None, n_sliding_layers=d.n_sliding_layers if d.sliding_window else 0,
     )
+
+
+def _sliding(c: Mapping[str, Any], every_layer: bool = False, alternate: bool = False) -> tuple[int, int]:
+    """Sliding-window layers of a config: `layer_types` when it lists them (newer HF configs), else every
+    layer (Mistral 7B v0.1) or every even layer (Gemma 2) when `sliding_window` is set -> (window, layers)."""
+    window = c.get("sliding_window")
+    if not window or c.get("use_sliding_window") is False:
+        return 0, 0
+    types = c.get("layer_types")
+    if isinstance(types, list) and types:
+        if len(types) != c["num_hidden_layers"]:
+            raise ValueError(f"layer_types lists {len(types)} layers, num_hidden_layers is {c['num_hidden_layers']}")
+        sliding = sum(1 for kind in types if kind == "sliding_attention")
+    elif every_layer:
+        sliding = c["num_hidden_layers"]
+    elif alternate:
+        sliding = (c["num_hidden_layers"] + 1) // 2  # layers 0, 2, 4, ... slide (HF Gemma2DecoderLayer)
+    else:
+        return 0, 0
+    return int(window), sliding
 
 
 # ---------------------------------------------------------------- Hugging Face config families
@@ -178,7 +222,9 @@ def _llama_like(c: Mapping[str, Any]) -> _Dims:
     if experts and (sparse_step != 1 or c.get("mlp_only_layers")):
         raise ValueError("MoE layers interleaved with dense layers (decoder_sparse_step, mlp_only_layers) "
                          "are not supported")
-    qwen2 = c.get("model_type") == "qwen2"
+    qwen2 = c.get("model_type") in ("qwen2", "qwen2_moe")
+    shared_ffn = c.get("shared_expert_intermediate_size") or 0 if experts else 0
+    window, n_sliding = _sliding(c, every_layer=c.get("model_type") in ("mistral", "phi3"))
     return _Dims(
         d_model=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=heads,
         n_kv_heads=c.get("num_key_value_heads") or heads,
@@ -190,6 +236,24 @@ def _llama_like(c: Mapping[str, Any]) -> _Dims:
         top_k=c.get("num_experts_per_tok", 0) if experts else 0,
         expert_ffn_dim=(c.get("moe_intermediate_size") or c.get("intermediate_size", 0)) if experts else 0,
         norms_per_layer=1 if c.get("parallel_attn") else 2,
+        n_shared_experts=1 if shared_ffn else 0, shared_expert_ffn_dim=shared_ffn, shared_expert_gate=bool(shared_ffn),
+        sliding_window=window, n_sliding_layers=n_sliding,
+    )
+
+
+def _gemma(c: Mapping[str, Any]) -> _Dims:
+    """Gemma and Gemma 2: GeGLU FFN (3 matrices), tied embeddings, no biases; Gemma 2 adds a norm after
+    attention and after the FFN (4 per layer) and alternates sliding-window and global layers."""
+    heads = c["num_attention_heads"]
+    gemma2 = c.get("model_type") == "gemma2"
+    window, n_sliding = _sliding(c, alternate=True) if gemma2 else (0, 0)
+    return _Dims(
+        d_model=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=heads,
+        n_kv_heads=c.get("num_key_value_heads") or heads, head_dim=c.get("head_dim") or c["hidden_size"] // heads,
+        vocab_size=c["vocab_size"], ffn_dim=c["intermediate_size"],
+        tied_embeddings=bool(c.get("tie_word_embeddings", True)), qkv_bias=bool(c.get("attention_bias", False)),
+        out_bias=bool(c.get("attention_bias", False)), norms_per_layer=4 if gemma2 else 2,
+        max_context=c.get("max_position_embeddings"), sliding_window=window, n_sliding_layers=n_sliding,
     )
 
 
@@ -209,6 +273,7 @@ def _deepseek_v3(c: Mapping[str, Any]) -> _Dims:
 
 
 def _gpt_oss(c: Mapping[str, Any]) -> _Dims:
+    window, n_sliding = _sliding(c)
     return _Dims(
         d_model=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=c["num_attention_heads"],
         n_kv_heads=c["num_key_value_heads"], head_dim=c["head_dim"], vocab_size=c["vocab_size"],
@@ -216,7 +281,7 @@ def _gpt_oss(c: Mapping[str, Any]) -> _Dims:
         qkv_bias=True, out_bias=True, mlp_bias=True, router_bias=True, attention_sinks=True,
         max_context=c.get("max_position_embeddings"), n_experts=c["num_local_experts"],
         top_k=cast(int, c.get("num_experts_per_tok") or c.get("experts_per_token")),  # model_shape checks it
-        expert_ffn_dim=c["intermediate_size"],
+        expert_ffn_dim=c["intermediate_size"], sliding_window=window, n_sliding_layers=n_sliding,
     )
 
 
@@ -254,8 +319,10 @@ def _gptj(c: Mapping[str, Any]) -> _Dims:
 
 _FAMILIES: dict[str, Callable[[Mapping[str, Any]], _Dims]] = {
     "llama": _llama_like, "mistral": _llama_like, "mixtral": _llama_like, "qwen2": _llama_like,
-    "qwen3": _llama_like, "qwen3_moe": _llama_like, "palm": _llama_like, "deepseek_v3": _deepseek_v3,
-    "gpt_oss": _gpt_oss, "opt": _opt, "gpt2": _gpt2, "gptj": _gptj,
+    "qwen3": _llama_like, "qwen3_moe": _llama_like, "qwen2_moe": _llama_like, "palm": _llama_like,
+    "deepseek_v2": _deepseek_v3, "deepseek_v3": _deepseek_v3,
+    "phi3": _llama_like, "gpt_oss": _gpt_oss, "gemma": _gemma, "gemma2": _gemma, "opt": _opt, "gpt2": _gpt2,
+    "gptj": _gptj,
 }
 
 

@@ -10,9 +10,12 @@ Metric definitions (the one place they are written down):
   link that carried traffic (`src->dst`); achievable = bandwidth x the chip's efficiency.collective.
 - bottleneck_share: share of busy time in which compute or memory bounds the roofline, the time spent waiting
   for collectives and stage-to-stage sends (network), fixed overheads, and pipeline bubbles.
-- energy: idle power of every chip over the span, plus joules per FLOP ((TDP - idle) / peak), per byte of
-  the memory tier and per byte per link hop (hardware/energy.py); `energy` breaks it down and gives the share
-  spent moving data. Cost: rent per chip-hour, or purchase price amortised plus energy x PUE x price.
+- energy: idle power of every chip over the span, plus core power while kernels run (a share whenever a kernel
+  is resident, the rest with the arithmetic's time at the achievable rate), per byte of the memory tier and
+  per byte per link hop (hardware/energy.py): a busy chip draws near TDP, an idle one idle power;
+  `energy` breaks it down (kernel_busy_share: chip-time with a kernel resident) and gives the share
+  spent moving data. Cost: rent per chip-hour, or purchase price amortised plus energy x PUE x price;
+  `cost` records the basis (rent or purchase) and where each price came from (config/cost.py).
 - itl_s: inter-token latency over every decode token of the run (weighted percentiles of iteration gaps):
   with chunked prefill, iteration durations weighted by decode tokens; without it, the pauses of decodes
   during prefill-only iterations included (results/slo.py).
@@ -27,13 +30,17 @@ Metric definitions (the one place they are written down):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import operator
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 
+from simulator.config.cost import CostBasis, cost_basis
+from simulator.config.scenario import CostSpec
 from simulator.hardware.energy import EnergyModel, EnergyParts, energy_parts
 from simulator.hardware.placement import Plan
 from simulator.results import slo
@@ -151,6 +158,8 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
 
     flops, memory_bytes, stream_bytes, swap_bytes = (total(f"{c}_per_chip") for c in ("flops", "memory_bytes",
                                                                                       "stream_bytes", "swap_bytes"))
+    kernel_s = total("compute_bound_s") + total("memory_bound_s")  # chip-seconds with a kernel resident
+    arithmetic_s = total("compute_s")  # chip-seconds the FLOPs take at the achievable rate
     del per_chip
     batch_sizes = it["batch_size"]
     link_util = {}
@@ -158,15 +167,20 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
         totals = links.groupby("link", sort=True).agg(bytes=("bytes", "sum"), bw=("achievable_bytes_per_s", "first"))
         link_util = {link: _share(float(row.bytes), float(row.bw) * span_s) for link, row in totals.iterrows()}
     busiest = cast("dict[str, float]", link_util)  # a link carried its bytes over span_s > 0: no share is None
-    energy = _energy(scenario, plan, chips, flops, memory_bytes, stream_bytes, links, span_s)
+    energy = _energy(scenario, plan, chips, kernel_s, arithmetic_s, memory_bytes, stream_bytes, links, span_s)
     energy_j = energy.total_j if energy else None
-    cost_usd = _cost_usd(scenario, chips, span_s, energy_j)
+    basis = cost_basis(spec.cost, chip)
+    racks = None if spec.cluster.nodes_per_rack is None else math.ceil(nodes / spec.cluster.nodes_per_rack)
+    cost_parts = _cost_parts(basis, spec.cost, chips, nodes, racks or 1, span_s, energy_j)
+    # added in order, left to right (not sum(): its compensated summation moves the last bit)
+    cost_usd = None if cost_parts is None else functools.reduce(operator.add, cost_parts.values())
     per_chip_peak = chip.compute.peak[plan.compute_dtype]
     summary: dict[str, Any] = {
         "scenario": spec.name,
         "seed": spec.seed,
         "model": model.name,
         "chip": chip.id,
+        **({} if scenario.chip_origin == "catalog" else {"chip_origin": scenario.chip_origin}),
         "requests": {"arrived": int(len(req) - counts.get("not_arrived", 0)),
                      "completed": int(counts.get("completed", 0)), "dropped": int(counts.get("dropped", 0)),
                      "in_flight": int(counts.get("in_flight", 0))},
@@ -202,19 +216,23 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
         "energy_j": energy_j,
         "energy_j_per_output_token": _share(energy_j, out_tokens) if energy_j is not None else None,
         "energy": None if energy is None else {
-            "idle_j": energy.idle_j, "compute_j": energy.compute_j, "memory_j": energy.memory_j,
+            "idle_j": energy.idle_j, "compute_j": energy.compute_j, "kernel_j": energy.kernel_j,
+            "arithmetic_j": energy.arithmetic_j, "memory_j": energy.memory_j,
             "network_j": energy.network_j, "data_movement_share": energy.data_movement_share,
             "mean_power_w": _share(energy.total_j, span_s),
+            "mean_power_w_per_chip": _share(energy.total_j, span_s * chips),
+            "kernel_busy_share": _share(kernel_s, span_s * chips),  # chip-time with a kernel resident
             "links_without_energy_figure": int((links.groupby("link")["energy_j"].sum() == 0).sum())
             if len(links) else 0,
         },
         "deployment": {
             "chips": chips, "nodes": nodes,
-            "racks": None if spec.cluster.nodes_per_rack is None else math.ceil(nodes / spec.cluster.nodes_per_rack),
+            "racks": racks,
             "nameplate_power_kw": None if chip.power is None else chips * chip.power.tdp / 1e3,
             "facility_power_kw": None if chip.power is None else chips * chip.power.tdp * spec.cost.pue / 1e3,
         },
         "cost_usd": cost_usd,
+        "cost": {**basis.record(), "parts_usd": cost_parts},
         "cost_usd_per_million_output_tokens": (None if cost_usd is None or out_tokens == 0
                                                else cost_usd / out_tokens * 1e6),
         "chips": chips,
@@ -259,27 +277,29 @@ def out_of_range(summary: dict[str, Any]) -> list[str]:
             if value is not None and not -1e-12 <= value <= 1 + 1e-9]
 
 
-def _energy(scenario: "Scenario", plan: Plan, chips: int, flops: float, memory_bytes: float, stream_bytes: float,
-            links: pd.DataFrame, span_s: float) -> EnergyParts | None:
-    """Energy of the run from its totals over every chip: FLOPs, bytes of the fast tier and streamed bytes."""
+def _energy(scenario: "Scenario", plan: Plan, chips: int, kernel_s: float, arithmetic_s: float,
+            memory_bytes: float, stream_bytes: float, links: pd.DataFrame, span_s: float) -> EnergyParts | None:
+    """Energy of the run from its totals over every chip: kernel and arithmetic chip-seconds, bytes of the fast
+    tier and streamed bytes (hardware/energy.py)."""
     model = EnergyModel.build(scenario.chip, plan.compute_dtype, plan.tier, plan.stream_tier)
     if model is None:
         return None
-    return energy_parts(model, chips, span_s, flops, memory_bytes,
+    return energy_parts(model, chips, span_s, kernel_s, arithmetic_s, memory_bytes,
                         float(links["energy_j"].sum()) if len(links) else 0.0, stream_bytes)
 
 
-def _cost_usd(scenario: "Scenario", chips: int, span_s: float, energy_j: float | None) -> float | None:
-    price, cost = scenario.chip.price, scenario.spec.cost
-    if price is None:
+def _cost_parts(basis: CostBasis, cost: CostSpec, chips: int, nodes: int, racks: int, span_s: float,
+                energy_j: float | None) -> dict[str, float] | None:
+    """The run's cost by part: rent; or the chips, the rest of each node and the racks' facility share
+    amortised over `cost.amortization_years`, plus energy x PUE x price. None: no basis (config/cost.py)."""
+    if basis.basis == "rent" and basis.rent_usd_per_hour is not None:
+        return {"rent": chips * basis.rent_usd_per_hour * span_s / 3600.0}
+    if basis.basis != "purchase" or basis.purchase_usd is None or energy_j is None:
         return None
-    rent = price.rent_usd_per_hour
-    if rent is not None and (cost.prefer == "rent" or price.purchase_usd is None):
-        return chips * rent * span_s / 3600.0
-    if price.purchase_usd is None or energy_j is None:
-        return None
-    capital = chips * price.purchase_usd * span_s / (cost.amortization_years * SECONDS_PER_YEAR)
-    return capital + energy_j * cost.pue * cost.usd_per_kwh / 3.6e6
+    years = cost.amortization_years * SECONDS_PER_YEAR
+    return {"chips": chips * basis.purchase_usd * span_s / years, "nodes": nodes * cost.node_usd * span_s / years,
+            "facility": racks * cost.facility_usd_per_rack_year * span_s / SECONDS_PER_YEAR,
+            "energy": energy_j * cost.pue * cost.usd_per_kwh / 3.6e6}
 
 
 def summary_json(summary: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from simulator.config.cost import cost_basis as chip_cost_basis
 from simulator.config.load import (
     Scenario,
     apply_override,
@@ -222,13 +223,9 @@ def derived(s: dict[str, Any]) -> dict[str, Any]:
 
 
 def cost_basis(scenario: Scenario) -> str | None:
-    """What a dollar pays for in this design's cost (the rule of results/summary.py): rent, purchase + energy, none."""
-    price, prefer = scenario.chip.price, scenario.spec.cost.prefer
-    if price is None:
-        return None
-    if price.rent_usd_per_hour is not None and (prefer == "rent" or price.purchase_usd is None):
-        return "rent"
-    return "purchase+energy" if price.purchase_usd is not None and scenario.chip.power is not None else None
+    """What a dollar pays for in this design's cost (config/cost.py): rent, purchase + energy, none."""
+    basis = chip_cost_basis(scenario.spec.cost, scenario.chip).basis
+    return "purchase+energy" if basis == "purchase" else basis
 
 
 # ---------------------------------------------------------------- the comparison
