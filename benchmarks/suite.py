@@ -10,6 +10,16 @@ and CPU time cover the run (workload generation, simulation, summary), not writi
 cluster cases keep the load per replica fixed (Llama-3.1-70B fp8, TP8 inside each HGX H100 node, 3 req/s
 and 300 requests per replica, round robin), so their `us/request` column shows how the cost of a simulated
 request grows with the cluster. The 64-point sweep's parallel speed-up is benchmarks/bench_sweep.py.
+
+Whole process, side by side with BLIS (a peer simulator; give the folder of its prebuilt binary):
+
+    python benchmarks/suite.py --blis ../shared/peers/blis [--repeat 3] [--checkout OTHER_TREE ...]
+
+runs BLIS's workloads W1 and W3 (benchmarks/scenarios/blis-w*.yaml) as whole processes, paired and
+alternating: `blis run ...` and `infersim run W.yaml -o DIR` (every output a plain run writes), and prints
+the median wall times and their ratio, the median start-up (`import simulator.cli`, `infersim --help`) and
+where one infersim run's time goes (import, simulate, tables, plots, report.html). `--checkout` adds the
+infersim of another source tree (e.g. a worktree of an older commit) as a further column.
 """
 
 from __future__ import annotations
@@ -19,11 +29,12 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -109,13 +120,121 @@ def measure(name: str) -> dict:
             "completed": s["requests"]["completed"]}
 
 
+# BLIS's workloads: name -> (our scenario, BLIS's arguments); see the README beside the BLIS binary
+BLIS_WORKLOADS = {
+    "W1": (REPO / "benchmarks" / "scenarios" / "blis-w1.yaml",
+           ["--model", "meta-llama/llama-3.1-8b-instruct", "--hardware", "H100", "--tp", "1",
+            "--workload-spec", "blis_fixed_512_128_r5.yaml"]),
+    "W3": (REPO / "benchmarks" / "scenarios" / "blis-w3.yaml",
+           ["--model", "meta-llama/llama-3.1-70b-instruct", "--hardware", "H100", "--tp", "8",
+            "--workload-spec", "blis_fixed_512_128_r20.yaml"]),
+}
+
+
+def _wall(command: Sequence[str], cwd: Path | None = None, env: dict | None = None) -> float:
+    """Wall seconds of one whole process (its output discarded; a failure stops the benchmark)."""
+    start = time.perf_counter()
+    subprocess.run(command, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.perf_counter() - start
+
+
+def _infersim(tree: Path | None) -> tuple[list[str], dict]:
+    """The command line and environment of `infersim` from this tree or from `tree` (another checkout): both
+    run as `python -S -m simulator` with the source tree and this interpreter's site-packages on PYTHONPATH,
+    so that an editable install of this tree cannot shadow the other one (run them outside any source tree:
+    `-m` puts the working folder first on the path)."""
+    site_packages = [p for p in sys.path if p.endswith("site-packages")]
+    path = os.pathsep.join([str(tree or REPO), *site_packages])
+    return [sys.executable, "-S", "-m", "simulator"], dict(os.environ, PYTHONPATH=path)
+
+
+def phases(scenario: Path) -> dict:
+    """Where one `infersim run` spends its time, measured inside one fresh process, phase by phase."""
+    start = time.perf_counter()
+    from simulator.config.load import load_scenario
+    from simulator.results import plots
+    from simulator.results.run_html import HTML_NAME, write_run_html
+    from simulator.run import run
+    imported = time.perf_counter()
+    result = run(load_scenario(scenario, []))
+    simulated = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        result.requests.to_parquet(out / "requests.parquet", index=False)
+        result.iteration_store.write_parquet(out / "iterations.parquet")
+        result.links.to_parquet(out / "links.parquet", index=False)
+        tables = time.perf_counter()
+        plots.write_plots(result.summary, result.requests, result.iteration_store, result.links, out / "plots")
+        plotted = time.perf_counter()
+        write_run_html(out / HTML_NAME, result.summary, result.requests, result.iteration_store, result.links)
+        html = time.perf_counter()
+    return {"import": imported - start, "simulate": simulated - imported, "tables": tables - simulated,
+            "plots (PNG)": plotted - tables, "report.html": html - plotted}
+
+
+def side_by_side(blis: Path, repeat: int, trees: list[Path]) -> None:
+    """Paired, alternating whole-process runs of BLIS and infersim on W1 and W3; medians and ratios."""
+    columns = ["this tree", *(t.name for t in trees)]
+    runs = [("this tree", None, []), ("this tree, --no-plots", None, ["--no-plots"]),
+            *((t.name, t, []) for t in trees)]  # (column, source tree, extra arguments)
+    print(f"# {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
+          f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f}, median of {repeat}")
+    print("| workload | BLIS s | " + " | ".join(f"infersim ({c}) s | ratio" for c, _, _ in runs) + " |")
+    print("|---|---:|" + "---:|---:|" * len(runs))
+    for name, (scenario, blis_args) in BLIS_WORKLOADS.items():
+        times: dict[str, list[float]] = {c: [] for c in ["BLIS", *(c for c, _, _ in runs)]}
+        for _ in range(repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                times["BLIS"].append(_wall(
+                    [str(blis / "blis"), "run", *blis_args, "--latency-model", "trained-physics",
+                     "--num-requests", "10000", "--seed", "42", "--cache-signal-delay", "0",
+                     "--metrics-path", f"{tmp}/m.json"], cwd=blis))
+                for k, (column, tree, extra) in enumerate(runs):
+                    command, env = _infersim(tree)
+                    times[column].append(_wall([*command, "run", str(scenario), "-o", f"{tmp}/{k}", *extra], tmp, env))
+        median = {c: statistics.median(v) for c, v in times.items()}
+        print(f"| {name} | {median['BLIS']:.2f} | "
+              + " | ".join(f"{median[c]:.2f} | {median[c] / median['BLIS']:.2f}x" for c, _, _ in runs) + " |",
+              flush=True)
+    print("\n| start-up (median s) | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for what, argv in (("python -c 'import simulator.cli'", ["-c", "import simulator.cli"]),
+                       ("infersim --help", ["-m", "simulator", "--help"])):
+        row = []
+        for tree in [None, *trees]:
+            _, env = _infersim(tree)
+            row.append(statistics.median(_wall([sys.executable, "-S", *argv], Path(tempfile.gettempdir()), env)
+                                         for _ in range(repeat)))
+        print(f"| {what} | " + " | ".join(f"{t:.2f}" for t in row) + " |")
+    print("\n| one run, this tree (s) | " + " | ".join(BLIS_WORKLOADS) + " |")
+    print("|---|" + "---:|" * len(BLIS_WORKLOADS))
+    split = {}
+    for name, (scenario, _) in BLIS_WORKLOADS.items():
+        out = subprocess.run([sys.executable, __file__, "--phases", str(scenario)], capture_output=True, text=True,
+                             check=True)
+        split[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    for phase in split["W1"]:
+        print(f"| {phase} | " + " | ".join(f"{split[w][phase]:.2f}" for w in BLIS_WORKLOADS) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=list(CASES), help="cases to run (default: all)")
     parser.add_argument("--list", action="store_true", help="print the cases and exit")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    parser.add_argument("--blis", type=Path, help="instead: whole-process side by side with BLIS (its folder)")
+    parser.add_argument("--repeat", type=int, default=3, help="with --blis: paired runs per workload (median)")
+    parser.add_argument("--checkout", type=Path, nargs="*", default=[],
+                        help="with --blis: also time the infersim of these source trees")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--phases", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.phases:
+        print(json.dumps(phases(args.phases)))
+        return
+    if args.blis:
+        side_by_side(args.blis.resolve(), args.repeat, [t.resolve() for t in args.checkout])
+        return
     if args.child:
         print(json.dumps(measure(args.child)))
         return

@@ -1,4 +1,7 @@
-"""Plots of one run, written as PNG files with matplotlib's non-interactive backend."""
+"""Plots of one run, written as PNG files with matplotlib's Agg renderer.
+
+Figures are made as `matplotlib.figure.Figure` objects, not through pyplot: nothing global (no backend to
+select, no figure registry to close), and a run does not import pyplot's interactive machinery."""
 
 from __future__ import annotations
 
@@ -14,15 +17,14 @@ from simulator.results.iteration_store import IterationStore
 def write_plots(summary: dict[str, Any], requests: pd.DataFrame, iterations: IterationStore, links: pd.DataFrame,
                 out: Path) -> None:
     """latency_cdf.png, timeline.png, breakdown.png and (when links carried traffic) links.png into `out`."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     out.mkdir(parents=True, exist_ok=True)
     req, it = requests, iterations
     done = req[req["status"] == "completed"]
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig = Figure(figsize=(13, 3.6))
+    axes = fig.subplots(1, 3)
     for ax, (column, label) in zip(axes, [("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "end-to-end")]):
         values = np.sort(done[column].dropna().to_numpy())
         if values.size:
@@ -33,9 +35,9 @@ def write_plots(summary: dict[str, Any], requests: pd.DataFrame, iterations: Ite
     fig.suptitle(f"{summary['scenario']}: latency CDFs")
     fig.tight_layout()
     fig.savefig(out / "latency_cdf.png", dpi=110)
-    plt.close(fig)
 
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
+    fig = Figure(figsize=(10, 5.5))
+    top, bottom = fig.subplots(2, 1, sharex=True)
     span = summary["sim"]["simulated_s"] or 1.0
     edges = np.linspace(0.0, span, 101)
     if len(it):
@@ -51,9 +53,9 @@ def write_plots(summary: dict[str, Any], requests: pd.DataFrame, iterations: Ite
     fig.suptitle(f"{summary['scenario']}: throughput and batch size over time")
     fig.tight_layout()
     fig.savefig(out / "timeline.png", dpi=110)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
     share = {k: (v or 0.0) for k, v in summary["bottleneck_share"].items()}
     ax.bar(list(share), list(share.values()), color=["#4c72b0", "#dd8452", "#55a868", "#8c8c8c", "#c44e52"])
     ax.set_ylabel("share of busy time")
@@ -62,10 +64,9 @@ def write_plots(summary: dict[str, Any], requests: pd.DataFrame, iterations: Ite
     ax.set_title("where the iterations' time went")
     fig.tight_layout()
     fig.savefig(out / "breakdown.png", dpi=110)
-    plt.close(fig)
 
     if not links.empty:
-        _link_heatmap(links, summary["sim"]["simulated_s"], out / "links.png", plt)
+        _link_heatmap(links, summary["sim"]["simulated_s"], out / "links.png")
 
 
 def _thinned(t: np.ndarray, values: np.ndarray, span: float, most: int = 100_000, bins: int = 4_000):
@@ -80,12 +81,15 @@ def _thinned(t: np.ndarray, values: np.ndarray, span: float, most: int = 100_000
     return edges[:-1][keep], sums[keep] / counts[keep]
 
 
-def _link_heatmap(links: pd.DataFrame, span_s: float, path: Path, plt, most: int = 40) -> None:
+def _link_heatmap(links: pd.DataFrame, span_s: float, path: Path, most: int = 40) -> None:
     """Utilisation of the busiest links (rows) over time (columns)."""
+    from matplotlib.figure import Figure
+
     table = links.pivot(index="link", columns="bucket_start_s", values="utilization")
     busiest = table.mean(axis=1).sort_values(ascending=False).index[:most]
     table = table.loc[busiest]
-    fig, ax = plt.subplots(figsize=(11, 0.28 * len(table) + 1.6))
+    fig = Figure(figsize=(11, 0.28 * len(table) + 1.6))
+    ax = fig.subplots()
     image = ax.imshow(table.to_numpy(), aspect="auto", vmin=0, vmax=1, cmap="viridis", interpolation="nearest",
                       extent=(0, span_s, len(table), 0))
     ax.set_yticks(np.arange(len(table)) + 0.5, table.index, fontsize=7)
@@ -94,4 +98,3 @@ def _link_heatmap(links: pd.DataFrame, span_s: float, path: Path, plt, most: int
     fig.colorbar(image, ax=ax, label="utilisation")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
