@@ -16,7 +16,7 @@ from simulator.config.load import Scenario
 from simulator.engine.simulation import simulate
 from simulator.hardware.prepare import prepare
 from simulator.results import slo
-from simulator.results.collect import InvariantError
+from simulator.results.collect import InvariantError, placement_problems, speed_of_light_problems
 from simulator.results.run_result import RunResult
 from simulator.results.summary import out_of_range, summarize, tables
 from simulator.workload.arrivals import generate
@@ -55,7 +55,9 @@ def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = Fals
     summary["sim"]["replica_groups"] = sim.groups
     if spec.sim.workers > 1 and sim.why_one_process:
         summary["sim"]["replica_groups_note"] = f"simulated in one process: {sim.why_one_process}"
-    problems = out_of_range(summary)
+    plans = [p.plan for p in prepared.pools]
+    problems = out_of_range(summary) + placement_problems(plans, spec.cluster.nodes * spec.cluster.chips_per_node)
+    problems += speed_of_light_problems(frames[1], model, plans, scenario.chip)
     if problems:
         raise InvariantError("run broke its invariants (a bug in infersim): " + "; ".join(problems))
     return RunResult(scenario, plan, model, summary, *frames)

@@ -217,6 +217,9 @@ def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> tuple[str, st
         message = message.removeprefix(prefix)
     if kind.endswith(("_type", "_parsing")):
         message = f"{message[0].lower()}{message[1:]}, got {brief(got)}"
+    key, sep, rest = message.partition(": ")  # a relation between keys, said of one of them: name that key
+    if kind == "value_error" and sep and key in (_allowed_keys(model, (*loc, "")) or ()):
+        return f"{field_name}.{key}" if field_name else key, rest
     return field_name, message
 
 
@@ -279,7 +282,7 @@ def model_ids() -> list[str]:
 
 def load_chip(chip_id: str, field_name: str = "chip", file: str | None = None) -> ChipSpec:
     path = CATALOG_DIR / "chips" / f"{chip_id}.yaml"
-    if not is_file(path):
+    if chip_id not in chip_ids():  # a catalog id, never a path that walks out of the catalog
         raise ScenarioError(field_name, f"{brief(chip_id)} is not one of: {', '.join(chip_ids())}", file)
     return validate(ChipSpec, read_yaml(path), str(path))
 
