@@ -9,14 +9,43 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-from simulator.errors import InfersimError
+from simulator.errors import InfersimError, one_line
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# click's exception classes, wherever this typer keeps them (its own copy of click since 0.2x, else click's)
+_CLICK = sys.modules[typer.BadParameter.__module__]
+
+
+class OneLineErrors(TyperGroup):
+    """The command group whose usage errors (a missing argument, `--seed nan`, `--workers 0`, an unknown
+    option) are one `error:` line and exit 2, like every other user mistake, instead of typer's framed box."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except _CLICK.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `infersim`: the help, as before
+                exc.show()
+            else:
+                typer.echo(f"error: {one_line(exc.format_message())}", err=True)
+            sys.exit(2)
+        except _CLICK.ClickException as exc:
+            typer.echo(f"error: {one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Simulate LLM inference clusters: latency, throughput, cost, energy, bottlenecks.")
 console = Console(width=None if sys.stdout.isatty() else 160)  # never truncate piped tables
 
@@ -375,7 +404,7 @@ def _topology_rows() -> Rows:
                                                                         "chips"], rows
 
 
-workload_app = typer.Typer(no_args_is_help=True, help="Inspect workloads: statistics and plots.")
+workload_app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, help="Inspect workloads: statistics and plots.")
 app.add_typer(workload_app, name="workload")
 
 

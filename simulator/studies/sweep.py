@@ -21,6 +21,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -243,6 +244,8 @@ def _ray(jobs: list[Job], workers: int, address: str | None) -> Iterator[tuple[J
     """One Ray task per point, on the cluster at `address` or on a local Ray instance of `workers` CPUs."""
     if not jobs:  # all cached: no need to start Ray
         return
+    if address:
+        check_ray_address(address)
     try:
         import ray
     except ImportError:
@@ -285,6 +288,26 @@ def _ray_init(ray: Any, workers: int, address: str | None) -> None:
     except Exception as exc:  # connection refused, bad address: a user problem
         problem = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ScenarioError("--address" if address else "", f"cannot start Ray: {problem}") from None
+
+
+RAY_ADDRESS_RULE = "host:port (port 1-65535), ray://host:port, or auto"
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_ray_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail in seconds, not after Ray's minute of retries: the address must be well formed and its port must
+    answer (`auto` is left to Ray: it finds a cluster started on this machine)."""
+    if address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ScenarioError("--address", f"{brief(address)} is not an address; allowed: {RAY_ADDRESS_RULE}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except (OSError, UnicodeError) as exc:  # refused, unknown host, no route, timed out; an IDNA error
+        problem = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ScenarioError("--address", f"{brief(address)} does not answer within {timeout_s:g} s: "
+                            f"{problem}") from None
 
 
 BACKENDS: dict[str, Backend] = {"local": _local, "ray": _ray}
