@@ -29,7 +29,8 @@ class OneLineErrors(TyperGroup):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         try:
-            code = super().main(*args, **kwargs)
+            with terminate_as_interrupt():
+                code = super().main(*args, **kwargs)
         except _CLICK.UsageError as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `infersim`: the help, as before
                 exc.show()
@@ -65,17 +66,17 @@ def run(
 ) -> None:
     """Simulate SCENARIO and write summary.json, parquet tables, plots and report.md."""
     from simulator.config.load import load_scenario
-    from simulator.results.outputs import check_output_folder
+    from simulator.results.outputs import claim
     from simulator.results.report import headline
     from simulator.run import run as run_scenario
 
     try:
         loaded = load_scenario(scenario, set_)
         out_dir = out or Path("results") / loaded.spec.name
-        check_output_folder(out_dir)  # before a long run, not after it
-        with watching(loaded.spec.workload.num_requests) as watch:
-            result = run_scenario(loaded, seed=seed, watch=watch)
-        result.write(out_dir, plots=plots)
+        with claim(out_dir):  # checked before a long run, not after it; one writer at a time
+            with watching(loaded.spec.workload.num_requests) as watch:
+                result = run_scenario(loaded, seed=seed, watch=watch)
+            result.write(out_dir, plots=plots)
     except InfersimError as exc:
         fail(str(exc))
         return
@@ -93,6 +94,22 @@ def run(
 
 
 @contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler, `kill`, a container stopping) acts as Ctrl-C: the command unwinds, staging
+    folders and spool files are removed, worker processes stopped; `run` first stops between two events and
+    writes its partial results (`watching`)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
 def watching(total: int | None) -> Iterator[Callable[[float, int], bool]]:
     """A `watch` for run(): a progress bar on a terminal, and Ctrl-C stops the run between two events so
     that its partial results are still written (a second Ctrl-C stops at once)."""
@@ -107,8 +124,9 @@ def watching(total: int | None) -> Iterator[Callable[[float, int], bool]]:
 
     try:
         previous = signal.signal(signal.SIGINT, on_interrupt)
+        previous_term = signal.signal(signal.SIGTERM, on_interrupt)  # SIGTERM as Ctrl-C
     except ValueError:  # not the main thread: no Ctrl-C handling
-        previous = None
+        previous = previous_term = None
     bar = None
     if sys.stderr.isatty():
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -130,6 +148,7 @@ def watching(total: int | None) -> Iterator[Callable[[float, int], bool]]:
             bar.stop()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGTERM, previous_term)
 
 
 @app.command()
@@ -433,7 +452,15 @@ def workload_describe(
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    written = describe.write_plots(requests, out or Path("results") / f"workload-{name}", name)
+    from simulator.results.outputs import staged_folder
+
+    target = out or Path("results") / f"workload-{name}"
+    try:
+        with staged_folder(target, describe.PLOT_NAMES) as folder:
+            written = [target / p.name for p in describe.write_plots(requests, folder, name)]
+    except InfersimError as exc:
+        fail(str(exc))
+        return
     console.print(f"plots: {', '.join(str(p) for p in written)}")
 
 

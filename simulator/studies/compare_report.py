@@ -40,6 +40,9 @@ COLUMNS = {  # report column -> (table column, scale)
 }
 
 
+NAMES = frozenset({"compare.parquet", "compare.csv", "report.md", "plots"})  # what a comparison's folder holds
+
+
 def write(out: Path, spec: CompareSpec, file: Path, df: pd.DataFrame, plots: bool) -> None:
     """Tables first (so a plotting problem loses nothing), then plots/ and report.md."""
     out.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import re
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from simulator.hardware.placement import plan_deployment
 from simulator.hardware.topology import prime_factors
 from simulator.results.run_result import RunResult
 from simulator.run import run
+from simulator.studies.points import in_processes
 from simulator.studies.validate.bounds import speed_of_light
 from simulator.studies.validate.cases import Case
 
@@ -406,5 +406,7 @@ def simulate_all(cases: list[Case], chips: dict[str, ChipSpec] | None = None,
     jobs = [(case, chips.get(case.chip)) for case in cases]
     if workers <= 1:
         return [simulate(*job) for job in jobs]
-    with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(simulate, *zip(*jobs)))
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    for index, future in in_processes(simulate, jobs, workers, "simulator.studies.validate.predict"):
+        outcomes[index] = future.result()
+    return [o for o in outcomes if o is not None]
