@@ -58,8 +58,8 @@ class PowerSpec(Frozen):
 
 
 class PriceSpec(Frozen):
-    purchase_usd: float | None = Field(default=None, gt=0)
-    rent_usd_per_hour: float | None = Field(default=None, gt=0)
+    purchase_usd: float | None = Field(default=None, gt=0, le=1e9)
+    rent_usd_per_hour: float | None = Field(default=None, gt=0, le=1e6)
     source: str
 
 

@@ -19,9 +19,10 @@ from simulator.config.workload import WorkloadSpec, span_problem
 class CostSpec(Frozen):
     """Turns chip prices and energy into money. Rented chips pay `rent_usd_per_hour` (power included);
     bought chips are amortised linearly and pay for their energy times the data centre's PUE."""
-    amortization_years: float = Field(default=4.0, gt=0)
-    usd_per_kwh: float = Field(default=0.08, ge=0)
-    pue: float = Field(default=1.2, ge=1)
+    # bounded so that every cost stays a finite number (1e-320 years or 1e308 $/kWh made JSON's inf)
+    amortization_years: float = Field(default=4.0, ge=0.01, le=100)
+    usd_per_kwh: float = Field(default=0.08, ge=0, le=1e3)
+    pue: float = Field(default=1.2, ge=1, le=10)
     prefer: Literal["rent", "purchase"] = "purchase"
 
 

@@ -71,9 +71,10 @@ def simulate(scenario: Scenario, cluster: Cluster, groups: list[list[int]],
             records = [f.result() for f in futures]
             finished = True
         finally:
+            processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
             pool.shutdown(wait=finished, cancel_futures=True)
             if not finished:  # a second interrupt or a failure: the workers stop now, none outlives the run
-                for process in list(getattr(pool, "_processes", {}).values()):
+                for process in processes:
                     process.kill()
                     process.join()
         cluster.collector.iterations.merge(rows)

@@ -6,8 +6,9 @@ old and new files. Because the swap replaces the whole folder, it only replaces 
 but that command's outputs: anything else there is refused up front, before simulating, as is a folder that
 could not be created (under a file, not writable, a name too long for the file system once staged).
 
-One writer at a time: `claim(out)` holds a lock file beside the folder (`.<name>.lock`, flock) from the check
-before simulating to the swap; a second writer of the same folder is refused with one line.
+One writer at a time: `claim(out)` holds a lock file beside the folder (`.<name>.lock`, flock, removed when
+released) from the check before simulating to the swap; a second writer of the same folder is refused with
+one line.
 """
 
 from __future__ import annotations
@@ -91,9 +92,11 @@ def claim(out: Path, names: Iterable[str] = OUTPUT_NAMES) -> Iterator[None]:
         raise OutputFolderError(one_line(f"{out}: cannot be created: {exc.strerror or exc}")) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(lock).st_ino != os.fstat(fd).st_ino:  # its holder removed it as we opened it: theirs
+            raise BlockingIOError(errno.EWOULDBLOCK, "replaced")
     except OSError as exc:
         os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES, errno.ENOENT):
             raise OutputFolderError(f"{out}: another infersim is writing this folder now; wait for it to "
                                     "finish or give another -o") from None
         raise OutputFolderError(one_line(f"{out}: cannot be locked: {exc.strerror or exc}")) from None
@@ -102,7 +105,11 @@ def claim(out: Path, names: Iterable[str] = OUTPUT_NAMES) -> Iterator[None]:
         yield
     finally:
         del _HELD[key]
-        os.close(fd)  # releases the lock; the file stays (removing it would race with the next writer)
+        try:
+            os.unlink(lock)  # while still held: a writer that opened it meanwhile sees it replaced
+        except OSError:
+            pass
+        os.close(fd)
 
 
 @contextmanager

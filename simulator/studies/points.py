@@ -78,10 +78,11 @@ def in_processes(call: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], work
             yield futures[future], future
         finished = True
     finally:
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
         pool.shutdown(wait=finished, cancel_futures=True)
         alive_w.close()
         if not finished:
-            for process in list(getattr(pool, "_processes", {}).values()):  # reap them: no zombie, no orphan
+            for process in processes:  # reap them: no zombie, no orphan
                 process.join(timeout=5)
                 if process.is_alive():
                     process.kill()
