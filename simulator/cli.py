@@ -14,10 +14,39 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-from simulator.errors import InfersimError
+from simulator.errors import InfersimError, one_line
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# click's exception classes, wherever this typer keeps them (its own copy of click since 0.2x, else click's)
+_CLICK = sys.modules[typer.BadParameter.__module__]
+
+
+class OneLineErrors(TyperGroup):
+    """The command group whose usage errors (a missing argument, `--seed nan`, `--workers 0`, an unknown
+    option) are one `error:` line and exit 2, like every other user mistake, instead of typer's framed box."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            with terminate_as_interrupt():
+                code = super().main(*args, **kwargs)
+        except _CLICK.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `infersim`: the help, as before
+                exc.show()
+            else:
+                typer.echo(f"error: {one_line(exc.format_message())}", err=True)
+            sys.exit(2)
+        except _CLICK.ClickException as exc:
+            typer.echo(f"error: {one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Simulate LLM inference clusters: latency, throughput, cost, energy, bottlenecks.")
 console = Console(width=None if sys.stdout.isatty() else 160)  # never truncate piped tables
 
@@ -46,7 +75,7 @@ def run(
     plots and report.md (and trace.json)."""
     from simulator.config.load import load_scenario
     from simulator.config.shipped import default_scenario
-    from simulator.results.outputs import check_output_folder
+    from simulator.results.outputs import claim
     from simulator.results.report import headline
     from simulator.results.trace import TraceBounds
     from simulator.run import run as run_scenario
@@ -67,10 +96,10 @@ def run(
     try:
         loaded = load_scenario(scenario, set_)
         out_dir = out or Path("results") / loaded.spec.name
-        check_output_folder(out_dir)  # before a long run, not after it
-        with watching(loaded.spec.workload.num_requests) as watch:
-            result = run_scenario(loaded, seed=seed, watch=watch)
-        result.write(out_dir, plots=plots, trace=bounds)
+        with claim(out_dir):  # checked before a long run, not after it; one writer at a time
+            with watching(loaded.spec.workload.num_requests) as watch:
+                result = run_scenario(loaded, seed=seed, watch=watch)
+            result.write(out_dir, plots=plots, trace=bounds)
     except InfersimError as exc:
         fail(str(exc))
         return
@@ -92,6 +121,22 @@ def run(
 
 
 @contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler, `kill`, a container stopping) acts as Ctrl-C: the command unwinds, staging
+    folders and spool files are removed, worker processes stopped; `run` first stops between two events and
+    writes its partial results (`watching`)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
 def watching(total: int | None) -> Iterator[Callable[[float, int], bool]]:
     """A `watch` for run(): a progress bar on a terminal, and Ctrl-C stops the run between two events so
     that its partial results are still written (a second Ctrl-C stops at once)."""
@@ -106,8 +151,9 @@ def watching(total: int | None) -> Iterator[Callable[[float, int], bool]]:
 
     try:
         previous = signal.signal(signal.SIGINT, on_interrupt)
+        previous_term = signal.signal(signal.SIGTERM, on_interrupt)  # SIGTERM as Ctrl-C
     except ValueError:  # not the main thread: no Ctrl-C handling
-        previous = None
+        previous = previous_term = None
     bar = None
     if sys.stderr.isatty():
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -129,6 +175,7 @@ def watching(total: int | None) -> Iterator[Callable[[float, int], bool]]:
             bar.stop()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGTERM, previous_term)
 
 
 @app.command()
@@ -481,7 +528,7 @@ def _topology_rows() -> Rows:
                                                                         "chips"], rows
 
 
-workload_app = typer.Typer(no_args_is_help=True, help="Inspect workloads: statistics and plots.")
+workload_app = typer.Typer(cls=OneLineErrors, no_args_is_help=True, help="Inspect workloads: statistics and plots.")
 app.add_typer(workload_app, name="workload")
 
 
@@ -510,7 +557,15 @@ def workload_describe(
     for row in rows:
         table.add_row(*row)
     console.print(table)
-    written = describe.write_plots(requests, out or Path("results") / f"workload-{name}", name)
+    from simulator.results.outputs import staged_folder
+
+    target = out or Path("results") / f"workload-{name}"
+    try:
+        with staged_folder(target, describe.PLOT_NAMES) as folder:
+            written = [target / p.name for p in describe.write_plots(requests, folder, name)]
+    except InfersimError as exc:
+        fail(str(exc))
+        return
     console.print(f"plots: {', '.join(str(p) for p in written)}")
 
 

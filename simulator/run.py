@@ -17,7 +17,7 @@ from simulator.config.scenario import ScenarioSpec
 from simulator.engine.simulation import simulate
 from simulator.hardware.prepare import prepare
 from simulator.results import slo
-from simulator.results.collect import InvariantError
+from simulator.results.collect import InvariantError, placement_problems, speed_of_light_problems
 from simulator.results.run_result import RunResult
 from simulator.results.speculation import speculation_summary
 from simulator.results.summary import out_of_range, summarize, tables
@@ -63,7 +63,9 @@ def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = Fals
     warnings = _warnings(spec, requests, plan.kv_block_tokens)
     if warnings:  # only when there is one: summaries of runs without stay as they were
         summary["warnings"] = warnings
-    problems = out_of_range(summary)
+    plans = [p.plan for p in prepared.pools]
+    problems = out_of_range(summary) + placement_problems(plans, spec.cluster.nodes * spec.cluster.chips_per_node)
+    problems += speed_of_light_problems(frames[1], model, plans, scenario.chip)
     if problems:
         raise InvariantError("run broke its invariants (a bug in infersim): " + "; ".join(problems))
     return RunResult(scenario, plan, model, summary, *frames)

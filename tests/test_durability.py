@@ -117,7 +117,7 @@ def test_an_output_folder_holding_other_files_is_refused_before_simulating(write
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     assert cli_error("run", write_scenario(), "-o", out) == (
-        f"{out}: the output folder holds files a run did not write (notes.txt); a run replaces its whole "
+        f"{out}: the output folder holds files this command did not write (notes.txt); it replaces its whole "
         "folder, so give -o an empty or new folder")
     assert (out / "notes.txt").read_text() == "keep me"
     assert os.listdir(tmp_path) == ["mine", "s.yaml"] or sorted(os.listdir(tmp_path)) == ["mine", "s.yaml"]

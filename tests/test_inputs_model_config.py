@@ -53,7 +53,7 @@ def test_config_values(tmp_path, write_scenario, changes, expected):
     ("{", "not a readable JSON config: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
     ("[1, 2]", "a config.json must hold a JSON object, got an array"),
     ("NaN", "a config.json must hold a JSON object, got a number"),
-    (b"\xff{}", "not a readable JSON config: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+    (b"\xff{}", "line 1: byte 0xff is not UTF-8 text"),
     ("1" * 5000, "not a readable JSON config: Exceeds the limit (4300 digits) for integer string conversion: value "
                  "has 5000 digits; use sys.set_int_max_str_digits() to increase the limit"),
     ("[" * 100_000, "not a readable JSON config: nested too deeply"),

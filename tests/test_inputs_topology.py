@@ -61,7 +61,7 @@ def test_topology_mistakes(tmp_path, write_scenario, changes, expected):
 @pytest.mark.parametrize("content, expected", [
     (b"", "must be a YAML mapping of keys to values, got NoneType"),
     (b"- hgx\n", "must be a YAML mapping of keys to values, got list"),
-    (b"\xff\xfe", "cannot be read: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+    (b"\xff\xfe", "line 1: byte 0xff is not UTF-8 text"),
     (b"chip: [\n", "line 2: invalid YAML: expected the node content, but found '<stream end>'"),
 ])
 def test_unreadable_topology_files(tmp_path, write_scenario, content, expected):

@@ -75,7 +75,8 @@ def test_replayed_trace_mistakes(tmp_path, name, content, expected):
 
 
 @pytest.mark.parametrize("content, expected", [
-    ("a,b\n1,2\n", "line 1: the header has no column 'num_prefill_tokens'; found: a, b"),
+    ("a,b\n1,2\n", "line 1: the header has no column 'num_prefill_tokens'; expected a CSV header with the "
+                  "columns num_prefill_tokens, num_decode_tokens (the line is not shown: it may hold anything)"),
     (SHAREGPT + "5,-1\n", "line 2: num_decode_tokens: -1 is negative"),
     (SHAREGPT + "5\n", "line 2: 1 fields, the header has 2"),
     (SHAREGPT + "5,3\n7,1.5\n", "line 3: num_decode_tokens: '1.5' is not an integer"),

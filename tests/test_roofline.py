@@ -172,8 +172,8 @@ def test_attention_multiplies_at_the_kv_cache_precision_not_the_weights(weights,
     """8-bit weights dequantize inside the GEMMs, but QK^T and PV multiply activations by the KV-cache: a long
     prefill's attention takes its FLOPs over the peak of the KV-cache's precision (fp8 only with an fp8
     KV-cache), its GEMMs over the weights'."""
-    model, plan, cost_model = prepared(REPO / "scenarios" / "default.yaml",
-                                       [f"deployment.weights_dtype={weights}", f"deployment.kv_dtype={kv}"])
+    _, _, cost_model = prepared(REPO / "scenarios" / "default.yaml",
+                                [f"deployment.weights_dtype={weights}", f"deployment.kv_dtype={kv}"])
     from simulator.config.load import load_chip
     chip = load_chip("h100-sxm")
     shape = prefill(16384)

@@ -147,7 +147,8 @@ AZURE_ROWS = "".join(f"2023-11-16 18:17:{i:02d}.5000000,{100 + i},{10 + i}\n" fo
     ("code.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n" + AZURE_ROWS.replace("18:17:03", "18:77:03"),
      "line 5: TIMESTAMP: '2023-11-16 18:77:03.5000000' is not a time like '2023-11-16 18:17:03.9799600'"),
     ("code.csv", "TIMESTAMP,ContextTokens,GenTokens\n" + AZURE_ROWS,
-     "line 1: the header has no column 'GeneratedTokens'; found: TIMESTAMP, ContextTokens, GenTokens"),
+     "line 1: the header has no column 'GeneratedTokens'; expected a CSV header with the columns TIMESTAMP, "
+     "ContextTokens, GeneratedTokens (the line is not shown: it may hold anything)"),
     ("code.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:00.5,3,4,5\n",
      "line 2: 4 fields, the header has 3"),
     ("code.csv.gz", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:00.5,3,-4\n",

@@ -50,10 +50,16 @@ class PowerSpec(Frozen):
     idle: Watts
     source: str
 
+    @model_validator(mode="after")
+    def _idle_within_tdp(self) -> PowerSpec:
+        if self.idle > self.tdp:
+            raise ValueError(f"idle: {self.idle:g} W is above tdp ({self.tdp:g} W); allowed: 0 to tdp")
+        return self
+
 
 class PriceSpec(Frozen):
-    purchase_usd: float | None = Field(default=None, gt=0)
-    rent_usd_per_hour: float | None = Field(default=None, gt=0)
+    purchase_usd: float | None = Field(default=None, gt=0, le=1e9)
+    rent_usd_per_hour: float | None = Field(default=None, gt=0, le=1e6)
     source: str
 
 
@@ -128,11 +134,17 @@ class ScaleUpFabric(Frozen):
     kind: Literal["switch", "mesh", "torus"] = "switch"
     in_switch_reduction: bool = False
     bandwidth_per_dir: Bandwidth | None = None  # None: the chip's scale-up port (switch) or link bandwidth
-    dims: tuple[int, ...] | None = None
+    dims: tuple[Annotated[int, Field(ge=1)], ...] | None = None
     wraparound: bool = True
     hop_latency: Seconds
     energy_per_bit: Annotated[float, BeforeValidator(units.parse_joules), Field(ge=0)] | None = None
     source: str
+
+    @model_validator(mode="after")
+    def _dims_for_a_torus(self) -> ScaleUpFabric:
+        if self.dims is not None and self.kind != "torus":
+            raise ValueError(f"dims: only a torus has dims; this scaleup is kind {self.kind!r}")
+        return self
 
 
 class ScaleOutFabric(Frozen):

@@ -27,7 +27,8 @@ FlopRate = Annotated[float, BeforeValidator(units.parse_flops), Field(gt=0)]
 MAX_SECONDS = 1e8
 SPAN_RULE = f"allowed: up to {MAX_SECONDS:.0e} s of simulated time (float64 resolution)"
 Seconds = Annotated[float, BeforeValidator(units.parse_seconds), Field(ge=0, le=MAX_SECONDS)]
-Rate = Annotated[float, BeforeValidator(units.parse_rate), Field(gt=0)]
+MAX_RATE = 1e9  # requests per second: beyond it generation overflows numpy's samplers (found by faulting)
+Rate = Annotated[float, BeforeValidator(units.parse_rate), Field(gt=0, le=MAX_RATE)]
 Watts = Annotated[float, BeforeValidator(units.parse_watts), Field(ge=0)]
 Fraction = Annotated[float, Field(ge=1e-3, le=1)]  # >= 0.1%: an efficiency of 1e-300 makes step times infinite
 

@@ -36,6 +36,9 @@ SECONDS_PER_EVENT = 5e-6  # per request and per iteration: 10^6 requests and 9.7
 SECONDS_PER_GRAPH_ELEMENT = 20e-6
 MAX_WALL_S = 24 * 3600.0
 MAX_DESCRIBE_REQUESTS = 10**7  # a bare workload file (`infersim workload describe`), which has no sim: block
+# requests a ServeGen folder's windows draw before the workload keeps its num_requests, and requests of one
+# validation case: ~1 GB of arrays at most, whatever the scenario's own limits say
+MAX_DRAWN_REQUESTS = 10**7
 OPT_OUT = "set sim.allow_huge: true to run it anyway"
 
 

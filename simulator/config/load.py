@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from simulator.config import limits
+from simulator.config import files, limits
 from simulator.config.cluster import ChipSpec, EngineSpec
 from simulator.config.cost import cost_basis
 from simulator.config.model_config import check_model_config
@@ -45,52 +45,87 @@ class Scenario:
 # ---------------------------------------------------------------- YAML
 
 MAX_INT = 2**63 - 1
-MAX_YAML_BYTES = 16 * 2**20  # an input YAML file; traces, which may be large, are CSV or JSON lines
+MAX_YAML_BYTES = files.MAX_YAML_BYTES  # an input YAML file; traces, which may be large, are CSV or JSON lines
 MAX_YAML_VALUES = 1_000_000  # values in a YAML file once its aliases are expanded (a "billion laughs" bomb)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """Safe-load a YAML mapping (plain data only: no tags that build objects, nothing evaluated); any problem
     is a ScenarioError naming the file."""
+    text = files.read_text(path, MAX_YAML_BYTES, what="YAML file")
     try:
-        size = path.stat().st_size
-        if size > MAX_YAML_BYTES:
-            raise ScenarioError("", f"is {size / 2**20:.1f} MiB; allowed: YAML files up to "
-                                f"{MAX_YAML_BYTES // 2**20} MiB", str(path))
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError("", "file not found", str(path)) from None
-    except IsADirectoryError:
-        raise ScenarioError("", "is a folder, not a YAML file", str(path)) from None
-    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL byte in the path
-        raise ScenarioError("", f"cannot be read: {exc}", str(path)) from None
+        data = parse_yaml(text)
+    except ScenarioError as exc:
+        raise exc.with_file(str(path)) from None
+    if not isinstance(data, dict):
+        raise ScenarioError("", f"must be a YAML mapping of keys to values, got {type(data).__name__}",
+                            str(path))
+    return data
+
+
+class NotYaml(ScenarioError):
+    """Text that YAML cannot even parse (a --set value may then be taken as the text itself)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (YAML says keys are unique; PyYAML
+    would silently keep the last). A key from a merge (`<<: *base`) may still be overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and not key_node.tag.endswith(":merge"):
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"key {brief(key)} appears twice",
+                                                            key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text (a file's, a --set value's, a sweep override's) to plain data, with the same caps for all:
+    safe tags only, unique keys, nesting within Python's recursion limit, aliases expanding to at most
+    MAX_YAML_VALUES values and never into themselves. Problems: a ScenarioError without a file."""
     try:
-        data = yaml.safe_load(text)
+        loader = _UniqueKeyLoader(text)  # a SafeLoader: plain data only
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ScenarioError("", f"{line}invalid YAML: {problem}", str(path)) from None
+        error = ScenarioError if isinstance(exc, yaml.constructor.ConstructorError) else NotYaml
+        raise error("", f"{line}invalid YAML: {problem}") from None
     except RecursionError:
-        raise ScenarioError("", "invalid YAML: nested too deeply", str(path)) from None
-    if not isinstance(data, dict):
-        raise ScenarioError("", f"must be a YAML mapping of keys to values, got {type(data).__name__}",
-                            str(path))
-    values = _expanded_size(data, {})
+        raise ScenarioError("", "invalid YAML: nested too deeply") from None
+    try:
+        values = _expanded_size(data, {}, set())
+    except RecursionError:
+        raise ScenarioError("", "invalid YAML: nested too deeply") from None
+    if values < 0:
+        raise ScenarioError("", "invalid YAML: an alias (*name) refers to the node that contains it")
     if values > MAX_YAML_VALUES:
         raise ScenarioError("", f"holds {values:.3g} values once its aliases (*name) are expanded; allowed: "
-                            f"up to {MAX_YAML_VALUES}", str(path))
+                            f"up to {MAX_YAML_VALUES}")
     return data
 
 
-def _expanded_size(node: Any, seen: dict[int, int]) -> int:
+def _expanded_size(node: Any, seen: dict[int, int], open_: set[int]) -> int:
     """How many values `node` holds with every alias expanded, counting each shared node once per use but
-    visiting it once: cheap even when the expansion is astronomically large."""
+    visiting it once: cheap even when the expansion is astronomically large. -1: a node contains itself."""
     if not isinstance(node, (dict, list)):
         return 1
+    if id(node) in open_:
+        return -1
     if id(node) not in seen:
+        open_.add(id(node))
         children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
-        seen[id(node)] = 1 + sum(_expanded_size(child, seen) for child in children)
+        sizes = [_expanded_size(child, seen, open_) for child in children]
+        open_.discard(id(node))
+        seen[id(node)] = -1 if -1 in sizes else 1 + sum(sizes)
     return seen[id(node)]
 
 
@@ -99,6 +134,13 @@ def is_file(path: str | Path) -> bool:
     file system or with a NUL byte in it."""
     try:
         return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _exists(path: str | Path) -> bool:
+    try:
+        return Path(path).exists()
     except (OSError, ValueError):
         return False
 
@@ -144,9 +186,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise ScenarioError("--set", f"{brief(text)} must look like dotted.key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        value = parse_yaml(raw) if raw.strip() else ""
+    except NotYaml:
+        value = raw  # not YAML: the text itself (a name with a colon, say)
+    except ScenarioError as exc:
+        raise ScenarioError("--set", f"{brief(text)}: {exc.problem}") from None
     return key.strip().split("."), value
 
 
@@ -223,6 +267,9 @@ def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> tuple[str, st
         message = message.removeprefix(prefix)
     if kind.endswith(("_type", "_parsing")):
         message = f"{message[0].lower()}{message[1:]}, got {brief(got)}"
+    key, sep, rest = message.partition(": ")  # a relation between keys, said of one of them: name that key
+    if kind == "value_error" and sep and key in (_allowed_keys(model, (*loc, "")) or ()):
+        return f"{field_name}.{key}" if field_name else key, rest
     return field_name, message
 
 
@@ -285,7 +332,7 @@ def model_ids() -> list[str]:
 
 def load_chip(chip_id: str, field_name: str = "chip", file: str | None = None) -> ChipSpec:
     path = CATALOG_DIR / "chips" / f"{chip_id}.yaml"
-    if not is_file(path):
+    if chip_id not in chip_ids():  # a catalog id, never a path that walks out of the catalog
         raise ScenarioError(field_name, f"{brief(chip_id)} is not one of: {', '.join(chip_ids())}", file)
     return validate(ChipSpec, read_yaml(path), str(path))
 
@@ -309,13 +356,14 @@ def load_model_config(ref: str, base: Path, file: str) -> tuple[str, dict[str, A
     name = ref
     if not is_file(path):
         direct = Path(ref) if Path(ref).is_absolute() else base / ref
-        if not (ref.endswith(".json") and is_file(direct)):
+        if not (ref.endswith(".json") and (is_file(direct) or _exists(direct))):  # a FIFO: files.py says so
             raise ScenarioError("model", f"{brief(ref)} is not a catalog model ({', '.join(model_ids())}) "
                                 "nor a path to a config.json", file)
         path, name = direct, direct.parent.name if direct.name == "config.json" else direct.stem
+    text = files.read_text(path, files.MAX_JSON_BYTES, what="config.json")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # ValueError: bad JSON, not UTF-8, an integer of 5000 digits
+        config = json.loads(text)
+    except ValueError as exc:  # bad JSON, an integer of 5000 digits
         raise ScenarioError("", f"not a readable JSON config: {exc}", str(path)) from None
     except RecursionError:
         raise ScenarioError("", "not a readable JSON config: nested too deeply", str(path)) from None

@@ -73,7 +73,51 @@ def check_model_config(config: Any, file: str) -> Mapping[str, Any]:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_INTEGER:
             raise ScenarioError(key, f"must be an integer from {low} to {MAX_INTEGER}"
                                 f"{' (or null)' if key in NULLABLE else ''}, got {brief(value)}", file)
+    _check_relations(config, family, file)
     return config
+
+
+def _check_relations(config: Mapping[str, Any], family: str, file: str) -> None:
+    """What the keys must satisfy together for the shape to be a transformer at all: KV heads that divide the
+    heads, a head width that divides the model width, a top-k within the experts, dense layers within the
+    layers (else counts go negative: a 671B model 'fits' one chip)."""
+    gpt2_like = family in ("gpt2", "gptj")
+    heads_key, width_key = ("n_head", "n_embd") if gpt2_like else ("num_attention_heads", "hidden_size")
+    heads, width = config[heads_key], config[width_key]
+    kv = config.get("num_key_value_heads")
+    if kv is not None and family != "deepseek_v3" and heads % kv:
+        allowed = ", ".join(str(d) for d in range(1, heads + 1) if heads % d == 0)
+        raise ScenarioError("num_key_value_heads", f"{kv} does not divide the {heads} attention heads "
+                            f"({heads_key}); allowed: {_short(allowed)}", file)
+    if config.get("head_dim") is None and family != "deepseek_v3" and width % heads:
+        raise ScenarioError(width_key, f"{width} is not a multiple of the {heads} heads ({heads_key}) and no "
+                            "head_dim is given; allowed: a multiple of the heads, or a head_dim", file)
+    experts = _experts(config, family)
+    if experts:
+        top_k_key = next((k for k in ("num_experts_per_tok", "experts_per_token") if config.get(k) is not None),
+                         "num_experts_per_tok")
+        top_k = config.get(top_k_key)
+        if not isinstance(top_k, int) or not 1 <= top_k <= experts:
+            raise ScenarioError(top_k_key, f"{brief(top_k)} experts per token; allowed: from 1 to the {experts} "
+                                "experts of each MoE layer", file)
+    dense = config.get("first_k_dense_replace")
+    layers = config.get("num_hidden_layers", 0)
+    if family == "deepseek_v3" and isinstance(dense, int) and dense > layers:
+        raise ScenarioError("first_k_dense_replace", f"{dense} leading dense layers; allowed: up to "
+                            f"num_hidden_layers ({layers})", file)
+
+
+def _experts(config: Mapping[str, Any], family: str) -> int:
+    """Routed experts per MoE layer the normaliser of `family` reads (hardware/model.py); 0: a dense model."""
+    if family == "deepseek_v3":
+        return int(config.get("n_routed_experts") or 0)
+    if family in ("opt", "gpt2", "gptj"):
+        return 0
+    return int(config.get("num_local_experts") or config.get("num_experts") or 0)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 5]}, ..."
 
 
 def _json_type(value: Any) -> str:

@@ -22,17 +22,18 @@ class CostSpec(Frozen):
     `chip_price_usd` / `rent_usd_per_chip_hour` replace the catalog chip's figures; `prefer` picks the basis
     (auto: purchase when priced and powered, else rent; rent or purchase: that one or a one-line error,
     config/cost.py)."""
-    amortization_years: float = Field(default=4.0, gt=0)
-    usd_per_kwh: float = Field(default=0.08, ge=0)
-    pue: float = Field(default=1.2, ge=1)
+    # bounded so that every cost stays a finite number (1e-320 years or 1e308 $/kWh made JSON's inf)
+    amortization_years: float = Field(default=4.0, ge=0.01, le=100)
+    usd_per_kwh: float = Field(default=0.08, ge=0, le=1e3)
+    pue: float = Field(default=1.2, ge=1, le=10)
     prefer: Literal["auto", "rent", "purchase"] = "auto"
-    chip_price_usd: float | None = Field(default=None, gt=0)
-    rent_usd_per_chip_hour: float | None = Field(default=None, gt=0)
+    chip_price_usd: float | None = Field(default=None, gt=0, le=1e9)
+    rent_usd_per_chip_hour: float | None = Field(default=None, gt=0, le=1e6)
     # the rest of the system when bought (rent includes it): per node the server, host CPUs, DRAM, NICs and
     # in-node switches, amortised with the chips; per rack per year the facility's share (space, power and
     # cooling provisioning, top-of-rack and spine ports). No default figure is sourced: 0 unless given.
-    node_usd: float = Field(default=0.0, ge=0)
-    facility_usd_per_rack_year: float = Field(default=0.0, ge=0)
+    node_usd: float = Field(default=0.0, ge=0, le=1e9)
+    facility_usd_per_rack_year: float = Field(default=0.0, ge=0, le=1e9)
 
 
 class SimSpec(Frozen):

@@ -11,6 +11,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from simulator import units
 from simulator.config import limits
 from simulator.config.fields import (
+    MAX_RATE,
     MAX_SECONDS,
     MAX_TOKENS,
     SPAN_RULE,
@@ -80,10 +81,11 @@ class GammaArrivals(Frozen):
     cv > 1 bursty (many short gaps, a few long ones), cv < 1 more regular than Poisson."""
     kind: Literal["gamma"]
     rate: Rate
-    cv: float = Field(gt=0, le=100)
+    cv: float = Field(ge=1e-3, le=100)  # a gamma of shape 1/cv^2: below 1e-3 the shape overflows
 
 
 MIN_PER_CYCLE = 1e-3
+MAX_PER_CYCLE = 1e7
 
 
 class OnOffArrivals(Frozen):
@@ -93,7 +95,7 @@ class OnOffArrivals(Frozen):
     (on_time + off_time). (Not `on:`/`off:`, which YAML reads as true/false.)"""
     kind: Literal["on_off"]
     rate: Rate
-    off_rate: Annotated[float, BeforeValidator(units.parse_rate), Field(ge=0)] = 0.0
+    off_rate: Annotated[float, BeforeValidator(units.parse_rate), Field(ge=0, le=MAX_RATE)] = 0.0
     on_time: Duration
     off_time: Duration
     durations: Literal["exponential", "fixed"] = "exponential"
@@ -104,6 +106,9 @@ class OnOffArrivals(Frozen):
         if per_cycle < MIN_PER_CYCLE:  # generation walks cycle by cycle: 1e-300 per cycle would never end
             raise ValueError(f"rate x on_time + off_rate x off_time is {per_cycle:.3g} requests per on/off cycle; "
                              f"allowed: at least {MIN_PER_CYCLE:g} (for rarer bursts use kind: poisson)")
+        if per_cycle > MAX_PER_CYCLE:  # and draws a whole cycle at once: 1e13 in one burst would fill memory
+            raise ValueError(f"rate x on_time + off_rate x off_time is {per_cycle:.3g} requests per on/off cycle; "
+                             f"allowed: up to {MAX_PER_CYCLE:.0e} (shorter periods, or kind: poisson)")
         return self
 
 
@@ -118,8 +123,10 @@ class DailyArrivals(Frozen):
     kind: Literal["daily"]
     rate: Rate
     period: Duration = 86_400.0
-    curve: tuple[Annotated[float, Field(ge=0)], ...] | None = Field(default=None, min_length=2)
-    peak_to_trough: float = Field(default=2.0, ge=1)
+    # relative values, so bounded: their sum and the peak-to-mean ratio stay finite (1e308 overflowed)
+    curve: tuple[Annotated[float, Field(ge=0, le=1e9)], ...] | None = Field(default=None, min_length=2,
+                                                                             max_length=10_000)
+    peak_to_trough: float = Field(default=2.0, ge=1, le=1e9)
     peak_at: Seconds | None = None
     start: Seconds = 0.0
 

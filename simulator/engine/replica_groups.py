@@ -13,8 +13,10 @@ process run (link bytes up to float rounding). `summary.json` says when this sho
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +49,34 @@ def split(cluster: Cluster, workers: int) -> tuple[list[list[int]], str]:
     return [list(range(lo, min(lo + size, n))) for lo in range(0, n, size)], ""
 
 
-def simulate(scenario: Scenario, cluster: Cluster, groups: list[list[int]]) -> float:
+def simulate(scenario: Scenario, cluster: Cluster, groups: list[list[int]],
+             watch: Callable[[float, int], bool] | None = None) -> tuple[float, bool]:
     """Simulate each group in its own process and merge the records into `cluster` (built, never run).
-    Returns the simulated span (when the last group ended)."""
+    Returns the simulated span (when the last group ended) and whether `watch` stopped the groups early:
+    each then stops between two of its events, so what the merge holds is partial but consistent."""
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    stop = context.Event()
     with tempfile.TemporaryDirectory(prefix="infersim-groups-") as folder:
         rows = [Path(folder) / f"group-{i}.npy" for i in range(len(groups))]
-        with ProcessPoolExecutor(max_workers=len(groups), mp_context=context) as pool:
-            records = list(pool.map(simulate_group, [scenario] * len(groups), groups, rows))
+        pool = ProcessPoolExecutor(max_workers=len(groups), mp_context=context, initializer=_worker,
+                                   initargs=(stop,))
+        finished = False
+        try:
+            futures = [pool.submit(simulate_group, scenario, group, path) for group, path in zip(groups, rows)]
+            while not all(f.done() for f in futures):
+                wait(futures, timeout=WATCH_S)
+                if watch is not None and not stop.is_set() and watch(0.0, 0):
+                    stop.set()  # the first Ctrl-C or SIGTERM: every group stops where it is
+            records = [f.result() for f in futures]
+            finished = True
+        finally:
+            processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+            pool.shutdown(wait=finished, cancel_futures=True)
+            if not finished:  # a second interrupt or a failure: the workers stop now, none outlives the run
+                for process in processes:
+                    process.kill()
+                    process.join()
         cluster.collector.iterations.merge(rows)
     c, network = cluster.collector, cluster.network
     for record in records:
@@ -69,7 +90,19 @@ def simulate(scenario: Scenario, cluster: Cluster, groups: list[list[int]]) -> f
         c.dropped += record["dropped"]
         c.events += record["events"]
         network.merge(record["network"])
-    return max(record["span"] for record in records)
+    return max(record["span"] for record in records), stop.is_set()
+
+
+WATCH_S = 0.2  # how often the parent asks `watch` while the groups run
+_STOP: Any = None  # in a worker: the run's stop event
+
+
+def _worker(stop: Any) -> None:
+    """Worker initializer: Ctrl-C at the terminal reaches the whole process group; the parent decides (it
+    sets `stop` for a clean partial stop, or kills the workers)."""
+    global _STOP
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _STOP = stop
 
 
 def simulate_group(scenario: Scenario, replicas: list[int], rows: Path) -> dict[str, Any]:
@@ -80,7 +113,8 @@ def simulate_group(scenario: Scenario, replicas: list[int], rows: Path) -> dict[
     requests = generate(spec.workload, spec.seed)
     cluster = Cluster(simpy.Environment(), spec, prepared.model, prepared.pools, prepared.graph, requests,
                       prepared.drafter, scenario.chip.efficiency.collective, only_replicas=frozenset(replicas))
-    cluster.run(spec.sim.max_time)
+    stop = _STOP
+    cluster.run(spec.sim.max_time, None if stop is None else lambda now, done: stop.is_set())
     cluster.check()
     c = cluster.collector
     rids = np.flatnonzero(np.isin(np.arange(len(requests)) % len(cluster.entry), replicas))

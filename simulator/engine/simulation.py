@@ -40,7 +40,7 @@ def simulate(scenario: Scenario, prepared: Prepared, requests: Requests,
                       scenario.chip.efficiency.collective)
     groups, why_not = replica_groups.split(cluster, spec.sim.workers)
     if groups:
-        span, interrupted = replica_groups.simulate(scenario, cluster, groups), False
+        span, interrupted = replica_groups.simulate(scenario, cluster, groups, watch)
     else:
         interrupted = cluster.run(spec.sim.max_time, watch)
         span = env.now

@@ -347,4 +347,9 @@ def model_shape(name: str, config: Mapping[str, Any], file: str | None = None) -
         value = getattr(dims, item.name)
         if item.type == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise ScenarioError(item.name, f"must be a non-negative integer, got {value!r}", file or name)
-    return shape_from_dims(name, dims)
+    shape = shape_from_dims(name, dims)
+    if shape.total_params <= 0 or shape.n_moe_layers < 0 or not 0 < shape.active_params <= shape.total_params \
+            + shape.lm_head_params:  # the config check refuses what leads here; a count gone negative is a bug
+        raise ValueError(f"{name}: impossible parameter counts (total {shape.total_params}, active "
+                         f"{shape.active_params}, MoE layers {shape.n_moe_layers})")
+    return shape

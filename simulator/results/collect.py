@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from simulator.config.cluster import ChipSpec
+from simulator.hardware.model import DTYPE_BYTES, ModelShape
+from simulator.hardware.placement import Plan
 from simulator.hardware.roofline import BatchShape, StepCost
 from simulator.results.iteration_store import ITERATION_COLUMNS, ROW, ROWS_PER_CHUNK, IterationStore
 
-__all__ = ["Collector", "ITERATION_COLUMNS", "InvariantError", "IterationAccount", "LinkHistogram", "STATUS_NAMES"]
+__all__ = ["Collector", "ITERATION_COLUMNS", "InvariantError", "IterationAccount", "LinkHistogram", "STATUS_NAMES",
+           "placement_problems", "speed_of_light_problems"]
 
 
 class IterationAccount:
@@ -230,3 +234,48 @@ def _pairs(bins: list[float]) -> list[float]:
     if len(bins) % 2:
         bins = [*bins, 0.0]
     return [bins[i] + bins[i + 1] for i in range(0, len(bins), 2)]
+
+
+def placement_problems(plans: Sequence[Plan], chips_total: int) -> list[str]:
+    """A replica must sit on as many distinct chips as it claims, inside the cluster, no chip shared with
+    another replica: otherwise its collectives cross no link and its results beat the hardware."""
+    problems: list[str] = []
+    used: set[int] = set()
+    for plan in plans:
+        for r, chips in enumerate(plan.replica_chips):
+            distinct = set(chips)
+            if len(chips) != plan.chips_per_replica or len(distinct) != len(chips):
+                problems.append(f"replica {r} claims {plan.chips_per_replica} chips but is placed on "
+                                f"{len(distinct)} distinct chip(s) {sorted(distinct)[:8]}")
+            if any(not 0 <= c < chips_total for c in distinct):
+                problems.append(f"replica {r} is placed on a chip outside the cluster's {chips_total}")
+            if used & distinct:
+                problems.append(f"replica {r} shares chip(s) {sorted(used & distinct)[:8]} with another replica")
+            used |= distinct
+    return problems
+
+
+def speed_of_light_problems(iterations: Any, model: ModelShape, plans: Sequence[Plan],
+                            chip: ChipSpec) -> list[str]:
+    """Each replica's busy time against what its distinct chips could do at nameplate: the FLOPs of its
+    tokens (2 x active layer parameters each) at the chip's highest peak, and one read of the dense layers'
+    weights per iteration at its fastest memory. A shorter busy time is physically impossible: a bug.
+    `iterations`: the columns replica, duration_s, prefill_tokens, decode_tokens (a store or a frame)."""
+    peak = max(chip.compute.peak.values())
+    bandwidth = max((tier.bandwidth or 0.0) for tier in chip.memory) or math.inf
+    chips = np.array([len(set(c)) for plan in plans for c in plan.replica_chips], dtype=np.float64)
+    dense_bytes = np.array([model.dense_layer_params * DTYPE_BYTES[plan.weights_dtype]
+                            for plan in plans for _ in plan.replica_chips])
+    replica = np.asarray(iterations["replica"]).astype(np.int64)
+    if replica.size == 0:
+        return []
+    n = len(chips)
+    busy = np.bincount(replica, weights=np.asarray(iterations["duration_s"]), minlength=n)
+    count = np.bincount(replica, minlength=n)
+    tokens = np.bincount(replica, weights=np.asarray(iterations["prefill_tokens"])
+                         + np.asarray(iterations["decode_tokens"]), minlength=n)
+    floor = np.maximum(2.0 * model.active_layer_params * tokens / (chips * peak),
+                       count * dense_bytes / (chips * bandwidth))
+    return [f"replica {r} was busy {busy[r]:.6g} s, below the speed of light of its {chips[r]:.0f} chip(s) "
+            f"({floor[r]:.6g} s at nameplate peak and bandwidth)"
+            for r in np.flatnonzero(busy < floor * (1 - 1e-9))]

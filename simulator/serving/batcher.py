@@ -171,8 +171,18 @@ class ContinuousBatching:
         assert self.prefix_hashes is not None  # set whenever self.prefix is
         hashes = self.prefix_hashes[rid][: -(-self.prompt[rid] // self.prefix.block_tokens)]
         n = self.prefix.match(hashes)
+        while n and self._footprint(rid, n) + self.watermark > self.kv.capacity_blocks:
+            n -= 1  # the pinned entries and its own blocks could never be held together: reuse fewer
         hit = min(n * self.prefix.block_tokens, self.prompt[rid] - 1)
         return (hit, hashes[:n]) if hit > 0 else (0, ())
+
+    def _footprint(self, rid: int, entries: int) -> int:
+        """Blocks a fresh request holds at its longest when it reuses `entries` cached prefix entries: those
+        entries (pinned while it runs; an entry rounds up to whole KV blocks) and its own blocks for the rest."""
+        assert self.prefix is not None  # only asked with a prefix cache
+        hit = min(entries * self.prefix.block_tokens, self.prompt[rid] - 1)
+        own = self.kv.blocks_for(self.prompt[rid] + self.output[rid] - hit)
+        return entries * self.prefix.blocks_per_entry + own
 
     def _blocks_to_admit(self, rid: int, cached: int = 0) -> int:
         """Blocks a request takes at admission, beyond the `cached` prompt tokens the prefix cache holds."""

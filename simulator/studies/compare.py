@@ -22,10 +22,8 @@ Derived columns (the rest of each row is the run's summary, flattened with dotte
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,9 +43,10 @@ from simulator.config.load import (
 from simulator.config.scenario import ScenarioSpec
 from simulator.config.studies import CompareDesign, CompareSpec
 from simulator.errors import ScenarioError
+from simulator.results.outputs import claim, staged_folder
 from simulator.studies import compare_report
 from simulator.studies.compare_html import write_compare_html
-from simulator.studies.points import atomic_write, flatten, simulate
+from simulator.studies.points import flatten, in_processes, simulate
 
 COMPARE_ONLY = set(CompareSpec.model_fields) - set(ScenarioSpec.model_fields)  # --set keys of the file itself
 SET_BY_COMPARE = ("workload.arrival", "deployment.replicas")  # --set cannot change these: they set the load
@@ -153,13 +152,10 @@ def run_points(todo: Sequence[Point], workers: int) -> Iterator[tuple[int, dict[
         for i, point in enumerate(todo):
             yield i, simulate(point.scenario, point.scenario.spec.seed)
         return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     order = sorted(range(len(todo)), key=lambda i: _cost(todo[i]), reverse=True)  # no long run starts last
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-        futures = {pool.submit(simulate, todo[i].scenario, todo[i].scenario.spec.seed): i for i in order}
-        for future in as_completed(futures):
-            yield futures[future], _outcome(future)
+    jobs = [(todo[i].scenario, todo[i].scenario.spec.seed) for i in order]
+    for index, future in in_processes(simulate, jobs, workers, "simulator.studies.compare"):
+        yield order[index], _outcome(future)
 
 
 def _cost(point: Point) -> tuple[int, int]:
@@ -237,12 +233,13 @@ def compare(file: str | Path, out: str | Path | None = None, overrides: Sequence
     file = Path(file)
     spec, rest = load_compare(file, overrides)
     todo = points(spec, file, rest)
-    outcomes: dict[int, dict[str, Any]] = dict(run_points(todo, workers or os.cpu_count() or 1))
-    table = pd.DataFrame([row(p, outcomes[i]) for i, p in enumerate(todo)])
-    table["efficiency_calibrated"] = [p.scenario.chip.efficiency.calibrated for p in todo]
     out = Path(out) if out is not None else Path("results") / f"compare-{spec.name}"
-    compare_report.write(out, spec, file, table, plots)
-    if plots:
-        atomic_write(out / "report.html",
-                     lambda p: write_compare_html(p, spec.name, spec.model, spec.description, table))
+    with claim(out, compare_report.NAMES):  # checked before simulating; one writer at a time
+        outcomes: dict[int, dict[str, Any]] = dict(run_points(todo, workers or os.cpu_count() or 1))
+        table = pd.DataFrame([row(p, outcomes[i]) for i, p in enumerate(todo)])
+        table["efficiency_calibrated"] = [p.scenario.chip.efficiency.calibrated for p in todo]
+        with staged_folder(out, compare_report.NAMES) as folder:  # a re-run replaces the folder as a whole
+            compare_report.write(folder, spec, file, table, plots)
+            if plots:
+                write_compare_html(folder / "report.html", spec.name, spec.model, spec.description, table)
     return CompareResult(spec, file, out, table)

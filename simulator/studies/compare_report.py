@@ -40,6 +40,10 @@ COLUMNS = {  # report column -> (table column, scale)
 }
 
 
+# what a comparison's folder holds
+NAMES = frozenset({"compare.parquet", "compare.csv", "report.md", "plots", "report.html"})  # what a comparison's folder holds
+
+
 def write(out: Path, spec: CompareSpec, file: Path, df: pd.DataFrame, plots: bool) -> None:
     """Tables first (so a plotting problem loses nothing), then plots/ and report.md."""
     out.mkdir(parents=True, exist_ok=True)

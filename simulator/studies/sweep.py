@@ -19,12 +19,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import multiprocessing
 import os
-import threading
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +36,9 @@ import yaml
 from simulator.config.load import Scenario, is_file, load_scenario, parse_override, read_yaml, validate
 from simulator.config.studies import SweepSpec
 from simulator.errors import InfersimError, ScenarioError, brief, brief_text
+from simulator.results.outputs import claim, staged_folder
 from simulator.studies import sweep_report
-from simulator.studies.points import FINAL, VERSION, atomic_write, failed, flatten, simulate
+from simulator.studies.points import FINAL, VERSION, atomic_write, failed, flatten, in_processes, simulate
 from simulator.studies.sweep_report import INTERACTIVITY
 
 
@@ -195,41 +195,9 @@ def _local(jobs: list[Job], workers: int, address: str | None) -> Iterator[tuple
         for job in jobs:
             yield job, simulate(_scenario(job), job.point.seed)
         return
-    context = _mp_context()
-    alive, alive_w = context.Pipe(duplex=False)  # only this process holds alive_w
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context,
-                               initializer=_exit_with_parent, initargs=(alive,))
-    finished = False
-    try:
-        futures = {pool.submit(simulate, _scenario(job), job.point.seed): job for job in jobs}
-        for future in as_completed(futures):
-            yield futures[future], _outcome(future)
-        finished = True
-    finally:
-        pool.shutdown(wait=finished, cancel_futures=True)
-        alive_w.close()  # interrupted: the workers stop now, not after their current point
-
-
-def _exit_with_parent(alive: Any) -> None:
-    """Worker initializer: exit when the sweep process is gone (even SIGKILLed), never idle as an orphan."""
-    def watch() -> None:
-        try:
-            alive.recv()  # nothing is ever sent: this returns or raises only at the parent's end
-        except (EOFError, OSError):
-            pass
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def _mp_context() -> Any:
-    """forkserver, preloaded with the simulator: workers start fast, never fork a threaded parent, and
-    inherit none of its file descriptors (so the `alive` pipe sees EOF when the parent dies)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["simulator.studies.sweep"])
-    return context
+    for index, future in in_processes(simulate, [(_scenario(job), job.point.seed) for job in jobs], workers,
+                                      "simulator.studies.sweep"):
+        yield jobs[index], _outcome(future)
 
 
 def _outcome(future: Future) -> dict[str, Any]:
@@ -243,6 +211,8 @@ def _ray(jobs: list[Job], workers: int, address: str | None) -> Iterator[tuple[J
     """One Ray task per point, on the cluster at `address` or on a local Ray instance of `workers` CPUs."""
     if not jobs:  # all cached: no need to start Ray
         return
+    if address:
+        check_ray_address(address)
     try:
         import ray
     except ImportError:
@@ -285,6 +255,26 @@ def _ray_init(ray: Any, workers: int, address: str | None) -> None:
     except Exception as exc:  # connection refused, bad address: a user problem
         problem = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ScenarioError("--address" if address else "", f"cannot start Ray: {problem}") from None
+
+
+RAY_ADDRESS_RULE = "host:port (port 1-65535), ray://host:port, or auto"
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_ray_address(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail in seconds, not after Ray's minute of retries: the address must be well formed and its port must
+    answer (`auto` is left to Ray: it finds a cluster started on this machine)."""
+    if address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ScenarioError("--address", f"{brief(address)} is not an address; allowed: {RAY_ADDRESS_RULE}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except (OSError, UnicodeError) as exc:  # refused, unknown host, no route, timed out; an IDNA error
+        problem = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ScenarioError("--address", f"{brief(address)} does not answer within {timeout_s:g} s: "
+                            f"{problem}") from None
 
 
 BACKENDS: dict[str, Backend] = {"local": _local, "ray": _ray}
@@ -361,6 +351,12 @@ def sweep(file: str | Path, out: str | Path | None = None, overrides: Sequence[s
     root_seed = spec.seed if spec.seed is not None else load_scenario(base, common).spec.seed
     jobs = resolve(file, base, expand(spec, root_seed), common)
     out = Path(out) if out is not None else Path("results") / (spec.name or file.stem)
+    with claim(out, sweep_report.NAMES):  # checked before simulating; one writer at a time
+        return _sweep(spec, file, jobs, out, backend, workers, address, plots, progress)
+
+
+def _sweep(spec: SweepSpec, file: Path, jobs: list[Job], out: Path, backend: str, workers: int | None,
+           address: str | None, plots: bool, progress: bool | None) -> SweepResult:
     points_dir = out / "points"
     points_dir.mkdir(parents=True, exist_ok=True)
     records = {job.key: r for job in jobs if job.key and (r := _cached(points_dir, job.key)) is not None}
@@ -376,5 +372,6 @@ def sweep(file: str | Path, out: str | Path | None = None, overrides: Sequence[s
             records[job.key] = _save(points_dir, job, outcome)
             tick(share[job.key], share[job.key] * (outcome["status"] != "ok"))
     table = tabulate(jobs, records)
-    sweep_report.write(out, spec, file, table, axis_keys(spec), plots)
+    with staged_folder(out, sweep_report.NAMES, keep=("points",)) as folder:  # the old report or the new, whole
+        sweep_report.write(folder, spec, file, table, axis_keys(spec), plots)
     return SweepResult(spec, file, out, table, len(todo))

@@ -38,6 +38,9 @@ def _for_parquet(df: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- files
 
+NAMES = frozenset({"points", "sweep.parquet", "sweep.csv", "report.md", "plots"})  # what a sweep's folder holds
+
+
 def write(out: Path, spec: SweepSpec, file: Path, df: pd.DataFrame, axes: list[str], plots: bool) -> None:
     """sweep.parquet and sweep.csv first (so a plotting problem loses nothing), then plots/ and report.md."""
     atomic_write(out / "sweep.parquet", lambda p: _for_parquet(df).to_parquet(p, index=False))

@@ -115,7 +115,10 @@ def _collect(chunk: Chunk, n: int | None, duration: float | None) -> np.ndarray:
 def _chunk_size(rate: float, n: int | None, duration: float | None) -> int:
     """Arrivals per chunk: about all of them in one go."""
     expected = n if n is not None else rate * (duration or 0.0)
-    return int(min(expected * 1.1, 10_000_000)) + 64
+    return int(min(expected * 1.1, CHUNK_MAX)) + 64
+
+
+CHUNK_MAX = 10_000_000  # arrivals drawn at once (80 MB a float array); more come chunk by chunk
 
 
 def _renewal(draw: Callable[[int], np.ndarray], rate: float, n: int | None,
@@ -183,7 +186,7 @@ def _daily(spec: DailyArrivals, n: int | None, duration: float | None,
         peak = spec.rate * 2.0 * spec.peak_to_trough / (spec.peak_to_trough + 1.0)
     else:
         peak = spec.rate * max(spec.curve) * len(spec.curve) / sum(spec.curve)
-    size = int(_chunk_size(spec.rate, n, duration) * peak / spec.rate)
+    size = min(int(_chunk_size(spec.rate, n, duration) * peak / spec.rate), CHUNK_MAX)  # the rest: more chunks
 
     def chunk(start: float) -> tuple[np.ndarray, float]:
         candidates = start + np.cumsum(rng.exponential(1.0 / peak, size=size))

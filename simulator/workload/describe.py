@@ -78,6 +78,9 @@ def table(rows: list[WorkloadStats]) -> tuple[list[str], list[list[str]]]:
                       str(s.peak_per_s or "-"), lengths(s.prompt), lengths(s.output)] for s in rows]
 
 
+PLOT_NAMES = frozenset({"arrivals.png", "interarrival.png", "lengths.png"})  # what write_plots may write
+
+
 def write_plots(requests: Requests, out: Path, title: str) -> list[Path]:
     """arrivals.png (arrivals per second over time), interarrival.png (the share of gaps longer than x,
     against the exponential of the same mean) and lengths.png (prompt and output histograms) in `out`."""

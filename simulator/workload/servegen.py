@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator.config import limits
 from simulator.config.fields import MAX_TOKENS
 from simulator.config.load import is_dir, is_file
 from simulator.config.workload import TraceWindow
@@ -198,6 +199,10 @@ def sample(folder: str, span: TraceWindow, rng: np.random.Generator) -> TraceReq
     wanted: dict[int, set[float]] = {}
     for w in active:
         wanted.setdefault(w.client, set()).add(w.start_s)
+    drawn = sum(w.rate_per_s * size for w in active)
+    if drawn > limits.MAX_DRAWN_REQUESTS:
+        raise ScenarioError("window", f"its client windows draw {drawn:.3g} requests; allowed: up to "
+                            f"{limits.MAX_DRAWN_REQUESTS:.0e} (a narrower window, or lower rate_rps)", shown)
     pdfs = read_pdfs(_find(root, "dataset.jsonl"), wanted)
     times, prompts, outputs = [np.empty(0)], [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for w in active:

@@ -7,18 +7,18 @@ an integer`.
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from simulator.config import files
 from simulator.config.fields import MAX_TOKENS
-from simulator.errors import ScenarioError, brief, brief_text
+from simulator.errors import ScenarioError, brief
 
 MAX_ID = 2**63 - 1  # client ids and prefix hashes: any 64-bit integer
 
@@ -53,22 +53,7 @@ def shown_path(path: str | Path) -> str:
 def read_lines(path: str | Path) -> list[str]:
     """Every line of a text file (gunzipped when it ends in .gz); problems become one-line errors, a byte that
     is not UTF-8 with its line number."""
-    shown = shown_path(path)
-    opener: Callable[..., Any] = gzip.open if str(path).endswith(".gz") else open
-    try:
-        with opener(path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        raise ScenarioError("", "file not found", shown) from None
-    except IsADirectoryError:
-        raise ScenarioError("", "is a folder, not a trace file", shown) from None
-    except (OSError, EOFError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        raise ScenarioError("", f"cannot be read: {exc}", shown) from None
-    try:
-        return data.decode("utf-8-sig").splitlines()
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ScenarioError(f"line {line}", f"byte {data[exc.start]:#04x} is not UTF-8 text", shown) from None
+    return files.read_text(path, files.MAX_TRACE_BYTES, shown_path(path), "trace file").splitlines()
 
 
 # ---------------------------------------------------------------- row parsing
@@ -120,8 +105,8 @@ def csv_rows(lines: list[str], columns: tuple[str, ...], shown: str) -> Iterator
     header = [cell.strip() for cell in lines[0].split(",")]
     for column in columns:
         if column not in header:
-            raise ScenarioError("line 1",
-                                f"the header has no column {column!r}; found: {brief_text(', '.join(header))}",
+            raise ScenarioError("line 1", f"the header has no column {column!r}; expected a CSV header with the "
+                                f"columns {', '.join(columns)} (the line is not shown: it may hold anything)",
                                 shown)
     where = [header.index(column) for column in columns]
     for number, line in enumerate(lines[1:], start=2):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simulator.config import files
 from simulator.config.fields import MAX_TOKENS, DType, safe_name
 from simulator.config.load import chip_ids, model_ids
 from simulator.errors import ScenarioError, brief
@@ -144,17 +145,7 @@ def _row_problem(c: Case) -> tuple[str, str] | None:
 def read_cases(path: str | Path) -> list[Case]:
     """Every row of a validation CSV as a Case; the first problem is a one-line ScenarioError."""
     file = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ScenarioError("", "file not found", file) from None
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        raise ScenarioError("", f"cannot be read: {getattr(exc, 'strerror', None) or exc}", file) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ScenarioError(f"line {line}", f"byte {data[exc.start]:#04x} is not UTF-8 text", file) from None
+    text = files.read_text(path, files.MAX_CSV_BYTES, file, "validation CSV")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
         cases = _read_rows(reader, file)

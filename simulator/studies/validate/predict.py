@@ -26,22 +26,23 @@ from __future__ import annotations
 import math
 import re
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from simulator.config import limits
 from simulator.config.cluster import ChipSpec
 from simulator.config.fields import DType
 from simulator.config.load import Scenario, find_dir, load_chip, load_model_config, read_yaml
 from simulator.config.load import validate as validate_spec
 from simulator.config.scenario import ScenarioSpec
-from simulator.errors import InfersimError
+from simulator.errors import InfersimError, ScenarioError
 from simulator.hardware.model import model_shape
 from simulator.hardware.placement import plan_deployment
 from simulator.hardware.topology import prime_factors
 from simulator.results.run_result import RunResult
 from simulator.run import run
+from simulator.studies.points import in_processes
 from simulator.studies.validate.bounds import speed_of_light
 from simulator.studies.validate.cases import Case
 
@@ -298,6 +299,9 @@ def _workload(case: Case, admitted: int, waves: int) -> dict[str, Any]:
     if case.mode == "rate":
         assert case.rate_per_s is not None  # read_cases: mode rate needs a rate_per_s
         n = max(200, round(case.rate_per_s * RATE_SPAN_S))
+        if n > limits.MAX_DRAWN_REQUESTS:
+            raise ScenarioError("rate_per_s", f"{case.rate_per_s:g} /s over {RATE_SPAN_S:g} s is {n:.3g} requests; "
+                                f"allowed: up to {limits.MAX_DRAWN_REQUESTS:.0e} per case")
         return {"arrival": {"kind": "poisson", "rate": case.rate_per_s}, "num_requests": n, **lengths}
     users = case.concurrency
     assert users is not None  # read_cases: modes concurrency and batch need a concurrency
@@ -420,5 +424,7 @@ def simulate_all(cases: list[Case], chips: dict[str, ChipSpec] | None = None,
     jobs = [(case, chips.get(case.chip)) for case in cases]
     if workers <= 1:
         return [simulate(*job) for job in jobs]
-    with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(simulate, *zip(*jobs)))
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    for index, future in in_processes(simulate, jobs, workers, "simulator.studies.validate.predict"):
+        outcomes[index] = future.result()
+    return [o for o in outcomes if o is not None]

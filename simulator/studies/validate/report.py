@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from simulator.config.load import find_dir, load_chip
+from simulator.results.outputs import claim, staged_folder
 from simulator.studies.validate.bounds import beats
 from simulator.studies.validate.calibrate import read_cross_validation
 from simulator.studies.validate.cases import read_cases
@@ -210,19 +211,23 @@ def validate_file(cases_file: str | Path, out: Path, workers: int = 1, plots: bo
     """Read the cases (ScenarioError when malformed), simulate them all, write validation.csv, report.md and
     the plot into `out`; return the table."""
     cases = read_cases(cases_file)
-    df = frame(simulate_all(cases, workers=workers))
-    cross = read_cross_validation(cases_file)
-    if cross:
-        df["cross_validated_error"] = [cross.get(case_id) for case_id in df["case_id"]]
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "validation.csv", index=False)
-    plot = plots and df["predicted"].notna().any()
-    if plot:
-        write_plot(df, out / "plots" / "predicted_vs_measured.png")
-    (out / "report.md").write_text(markdown(df, str(cases_file), plot), encoding="utf-8")
-    if plots:
-        write_html(out / "report.html", df, str(cases_file))
+    with claim(out, NAMES):  # checked before simulating; one writer at a time
+        df = frame(simulate_all(cases, workers=workers))
+        cross = read_cross_validation(cases_file)
+        if cross:
+            df["cross_validated_error"] = [cross.get(case_id) for case_id in df["case_id"]]
+        with staged_folder(out, NAMES) as folder:  # the previous folder or the new one, whole
+            df.to_csv(folder / "validation.csv", index=False)
+            plot = plots and df["predicted"].notna().any()
+            if plot:
+                write_plot(df, folder / "plots" / "predicted_vs_measured.png")
+            (folder / "report.md").write_text(markdown(df, str(cases_file), plot), encoding="utf-8")
+            if plots:
+                write_html(folder / "report.html", df, str(cases_file))
     return df
+
+
+NAMES = frozenset({"validation.csv", "report.md", "plots", "report.html"})  # what a validation's folder holds
 
 
 def write_html(path: Path, df: pd.DataFrame, cases_file: str) -> None:
