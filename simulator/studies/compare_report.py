@@ -41,7 +41,7 @@ COLUMNS = {  # report column -> (table column, scale)
 
 
 # what a comparison's folder holds
-NAMES = frozenset({"compare.parquet", "compare.csv", "report.md", "plots", "report.html"})  # what a comparison's folder holds
+NAMES = frozenset({"compare.parquet", "compare.csv", "report.md", "plots", "report.html"})
 
 
 def write(out: Path, spec: CompareSpec, file: Path, df: pd.DataFrame, plots: bool) -> None:
