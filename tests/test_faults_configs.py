@@ -6,8 +6,8 @@ light, as a bug."""
 from __future__ import annotations
 
 import copy
+import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -178,7 +178,7 @@ def test_plan_with_two_shards_on_one_chip_stops_as_a_bug(write_scenario):
         return replace(prepared, pools=[replace(pool, plan=plan)])
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys.modules["simulator.run"], "prepare", squeezed)
+        patch.setattr(importlib.import_module("simulator.run"), "prepare", squeezed)
         with pytest.raises(InvariantError, match="claims 2 chips but is placed on 1 distinct"):
             run(scenario)
 

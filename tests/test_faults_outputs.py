@@ -7,6 +7,7 @@ stops its workers); a killed re-run of a study leaves the previous folder or the
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import os
 import signal
@@ -69,7 +70,7 @@ def test_a_bad_output_folder_is_one_line_before_simulating(tmp_path, write_scena
     out = {"a file": a_file, "under a file": a_file / "sub", "dot-dot": tmp_path / "newdir" / "..",
            "long CJK name": tmp_path / ("模" * 100), "long staging name": tmp_path / ("x" * 240)}[fault]
     simulated = []  # the engine, in this process: a bad folder is refused before anything is simulated
-    monkeypatch.setattr(sys.modules["simulator.run"], "simulate", lambda *a, **k: simulated.append(1))
+    monkeypatch.setattr(importlib.import_module("simulator.run"), "simulate", lambda *a, **k: simulated.append(1))
     start = time.perf_counter()
     message = cli_error(*_commands(tmp_path, write_scenario)[command], "-o", out)
     assert message.startswith(f"{out}: "), message
@@ -233,7 +234,7 @@ def test_a_signalled_compare_with_workers_leaves_no_process_and_the_previous_fol
     assert first.returncode == 0, first.stderr
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     data = yaml.safe_load(cmp.read_text())
-    data["min_requests"] = 4000  # the re-run takes long enough to be interrupted while simulating
+    data["min_requests"] = 40000  # the re-run takes long enough to be interrupted while simulating
     cmp.write_text(yaml.safe_dump(data))
     process = subprocess.Popen([sys.executable, "-m", "simulator", "compare", str(cmp), "-o", str(out),
                                 "--no-plots", "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -255,7 +256,7 @@ def test_a_signalled_compare_with_workers_leaves_no_process_and_the_previous_fol
 def test_a_killed_compare_leaves_no_worker_behind(tmp_path):
     cmp = _compare_file(tmp_path, concurrency=(1, 4, 16, 64), requests=3)
     data = yaml.safe_load(cmp.read_text())
-    data["min_requests"] = 4000
+    data["min_requests"] = 40000
     cmp.write_text(yaml.safe_dump(data))
     process = subprocess.Popen([sys.executable, "-m", "simulator", "compare", str(cmp), "-o", str(tmp_path / "o"),
                                 "--no-plots", "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

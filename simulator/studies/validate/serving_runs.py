@@ -22,17 +22,18 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from simulator.config import files
 from simulator.config.load import find_dir, load_scenario_dict, model_ids
 from simulator.errors import InfersimError, ScenarioError, brief
+from simulator.results.outputs import claim, staged_folder
 from simulator.run import run
-from simulator.studies.points import atomic_write
+from simulator.studies.points import in_processes
 
 # where `cluster: hgx-h100` resolves (the repository's topologies/)
 _BASE = (find_dir("topologies", Path(__file__).resolve().parent) or Path("topologies")).parent
@@ -47,11 +48,11 @@ STATISTICS = {"mean": None, "p90": 0.9, "p99": 0.99}
 
 def is_serving_runs(path: str | Path) -> bool:
     """Is `path` a file of measured serving runs (its header names exp_id and stage_index)?"""
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            header = next(csv.reader(handle), [])
-    except (OSError, UnicodeDecodeError):
+    try:  # the one bounded reader: a device, FIFO or huge file is the validation reader's one-line error
+        text = files.read_text(path, files.MAX_CSV_BYTES, what="validation CSV")
+    except ScenarioError:
         return False
+    header = next(csv.reader(io.StringIO(text.partition("\n")[0])), [])
     return "exp_id" in header and "stage_index" in header
 
 
@@ -97,10 +98,7 @@ def _number(row: dict[str, str], column: str, line: int, file: str) -> float:
 def read(path: str | Path) -> tuple[list[Experiment], list[Measured]]:
     """The experiments and measured values of the file; a malformed row is one ScenarioError with its line."""
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError("", f"cannot be read: {exc}", file) from None
+    text = files.read_text(path, files.MAX_CSV_BYTES, file, "validation CSV")
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
     if missing:
@@ -196,9 +194,9 @@ def predict(e: Experiment) -> tuple[dict[tuple[int, str, str], float], str]:
 
 def compare(experiments: Sequence[Experiment], measured: Sequence[Measured], workers: int = 1) -> pd.DataFrame:
     """One row per measured value: measured and predicted ms, error (predicted / measured - 1), note."""
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            outcomes = dict(zip((e.name for e in experiments), pool.map(predict, experiments)))
+    if workers > 1:  # workers that never outlive the study (Ctrl-C, SIGTERM, a killed parent)
+        outcomes = {experiments[i].name: future.result()
+                    for i, future in in_processes(predict, [(e,) for e in experiments], workers)}
     else:
         outcomes = {e.name: predict(e) for e in experiments}
     rows = []
@@ -239,12 +237,15 @@ def markdown(df: pd.DataFrame, cases_file: str) -> str:
 def validate_file(cases_file: str | Path, out: Path, workers: int = 1) -> pd.DataFrame:
     """Simulate every experiment of the file, write validation.csv and report.md into `out`."""
     experiments, measured = read(cases_file)
-    df = compare(experiments, measured, workers)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "validation.csv", lambda tmp: df.to_csv(tmp, index=False))
-    report = markdown(df, str(cases_file))
-    atomic_write(out / "report.md", lambda tmp: tmp.write_text(report, encoding="utf-8"))
+    with claim(out, NAMES):  # checked before simulating; one writer at a time
+        df = compare(experiments, measured, workers)
+        with staged_folder(out, NAMES) as folder:  # the previous folder or the new one, whole
+            df.to_csv(folder / "validation.csv", index=False)
+            (folder / "report.md").write_text(markdown(df, str(cases_file)), encoding="utf-8")
     return df
+
+
+NAMES = frozenset({"validation.csv", "report.md"})  # what a serving-runs validation's folder holds
 
 
 def table_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
