@@ -60,8 +60,8 @@ def test_a_burstgpt_workload_replays_scaled_to_a_rate(tmp_path):
 
 @pytest.mark.parametrize("text, expected", [
     ("Timestamp,Model,Request tokens,Total tokens,Log Type\n5,ChatGPT,1,1,API log\n",
-     "line 1: the header has no column 'Response tokens'; found: Timestamp, Model, Request tokens, Total tokens, "
-     "Log Type"),
+     "line 1: the header has no column 'Response tokens'; expected a CSV header with the columns Timestamp, "
+     "Request tokens, Response tokens (the line is not shown: it may hold anything)"),
     (V1 + "soon,ChatGPT,1,1,2,API log\n", "line 6: Timestamp: 'soon' is not a number"),
     (V1 + "7,ChatGPT,-3,1,2,API log\n", "line 6: Request tokens: -3 is negative"),
     (V1 + "7,ChatGPT,3,x,2,API log\n", "line 6: Response tokens: 'x' is not an integer"),

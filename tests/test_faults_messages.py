@@ -17,7 +17,7 @@ from simulator.errors import ScenarioError
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["run"], "Missing argument 'scenario'."),
+    (["explain"], "Missing argument 'scenario'."),  # `run` alone runs the shipped default scenario
     (["run", "--seed", "nan", "s.yaml"], "Invalid value for '--seed'"),
     (["run", "--seed", "-1", "s.yaml"], "Invalid value for '--seed'"),
     (["sweep", "--workers", "0", "s.yaml"], "Invalid value for '--workers'"),

@@ -108,7 +108,7 @@ def test_a_closed_loop_must_have_one_user_per_prefix_user(write_scenario):
     path = write_scenario({"workload.arrival": {"kind": "closed_loop", "users": 8},
                            "workload.shared_prefix": {"system_prompts": 3, "users_per_prompt": 2}})
     assert cli_error("run", path).endswith(
-        "s.yaml: workload: shared_prefix: system_prompts x users_per_prompt is 6 but the closed loop has 8 "
+        "s.yaml: workload.shared_prefix: system_prompts x users_per_prompt is 6 but the closed loop has 8 "
         "users; allowed: equal numbers (each loop user is one prefix user)")
 
 
@@ -118,7 +118,7 @@ def test_a_trace_cannot_take_a_shared_prefix(write_scenario, tmp_path):
     path = write_scenario({"workload": {"arrival": {"kind": "trace", "format": "mooncake", "path": str(trace)},
                                         "shared_prefix": {"users_per_prompt": 2}}})
     assert cli_error("run", path).endswith(
-        "s.yaml: workload: shared_prefix: applies to synthetic arrivals, not a trace (a mooncake trace brings "
+        "s.yaml: workload.shared_prefix: applies to synthetic arrivals, not a trace (a mooncake trace brings "
         "its own prefix hash_ids)")
 
 
