@@ -211,6 +211,15 @@ class StepCostModel:
                 weights += touched * self.expert_bytes
         return gemm, weights
 
+    def _weight_reads(self, weights: float) -> tuple[float, float, float]:
+        """(bytes read from the fast tier, bytes streamed from the slower one, their time) of `weights` weight
+        bytes, for cost() and decode_terms alike (the same float operations)."""
+        streamed = weights * self.streamed_share
+        resident = weights - streamed
+        if self.stream_bw:
+            return resident, streamed, resident / self.memory_bw + streamed / self.stream_bw
+        return resident, streamed, weights / self.memory_bw
+
     def cost(self, b: BatchShape, expert_load: tuple[float, float] | None = None) -> StepCost:
         """Roofline of one pass of `b` through this stage on one chip, kernel class by class. `expert_load` =
         (routed tokens, experts touched) summed over this stage's MoE layers on the busiest expert-parallel
@@ -226,9 +235,8 @@ class StepCostModel:
         kv_decode = (b.decode_context + b.decode_tokens) * self.kv_bytes_per_token  # reads + the new token's
         overhead = self.overhead_s + self.sequence_overhead_s * b.logits
         peak, attn_peak, bw = self.peak_flops, self.attn_peak_flops, self.memory_bw
-        streamed = weights * self.streamed_share
-        resident = weights - streamed
-        gc, gm = gemm / peak, resident / bw + streamed / self.stream_bw if self.stream_bw else weights / bw
+        resident, streamed, gm = self._weight_reads(weights)
+        gc = gemm / peak
         pc, pm, dc, dm = prefill / attn_peak, kv_prefill / bw, decode / attn_peak, kv_decode / bw
         cb = (gc if gc >= gm else 0.0) + (pc if pc >= pm else 0.0) + (dc if dc >= dm else 0.0)
         mb = (gm if gm > gc else 0.0) + (pm if pm > pc else 0.0) + (dm if dm > dc else 0.0)
@@ -247,9 +255,7 @@ class StepCostModel:
         tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
         gemm, weights = self._gemms(b, tokens)
         gc = gemm / self.peak_flops
-        streamed = weights * self.streamed_share
-        resident = weights - streamed
-        gm = resident / self.memory_bw + streamed / self.stream_bw if self.stream_bw else weights / self.memory_bw
+        resident, streamed, gm = self._weight_reads(weights)
         return (gemm, gc, gc if gc >= gm else 0.0, gm if gm > gc else 0.0, gm, self.attn_flops_per_pair, self.tp,
                 tokens, self.kv_bytes_per_token, self.attn_peak_flops, self.memory_bw, resident, streamed,
                 self.overhead_s + self.sequence_overhead_s * b.logits)
