@@ -6,7 +6,7 @@ import pytest
 
 from simulator import load_scenario, run
 from simulator.errors import ScenarioError
-from simulator.hardware.expert_routing import ExpertRouter, eplb, inclusion, zipf_probabilities
+from simulator.hardware.expert_routing import POOL_DRAWS, ExpertRouter, eplb, inclusion, zipf_probabilities
 from simulator.hardware.prepare import prepare
 
 E, K, RANKS, LAYERS, TOKENS = 256, 8, 8, 4, 512  # DeepSeek-V3's routing, 8 expert-parallel ranks
@@ -14,7 +14,19 @@ E, K, RANKS, LAYERS, TOKENS = 256, 8, 8, 4, 512  # DeepSeek-V3's routing, 8 expe
 
 def mean_busiest(router, draws=200, seed=0):
     rng = np.random.default_rng(seed)
-    return np.mean([router.busiest(TOKENS, rng)[0] for _ in range(draws)]) / LAYERS
+    return np.mean([router.draw(TOKENS, rng)[0] for _ in range(draws)]) / LAYERS
+
+
+def test_a_token_counts_pool_holds_its_first_draws_and_later_steps_pick_among_them():
+    router = ExpertRouter(E, K, LAYERS, RANKS, skew=1.0, rng=np.random.default_rng(3))
+    rng = np.random.default_rng(4)
+    first = [router.busiest(TOKENS, rng) for _ in range(POOL_DRAWS)]
+    fresh = ExpertRouter(E, K, LAYERS, RANKS, skew=1.0, rng=np.random.default_rng(3))
+    assert first == [fresh.draw(TOKENS, r) for r in [np.random.default_rng(4)] for _ in range(POOL_DRAWS)]
+    later = [router.busiest(TOKENS, rng) for _ in range(500)]
+    assert set(later) <= set(first) and len(set(later)) > POOL_DRAWS // 2  # picks spread over the pool
+    other = [router.busiest(TOKENS + 1, rng) for _ in range(3)]
+    assert len(set(other)) == 3 and not set(other) & set(first)  # another token count: fresh draws of its own
 
 
 def test_inclusion_probabilities_sum_to_top_k_and_never_exceed_one():

@@ -14,6 +14,12 @@ EPLB (DeepSeek's expert-parallel load balancer, github.com/deepseek-ai/EPLB): th
 one at a time, to the expert with the largest load per copy; then copies are packed heaviest first onto the
 least-loaded rank with a free slot (never two copies of an expert on one rank when avoidable), E/ep +
 redundant/ep slots per rank. An expert's tokens split evenly over its copies.
+
+Sampling cost: one step's draw is a binomial per expert and layer (15k for DeepSeek-V3), about 1 ms, and a
+long run repeats a few token counts thousands of times (a steady decode batch). Each token count keeps a pool
+of its first POOL_DRAWS independent draws; later steps with that count pick one of them uniformly at random.
+Every step's load still follows the same distribution (the pool's empirical one), steps stay independent, and
+the cost is bounded by POOL_DRAWS draws per distinct token count.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from simulator.errors import ScenarioError
 
 LOADS_FIELD = "deployment.expert_routing.loads"
 MAX_LOADS_BYTES = 16 * 2**20
+POOL_DRAWS = 64  # draws kept per token count: the pool's mean is within ~1/8 of one step's spread of the truth
 
 
 def read_loads(path: str, experts: int, moe_layers: int) -> np.ndarray:
@@ -131,13 +138,23 @@ class ExpertRouter:
         else:
             self.share = np.broadcast_to(contiguous(experts, ranks), (layers, ranks, experts))
         self.holds = (self.share > 0.0).astype(np.float64)  # (layers, ranks, experts): the rank has a copy
+        self._pools: dict[int, list[tuple[float, float]]] = {}
 
     def busiest(self, tokens: int, rng: np.random.Generator) -> tuple[float, float]:
-        """Sample one step of `tokens` tokens: the busiest rank's (routed tokens, expert copies with work),
-        summed over the layers (each layer waits for its busiest rank)."""
-        layers = len(self.pi)
-        if layers == 0 or tokens == 0:
+        """One step of `tokens` tokens: the busiest rank's (routed tokens, expert copies with work), summed
+        over the layers (each layer waits for its busiest rank); a fresh draw until the token count's pool is
+        full, then one of the pool's draws."""
+        if len(self.pi) == 0 or tokens == 0:
             return 0.0, 0.0
+        pool = self._pools.setdefault(tokens, [])
+        if len(pool) < POOL_DRAWS:
+            pool.append(self.draw(tokens, rng))
+            return pool[-1]
+        return pool[int(rng.integers(POOL_DRAWS))]
+
+    def draw(self, tokens: int, rng: np.random.Generator) -> tuple[float, float]:
+        """Sample the routing of one step of `tokens` tokens (see `busiest`)."""
+        layers = len(self.pi)
         counts = rng.binomial(tokens, self.pi).astype(np.float64)  # (layers, experts)
         routed = np.einsum("lre,le->lr", self.share, counts)
         touched = np.einsum("lre,le->lr", self.holds, (counts > 0).astype(np.float64))
