@@ -77,3 +77,14 @@ def test_unknown_family_is_a_clear_error():
     with pytest.raises(ScenarioError, match="^cfg.json: num_attention_heads: required key is missing"):
         model_shape("x", {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 10},
                     "cfg.json")
+
+
+def test_mla_decodes_over_the_compressed_latent_and_other_attention_as_it_prefills():
+    """DeepSeek-V3 decodes with absorbed up-projections: each of 128 heads takes a 576-wide dot product with the
+    latent (512 + 64 rope) and sums 512-wide values: 2 x 128 x (2 x 512 + 64) FLOPs per pair, 3.4x the
+    2 x 128 x (192 + 128) of its prefill; a GQA model decodes as it prefills."""
+    deepseek = shape("deepseek-v3")
+    assert deepseek.attn_flops_per_pair_per_layer == 2 * 128 * (192 + 128)
+    assert deepseek.decode_attn_flops == 2 * 128 * (2 * 512 + 64)
+    llama = shape("llama-3.1-70b")
+    assert llama.decode_attn_flops == llama.attn_flops_per_pair_per_layer == 2 * 64 * (128 + 128)

@@ -84,6 +84,11 @@ class ModelShape:
     expert_params: int              # one routed expert of one layer
     kv_elements_per_token_per_layer: int
     attn_flops_per_pair_per_layer: int  # FLOPs of one query token attending one key position, one layer
+    # the same in decode, as the kernels run it: MLA decodes with the up-projections absorbed into the query
+    # and output (DeepSeek-V2 paper, section 2.1.2; FlashMLA), so each query head attends to the compressed
+    # latent (kv_lora_rank + rope dims) and sums values in it: 2 h (r + rope) + 2 h r FLOPs per pair instead of
+    # 2 h (qk + v). It reads only the latent cache, so decode attention turns compute-bound. 0: as above.
+    decode_attn_flops_per_pair_per_layer: int = 0
     sliding_window: int | None = None  # positions a sliding-window layer keeps and attends
     n_sliding_layers: int = 0          # layers with sliding-window attention (the others attend everything)
 
@@ -125,6 +130,11 @@ class ModelShape:
         """Forward FLOPs of one token attending `context` positions: 2 x active params + attention."""
         linear = 2.0 * (self.active_layer_params + self.lm_head_params)
         return linear + self.attn_flops_per_pair_per_layer * self.attended_positions(context)
+
+    @property
+    def decode_attn_flops(self) -> int:
+        """FLOPs of one decoding query attending one key position, one layer (see the field)."""
+        return self.decode_attn_flops_per_pair_per_layer or self.attn_flops_per_pair_per_layer
 
 
 def _attention_params(d: _Dims) -> tuple[int, int]:
@@ -189,6 +199,8 @@ def shape_from_dims(name: str, d: _Dims) -> ModelShape:
         n_experts=d.n_experts, top_k=d.top_k, n_moe_layers=n_moe, expert_params=expert,
         kv_elements_per_token_per_layer=kv_elements,
         attn_flops_per_pair_per_layer=2 * d.n_heads * (qk_dim + v_dim),
+        decode_attn_flops_per_pair_per_layer=(2 * d.n_heads * (2 * d.kv_lora_rank + d.qk_rope_head_dim)
+                                              if d.kv_lora_rank else 0),
         sliding_window=d.sliding_window or None, n_sliding_layers=d.n_sliding_layers if d.sliding_window else 0,
     )
 

@@ -140,6 +140,7 @@ class StepCostModel:
     sequence_overhead_s: float  # the serving engine's host time per sequence that yields a token (logit)
     # derived in build(), so that cost() does few operations (the same ones, in the same order)
     attn_flops_per_pair: float = 0.0   # attention FLOPs of one (query, key) pair over this stage's layers
+    decode_flops_per_pair: float = 0.0  # the same for a decoding query (MLA: absorbed, ModelShape)
     dense_flops_per_token: float = 0.0  # 2 x the dense active parameters of this stage's layers
     routed_flops_per_token: float = 0.0  # 2 x the routed experts' active parameters of this stage's layers
     lm_head_flops_per_logit: float = 0.0  # 2 x the lm_head parameters this stage holds
@@ -176,6 +177,7 @@ class StepCostModel:
             + model.n_moe_layers * layers / model.n_layers * eff.moe_layer_overhead,
             sequence_overhead_s=sequence_overhead_s if last else 0.0,
             attn_flops_per_pair=model.attn_flops_per_pair_per_layer * layers,
+            decode_flops_per_pair=model.decode_attn_flops * layers,
             dense_flops_per_token=2.0 * dense_active * frac,
             routed_flops_per_token=2.0 * routed_active * frac,
             lm_head_flops_per_logit=2.0 * model.lm_head_params * head,
@@ -229,8 +231,8 @@ class StepCostModel:
             b = b.split(self.dp)
         tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
         gemm, weights = self._gemms(b, tokens, expert_load)
-        prefill = self.attn_flops_per_pair * (b.prefill_pairs + b.verify_pairs) / self.tp
-        decode = self.attn_flops_per_pair * b.decode_context / self.tp
+        prefill = (self.attn_flops_per_pair * b.prefill_pairs + self.decode_flops_per_pair * b.verify_pairs) / self.tp
+        decode = self.decode_flops_per_pair * b.decode_context / self.tp
         kv_prefill = (b.prefill_kv_tokens + b.prefill_tokens + b.verify_tokens) * self.kv_bytes_per_token
         kv_decode = (b.decode_context + b.decode_tokens) * self.kv_bytes_per_token  # reads + the new token's
         overhead = self.overhead_s + self.sequence_overhead_s * b.logits
@@ -256,7 +258,7 @@ class StepCostModel:
         gemm, weights = self._gemms(b, tokens)
         gc = gemm / self.peak_flops
         resident, streamed, gm = self._weight_reads(weights)
-        return (gemm, gc, gc if gc >= gm else 0.0, gm if gm > gc else 0.0, gm, self.attn_flops_per_pair, self.tp,
+        return (gemm, gc, gc if gc >= gm else 0.0, gm if gm > gc else 0.0, gm, self.decode_flops_per_pair, self.tp,
                 tokens, self.kv_bytes_per_token, self.attn_peak_flops, self.memory_bw, resident, streamed,
                 self.overhead_s + self.sequence_overhead_s * b.logits)
 
