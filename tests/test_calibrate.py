@@ -137,3 +137,26 @@ def test_a_fit_that_predicts_held_out_cases_worse_than_its_start_values_is_not_k
     exact = [replace(c, value=step_s(c.case_id, start)) for c in synthetic_cases()]  # START is already right
     kept, roles = run(exact)
     assert kept.params == start and roles == {cal.START_KEPT}
+
+
+def test_an_engine_named_by_fewer_cases_gets_its_own_host_time_per_step_and_the_fit_recovers_it(monkeypatch):
+    """Cases of two engines on one family: the most named engine's step time is the family's step_overhead;
+    the other engine's extra host time per step is its own parameter, recovered from cases it generated."""
+    extra = 12e-3  # a step dispatched from Python without overlap (the JetStream-PyTorch rows' order)
+    cases = synthetic_cases()
+    for name in ("memory-bound", "layer-bound"):  # the same steps served by the other engine
+        monkeypatch.setitem(STEPS, f"jetstream {name}", STEPS[name])
+    cases += [replace(cases[0], case_id=f"jetstream {name}", notes="JetStream-PyTorch",
+                                         value=step_s(name, TRUTH) + extra) for name in ("memory-bound", "layer-bound")]
+    start = cal.start_for(cases)
+    assert [k for k in start if k.startswith("engine_step_overhead:")] == ["engine_step_overhead:jetstream"]
+
+    def predict(batch, params):
+        return [step_s(c.case_id, params) + (params["engine_step_overhead:jetstream"]
+                                             if c.case_id.startswith("jetstream") else 0.0) for c in batch]
+    fitted = cal.fit(cases, predict)
+    assert fitted.params["engine_step_overhead:jetstream"] == pytest.approx(extra)
+    assert {name: fitted.params[name] for name in TRUTH} == pytest.approx(TRUTH)
+    chip = cal.with_efficiency(cal.load_chip("tpu-v5e"), fitted.params)
+    assert chip.efficiency.engine_step_overhead["jetstream"] == pytest.approx(extra)
+    assert cal.render(fitted.params)["engine_step_overhead"] == "{jetstream: 12000 us}"

@@ -1,5 +1,7 @@
 """Iteration cost against the physics that bounds it: bytes over bandwidth, FLOPs over peak, ring all-reduce."""
 
+from dataclasses import replace
+
 import pytest
 from conftest import REPO
 
@@ -156,6 +158,29 @@ def test_the_serving_engine_pays_its_host_time_once_per_sequence_that_yields_a_t
         assert many.overhead_s - one.overhead_s == pytest.approx(127 * expected)
     staged = prepare(load_scenario(base, ["cluster=hgx-h100", "deployment.pipeline_parallel=2"])).cost_models
     assert staged[0].sequence_overhead_s == 0 < staged[1].sequence_overhead_s  # the engine samples once
+
+
+def test_an_engines_host_time_per_step_is_paid_by_every_stage_once_per_step():
+    """A chip family's fitted engine step overhead (or the profile's default) adds to each stage's fixed
+    cost, whatever the batch; another engine on the same chip does not pay it."""
+    from simulator.config.load import engine_step_overhead_s
+
+    base = REPO / "scenarios" / "default.yaml"
+    extra = 7e-3
+    chip = load_scenario(base).chip
+    fitted = chip.model_copy(update={"efficiency": chip.efficiency.model_copy(
+        update={"engine_step_overhead": {"jetstream": extra}})})
+    assert engine_step_overhead_s(fitted, "jetstream") == extra and engine_step_overhead_s(fitted, "vllm") == 0.0
+    scenario = load_scenario(base, ["cluster=hgx-h100", "deployment.pipeline_parallel=2"])
+    plain = prepare(scenario).cost_models
+    for engine, added in (("jetstream", extra), ("vllm", 0.0)):
+        spec = scenario.spec.model_copy(update={"serving": scenario.spec.serving.model_copy(
+            update={"engine": engine})})
+        staged = prepare(replace(scenario, chip=fitted, spec=spec)).cost_models
+        for stage, base_stage in zip(staged, plain):
+            for batch in (1, 64):
+                assert (stage.cost(decode(batch)).overhead_s - stage.sequence_overhead_s * batch
+                        == pytest.approx(base_stage.overhead_s + added))
 
 
 def test_an_unknown_serving_engine_is_refused_with_the_engines_there_are():

@@ -74,6 +74,10 @@ class EfficiencySpec(Frozen):
     # per serving engine: host time per sequence that yields a token per step, fitted on this chip family's
     # cases; an engine not listed takes its catalog profile's default (catalog/engines/<id>.yaml)
     sequence_overhead: dict[str, Seconds] = Field(default_factory=dict)
+    # per serving engine: host time per step an engine adds on top of step_overhead (a stack that dispatches
+    # each step from Python without overlapping it), fitted where this family's cases name several engines;
+    # an engine not listed takes its profile's default
+    engine_step_overhead: dict[str, Seconds] = Field(default_factory=dict)
     source: str
 
     @property
@@ -84,10 +88,12 @@ class EfficiencySpec(Frozen):
 
 
 class EngineSpec(Frozen):
-    """A serving engine's profile (catalog/engines/<id>.yaml): its host-side cost per sequence per step."""
+    """A serving engine's profile (catalog/engines/<id>.yaml): its host-side cost per sequence per step, and
+    per step beyond the chip's own step overhead."""
     id: str
     name: str
     sequence_overhead: Seconds
+    step_overhead: Seconds = 0.0
     source: str
 
 

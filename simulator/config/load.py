@@ -350,6 +350,13 @@ def sequence_overhead_s(chip: ChipSpec, engine_id: str) -> float:
     return fitted if fitted is not None else load_engine(engine_id).sequence_overhead
 
 
+def engine_step_overhead_s(chip: ChipSpec, engine_id: str) -> float:
+    """Host time per step the engine adds to the chip's step overhead: the chip family's fitted value for the
+    engine, else the engine profile's default."""
+    fitted = chip.efficiency.engine_step_overhead.get(engine_id)
+    return fitted if fitted is not None else load_engine(engine_id).step_overhead
+
+
 def load_model_config(ref: str, base: Path, file: str) -> tuple[str, dict[str, Any]]:
     """A catalog model id, or a path to a Hugging Face config.json -> (name, config dict)."""
     path = CATALOG_DIR / "models" / f"{ref}.json"

@@ -15,7 +15,7 @@ import networkx as nx
 import numpy as np
 
 from simulator.config.deployment import ExpertRoutingSpec
-from simulator.config.load import Scenario, load_model_config, sequence_overhead_s
+from simulator.config.load import Scenario, engine_step_overhead_s, load_model_config, sequence_overhead_s
 from simulator.errors import CapacityError, ScenarioError
 from simulator.hardware.expert_routing import read_loads
 from simulator.hardware.model import ModelShape, model_shape
@@ -67,12 +67,13 @@ def prepare(scenario: Scenario) -> Prepared:
                             f"swap needs host memory behind PCIe, but topology {spec.cluster.name} has no `host:` "
                             "block; allowed here: recompute", scenario.file)
     per_sequence = sequence_overhead_s(scenario.chip, spec.serving.engine)
+    per_step = engine_step_overhead_s(scenario.chip, spec.serving.engine)
     loads_file = spec.deployment.expert_routing.loads
     try:
         loads = read_loads(loads_file, model.n_experts, model.n_moe_layers) if loads_file else None
     except ScenarioError as exc:
         raise exc.with_file(scenario.file) from None
-    pools = [Pool(role, plan, [StepCostModel.build(model, plan, scenario.chip, s, per_sequence)
+    pools = [Pool(role, plan, [StepCostModel.build(model, plan, scenario.chip, s, per_sequence, per_step)
                                for s in range(plan.pipeline_parallel)], loads) for role, plan in plans]
     _check_paths(graph, [plan for _, plan in plans], scenario)
     return Prepared(model, pools, graph, _drafter(scenario, model, pools))

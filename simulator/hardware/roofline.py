@@ -151,9 +151,9 @@ class StepCostModel:
 
     @classmethod
     def build(cls, model: ModelShape, plan: Plan, chip: ChipSpec, stage: int,
-              sequence_overhead_s: float = 0.0) -> StepCostModel:
+              sequence_overhead_s: float = 0.0, engine_step_s: float = 0.0) -> StepCostModel:
         """The cost model of `stage`; `sequence_overhead_s` is paid once per step per logit, on the last stage
-        (where the engine samples)."""
+        (where the engine samples); `engine_step_s`, the engine's host time per step, by every stage."""
         eff = chip.efficiency
         wbytes = DTYPE_BYTES[plan.weights_dtype]
         layers = plan.layers_per_stage[stage]
@@ -173,7 +173,8 @@ class StepCostModel:
             dense_weight_bytes=dense * wbytes / plan.tensor_parallel,
             expert_bytes=model.expert_params * wbytes / plan.expert_tp,
             kv_bytes_per_token=plan.kv_bytes_per_token_per_chip * frac,
-            overhead_s=eff.step_overhead + layers * (eff.layer_overhead + mesh_layer_s(model, plan, chip))
+            overhead_s=eff.step_overhead + engine_step_s
+            + layers * (eff.layer_overhead + mesh_layer_s(model, plan, chip))
             + model.n_moe_layers * layers / model.n_layers * eff.moe_layer_overhead,
             sequence_overhead_s=sequence_overhead_s if last else 0.0,
             attn_flops_per_pair=model.attn_flops_per_pair_per_layer * layers,

@@ -9,9 +9,11 @@ Method (small and explainable on purpose):
   (GB300 <- Blackwell, MI325X <- MI300X); every other chip keeps its ASSUMED defaults, said so in its source.
 - Parameters (`PARAMETERS`): compute and memory efficiency, per-layer, per-MoE-layer and per-step overheads,
   and, for each serving engine the family's cases name, its host time per sequence per step
-  (`sequence_overhead:<engine>`, starting from the engine profile's default), each on a grid within physical
-  bounds. `collective` is not fitted: no case separates it from the compute
-  efficiency and the overheads, so it keeps NCCL's typical ~0.8.
+  (`sequence_overhead:<engine>`, starting from the engine profile's default); where the cases name several
+  engines, the host time per step each engine but the most named one adds (`engine_step_overhead:<engine>`:
+  the family's step_overhead is the most named engine's); each on a grid within physical bounds.
+  `collective` is not fitted: no case separates it from the compute efficiency and the overheads, so it
+  keeps NCCL's typical ~0.8.
 - Which case fits which parameter: only the cases whose prediction it moves (elasticity
   |d log predicted / d log parameter| >= 0.3 at the start), so a compute-bound case cannot drag the memory
   efficiency down to make up for something else. A parameter no case moves keeps its start value.
@@ -79,6 +81,8 @@ PARAMETERS = {  # name: (grid, elasticity probe factor)
     "mesh.hop_latency": ([x * 1e-9 for x in (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30)], 2.0),
 }
 SEQUENCE_GRID = [x * 1e-6 for x in (0, 1, 2, 5, 10, 15, 20, 30, 40, 60, 80, 100)]
+# an engine's own host time per step: 0 (overlapped) to tens of ms (a step dispatched from Python, unoverlapped)
+ENGINE_STEP_GRID = [x * 1e-3 for x in (0, 0.1, 0.2, 0.5, 1, 2, 3, 5, 7, 10, 12, 15, 20, 25, 30)]
 PASSES = 4
 ELASTICITY = 0.3  # a case fits a parameter when its prediction moves >= 0.3% per 1% of the parameter
 
@@ -86,28 +90,42 @@ Params = dict[str, float]
 Predict = Callable[[Sequence[Case], Params], list[float | None]]
 
 
-def engine_parameter(engine: str) -> str:
-    return f"sequence_overhead:{engine}"
+PER_ENGINE = ("sequence_overhead", "engine_step_overhead")  # efficiency fields keyed by serving engine
+
+
+def engine_parameter(engine: str, field: str = "sequence_overhead") -> str:
+    return f"{field}:{engine}"
 
 
 def start_for(cases: Sequence[Case], chip: ChipSpec | None = None) -> Params:
-    """START (or, for a loose family, `chip`'s catalog values), and each engine the cases name at its
-    profile's default host time per sequence; a chip with a core mesh adds its hop latency."""
-    engines = sorted({serving_engine(c) for c in cases})
+    """START (or, for a loose family, `chip`'s catalog values), each engine the cases name at its profile's
+    default host time per sequence, and every engine but the most named at its profile's host time per step;
+    a chip with a core mesh adds its hop latency."""
+    named = [serving_engine(c) for c in cases]
+    engines = sorted(set(named))
+    most = max(engines, key=lambda e: (named.count(e), e)) if engines else None
     start = dict(START) if chip is None else {name: float(getattr(chip.efficiency, name)) for name in START}
     if chip is not None and chip.mesh is not None:
         start["mesh.hop_latency"] = chip.mesh.hop_latency
-    return {**start, **{engine_parameter(e): load_engine(e).sequence_overhead for e in engines}}
+    return {**start, **{engine_parameter(e): load_engine(e).sequence_overhead for e in engines},
+            **{engine_parameter(e, "engine_step_overhead"): load_engine(e).step_overhead
+               for e in engines if e != most}}
 
 
 def grid_of(name: str) -> tuple[list[float], float]:
+    if name.startswith("engine_step_overhead:"):
+        return ENGINE_STEP_GRID, 2.0
     return PARAMETERS.get(name, (SEQUENCE_GRID, 2.0))
+
+
+def _per_engine(params: Params, field: str) -> dict[str, float]:
+    return {k.split(":", 1)[1]: v for k, v in params.items() if k.startswith(field + ":")}
 
 
 def with_efficiency(chip: ChipSpec, params: Params) -> ChipSpec:
     scalars = {k: v for k, v in params.items() if ":" not in k and "." not in k}
-    per_engine = {k.split(":", 1)[1]: v for k, v in params.items() if ":" in k}
-    update = {**scalars, "sequence_overhead": {**chip.efficiency.sequence_overhead, **per_engine}}
+    eff = chip.efficiency
+    update = {**scalars, **{field: {**getattr(eff, field), **_per_engine(params, field)} for field in PER_ENGINE}}
     chip = chip.model_copy(update={"efficiency": chip.efficiency.model_copy(update=update)})
     if chip.mesh is not None and "mesh.hop_latency" in params:
         chip = chip.model_copy(update={"mesh": chip.mesh.model_copy(
@@ -152,8 +170,9 @@ def fit(cases: Sequence[Case], predict: Predict, start: Params | None = None, we
     base = predict(cases, start)
     own: dict[str, list[Case]] = {}
     for name in start:
-        factor = grid_of(name)[1]
-        probed = predict(cases, {**start, name: start[name] * factor if start[name] else 1e-6})
+        grid, factor = grid_of(name)
+        # a parameter starting at 0 has no relative step: probed at its grid's middle, held to a doubling's bar
+        probed = predict(cases, {**start, name: start[name] * factor if start[name] else grid[len(grid) // 2]})
         own[name] = [c for c, b, m in zip(cases, base, probed)
                      if b and m and abs(math.log(m / b)) / abs(math.log(factor)) >= ELASTICITY]
     params = dict(start)
@@ -293,7 +312,8 @@ GROUP_OF_FAMILY = {"Hopper": "NVIDIA", "Blackwell": "NVIDIA", "Ampere": "NVIDIA"
 
 
 def describe(p: Params) -> str:
-    engines = "".join(f", {k.split(':')[1]} {v * 1e6:.0f} us/sequence" for k, v in p.items() if ":" in k)
+    engines = "".join(f", {e} {v * 1e6:.0f} us/sequence" for e, v in _per_engine(p, "sequence_overhead").items())
+    engines += "".join(f", {e} +{v * 1e3:.1f} ms/step" for e, v in _per_engine(p, "engine_step_overhead").items())
     mesh = f", mesh hop {p['mesh.hop_latency'] * 1e9:.0f} ns" if "mesh.hop_latency" in p else ""
     return (f"compute {p['compute']:.3f}, memory {p['memory']:.3f}, layer {p['layer_overhead'] * 1e6:.0f} us, "
             f"MoE layer {p['moe_layer_overhead'] * 1e6:.0f} us, step {p['step_overhead'] * 1e6:.0f} us" + mesh
@@ -303,11 +323,12 @@ def describe(p: Params) -> str:
 # ---------------------------------------------------------------- the catalog
 
 def render(params: Params) -> dict[str, str]:
-    engines = ", ".join(f"{k.split(':')[1]}: {v * 1e6:.0f} us" for k, v in sorted(params.items()) if ":" in k)
+    per_engine = {field: ", ".join(f"{e}: {v * 1e6:.0f} us" for e, v in sorted(_per_engine(params, field).items()))
+                  for field in PER_ENGINE}
     return {"compute": f"{params['compute']:.3f}".rstrip("0"), "memory": f"{params['memory']:.3f}".rstrip("0"),
             **{name: f"{params[name] * 1e6:.0f} us" for name in ("layer_overhead", "moe_layer_overhead",
                                                                  "step_overhead")},
-            **({"sequence_overhead": "{" + engines + "}"} if engines else {})}
+            **{field: "{" + text + "}" for field, text in per_engine.items() if text}}
 
 
 def provenance(family: str, fit_: Fit, scored: Sequence[Scored], cases_file: str) -> str:
