@@ -63,6 +63,10 @@ def test_each_stage_is_simulated_and_compared(tmp_path):
     whole = df[df["stage"] == -1].set_index("metric")["predicted_ms"]
     assert whole["itl"] == pytest.approx((whole["e2e"] - whole["ttft"]) / 49)  # a TPOT of means, as measured
     written = pd.read_csv(tmp_path / "out" / "validation.csv")
+    assert written.columns[0] == "case_id"  # one row per input row: a case (a stage) and a statistic
+    assert not written.duplicated(["case_id", "metric", "statistic"]).any()
+    assert serving_runs.summary_line(df).startswith("6 of 6 values simulated, 6 scored (0 flagged")
+    assert "ttft median |error|" in serving_runs.summary_line(df) and "(mean " in serving_runs.summary_line(df)
     assert len(written) == 6 and (tmp_path / "out" / "report.md").read_text().startswith("# Validation")
 
 

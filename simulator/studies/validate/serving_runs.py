@@ -58,7 +58,8 @@ def is_serving_runs(path: str | Path) -> bool:
 
 @dataclass(frozen=True)
 class Measured:
-    """One measured value: experiment (with its workload), stage, metric, statistic, milliseconds."""
+    """One measured value: its row's case id, experiment (with its workload), stage, metric, statistic, ms."""
+    case_id: str
     experiment: str
     stage: int
     metric: str
@@ -113,7 +114,9 @@ def read(path: str | Path) -> tuple[list[Experiment], list[Measured]]:
             if row[column] not in allowed:
                 raise ScenarioError(f"line {line}: {column}", f"{brief(row[column])} is not one of: "
                                     f"{', '.join(allowed)}", file)
-        rows.append(Measured(name, stage, row["metric"], row["statistic"], _number(row, "value_ms", line, file),
+        case_id = row.get("case_id") or f"{name}:stage{stage}"
+        rows.append(Measured(case_id, name, stage, row["metric"], row["statistic"],
+                             _number(row, "value_ms", line, file),
                              row["quality_flag"] in ("ok", "derived_tpot_of_means")))
         if stage >= 0:
             stages.setdefault(name, {})[stage] = (_number(row, "stage_rate_rps", line, file),
@@ -204,7 +207,8 @@ def compare(experiments: Sequence[Experiment], measured: Sequence[Measured], wor
         predicted, why = outcomes[m.experiment]
         value = predicted.get((m.stage, m.metric, m.statistic))
         note = why or ("" if m.trusted else "measured value flagged untrustworthy (quality_flag)")
-        rows.append({"experiment": m.experiment, "stage": m.stage, "metric": m.metric, "statistic": m.statistic,
+        rows.append({"case_id": m.case_id, "experiment": m.experiment, "stage": m.stage, "metric": m.metric,
+                     "statistic": m.statistic,
                      "measured_ms": m.value_ms, "predicted_ms": value,
                      "error": None if value is None or not m.value_ms else value / m.value_ms - 1.0,
                      "trusted": m.trusted, "note": note})
@@ -212,24 +216,30 @@ def compare(experiments: Sequence[Experiment], measured: Sequence[Measured], wor
 
 
 def summary_line(df: pd.DataFrame) -> str:
-    scored = df[df["error"].notna() & df["trusted"]]
-    parts = [f"{len(scored)} of {len(df)} values simulated"]
+    """How many values were simulated and scored, and the median |error| per metric and statistic (scored:
+    simulated and not flagged untrustworthy)."""
+    simulated = df[df["error"].notna()]
+    scored = simulated[simulated["trusted"]]
+    parts = [f"{len(simulated)} of {len(df)} values simulated, {len(scored)} scored "
+             f"({len(simulated) - len(scored)} flagged untrustworthy)"]
     for metric in METRICS:
-        errors = scored.loc[scored["metric"] == metric, "error"].abs()
+        errors = scored.loc[scored["metric"] == metric]
         if len(errors):
-            parts.append(f"{metric} median |error| {100 * errors.median():.1f}%")
+            by_statistic = ", ".join(f"{s} {100 * e.abs().median():.1f}%"
+                                     for s, e in errors.groupby("statistic", sort=False)["error"])
+            parts.append(f"{metric} median |error| {100 * errors['error'].abs().median():.1f}% ({by_statistic})")
     return "; ".join(parts)
 
 
 def markdown(df: pd.DataFrame, cases_file: str) -> str:
     lines = [f"# Validation: {cases_file}", "", summary_line(df) + ".", "",
              f"Conversations last {CONVERSATION_TURNS} turn(s) (see simulator/studies/validate/serving_runs.py).", "",
-             "| experiment | stage | metric | statistic | measured (ms) | predicted (ms) | error | note |",
+             "| case | stage | metric | statistic | measured (ms) | predicted (ms) | error | note |",
              "|---|---|---|---|---|---|---|---|"]
     for r in df.itertuples():
         predicted = "" if r.predicted_ms is None or pd.isna(r.predicted_ms) else f"{r.predicted_ms:.4g}"
         error = "" if r.error is None or pd.isna(r.error) else f"{100 * r.error:+.1f}%"
-        lines.append(f"| {r.experiment} | {r.stage} | {r.metric} | {r.statistic} | {r.measured_ms:.4g} | "
+        lines.append(f"| {r.case_id} | {r.stage} | {r.metric} | {r.statistic} | {r.measured_ms:.4g} | "
                      f"{predicted} | {error} | {r.note} |")
     return "\n".join(lines) + "\n"
 
