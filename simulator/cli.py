@@ -477,9 +477,9 @@ def report(
 
 def _rebuild(kind: str | None, folder: Path) -> Path:
     if kind == "run":
-        from simulator.results.run_html import HTML_NAME, from_folder, write_run_html
+        from simulator.results.run_html import HTML_NAME, from_folder, memory_from_folder, write_run_html
 
-        write_run_html(folder / HTML_NAME, *from_folder(folder))
+        write_run_html(folder / HTML_NAME, *from_folder(folder), memory=memory_from_folder(folder))
         return folder / HTML_NAME
     if kind == "sweep":
         from simulator.studies import sweep_html

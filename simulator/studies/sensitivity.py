@@ -68,9 +68,8 @@ def sensitivity(file: str | Path, out: str | Path | None = None, overrides: Sequ
     base = load_scenario(file, list(overrides))
     found = resources(base)
     jobs: list[Scenario] = [base]
-    for resource in found:
-        for factor in (1.0 - delta, 1.0 + delta):
-            jobs.append(load_scenario(file, [*overrides, *resource.overrides(factor)]))
+    jobs += [load_scenario(file, [*overrides, *resource.overrides(factor)])
+             for resource in found for factor in (1.0 - delta, 1.0 + delta)]
     out = Path(out) if out is not None else Path("results") / f"sensitivity-{base.spec.name}"
     with claim(out, NAMES):
         outcomes = _run(jobs, workers or os.cpu_count() or 1)

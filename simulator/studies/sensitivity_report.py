@@ -58,11 +58,15 @@ def tornado(table: pd.DataFrame, key: str, name: str, base: float | None, delta:
     return {"data": data, "layout": layout}
 
 
+def _scaled(value: float | None, scale: float) -> float | None:
+    return None if value is None else value * scale
+
+
 def write(folder: Path, name: str, delta: float, baseline: dict[str, float | None], table: pd.DataFrame,
           plots: bool) -> None:
     header, body = rows(table)
     words = ranking_words(table, delta)
-    base_text = ", ".join(f"{label} {html.cell(None if baseline[key] is None else baseline[key] * scale)} {unit}"
+    base_text = ", ".join(f"{label} {html.cell(_scaled(baseline[key], scale))} {unit}"
                           for key, label, scale, unit in METRICS)
     md = [f"# sensitivity of {name} (each resource x {1 - delta:g} and x {1 + delta:g})", "",
           f"Baseline: {base_text}.", "", *[f"- {w}" for w in words], "",
