@@ -1,5 +1,5 @@
 """Command line: `infersim run`, `sweep`, `compare`, `slo-search`, `explain`, `validate`, `calibrate`, `report`,
-`list`, `workload describe`. User mistakes: one line, exit 2."""
+`list`, `workload describe`, `sensitivity`. User mistakes: one line, exit 2."""
 
 from __future__ import annotations
 
@@ -62,6 +62,9 @@ def run(
     out: Path | None = typer.Option(None, "-o", "--out", help="Output folder (default results/<name>)."),
     seed: int | None = typer.Option(None, "--seed", min=0, help="Override the scenario's seed."),
     set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
+    what_if: list[str] = typer.Option([], "--what-if", help="Scale one physical resource: RESOURCE=FACTORx, e.g. "
+                                      "hbm.bandwidth=2x, scaleout.latency=0.5x (repeatable; names: infersim "
+                                      "sensitivity)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
     trace: bool = typer.Option(False, "--trace", help="Also write trace.json (Perfetto / Chrome trace events)."),
     trace_window: str | None = typer.Option(None, "--trace-window",
@@ -95,6 +98,10 @@ def run(
             return
     try:
         loaded = load_scenario(scenario, set_)
+        if what_if:
+            from simulator.config.resources import what_if as scaled
+
+            loaded = load_scenario(scenario, [*set_, *(o for text in what_if for o in scaled(loaded, text))])
         out_dir = out or Path("results") / loaded.spec.name
         with claim(out_dir):  # checked before a long run, not after it; one writer at a time
             with watching(loaded.spec.workload.num_requests) as watch:
@@ -111,6 +118,8 @@ def run(
     console.print(table)
     if loaded.chip_origin != "catalog":
         console.print(f"chip {loaded.chip.id} is not a catalog chip: {loaded.chip_origin}")
+    if what_if:
+        console.print(f"what if: {', '.join(what_if)} (the scenario's resources so scaled)")
     console.print(f"results in {out_dir}/")
     for warning in result.summary.get("warnings", ()):
         typer.echo(f"warning: {warning}", err=True)
@@ -240,6 +249,43 @@ def compare(
         crashed = result.table[result.table["status"] == "crash"]
         typer.echo(f"{len(crashed)} points crashed (a bug), e.g.: {crashed['error'].iloc[0]}", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def sensitivity(
+    scenario: Path = typer.Argument(..., help="Scenario YAML file."),
+    delta: float = typer.Option(0.2, "--delta", help="Relative move of each resource, 0 to 0.9 (0.2: +-20%)."),
+    out: Path | None = typer.Option(None, "-o", "--out", help="Output folder (default results/sensitivity-<name>)."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write report.html."),
+) -> None:
+    """Move each physical resource of SCENARIO (compute peak, memory tiers' bandwidth, links' bandwidth and
+    latency, overheads) by +-delta, one at a time, and rank which moves TPOT, TTFT and throughput most."""
+    from simulator.studies.sensitivity import sensitivity as run_sensitivity
+    from simulator.studies.sensitivity_report import METRICS, ranking_words
+
+    try:
+        result = run_sensitivity(scenario, out, set_, delta, workers, plots)
+    except InfersimError as exc:
+        fail(str(exc))
+        return
+    table = Table(title=f"sensitivity of {result.name}: elasticity (% change of the metric per % change of "
+                        f"the resource, +-{delta:.0%})")
+    table.add_column("resource")
+    for _, name, _, _ in METRICS:
+        table.add_column(name, justify="right")
+    for _, row in result.table.iterrows():
+        table.add_row(row["resource"], *("n/a" if row[f"{key} elasticity"] is None
+                                         or row[f"{key} elasticity"] != row[f"{key} elasticity"]
+                                         else f"{row[f'{key} elasticity']:+.3f}" for key, *_ in METRICS))
+    console.print(table)
+    for line in ranking_words(result.table, delta):
+        console.print(line, soft_wrap=True)
+    failed = result.table[result.table["status"] != "ok"]
+    for _, row in failed.iterrows():
+        console.print(f"{row['resource']}: {row['status']}", soft_wrap=True)
+    console.print(f"results in {result.out}/")
 
 
 @app.command("slo-search")
@@ -431,9 +477,9 @@ def report(
 
 def _rebuild(kind: str | None, folder: Path) -> Path:
     if kind == "run":
-        from simulator.results.run_html import HTML_NAME, from_folder, write_run_html
+        from simulator.results.run_html import HTML_NAME, from_folder, memory_from_folder, write_run_html
 
-        write_run_html(folder / HTML_NAME, *from_folder(folder))
+        write_run_html(folder / HTML_NAME, *from_folder(folder), memory=memory_from_folder(folder))
         return folder / HTML_NAME
     if kind == "sweep":
         from simulator.studies import sweep_html

@@ -171,7 +171,7 @@ def test_the_default_output_folder_is_results_slash_name_and_nothing_lands_elsew
     assert result.exit_code == 0, result.output
     written = {p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()}
     assert written == {Path("s.yaml")} | {Path("results/ünï-1.0+x") / n for n in (
-        "summary.json", "requests.parquet", "iterations.parquet", "links.parquet", "report.md")}
+        "summary.json", "requests.parquet", "iterations.parquet", "links.parquet", "memory.parquet", "report.md")}
 
 
 def test_shipped_names_are_all_valid():

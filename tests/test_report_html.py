@@ -114,7 +114,7 @@ def test_run_report_renders_and_holds_the_runs_numbers(browser, tmp_path):
             "--set", "deployment.tensor_parallel=4", "--set", "deployment.replicas=2")
     summary = json.loads((out / "summary.json").read_text())
     charts = _open(browser, out / "report.html", "run")
-    assert len(charts) == 4  # latency CDFs, over time, breakdown, links
+    assert len(charts) == 5  # latency CDFs, over time, breakdown, memory tiers, links
     ttft = next(t for t in _chart(charts, "Latency")["data"] if "TTFT" in t["name"])
     requests = pd.read_parquet(out / "requests.parquet")
     assert len(ttft["x"]) == (requests["status"] == "completed").sum()
@@ -124,8 +124,11 @@ def test_run_report_renders_and_holds_the_runs_numbers(browser, tmp_path):
                                                              summary["bottleneck_share"].items()})
     links = _chart(charts, "Link utilisation")
     assert summary["network"]["busiest_link"] in browser.execute_script(
-        "return Array.from(document.querySelectorAll('.plotly-graph-div'))[3].data[0].y")
+        "return Array.from(document.querySelectorAll('.plotly-graph-div'))[4].data[0].y")
     assert links["axes"]["xaxis"] == "simulated time (s)"
+    hbm = browser.execute_script("return Array.from(document.querySelectorAll('.plotly-graph-div'))[3].data[0].y")
+    # equal time buckets over the whole span: their mean is the run's use of the tier
+    assert np.mean(hbm) == pytest.approx(summary["utilization"]["memory_tiers"]["hbm"]["utilization"], abs=1e-5)
     text = browser.find_element("tag name", "body").text
     assert "The bottleneck is" in text and f"{summary['requests']['completed']} / 0 / 0" in text
 

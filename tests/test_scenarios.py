@@ -41,12 +41,13 @@ def test_cli_run_writes_the_output_contract(tmp_path):
                                       "--set", "workload.num_requests=200"])
     assert result.exit_code == 0, result.output
     assert "TTFT p50 / p99 (ms)" in result.stdout
-    for name in ("summary.json", "requests.parquet", "iterations.parquet", "links.parquet", "report.md",
+    for name in ("summary.json", "requests.parquet", "iterations.parquet", "links.parquet", "memory.parquet",
+                 "report.md",
                  "plots/latency_cdf.png", "plots/timeline.png", "plots/breakdown.png"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     for key in ("scenario", "seed", "requests", "ttft_s", "tpot_s", "e2e_s", "queue_s", "throughput",
-                "utilization", "bottleneck_share", "energy_j_per_output_token",
+                "utilization", "bottleneck_share", "bottleneck", "energy_j_per_output_token",
                 "cost_usd_per_million_output_tokens", "chips", "sim"):
         assert key in summary, key
     assert set(summary["sim"]) >= {"wall_s", "events", "simulated_s"}

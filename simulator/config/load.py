@@ -195,16 +195,33 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_override(data: dict[str, Any], path: list[str], value: Any) -> None:
-    node = data
+    """Set `value` at the dotted `path`, making mappings on the way. A list of mappings (a chip's memory tiers)
+    is entered by an element's `tier:` or `name:` (`memory.hbm.bandwidth`) or by its index."""
+    node: Any = data
     for depth, part in enumerate(path[:-1]):
-        child = node.get(part)
+        child = _list_item(node, part, path, depth) if isinstance(node, list) else node.get(part)
         if child is None:
             child = node[part] = {}
-        if not isinstance(child, dict):
+        if not isinstance(child, (dict, list)):
             where = ".".join(path[: depth + 1])
             raise ScenarioError("--set", f"{'.'.join(path)}: {where} is {brief(child)}, not a mapping")
         node = child
+    if isinstance(node, list):
+        names = [str(item.get("tier", item.get("name"))) for item in node if isinstance(item, dict)]
+        raise ScenarioError("--set", f"{'.'.join(path)}: {'.'.join(path[:-1])} is a list; name one of its items "
+                            f"before the field: {', '.join(names) or 'an index'}")
     node[path[-1]] = value
+
+
+def _list_item(items: list[Any], part: str, path: list[str], depth: int) -> Any:
+    names = [item.get("tier", item.get("name")) if isinstance(item, dict) else None for item in items]
+    if part in names:
+        return items[names.index(part)]
+    if part.isdigit() and int(part) < len(items):
+        return items[int(part)]
+    allowed = ", ".join(str(n) for n in names if n is not None) or f"0 to {len(items) - 1}"
+    raise ScenarioError("--set", f"{'.'.join(path)}: {'.'.join(path[:depth])} has no {brief(part)}; allowed: "
+                        f"{allowed}")
 
 
 # ---------------------------------------------------------------- pydantic errors -> one line
@@ -447,8 +464,12 @@ def load_scenario_dict(data: Mapping[str, Any], file: str, base_dir: str | Path,
         keys, value = parse_override(text)
         cluster = tree.get("cluster")
         if keys[:2] == ["cluster", "chip"] and len(keys) > 2 and isinstance(cluster, dict) \
-                and isinstance(cluster.get("chip"), str):
-            cluster["chip"] = {"extends": cluster["chip"]}  # a field of a named chip: the chip, changed
+                and isinstance(cluster.get("chip"), (str, dict)):
+            from simulator.config.user_chip import chip_fields  # it builds on this module's readers
+
+            chip_file = origins.get("cluster", file)  # a field of the chip: the whole chip, to be changed
+            chip_base = Path(chip_file).resolve().parent if "cluster" in origins else base
+            cluster["chip"] = chip_fields(cluster["chip"], chip_base, chip_file, "cluster.chip")
         apply_override(tree, keys, value)
         if len(keys) > 1:
             origins.pop(keys[0], None)  # a value overridden inside a referenced file is the scenario's now

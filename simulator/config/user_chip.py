@@ -38,6 +38,15 @@ def resolve_chip(ref: Any, base: Path, file: str, field_name: str) -> tuple[Chip
                         file)
 
 
+def chip_fields(ref: str | dict[str, Any], base: Path, file: str, field_name: str) -> dict[str, Any]:
+    """Every field of a chip (a catalog id, a chip YAML path or a mapping), its `extends:` chain merged, so that
+    `--set cluster.chip.<field>` can reach any of them, a memory tier's included; a chip so changed is renamed
+    `<id>-modified` unless the mapping names its own id."""
+    if isinstance(ref, dict):
+        return _expand(ref, base, file, field_name + ".") if "extends" in ref else dict(ref)
+    return _expand({"extends": ref}, base, file, field_name + ".")
+
+
 def _chip_path(ref: str, base: Path) -> Path | None:
     direct = Path(ref).expanduser()
     for candidate in (direct if direct.is_absolute() else base / direct, Path.cwd() / direct):

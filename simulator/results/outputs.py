@@ -25,7 +25,8 @@ from typing import Iterator
 
 from simulator.errors import InfersimError, one_line
 
-OUTPUT_NAMES = frozenset({"summary.json", "requests.parquet", "iterations.parquet", "links.parquet", "report.md",
+OUTPUT_NAMES = frozenset({"summary.json", "requests.parquet", "iterations.parquet", "links.parquet", "memory.parquet",
+                          "report.md",
                           "plots", "report.html", "trace.json"})
 STAGING_SUFFIX = ".new-4194304-xxxxxxxx"  # the longest tail a staging name adds: pid (<= 2^22) and mkdtemp's
 NAME_MAX = 255  # bytes in one file name (Linux, macOS) when the file system does not say

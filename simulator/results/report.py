@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from simulator.hardware.placement import Plan
+from simulator.results import bottleneck
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 3) -> str:
@@ -48,7 +49,7 @@ def _main_rows(s: dict[str, Any], r: dict[str, Any], t: dict[str, Any], share: d
         ("mean batch size", _fmt(s["batch"]["mean"])),
         ("compute / memory-bw utilization",
          f"{_fmt(s['utilization']['compute_mean'])} / {_fmt(s['utilization']['memory_bw_mean'])}"),
-        ("bottleneck", f"{top} ({_fmt(share[top])} of busy time)" if top else "n/a"),
+        ("bottleneck", bottleneck.headline(s) or (f"{top} ({_fmt(share[top])} of busy time)" if top else "n/a")),
         ("energy per output token (J)", _fmt(s["energy_j_per_output_token"])),
         ("cost per million output tokens (USD)", _fmt(s["cost_usd_per_million_output_tokens"])),
         ("chips", str(s["chips"])),
@@ -75,11 +76,26 @@ def bottleneck_words(s: dict[str, Any]) -> str:
         return "No iteration ran, so there is no bottleneck to name."
     top = max(share, key=share.__getitem__)
     others = ", ".join(f"{k} {v:.0%}" for k, v in sorted(share.items(), key=lambda kv: -kv[1]) if k != top)
-    text = (f"The bottleneck is {_MEANING[top]} ({share[top]:.0%} of the busy time; {others}). "
-            f"On average compute ran at {_fmt(s['utilization']['compute_mean'], 100, 2)}% of peak and memory "
-            f"bandwidth at {_fmt(s['utilization']['memory_bw_mean'], 100, 2)}% of nameplate.")
+    phases = bottleneck.headline(s)
+    text = f"Bound by {phases}. " if phases else ""
+    text += (f"The bottleneck is {_MEANING[top]} ({share[top]:.0%} of the busy time; {others}). "
+             f"On average compute ran at {_fmt(s['utilization']['compute_mean'], 100, 2)}% of peak")
+    tiers = s["utilization"].get("memory_tiers")
+    if tiers:
+        text += "; " + ", ".join(f"{name.upper()}{' (streamed weights)' if t['role'] == 'streamed' else ''} at "
+                                 f"{_fmt(t['utilization'], 100, 2)}% of achievable bandwidth"
+                                 for name, t in tiers.items()) + "."
+    else:
+        text += f" and memory bandwidth at {_fmt(s['utilization']['memory_bw_mean'], 100, 2)}% of nameplate."
     net = s.get("network", {})
-    if net.get("busiest_link"):
+    b_net = (s.get("bottleneck") or {}).get("network")
+    if b_net:
+        text += (f" Waiting for the network took {b_net['wait_share']:.0%} of a replica's time and is "
+                 f"{b_net['bound']}-bound: the busiest link, {b_net['busiest_link']}, carried "
+                 f"{_fmt(b_net['busiest_link_utilization'], 100, 2)}% of what it could over the run"
+                 + (" (many small messages: hop latency and synchronisation cost the time, not bytes)."
+                    if b_net["bound"] == "latency" else "."))
+    elif net.get("busiest_link"):
         text += (f" The busiest link, {net['busiest_link']}, carried "
                  f"{_fmt(net.get('busiest_link_utilization'), 100, 2)}% of what it could over the run.")
     return text

@@ -1,6 +1,6 @@
 """A run's report.html: the headline table, the bottleneck in plain words, and interactive charts of what the
 PNG plots show (latency CDFs, throughput and batch size over time, where the busy time went, link
-utilisation). Built from the run's own tables, so `infersim report DIR` rebuilds it from a results folder.
+utilisation, memory tiers' bandwidth use). Built from the run's own tables, so `infersim report DIR` rebuilds it from a results folder.
 
 Long runs stay light: a CDF is drawn through at most 1,000 quantiles, series over time as means over at most
 2,000 time bins, the link heatmap over the 40 busiest links and at most 400 time columns.
@@ -31,12 +31,12 @@ def page_title(summary: dict[str, Any]) -> str:
 
 
 def write_run_html(path: Path, summary: dict[str, Any], requests: pd.DataFrame, iterations: Columns,
-                   links: pd.DataFrame, description: str = "") -> None:
-    html.write(path, page_title(summary), parts(summary, requests, iterations, links, description))
+                   links: pd.DataFrame, description: str = "", memory: pd.DataFrame | None = None) -> None:
+    html.write(path, page_title(summary), parts(summary, requests, iterations, links, description, memory))
 
 
 def parts(s: dict[str, Any], requests: pd.DataFrame, it: Columns, links: pd.DataFrame,
-          description: str) -> list[str]:
+          description: str, memory: pd.DataFrame | None = None) -> list[str]:
     plan = s.get("plan", {})
     out = [html.paragraph(description.strip())] if description.strip() else []
     if s["sim"].get("interrupted"):
@@ -59,6 +59,8 @@ def parts(s: dict[str, Any], requests: pd.DataFrame, it: Columns, links: pd.Data
     out.append(html.figure(latency_cdfs(s, requests), height=380))
     out += [html.heading("Over time"), html.figure(over_time(s, it), height=520)]
     out += [html.heading("Where the busy time went"), html.figure(breakdown(s), height=360)]
+    if memory is not None and not memory.empty:
+        out += [html.heading("Memory tiers"), html.figure(memory_over_time(memory), height=360)]
     if not links.empty:
         out += [html.heading("Links"), html.figure(link_heatmap(s, links), height=min(1200, 160 + 18 * min(
             LINK_ROWS, links["link"].nunique())))]
@@ -158,6 +160,29 @@ def link_heatmap(s: dict[str, Any], links: pd.DataFrame) -> html.Figure:
                                   f"{links['link'].nunique()} links)"),
               "xaxis": html.axis("simulated time (s)"), "yaxis": html.axis("link", autorange="reversed")}
     return {"data": data, "layout": layout}
+
+
+def memory_over_time(memory: pd.DataFrame) -> html.Figure:
+    """Each tier's share of its achievable bandwidth per time bucket (memory.parquet), one line per tier."""
+    data = []
+    for tier, rows in memory.groupby("tier", sort=False):
+        role = rows["role"].iloc[0]
+        name = f"{str(tier).upper()}" + (" (streamed weights)" if role == "streamed" else "")
+        data.append({"type": "scatter", "mode": "lines", "line": {"shape": "hv"}, "name": name,
+                     "x": rows["bucket_start_s"].tolist(), "y": np.round(rows["utilization"], 5).tolist(),
+                     "hovertemplate": f"{name}<br>t = %{{x:.4g}} s<br>%{{y:.1%}} of achievable bandwidth"
+                                      "<extra></extra>"})
+    layout = {"title": html.title("Memory tiers: bandwidth used over time (all chips)"),
+              "xaxis": html.axis("simulated time (s)"),
+              "yaxis": html.axis("share of achievable bandwidth", range=[0, 1.05], tickformat=".0%"),
+              "legend": {"orientation": "h", "y": 1.1, "x": 1, "xanchor": "right"}}
+    return {"data": data, "layout": layout}
+
+
+def memory_from_folder(folder: Path) -> pd.DataFrame | None:
+    """memory.parquet of a results folder, or None for a folder written before it existed."""
+    path = folder / "memory.parquet"
+    return pd.read_parquet(path) if path.is_file() else None
 
 
 PAGE_COLUMNS = ("start_s", "duration_s", "output_tokens", "batch_size")  # of iterations.parquet, for the page

@@ -12,6 +12,7 @@ from simulator.hardware.model import ModelShape
 from simulator.hardware.placement import Plan
 from simulator.results import plots as plotting
 from simulator.results.iteration_store import IterationStore
+from simulator.results.memory_tiers import MEMORY_NAME, plan_tiers, series
 from simulator.results.outputs import staged_folder
 from simulator.results.report import markdown
 from simulator.results.run_html import HTML_NAME, write_run_html
@@ -35,6 +36,12 @@ class RunResult:
         """Every iteration as a DataFrame, built on each call (a long run's is large: the store reads columns)."""
         return self.iteration_store.frame()
 
+    @property
+    def memory(self) -> pd.DataFrame:
+        """Each memory tier's bytes and utilisation per time bucket (memory.parquet), built on each call."""
+        return series(self.iteration_store, plan_tiers(self.plan, self.scenario.chip.efficiency.memory),
+                      self.summary["chips"], self.summary["sim"]["simulated_s"])
+
     def write(self, out_dir: str | Path, plots: bool = True, trace: TraceBounds | None = None) -> Path:
         """Write the run's folder all or nothing (outputs.py): a killed write leaves the previous folder;
         `plots`: the PNG plots and report.html; `trace`: also trace.json (trace.py), bounded so."""
@@ -43,11 +50,13 @@ class RunResult:
             self.requests.to_parquet(folder / "requests.parquet", index=False)
             self.iteration_store.write_parquet(folder / "iterations.parquet")
             self.links.to_parquet(folder / "links.parquet", index=False)
+            memory = self.memory
+            memory.to_parquet(folder / MEMORY_NAME, index=False)
             if plots:
                 plotting.write_plots(self.summary, self.requests, self.iteration_store, self.links,
                                      folder / "plots")
                 write_run_html(folder / HTML_NAME, self.summary, self.requests, self.iteration_store, self.links,
-                               self.scenario.spec.description)
+                               self.scenario.spec.description, memory)
             text = markdown(self.summary, self.plan, self.scenario.spec.description, not self.links.empty, plots)
             (folder / "report.md").write_text(text, encoding="utf-8")
             (folder / "summary.json").write_text(summary_json(self.summary), encoding="utf-8")

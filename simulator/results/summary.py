@@ -8,6 +8,14 @@ Metric definitions (the one place they are written down):
 - utilization.compute_mean / memory_bw_mean: achieved FLOP/s and bytes/s as a fraction of nameplate peak,
   averaged over the span and the chips. links: bytes carried over (achievable bandwidth x span), per directed
   link that carried traffic (`src->dst`); achievable = bandwidth x the chip's efficiency.collective.
+- utilization.memory_tiers: per tier the plan reads (resident: KV and the weights it holds; streamed: weights
+  read from a slower tier), its nameplate bandwidth, bytes moved, and those bytes over the achievable
+  bandwidth (nameplate x efficiency.memory) x span x chips (results/memory_tiers.py).
+- bottleneck: per phase (decode: iterations with decode tokens only; prefill: with prompt tokens), the largest
+  share of its busy time (`bound_by`, `share`, every `shares`), compute and each tier's use of the achievable
+  rate while it runs, the tier whose bytes take the longest (`memory_tier`); `network`: the busiest link, the
+  share of a replica's time spent waiting for the network, and whether that wait is bandwidth- or
+  latency-bound (results/bottleneck.py).
 - bottleneck_share: share of busy time in which compute or memory bounds the roofline, the time spent waiting
   for collectives and stage-to-stage sends (network), fixed overheads, and pipeline bubbles.
 - energy: idle power of every chip over the span, plus core power while kernels run (a share whenever a kernel
@@ -43,9 +51,10 @@ from simulator.config.cost import CostBasis, cost_basis
 from simulator.config.scenario import CostSpec
 from simulator.hardware.energy import EnergyModel, EnergyParts, energy_parts
 from simulator.hardware.placement import Plan
-from simulator.results import slo
+from simulator.results import bottleneck, slo
 from simulator.results.collect import STATUS_NAMES, Collector, LinkHistogram
 from simulator.results.iteration_store import IterationStore
+from simulator.results.memory_tiers import plan_tiers, run_use
 from simulator.workload.arrivals import Requests
 
 if TYPE_CHECKING:
@@ -175,6 +184,7 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
     # added in order, left to right (not sum(): its compensated summation moves the last bit)
     cost_usd = None if cost_parts is None else functools.reduce(operator.add, cost_parts.values())
     per_chip_peak = chip.compute.peak[plan.compute_dtype]
+    tiers = plan_tiers(plan, chip.efficiency.memory)
     summary: dict[str, Any] = {
         "scenario": spec.name,
         "seed": spec.seed,
@@ -200,6 +210,7 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
             "compute_mean": _share(flops, per_chip_peak * span_s * chips),
             "memory_bw_mean": _share(memory_bytes, plan.tier_bandwidth * span_s * chips),
             "links": link_util,
+            "memory_tiers": run_use(it, tiers, chips, span_s),
         },
         "bottleneck_share": {
             "compute": _share(float(it["compute_bound_s"].sum()), busy),
@@ -208,6 +219,7 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
             "overhead": _share(float(it["overhead_s"].sum()), busy),
             "bubble": _share(float(it["bubble_s"].sum()), busy),
         },
+        "bottleneck": bottleneck.analyse(it, links, tiers, per_chip_peak * chip.efficiency.compute, span_s),
         "network": {
             "link_bytes": float(links["bytes"].sum()) if len(links) else 0.0,  # bytes x links crossed
             "busiest_link": max(busiest, key=busiest.__getitem__) if busiest else None,
