@@ -140,7 +140,7 @@ class Cluster:
         process; prefill replicas hand their requests off instead of finishing them."""
         env, output = self.env, self.output
         block_bytes = plan.kv_bytes_per_token_per_chip * plan.kv_block_tokens * plan.tensor_parallel
-        kv = KvBlockPool(plan.kv_capacity_blocks, plan.kv_block_tokens, block_bytes)
+        kv = KvBlockPool.for_model(model, plan.kv_capacity_tokens, plan.kv_block_tokens, block_bytes)
         lengths = array("q", [1]) * len(output) if role == "prefill" else output  # a prefill replica: one token
         rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xE7, index]))
         speculative = spec.serving.speculative if role != "prefill" else None
@@ -151,7 +151,9 @@ class Cluster:
         batcher = ContinuousBatching(spec.serving.batcher, kv, prompt, lengths, model.max_context,
                                      hashes if spec.serving.prefix_caching else None, hash_block_tokens,
                                      full_output_tokens=output, speculative=speculation,
-                                     answer_blocks=self.requests.shared_prefixes is not None)
+                                     answer_blocks=self.requests.shared_prefixes is not None,
+                                     window=model.sliding_window or 0,
+                                     sliding_share=model.n_sliding_layers / model.n_layers)
         on_done = partial(self._hand_off, index) if role == "prefill" else self._on_done
         self.kv_pools.append(kv)
         self.replicas.append(Replica(env, index, batcher, stages, plan.micro_batches, plan.pipeline_schedule,
