@@ -36,6 +36,7 @@ from typing import cast
 from simulator.config.serving import ContinuousBatcher, StaticBatcher
 from simulator.hardware.roofline import BatchShape
 from simulator.serving.kv_cache import KvBlockPool, PrefixCache
+from simulator.serving.kv_offload import HostKvTier
 from simulator.serving.speculation import Speculation
 
 
@@ -62,10 +63,12 @@ class ContinuousBatching:
                  output_tokens: Sequence[int], max_context: int | None,
                  prefix_hashes: Sequence[tuple[int, ...]] | None = None, prefix_block_tokens: int = 512,
                  full_output_tokens: Sequence[int] | None = None, speculative: Speculation | None = None,
-                 answer_blocks: bool = False, window: int = 0, sliding_share: float = 0.0):
+                 answer_blocks: bool = False, window: int = 0, sliding_share: float = 0.0,
+                 host: HostKvTier | None = None):
         """`prefix_hashes`: each request's prefix block hashes, for a prefix cache (None: no caching);
         `answer_blocks`: they name the answer's blocks too, cached when it finishes (multi-turn chat);
-        `window`, `sliding_share`: the sliding-window layers' window and their share of the layers."""
+        `window`, `sliding_share`: the sliding-window layers' window and their share of the layers;
+        `host`: a host-DRAM KV tier (serving/kv_offload.py) that bounds swap and keeps evicted prefix blocks."""
         self.cfg = cfg
         self.kv = kv
         self.paged = cfg.kv_policy == "paged"
@@ -108,6 +111,10 @@ class ContinuousBatching:
         # prefix caching: when the workload names its prompts' blocks (Mooncake hash_ids, shared_prefix)
         self.prefix_hashes = prefix_hashes
         self.prefix = PrefixCache(kv, prefix_block_tokens) if prefix_hashes is not None else None
+        self.host = host
+        self.host_lookup: tuple[Sequence[int], int] = ((), 0)  # _prefix_hit: host entries to reload, blocks missed
+        if host is not None and self.prefix is not None:
+            self.prefix.on_evict = self._offload
         self.answer_blocks = answer_blocks
         self.pinned: dict[int, tuple[int, ...]] = {}  # rid -> cached prefix blocks it reuses
         self.cached_tokens: dict[int, int] = {}  # rid -> prompt tokens those blocks cover
@@ -154,7 +161,8 @@ class ContinuousBatching:
                 self.dropped.append((rid, reason))
                 continue
             hit, cached = self._prefix_hit(rid)
-            blocks = self._blocks_to_admit(rid, hit)
+            own_hit = min(len(cached) * self.prefix.block_tokens, hit) if self.prefix is not None else 0
+            blocks = self._blocks_to_admit(rid, own_hit)  # reloaded blocks are its own, like computed ones
             if self.prefix is not None:
                 self.prefix.pin(cached)  # before making room, so that its own prefix is not evicted
                 self.prefix.make_room(blocks + self.watermark)
@@ -164,16 +172,22 @@ class ContinuousBatching:
                 return  # first come, first served: wait for blocks to free
             if cached:
                 self.pinned[rid] = cached
-                self.cached_tokens[rid] = hit
+                self.cached_tokens[rid] = own_hit
+            if hit:
                 self.hits.append((rid, hit))
+            if self.host is not None and self.prefix is not None and rid not in self.swapped:
+                # read back from the host tier before the iteration computes
+                self.swap_in += self.host.reload(*self.host_lookup)
             self.waiting.popleft()
             self.enqueued_at.pop(rid, None)
             self.kv.allocate(rid, blocks)
-            self.span[rid] = -(-self._tokens_to_admit(rid, hit) // self.kv.block_tokens) * self.kv.block_tokens
+            self.span[rid] = -(-self._tokens_to_admit(rid, own_hit) // self.kv.block_tokens) * self.kv.block_tokens
             self.running[rid] = None
             if rid in self.swapped:
                 context, generated, in_host = self.swapped.pop(rid)
                 self.swap_in += in_host * self.kv.bytes_per_block  # a block it still lacked comes fresh
+                if self.host is not None:
+                    self.host.release_swap(rid)
                 self._join(rid, context, generated)
             else:
                 target = self.prompt[rid] + self.generated_before.get(rid, 0)
@@ -181,8 +195,11 @@ class ContinuousBatching:
                 self.admitted.append(rid)
 
     def _prefix_hit(self, rid: int) -> tuple[int, tuple[int, ...]]:
-        """(prompt tokens whose KV-cache is cached already, the cached blocks) for a request about to be
-        admitted fresh; at least the prompt's last token is always computed, to produce the first token."""
+        """(prompt tokens whose KV-cache is cached already, the blocks cached in HBM) for a request about to
+        be admitted fresh: HBM's entries first, then the host tier's that follow them (`host_lookup`: those
+        to reload and the prompt blocks in neither tier); at least the prompt's last token is always computed,
+        to produce the first token."""
+        self.host_lookup = ((), 0)
         if self.prefix is None or rid in self.swapped or rid in self.generated_before:
             return 0, ()
         assert self.prefix_hashes is not None  # set whenever self.prefix is
@@ -190,8 +207,19 @@ class ContinuousBatching:
         n = self.prefix.match(hashes)
         while n and self._footprint(rid, n) + self.watermark > self.kv.capacity_blocks:
             n -= 1  # the pinned entries and its own blocks could never be held together: reuse fewer
-        hit = min(n * self.prefix.block_tokens, self.prompt[rid] - 1)
+        block = self.prefix.block_tokens
+        m = self.host.match(hashes[n:]) if self.host is not None else 0
+        hit = min((n + m) * block, self.prompt[rid] - 1)
+        m = max(0, -(-hit // block) - n) if m else 0  # the entries the hit uses
+        self.host_lookup = (hashes[n:n + m], len(hashes) - n - m)
+        if self.host is not None:
+            self.host.protect(hashes[n:n + m])
         return (hit, hashes[:n]) if hit > 0 else (0, ())
+
+    def _offload(self, h: int) -> None:
+        """A prefix entry evicted from HBM goes to the host tier, over the PCIe link with the next iteration."""
+        assert self.host is not None and self.prefix is not None
+        self.swap_out += self.host.store(h, self.prefix.blocks_per_entry * self.kv.bytes_per_block)
 
     def _footprint(self, rid: int, entries: int) -> int:
         """Blocks a fresh request holds at its longest when it reuses `entries` cached prefix entries: those
@@ -313,10 +341,11 @@ class ContinuousBatching:
             else:
                 self.decode_context -= now_context
             now_generated = generated + self.step - join
-            if self.cfg.preemption == "swap":
+            nbytes = self.kv.held[rid] * self.kv.bytes_per_block
+            if self.cfg.preemption == "swap" and (self.host is None or self.host.hold_swap(rid, nbytes)):
                 self.swapped[rid] = (now_context, now_generated, self.kv.held[rid])
-                self.swap_out += self.kv.held[rid] * self.kv.bytes_per_block
-            else:
+                self.swap_out += nbytes
+            else:  # recompute, or no room left in the host tier
                 self.generated_before[rid] = now_generated
         else:  # caught mid-prefill: its partial KV-cache is simply dropped
             self.prefilling = [e for e in self.prefilling if e[0] != rid]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from simulator.hardware.model import ModelShape
@@ -116,6 +116,7 @@ class PrefixCache:
         self.blocks_per_entry = pool.blocks_for(block_tokens)
         self.users: dict[int, int] = {}  # hash -> running requests using the entry
         self.unused: OrderedDict[int, None] = OrderedDict()  # entries nobody uses, least recently released first
+        self.on_evict: Callable[[int], None] | None = None  # told of each entry evicted (a host tier keeps it)
 
     def __contains__(self, h: int) -> bool:
         return h in self.users
@@ -147,6 +148,8 @@ class PrefixCache:
             h, _ = self.unused.popitem(last=False)
             del self.users[h]
             self.pool.free(("prefix", h))
+            if self.on_evict is not None:
+                self.on_evict(h)
         return self.pool.can_allocate(blocks)
 
     def adopt(self, rid: int, hashes: Sequence[int]) -> list[int]:
