@@ -495,19 +495,25 @@ def _rebuild(kind: str | None, folder: Path) -> Path:
 
 
 @app.command("list")
-def list_(what: str = typer.Argument(..., help="chips, models or topologies")) -> None:
-    """Print the catalog's chips or models, or the topologies/ folder, as a table."""
+def list_(what: str = typer.Argument(..., help="chips, models or topologies"),
+          files: list[Path] = typer.Argument(None, help="chips: chip YAMLs or scenarios whose chips to add")
+          ) -> None:
+    """Print the catalog's chips or models, or the topologies/ folder, as a table; `list chips FILE...` adds
+    the chips of chip YAMLs or scenarios, each with where it came from."""
     tables = {"chips": _chip_rows, "models": _model_rows, "topologies": _topology_rows}
     if what not in tables:
         fail(f"list: {what!r} is not one of: {', '.join(tables)}")
+    if files and what != "chips":
+        fail(f"list {what}: takes no files; allowed: list chips FILE...")
     try:
-        title, columns, rows = tables[what]()
+        title, columns, rows = _chip_rows(files or []) if what == "chips" else tables[what]()
     except InfersimError as exc:
         fail(str(exc))
         return
     table = Table(title=title)
     for column in columns:
-        table.add_column(column, justify="left" if column in ("id", "name", "chip", "vendor") else "right")
+        table.add_column(column, justify="left" if column in ("id", "name", "chip", "vendor", "origin") else "right",
+                         overflow="fold" if column == "origin" else "ellipsis")  # a path is shown whole
     for row in rows:
         table.add_row(*row)
     console.print(table)
@@ -520,7 +526,7 @@ def _g(value: float | None, scale: float, digits: int = 4) -> str:
     return "" if value is None else f"{value / scale:.{digits}g}"
 
 
-def _chip_rows() -> Rows:
+def _chip_rows(files: list[Path] | None = None) -> Rows:
     from simulator.config.load import chip_ids, load_chip
 
     rows = []
@@ -531,10 +537,29 @@ def _chip_rows() -> Rows:
         rows.append([c.id, c.name, c.kind, _g(peak.get("bf16"), 1e12), _g(peak.get("fp8"), 1e12),
                      f"{top.tier} {top.capacity / 1e9:.4g}", _g(top.bandwidth, 1e12),
                      _g(c.scaleup.bandwidth_per_dir if c.scaleup else None, 1e9),
-                     _g(c.power.tdp if c.power else None, 1.0), _price(c)])
+                     _g(c.power.tdp, 1.0) if c.power else "none", _price(c), "catalog"])
+    for path in files or []:
+        c, origin = _user_chip(path)
+        peak, top = c.compute.peak, c.memory[0]
+        rows.append([c.id, c.name, c.kind, _g(peak.get("bf16"), 1e12), _g(peak.get("fp8"), 1e12),
+                     f"{top.tier} {top.capacity / 1e9:.4g}", _g(top.bandwidth, 1e12),
+                     _g(c.scaleup.bandwidth_per_dir if c.scaleup else None, 1e9),
+                     _g(c.power.tdp, 1.0) if c.power else "none", _price(c), origin])
     columns = ["id", "name", "kind", "bf16 TFLOP/s", "fp8 TFLOP/s", "memory GB", "TB/s", "scale-up GB/s/dir",
-               "TDP W", "price (USD; rent USD/h)"]
+               "TDP W", "price (USD; rent USD/h)", "origin"]
     return "chips (dense peaks)", columns, rows
+
+
+def _user_chip(path: Path) -> tuple[Any, str]:
+    """A chip YAML (its path is the origin) or a scenario (its chip: catalog, a chip YAML, or inline)."""
+    from simulator.config.load import load_scenario, read_yaml
+    from simulator.config.user_chip import resolve_chip
+
+    data = read_yaml(path)
+    if isinstance(data, dict) and ("compute" in data or "extends" in data):
+        return resolve_chip(str(path), Path.cwd(), str(path), "chip")
+    scenario = load_scenario(path)
+    return scenario.chip, scenario.chip_origin
 
 
 def _price(chip: Any) -> str:

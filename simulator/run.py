@@ -20,7 +20,7 @@ from simulator.results import slo
 from simulator.results.collect import InvariantError, placement_problems, speed_of_light_problems
 from simulator.results.run_result import RunResult
 from simulator.results.speculation import speculation_summary
-from simulator.results.summary import out_of_range, summarize, tables
+from simulator.results.summary import offload_summary, out_of_range, summarize, tables
 from simulator.workload.arrivals import Requests, generate
 
 
@@ -60,6 +60,9 @@ def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = Fals
     if spec.serving.speculative is not None and prepared.drafter is not None:
         summary["speculative"] = speculation_summary(spec.serving.speculative, prepared.drafter, frames[0],
                                                      frames[1])
+    if spec.serving.kv_offload is not None:  # only then: summaries of runs without stay as they were
+        summary["kv_offload"] = offload_summary(spec.serving.kv_offload.capacity,
+                                                [r.batcher.host for r in cluster.replicas])
     warnings = _warnings(spec, requests, plan.kv_block_tokens)
     if warnings:  # only when there is one: summaries of runs without stay as they were
         summary["warnings"] = warnings

@@ -8,13 +8,13 @@ import json
 import pytest
 from conftest import REPO, cli_error
 
-from simulator.config.model_config import FAMILIES, ONE_OF, REQUIRED, check_model_config
+from simulator.config.model_config import FAMILIES, ONE_OF, REQUIRED, TEXT_PART, check_model_config
 from simulator.errors import ScenarioError
 from simulator.hardware.model import _FAMILIES, model_shape
 
 LLAMA = json.loads((REPO / "simulator" / "catalog" / "models" / "llama-3.1-8b.json").read_text())
-ALLOWED = ("deepseek_v2, deepseek_v3, gemma, gemma2, gpt2, gpt_oss, gptj, llama, mistral, mixtral, opt, palm, phi3, "
-           "qwen2, qwen2_moe, qwen3, qwen3_moe")
+ALLOWED = ("deepseek_v2, deepseek_v3, gemma, gemma2, gemma3, gemma3_text, gpt2, gpt_oss, gptj, llama, llama4, "
+           "llama4_text, mistral, mixtral, opt, palm, phi3, qwen2, qwen2_moe, qwen3, qwen3_moe")
 
 
 def config_error(tmp_path, write_scenario, content: str | bytes) -> str:
@@ -75,7 +75,7 @@ def test_a_draft_model_config_is_checked_too(tmp_path, write_scenario):
 
 def test_the_required_keys_are_exactly_what_each_family_needs():
     """Each family's REQUIRED keys (with small integers) are enough for model_shape, and the families match."""
-    assert tuple(sorted(_FAMILIES)) == FAMILIES
+    assert tuple(sorted((*_FAMILIES, *TEXT_PART))) == FAMILIES  # multimodal configs are read as their text part
     for family, keys in REQUIRED.items():
         keys = [*keys, *(names[0] for names in ONE_OF.get(family, []))]
         config = check_model_config({"model_type": family, **dict.fromkeys(keys, 2)}, "c.json")

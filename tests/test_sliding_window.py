@@ -127,3 +127,64 @@ def test_deepseek_v2_lite_reads_as_deepseek_v3_without_a_router_bias(tmp_path):
     assert m.total_params == pytest.approx(15.7e9, rel=0.005)
     # DeepSeek counts activated parameters without the input embedding (looked up, not multiplied)
     assert m.active_params - m.embedding_params == pytest.approx(2.4e9, rel=0.03)
+
+
+# google/gemma-3-1b-it config.json (text only, model_type gemma3_text; values as on the Hugging Face hub)
+GEMMA3_1B = {"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "hidden_size": 1152,
+             "intermediate_size": 6912, "num_hidden_layers": 26, "num_attention_heads": 4, "num_key_value_heads": 1,
+             "head_dim": 256, "vocab_size": 262144, "sliding_window": 512, "sliding_window_pattern": 6,
+             "max_position_embeddings": 32768, "query_pre_attn_scalar": 256}
+# google/gemma-3-4b-it: multimodal (model_type gemma3); its text_config leaves Gemma3TextConfig's defaults out
+GEMMA3_4B = {"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+             "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text",
+                             "num_hidden_layers": 34, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+                             "sliding_window": 1024},
+             "vision_config": {"hidden_size": 1152, "model_type": "siglip_vision_model"}}
+# meta-llama/Llama-4-Scout-17B-16E(-Instruct): text_config of the multimodal config (model_type llama4)
+LLAMA4_SCOUT = {"architectures": ["Llama4ForConditionalGeneration"], "model_type": "llama4",
+                "text_config": {"model_type": "llama4_text", "hidden_size": 5120, "intermediate_size": 8192,
+                                "intermediate_size_mlp": 16384, "num_hidden_layers": 48, "num_attention_heads": 40,
+                                "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 202048,
+                                "num_local_experts": 16, "num_experts_per_tok": 1, "interleave_moe_layer_step": 1,
+                                "attention_chunk_size": 8192, "max_position_embeddings": 10485760,
+                                "use_qk_norm": True, "tie_word_embeddings": False}}
+
+
+def test_gemma3_1b_parameters_match_the_published_total_and_slide_five_layers_of_six(tmp_path):
+    m = shape_of(tmp_path, GEMMA3_1B)
+    # 26 x (attention 1152 x (1024 + 2 x 256) + 1024 x 1152, q/k norms 2 x 256, GeGLU 3 x 1152 x 6912,
+    # 4 norms) + tied embedding 262144 x 1152 + final norm = 999,885,952 (HF hub google/gemma-3-1b-pt: 1B)
+    assert m.total_params == 999_885_952
+    assert (m.sliding_window, m.n_sliding_layers) == (512, 22)  # global layers 5, 11, 17, 23
+    kv_per_layer_token = 2 * 1 * 256 * 2  # K and V, 1 KV head of 256, bf16
+    assert m.kv_bytes(32768, "bf16") == kv_per_layer_token * (4 * 32768 + 22 * 512)
+
+
+def test_gemma3_multimodal_config_imports_its_text_part_with_hf_defaults(tmp_path):
+    m = shape_of(tmp_path, GEMMA3_4B)
+    # defaults filled: 8 heads, 4 KV heads of 256, vocabulary 262208 (Gemma3TextConfig)
+    assert (m.n_heads, m.n_kv_heads, m.vocab_size) == (8, 4, 262208)
+    assert m.total_params == 34 * (2560 * (2048 + 2 * 1024) + 2048 * 2560 + 2 * 256 + 3 * 2560 * 10240
+                                   + 4 * 2560) + 262208 * 2560 + 2560  # 3.88 B: the 4B without its vision tower
+    assert (m.sliding_window, m.n_sliding_layers) == (1024, 34 - 5)
+    no_text = {k: v for k, v in GEMMA3_4B.items() if k != "text_config"}
+    with pytest.raises(ScenarioError, match="text_config: required for model_type 'gemma3'"):
+        shape_of(tmp_path, no_text, "no-text.json")
+
+
+def test_llama4_scout_and_maverick_match_17b_active_and_their_totals(tmp_path):
+    scout = shape_of(tmp_path, LLAMA4_SCOUT)
+    # text model only: HF's 109B / 402B include the vision encoder
+    assert scout.total_params == 107_769_861_120 and scout.n_moe_layers == 48
+    assert scout.active_params == pytest.approx(17.17e9, rel=1e-3)
+    # three layers of four attend in chunks of 8192 (iRoPE), counted as a window of that size
+    assert (scout.sliding_window, scout.n_sliding_layers) == (8192, 36)
+    maverick = {**LLAMA4_SCOUT, "text_config": {**LLAMA4_SCOUT["text_config"], "num_local_experts": 128,
+                                                 "interleave_moe_layer_step": 2}}
+    m = shape_of(tmp_path, maverick, "maverick.json")
+    # 24 dense layers (FFN 16384) and 24 MoE layers (128 experts + a shared one, 8192 wide) interleaved
+    assert m.n_moe_layers == 24 and m.total_params == 400_711_848_960
+    assert m.active_params == pytest.approx(17.18e9, rel=1e-3)
+    bad = {**LLAMA4_SCOUT, "text_config": {**LLAMA4_SCOUT["text_config"], "moe_layers": [1, 48]}}
+    with pytest.raises(ScenarioError, match="moe_layers: .*allowed: distinct layer indices from 0 to"):
+        shape_of(tmp_path, bad, "bad.json")

@@ -58,3 +58,46 @@ def test_a_misspelt_chip_field_names_the_file_the_field_and_the_allowed_keys(wri
         f"{path}: cluster.chip.efficency: unknown key; allowed: compute, efficiency, host_link, id, kind, memory")
     assert cli_error("run", path, "--set", "cluster.chip.extends=no-such").startswith(
         f"{path}: cluster.chip.extends: 'no-such' is not a catalog chip (a100-sxm-80gb, ")
+
+
+@pytest.mark.parametrize("chip_id", __import__("simulator.config.load", fromlist=["chip_ids"]).chip_ids())
+def test_every_catalog_chip_has_power_figures_or_says_why_not(chip_id):
+    from simulator.config.load import load_chip
+
+    chip = load_chip(chip_id)
+    assert (chip.power is None) == (chip.no_power is not None)
+    assert chip.no_power is None or chip.no_power.startswith("NONE: ")
+
+
+def test_power_given_to_a_chip_without_replaces_its_reason_and_both_at_once_are_refused(write_scenario, tmp_path):
+    chip = tmp_path / "v5e.yaml"
+    chip.write_text(yaml.safe_dump({"extends": "tpu-v5e", "id": "v5e-powered",
+                                    "power": {"tdp": "200 W", "idle": "60 W", "source": "ASSUMED"}}))
+    from simulator.config.user_chip import resolve_chip
+
+    resolved, origin = resolve_chip(str(chip), tmp_path, "s.yaml", "cluster.chip")
+    assert resolved.power is not None and resolved.no_power is None and origin == str(chip)
+    both = tmp_path / "both.yaml"
+    both.write_text(yaml.safe_dump({"extends": "tpu-v5e", "id": "both", "no_power": "NONE: x",
+                                    "power": {"tdp": "200 W", "idle": "60 W", "source": "ASSUMED"}}))
+    with pytest.raises(ScenarioError, match="no_power: given beside power; allowed: one of them"):
+        resolve_chip(str(both), tmp_path, "s.yaml", "cluster.chip")
+
+
+def test_list_chips_says_where_each_chip_came_from(write_scenario, tmp_path):
+    from typer.testing import CliRunner
+
+    from simulator.cli import app
+
+    chip = tmp_path / "c.yaml"
+    chip.write_text(yaml.safe_dump(H100_WITH_HBM3E))
+    inline = write_scenario({"cluster": {"name": "one", "chip": {"extends": "h100-sxm", "id": "h100-inline"},
+                                         "chips_per_node": 1}}, name="inline.yaml")
+    result = CliRunner().invoke(app, ["list", "chips", str(chip), str(inline)])
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line.split("│")[-2].strip() for line in result.stdout.splitlines()
+            if line.count("│") > 5}
+    assert rows["h100-sxm"] == "catalog" and rows["tpu-v5e"] == "catalog"
+    flat = "".join(line.split("│")[-2].strip() for line in result.stdout.splitlines() if line.count("│") > 5)
+    assert f"catalog{chip}" in flat and f"inlinein{inline}" in flat.replace(" ", "")  # paths folded, never cut
+    assert "list models: takes no files" in cli_error("list", "models", str(chip))

@@ -119,9 +119,16 @@ class ChipSpec(Frozen):
     scaleout: PortSpec | None = None
     host_link: PortSpec | None = None
     power: PowerSpec | None = None
+    no_power: str | None = None  # without `power`: why no figures are given ("NONE: <what was searched>")
     price: PriceSpec | None = None
     mesh: MeshSpec | None = None  # wafers: the on-chip mesh of cores that bounds a layer's decode latency
     efficiency: EfficiencySpec
+
+    @model_validator(mode="after")
+    def _power_or_why_not(self) -> ChipSpec:
+        if self.power is not None and self.no_power is not None:
+            raise ValueError("no_power: given beside power; allowed: one of them")
+        return self
 
 
 # ---------------------------------------------------------------- topologies

@@ -28,9 +28,18 @@ REQUIRED: dict[str, tuple[str, ...]] = {  # the keys each model_type's normalise
     "gpt2": _GPT2_LIKE, "gptj": _GPT2_LIKE,
     "phi3": (*_LLAMA_LIKE, "intermediate_size"), "gemma": (*_LLAMA_LIKE, "intermediate_size"),
     "gemma2": (*_LLAMA_LIKE, "intermediate_size"),
+    "gemma3_text": ("hidden_size", "num_hidden_layers", "intermediate_size"),  # the rest: HF's defaults below
+    "llama4_text": (*_LLAMA_LIKE, "intermediate_size", "num_local_experts", "num_experts_per_tok"),
 }
+# multimodal configs whose text part (`text_config`) is the language model simulated: its model_type
+TEXT_PART = {"gemma3": "gemma3_text", "llama4": "llama4_text"}
+# Gemma 3's multimodal configs on the Hub leave out what equals Gemma3TextConfig's defaults (transformers
+# src/transformers/models/gemma3/configuration_gemma3.py): filled in as transformers does
+GEMMA3_TEXT_DEFAULTS = {"vocab_size": 262_208, "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+                        "max_position_embeddings": 131_072, "sliding_window": 4096, "sliding_window_pattern": 6,
+                        "tie_word_embeddings": True}
 REQUIRED["deepseek_v2"] = REQUIRED["deepseek_v3"]  # the same keys; V2 has no router bias (topk_method)
-FAMILIES = tuple(sorted(REQUIRED))
+FAMILIES = tuple(sorted((*REQUIRED, *TEXT_PART)))
 ONE_OF = {"gpt_oss": [("num_experts_per_tok", "experts_per_token")]}  # either name of the same key
 
 # integer keys that must be >= 1 (a model has at least one layer, head, ...); every other integer key >= 0
@@ -41,11 +50,13 @@ INTEGERS = POSITIVE | {
     "experts_per_token", "moe_intermediate_size", "decoder_sparse_step", "n_routed_experts", "n_shared_experts",
     "first_k_dense_replace", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
     "v_head_dim", "ffn_dim", "word_embed_proj_dim", "n_inner", "n_positions", "sliding_window",
-    "shared_expert_intermediate_size"}
+    "shared_expert_intermediate_size", "sliding_window_pattern", "intermediate_size_mlp",
+    "interleave_moe_layer_step", "attention_chunk_size", "no_rope_layer_interval"}
 # keys Hugging Face writes as null to mean "the default" (the normalisers read them as `get(key) or default`)
 NULLABLE = {"head_dim", "num_key_value_heads", "q_lora_rank", "n_inner", "num_local_experts", "num_experts",
             "decoder_sparse_step", "moe_intermediate_size", "experts_per_token", "max_position_embeddings",
-            "sliding_window"}
+            "sliding_window", "sliding_window_pattern", "intermediate_size_mlp", "interleave_moe_layer_step",
+            "attention_chunk_size", "no_rope_layer_interval"}
 MAX_INTEGER = 2**31 - 1
 
 
@@ -56,8 +67,12 @@ def check_model_config(config: Any, file: str) -> Mapping[str, Any]:
     family = config.get("model_type")
     if family is None:
         raise ScenarioError("model_type", f"required key is missing; allowed: {', '.join(FAMILIES)}", file)
+    if isinstance(family, str) and family in TEXT_PART:
+        config, family = _text_part(config, family, file), TEXT_PART[family]
     if not isinstance(family, str) or family not in REQUIRED:
         raise ScenarioError("model_type", f"{brief(family)} is not one of: {', '.join(FAMILIES)}", file)
+    if family == "gemma3_text":
+        config = {**GEMMA3_TEXT_DEFAULTS, **{k: v for k, v in config.items() if v is not None}}
     for key in REQUIRED[family]:
         if key not in config:
             raise ScenarioError(key, f"required key is missing for model_type {family!r}", file)
@@ -75,6 +90,15 @@ def check_model_config(config: Any, file: str) -> Mapping[str, Any]:
                                 f"{' (or null)' if key in NULLABLE else ''}, got {brief(value)}", file)
     _check_relations(config, family, file)
     return config
+
+
+def _text_part(config: dict[str, Any], family: str, file: str) -> dict[str, Any]:
+    """The language model of a multimodal config (gemma3, llama4): its `text_config`, as a text config."""
+    text = config.get("text_config")
+    if not isinstance(text, dict):
+        raise ScenarioError("text_config", f"required for model_type {family!r} (the language model's config); "
+                            f"got {brief(text)}", file)
+    return {**text, "model_type": TEXT_PART[family]}
 
 
 def _check_relations(config: Mapping[str, Any], family: str, file: str) -> None:
@@ -100,6 +124,13 @@ def _check_relations(config: Mapping[str, Any], family: str, file: str) -> None:
         if not isinstance(top_k, int) or not 1 <= top_k <= experts:
             raise ScenarioError(top_k_key, f"{brief(top_k)} experts per token; allowed: from 1 to the {experts} "
                                 "experts of each MoE layer", file)
+    moe_layers = config.get("moe_layers")
+    if family == "llama4_text" and moe_layers is not None and not (
+            isinstance(moe_layers, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in moe_layers)
+            and len(set(moe_layers)) == len(moe_layers) and all(0 <= i < config["num_hidden_layers"]
+                                                                for i in moe_layers)):
+        raise ScenarioError("moe_layers", f"{brief(moe_layers)}; allowed: distinct layer indices from 0 to "
+                            f"num_hidden_layers - 1 ({config['num_hidden_layers'] - 1})", file)
     dense = config.get("first_k_dense_replace")
     layers = config.get("num_hidden_layers", 0)
     if family == "deepseek_v3" and isinstance(dense, int) and dense > layers:

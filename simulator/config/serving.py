@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from simulator.config.fields import Frozen, Seconds
+from simulator.config.fields import Bytes, Frozen, Seconds
 from simulator.config.workload import SloSpec
 
 
@@ -94,6 +94,18 @@ class SpeculativeSpec(Frozen):
     draft_model: str | None = None
 
 
+class KvOffloadSpec(Frozen):
+    """A KV-cache tier below HBM, per replica (serving/kv_offload.py): host DRAM behind each chip's PCIe link
+    (the topology's `host:` block times every copy). `capacity` bounds swapped sequences and offloaded prefix
+    blocks together; `prefixes`: prefix-cache blocks evicted from HBM are kept there and read back on reuse
+    instead of recomputed (LMCache's CPU offload), needs `prefix_caching`. Only host DRAM: the shared catalog
+    has no CXL or SSD link to time another tier on."""
+    tier: Literal["host_dram"] = "host_dram"
+    capacity: Bytes
+    prefixes: bool = True
+    source: str = ""
+
+
 class ServingSpec(Frozen):
     """How replicas serve: the batcher of each, the router across them, and a default SLO for requests
     whose class (or workload) sets none."""
@@ -106,3 +118,11 @@ class ServingSpec(Frozen):
     speculative: SpeculativeSpec | None = None
     # the serving engine whose host-side costs apply (catalog/engines/<id>.yaml); vLLM when not said
     engine: Literal["vllm", "sglang", "trtllm", "jetstream"] = "vllm"
+    kv_offload: KvOffloadSpec | None = None  # a host-DRAM KV tier: bounded swap, evicted prefixes kept
+
+    @model_validator(mode="after")
+    def _offload_has_prefixes(self) -> ServingSpec:
+        if self.kv_offload is not None and self.kv_offload.prefixes and not self.prefix_caching:
+            raise ValueError("kv_offload.prefixes: true needs prefix_caching: true (it keeps the prefix cache's "
+                             "evicted blocks); allowed: prefixes: false (the tier then bounds swap only)")
+        return self

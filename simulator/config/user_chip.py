@@ -75,6 +75,8 @@ def _expand(data: dict[str, Any], base: Path, file: str, prefix: str) -> dict[st
             raise ScenarioError(f"{prefix}extends", "chain is longer than 8 chips (a cycle?)", file)
         inherited = _expand(read_yaml(path), path.resolve().parent, str(path), prefix + "extends.")
     merged = _merge(inherited, own)
+    if "power" in own and "no_power" not in own:  # figures given where the parent had none
+        merged.pop("no_power", None)
     if "id" not in own:
         merged["id"] = f"{inherited.get('id', parent)}-modified"
     return merged

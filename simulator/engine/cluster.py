@@ -26,6 +26,7 @@ from simulator.hardware.topology import Routes, chip
 from simulator.results.collect import Collector
 from simulator.serving.batcher import ContinuousBatching
 from simulator.serving.kv_cache import KvBlockPool
+from simulator.serving.kv_offload import HostKvTier
 from simulator.serving.router import ReplicaView, RoundRobinRouter, make_router
 from simulator.serving.speculation import Speculation
 from simulator.workload.arrivals import Requests
@@ -140,7 +141,7 @@ class Cluster:
         process; prefill replicas hand their requests off instead of finishing them."""
         env, output = self.env, self.output
         block_bytes = plan.kv_bytes_per_token_per_chip * plan.kv_block_tokens * plan.tensor_parallel
-        kv = KvBlockPool(plan.kv_capacity_blocks, plan.kv_block_tokens, block_bytes)
+        kv = KvBlockPool.for_model(model, plan.kv_capacity_tokens, plan.kv_block_tokens, block_bytes)
         lengths = array("q", [1]) * len(output) if role == "prefill" else output  # a prefill replica: one token
         rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 0xE7, index]))
         speculative = spec.serving.speculative if role != "prefill" else None
@@ -148,10 +149,14 @@ class Cluster:
                                   np.random.default_rng(np.random.SeedSequence([spec.seed, 0x5D, index]))
                                   ) if speculative else None
         hashes, hash_block_tokens = self.requests.block_hashes(plan.kv_block_tokens)
+        offload = spec.serving.kv_offload
         batcher = ContinuousBatching(spec.serving.batcher, kv, prompt, lengths, model.max_context,
                                      hashes if spec.serving.prefix_caching else None, hash_block_tokens,
                                      full_output_tokens=output, speculative=speculation,
-                                     answer_blocks=self.requests.shared_prefixes is not None)
+                                     answer_blocks=self.requests.shared_prefixes is not None,
+                                     window=model.sliding_window or 0,
+                                     sliding_share=model.n_sliding_layers / model.n_layers,
+                                     host=HostKvTier(offload.capacity, offload.prefixes) if offload else None)
         on_done = partial(self._hand_off, index) if role == "prefill" else self._on_done
         self.kv_pools.append(kv)
         self.replicas.append(Replica(env, index, batcher, stages, plan.micro_batches, plan.pipeline_schedule,
@@ -329,6 +334,7 @@ class Cluster:
         """The run's conservation laws (results/collect.py, link.py, serving/kv_cache.py); `span_s`: how long it
         ran, when not the clock's time (replica groups simulated elsewhere)."""
         problems = [p for pool in self.kv_pools for p in pool.check()]
+        problems += [p for r in self.replicas if r.batcher.host is not None for p in r.batcher.host.check()]
         self.network.fold_private()
         problems += self.network.check(span_s)
         held = sum(1 for pool in self.kv_pools for key in pool.held if isinstance(key, int))  # not cache entries

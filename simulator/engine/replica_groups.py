@@ -39,6 +39,8 @@ def split(cluster: Cluster, workers: int) -> tuple[list[list[int]], str]:
     why = ("one process asked (sim.workers: 1)" if workers <= 1 else
            "one replica" if n == 1 else
            "prefill and decode are disaggregated (KV-caches move between replicas)" if cluster.disaggregated else
+           "serving.kv_offload (each replica's host tier is counted in this process)"
+           if cluster.spec.serving.kv_offload is not None else
            "closed-loop users (a user's next request goes to any replica)" if cluster.requests.closed_loop_users else
            "the router is load-aware: replicas interact through it" if not isinstance(cluster.router,
                                                                                      RoundRobinRouter) else

@@ -2,12 +2,16 @@
 
 Built from a Hugging Face config.json. Each architecture family is normalised into one set of dimensions
 (`_Dims`), and every count is computed from those dimensions the same way, so a new family is one small
-normaliser. Supported `model_type`s: llama, mistral, mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe, deepseek_v2,
-deepseek_v3, gpt_oss, gemma, gemma2, phi3, opt, gpt2, gptj, palm.
+normaliser. Supported `model_type`s: llama, llama4_text, mistral, mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe,
+deepseek_v2, deepseek_v3, gpt_oss, gemma, gemma2, gemma3_text, phi3, opt, gpt2, gptj, palm (and the text part of
+the multimodal gemma3 and llama4 configs, config/model_config.py).
 
 Sliding-window (local) attention layers keep the KV of at most `sliding_window` positions and attend at most
 that many: `kv_bytes(context)` and `flops_per_token(context)` cap them (gpt-oss and Gemma 2 alternate local
-and global layers; Mistral 7B v0.1 and Phi-3 slide on every layer).
+and global layers, Gemma 3 has five local layers to one global; Mistral 7B v0.1 and Phi-3 slide on every
+layer). Llama 4's chunked attention (a token attends its own chunk of `attention_chunk_size` positions) is
+counted as a window of that size: the KV it holds is bounded the same way, the positions it attends are an
+upper bound (on average half a chunk).
 """
 
 from __future__ import annotations
@@ -205,9 +209,11 @@ def shape_from_dims(name: str, d: _Dims) -> ModelShape:
     )
 
 
-def _sliding(c: Mapping[str, Any], every_layer: bool = False, alternate: bool = False) -> tuple[int, int]:
+def _sliding(c: Mapping[str, Any], every_layer: bool = False, alternate: bool = False,
+             pattern: int = 0) -> tuple[int, int]:
     """Sliding-window layers of a config: `layer_types` when it lists them (newer HF configs), else every
-    layer (Mistral 7B v0.1) or every even layer (Gemma 2) when `sliding_window` is set -> (window, layers)."""
+    layer (Mistral 7B v0.1), every even layer (Gemma 2) or every layer but each `pattern`-th (Gemma 3: layer i
+    slides unless (i + 1) % pattern == 0, HF Gemma3TextConfig) when `sliding_window` is set -> (window, layers)."""
     window = c.get("sliding_window")
     if not window or c.get("use_sliding_window") is False:
         return 0, 0
@@ -220,6 +226,8 @@ def _sliding(c: Mapping[str, Any], every_layer: bool = False, alternate: bool = 
         sliding = c["num_hidden_layers"]
     elif alternate:
         sliding = (c["num_hidden_layers"] + 1) // 2  # layers 0, 2, 4, ... slide (HF Gemma2DecoderLayer)
+    elif pattern:
+        sliding = c["num_hidden_layers"] - c["num_hidden_layers"] // pattern
     else:
         return 0, 0
     return int(window), sliding
@@ -254,18 +262,53 @@ def _llama_like(c: Mapping[str, Any]) -> _Dims:
 
 
 def _gemma(c: Mapping[str, Any]) -> _Dims:
-    """Gemma and Gemma 2: GeGLU FFN (3 matrices), tied embeddings, no biases; Gemma 2 adds a norm after
-    attention and after the FFN (4 per layer) and alternates sliding-window and global layers."""
+    """Gemma, Gemma 2 and Gemma 3 (text): GeGLU FFN (3 matrices), tied embeddings, no biases; Gemma 2 and 3 add
+    a norm after attention and after the FFN (4 per layer); Gemma 2 alternates sliding-window and global
+    layers, Gemma 3 has `sliding_window_pattern` - 1 sliding layers to one global and RMS-normalises queries
+    and keys (q_norm, k_norm: head_dim weights each)."""
     heads = c["num_attention_heads"]
-    gemma2 = c.get("model_type") == "gemma2"
-    window, n_sliding = _sliding(c, alternate=True) if gemma2 else (0, 0)
+    family = c.get("model_type")
+    gemma2 = family in ("gemma2", "gemma3_text")
+    if family == "gemma3_text":
+        window, n_sliding = _sliding(c, pattern=int(c.get("sliding_window_pattern") or 6))
+    else:
+        window, n_sliding = _sliding(c, alternate=True) if gemma2 else (0, 0)
     return _Dims(
         d_model=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=heads,
         n_kv_heads=c.get("num_key_value_heads") or heads, head_dim=c.get("head_dim") or c["hidden_size"] // heads,
         vocab_size=c["vocab_size"], ffn_dim=c["intermediate_size"],
         tied_embeddings=bool(c.get("tie_word_embeddings", True)), qkv_bias=bool(c.get("attention_bias", False)),
         out_bias=bool(c.get("attention_bias", False)), norms_per_layer=4 if gemma2 else 2,
+        qk_norm=family == "gemma3_text",
         max_context=c.get("max_position_embeddings"), sliding_window=window, n_sliding_layers=n_sliding,
+    )
+
+
+def _llama4(c: Mapping[str, Any]) -> _Dims:
+    """Llama 4 (text): MoE layers (`moe_layers`, else every `interleave_moe_layer_step`-th: Maverick alternates
+    dense and MoE) of `num_local_experts` experts of width `intermediate_size`, top-`num_experts_per_tok`, plus a
+    shared expert of the same width; dense layers of width `intermediate_size_mlp`; the queries and keys
+    L2-normalised without weights. Layers with RoPE (`no_rope_layers` 1: three of four by default) attend
+    within chunks of `attention_chunk_size` positions, counted as that window (see the module docstring)."""
+    layers, heads = c["num_hidden_layers"], c["num_attention_heads"]
+    step = int(c.get("interleave_moe_layer_step") or 1)
+    moe_layers = c.get("moe_layers")
+    n_moe = len(moe_layers) if isinstance(moe_layers, list) else len(range(step - 1, layers, step))
+    interval = int(c.get("no_rope_layer_interval") or 4)
+    no_rope = c.get("no_rope_layers") or [int((i + 1) % interval != 0) for i in range(layers)]
+    if len(no_rope) != layers:
+        raise ValueError(f"no_rope_layers lists {len(no_rope)} layers, num_hidden_layers is {layers}")
+    chunk = int(c.get("attention_chunk_size") or 0)
+    width = c["intermediate_size"]
+    return _Dims(
+        d_model=c["hidden_size"], n_layers=layers, n_heads=heads, n_kv_heads=c.get("num_key_value_heads") or heads,
+        head_dim=c.get("head_dim") or c["hidden_size"] // heads, vocab_size=c["vocab_size"],
+        ffn_dim=c.get("intermediate_size_mlp") or width, tied_embeddings=bool(c.get("tie_word_embeddings", False)),
+        qkv_bias=bool(c.get("attention_bias", False)), out_bias=bool(c.get("attention_bias", False)),
+        max_context=c.get("max_position_embeddings"), n_experts=c["num_local_experts"],
+        top_k=c.get("num_experts_per_tok") or 1, expert_ffn_dim=width, n_shared_experts=1,
+        shared_expert_ffn_dim=width, n_dense_layers=layers - n_moe,
+        sliding_window=chunk, n_sliding_layers=sum(1 for flag in no_rope if flag) if chunk else 0,
     )
 
 
@@ -333,7 +376,8 @@ _FAMILIES: dict[str, Callable[[Mapping[str, Any]], _Dims]] = {
     "llama": _llama_like, "mistral": _llama_like, "mixtral": _llama_like, "qwen2": _llama_like,
     "qwen3": _llama_like, "qwen3_moe": _llama_like, "qwen2_moe": _llama_like, "palm": _llama_like,
     "deepseek_v2": _deepseek_v3, "deepseek_v3": _deepseek_v3,
-    "phi3": _llama_like, "gpt_oss": _gpt_oss, "gemma": _gemma, "gemma2": _gemma, "opt": _opt, "gpt2": _gpt2,
+    "phi3": _llama_like, "gpt_oss": _gpt_oss, "gemma": _gemma, "gemma2": _gemma, "gemma3_text": _gemma,
+    "llama4_text": _llama4, "opt": _opt, "gpt2": _gpt2,
     "gptj": _gptj,
 }
 

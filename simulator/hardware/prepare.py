@@ -66,6 +66,10 @@ def prepare(scenario: Scenario) -> Prepared:
         raise ScenarioError("serving.batcher.preemption",
                             f"swap needs host memory behind PCIe, but topology {spec.cluster.name} has no `host:` "
                             "block; allowed here: recompute", scenario.file)
+    if spec.serving.kv_offload is not None and spec.cluster.host is None:
+        raise ScenarioError("serving.kv_offload",
+                            f"the host-DRAM tier sits behind PCIe, but topology {spec.cluster.name} has no `host:` "
+                            "block to time its copies on; add one (e.g. PCIe 5.0 x16, 63 GB/s)", scenario.file)
     per_sequence = sequence_overhead_s(scenario.chip, spec.serving.engine)
     per_step = engine_step_overhead_s(scenario.chip, spec.serving.engine)
     loads_file = spec.deployment.expert_routing.loads

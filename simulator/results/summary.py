@@ -32,6 +32,13 @@ Metric definitions (the one place they are written down):
   requests.parquet has each request's `class` and `meets_slo` (definitions in results/slo.py).
 - kv_cache.prefix_hit_tokens: prompt tokens whose KV-cache a request found in the prefix cache and did not
   prefill; prefix_hit_rate: those over the prompt tokens of the requests that arrived.
+- kv_cache.swapped_bytes: bytes copied between HBM and host DRAM (swapped sequences, and with a host tier
+  the prefix blocks offloaded and reloaded).
+- kv_offload (only with serving.kv_offload; serving/kv_offload.py): prefix blocks offloaded to the host tier
+  (offloaded_blocks, offload_bytes), found there and read back instead of recomputed (hit_blocks,
+  reload_bytes), prompt blocks in neither HBM nor the tier (miss_blocks; hit_rate = hits / (hits + misses)),
+  entries dropped for room, swaps refused for lack of room (those sequences recompute), the peak bytes one
+  replica's tier held against its capacity.
 - warnings (only when there is one): settings that ran but could not do what they say, e.g. prefix caching on
   a workload in which no two requests share a block (run.py).
 """
@@ -324,3 +331,18 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (np.floating,)):
         return None if math.isnan(value) else float(value)
     raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def offload_summary(capacity_bytes: float, tiers: list) -> dict[str, Any]:
+    """`summary.json: kv_offload`: the host-DRAM KV tiers of the replicas (serving/kv_offload.py), summed:
+    prefix blocks offloaded and reloaded (hits) or computed (misses) with the bytes that crossed PCIe, blocks
+    dropped for room, swaps refused, the peak bytes held by one replica against its capacity."""
+    tiers = [t for t in tiers if t is not None]
+    total = lambda name: sum(getattr(t, name) for t in tiers)  # noqa: E731
+    hits, misses = total("reloaded_blocks"), total("missed_blocks")
+    return {"tier": "host_dram", "capacity_bytes_per_replica": capacity_bytes,
+            "peak_bytes_per_replica": max((t.peak_bytes for t in tiers), default=0.0),
+            "offloaded_blocks": total("stored_blocks"), "offload_bytes": total("offload_bytes"),
+            "hit_blocks": hits, "miss_blocks": misses, "hit_rate": _share(hits, hits + misses),
+            "reload_bytes": total("reload_bytes"), "dropped_blocks": total("dropped_blocks"),
+            "swaps_refused": total("swaps_refused")}

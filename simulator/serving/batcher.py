@@ -16,11 +16,18 @@ when the replica is empty.
 Decode bookkeeping stays O(1) per iteration (plus the requests crossing a block boundary): every decoding
 request gains one token per iteration, so a request's finish and its next block boundary are decode-step
 numbers, kept in heaps; entries of preempted requests go stale and are skipped.
+
+Sliding-window layers (`window`, a `sliding_share` of the layers): a decode attends, averaged over the layers,
+e(c) = c - share x max(0, c - window) positions of its context c, and the batch's `decode_context` is the sum
+of e(c) (what attention reads and multiplies); a request's e grows by one token per step until its context
+reaches the window, then by 1 - share: that step is a third heap. The KV pool frees the blocks that slide out
+of the window (`KvBlockPool.blocks_for`), so a decoding request takes fewer blocks at each boundary.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +36,7 @@ from typing import cast
 from simulator.config.serving import ContinuousBatcher, StaticBatcher
 from simulator.hardware.roofline import BatchShape
 from simulator.serving.kv_cache import KvBlockPool, PrefixCache
+from simulator.serving.kv_offload import HostKvTier
 from simulator.serving.speculation import Speculation
 
 
@@ -55,9 +63,12 @@ class ContinuousBatching:
                  output_tokens: Sequence[int], max_context: int | None,
                  prefix_hashes: Sequence[tuple[int, ...]] | None = None, prefix_block_tokens: int = 512,
                  full_output_tokens: Sequence[int] | None = None, speculative: Speculation | None = None,
-                 answer_blocks: bool = False):
+                 answer_blocks: bool = False, window: int = 0, sliding_share: float = 0.0,
+                 host: HostKvTier | None = None):
         """`prefix_hashes`: each request's prefix block hashes, for a prefix cache (None: no caching);
-        `answer_blocks`: they name the answer's blocks too, cached when it finishes (multi-turn chat)."""
+        `answer_blocks`: they name the answer's blocks too, cached when it finishes (multi-turn chat);
+        `window`, `sliding_share`: the sliding-window layers' window and their share of the layers;
+        `host`: a host-DRAM KV tier (serving/kv_offload.py) that bounds swap and keeps evicted prefix blocks."""
         self.cfg = cfg
         self.kv = kv
         self.paged = cfg.kv_policy == "paged"
@@ -81,6 +92,14 @@ class ContinuousBatching:
         self.decode_heap: list[tuple[int, int]] = []  # (step at which it finishes, rid)
         self.block_heap: list[tuple[int, int]] = []   # (step at which it needs another block, rid)
         self.decode_context: float = 0          # sum of contexts the next decode iteration attends
+        # sliding-window layers: the window, their share of the layers, each decoding request's attended
+        # context as (step, e(c) then, its growth per step, the step its context reaches the window or -1)
+        self.window = window if sliding_share > 0 else 0
+        self.sliding_share = sliding_share
+        self.attended: dict[int, tuple[int, float, float, int]] = {}
+        self.window_heap: list[tuple[int, int]] = []  # (step at which its context reaches the window, rid)
+        self.attended_growth = 0.0              # sum of the decoding requests' growth of e per step
+        self.span: dict[int, int] = {}          # rid -> tokens its own KV blocks cover (paged)
         self.step = 0                           # decode iterations run so far
         self.generated_before: dict[int, int] = {}  # tokens generated before a recompute preemption
         self.swapped: dict[int, tuple[int, int, int]] = {}  # rid -> (context, generated, blocks in host memory)
@@ -92,6 +111,10 @@ class ContinuousBatching:
         # prefix caching: when the workload names its prompts' blocks (Mooncake hash_ids, shared_prefix)
         self.prefix_hashes = prefix_hashes
         self.prefix = PrefixCache(kv, prefix_block_tokens) if prefix_hashes is not None else None
+        self.host = host
+        self.host_lookup: tuple[Sequence[int], int] = ((), 0)  # _prefix_hit: host entries to reload, blocks missed
+        if host is not None and self.prefix is not None:
+            self.prefix.on_evict = self._offload
         self.answer_blocks = answer_blocks
         self.pinned: dict[int, tuple[int, ...]] = {}  # rid -> cached prefix blocks it reuses
         self.cached_tokens: dict[int, int] = {}  # rid -> prompt tokens those blocks cover
@@ -138,7 +161,8 @@ class ContinuousBatching:
                 self.dropped.append((rid, reason))
                 continue
             hit, cached = self._prefix_hit(rid)
-            blocks = self._blocks_to_admit(rid, hit)
+            own_hit = min(len(cached) * self.prefix.block_tokens, hit) if self.prefix is not None else 0
+            blocks = self._blocks_to_admit(rid, own_hit)  # reloaded blocks are its own, like computed ones
             if self.prefix is not None:
                 self.prefix.pin(cached)  # before making room, so that its own prefix is not evicted
                 self.prefix.make_room(blocks + self.watermark)
@@ -148,15 +172,22 @@ class ContinuousBatching:
                 return  # first come, first served: wait for blocks to free
             if cached:
                 self.pinned[rid] = cached
-                self.cached_tokens[rid] = hit
+                self.cached_tokens[rid] = own_hit
+            if hit:
                 self.hits.append((rid, hit))
+            if self.host is not None and self.prefix is not None and rid not in self.swapped:
+                # read back from the host tier before the iteration computes
+                self.swap_in += self.host.reload(*self.host_lookup)
             self.waiting.popleft()
             self.enqueued_at.pop(rid, None)
             self.kv.allocate(rid, blocks)
+            self.span[rid] = -(-self._tokens_to_admit(rid, own_hit) // self.kv.block_tokens) * self.kv.block_tokens
             self.running[rid] = None
             if rid in self.swapped:
                 context, generated, in_host = self.swapped.pop(rid)
                 self.swap_in += in_host * self.kv.bytes_per_block  # a block it still lacked comes fresh
+                if self.host is not None:
+                    self.host.release_swap(rid)
                 self._join(rid, context, generated)
             else:
                 target = self.prompt[rid] + self.generated_before.get(rid, 0)
@@ -164,8 +195,11 @@ class ContinuousBatching:
                 self.admitted.append(rid)
 
     def _prefix_hit(self, rid: int) -> tuple[int, tuple[int, ...]]:
-        """(prompt tokens whose KV-cache is cached already, the cached blocks) for a request about to be
-        admitted fresh; at least the prompt's last token is always computed, to produce the first token."""
+        """(prompt tokens whose KV-cache is cached already, the blocks cached in HBM) for a request about to
+        be admitted fresh: HBM's entries first, then the host tier's that follow them (`host_lookup`: those
+        to reload and the prompt blocks in neither tier); at least the prompt's last token is always computed,
+        to produce the first token."""
+        self.host_lookup = ((), 0)
         if self.prefix is None or rid in self.swapped or rid in self.generated_before:
             return 0, ()
         assert self.prefix_hashes is not None  # set whenever self.prefix is
@@ -173,8 +207,19 @@ class ContinuousBatching:
         n = self.prefix.match(hashes)
         while n and self._footprint(rid, n) + self.watermark > self.kv.capacity_blocks:
             n -= 1  # the pinned entries and its own blocks could never be held together: reuse fewer
-        hit = min(n * self.prefix.block_tokens, self.prompt[rid] - 1)
+        block = self.prefix.block_tokens
+        m = self.host.match(hashes[n:]) if self.host is not None else 0
+        hit = min((n + m) * block, self.prompt[rid] - 1)
+        m = max(0, -(-hit // block) - n) if m else 0  # the entries the hit uses
+        self.host_lookup = (hashes[n:n + m], len(hashes) - n - m)
+        if self.host is not None:
+            self.host.protect(hashes[n:n + m])
         return (hit, hashes[:n]) if hit > 0 else (0, ())
+
+    def _offload(self, h: int) -> None:
+        """A prefix entry evicted from HBM goes to the host tier, over the PCIe link with the next iteration."""
+        assert self.host is not None and self.prefix is not None
+        self.swap_out += self.host.store(h, self.prefix.blocks_per_entry * self.kv.bytes_per_block)
 
     def _footprint(self, rid: int, entries: int) -> int:
         """Blocks a fresh request holds at its longest when it reuses `entries` cached prefix entries: those
@@ -184,13 +229,18 @@ class ContinuousBatching:
         own = self.kv.blocks_for(self.prompt[rid] + self.output[rid] - hit)
         return entries * self.prefix.blocks_per_entry + own
 
+    def _tokens_to_admit(self, rid: int, cached: int = 0) -> int:
+        """Tokens a request takes blocks for at admission, beyond the `cached` prompt tokens the prefix cache
+        holds."""
+        if rid in self.swapped:
+            return self.swapped[rid][0]
+        if not self.paged:
+            return self.prompt[rid] + self.output[rid] - cached
+        return self.prompt[rid] + self.generated_before.get(rid, 0) + 1 - cached
+
     def _blocks_to_admit(self, rid: int, cached: int = 0) -> int:
         """Blocks a request takes at admission, beyond the `cached` prompt tokens the prefix cache holds."""
-        if rid in self.swapped:
-            return self.kv.blocks_for(self.swapped[rid][0])
-        if not self.paged:
-            return self.kv.blocks_for(self.prompt[rid] + self.output[rid] - cached)
-        return self.kv.blocks_for(self.prompt[rid] + self.generated_before.get(rid, 0) + 1 - cached)
+        return self.kv.blocks_for(self._tokens_to_admit(rid, cached))
 
     def _never_fits(self, rid: int) -> str:
         if self.max_context and self.prompt[rid] + self.full_output[rid] > self.max_context:
@@ -218,13 +268,48 @@ class ContinuousBatching:
         # the finish step is stored with the state, so that stale heap entries can be recognised
         self.decoding[rid] = (self.step, context, generated, self.step + steps)
         heapq.heappush(self.decode_heap, (self.step + steps, rid))
-        self.decode_context += context
+        if self.window:
+            self._attend(rid, context)
+        else:
+            self.decode_context += context
         if self.paged:
             self._push_block_need(rid)
 
+    def _attend(self, rid: int, context: float) -> None:
+        """Start counting a decoding request's attended context e(c) (sliding-window layers)."""
+        share, window = self.sliding_share, self.window
+        if context < window:
+            reach = self.step + math.ceil((window - context) / self.growth)
+            heapq.heappush(self.window_heap, (reach, rid))
+            state = (self.step, float(context), self.growth, reach)
+        else:
+            state = (self.step, context - share * (context - window), self.growth * (1.0 - share), -1)
+        self.attended[rid] = state
+        self.decode_context += state[1]
+        self.attended_growth += state[2]
+
+    def _unattend(self, rid: int) -> None:
+        """Stop counting a request's attended context (it finishes or is preempted)."""
+        step, attended, growth, _ = self.attended.pop(rid)
+        self.decode_context -= attended + growth * (self.step - step)
+        self.attended_growth -= growth
+        if not self.attended:  # no rounding left over
+            self.decode_context = self.attended_growth = 0.0
+
+    def _slide(self) -> None:
+        """Requests whose context has reached the window: from now on their attended context grows by
+        1 - share per token (their sliding layers attend the window only)."""
+        while self.window_heap and self.window_heap[0][0] <= self.step:
+            reach, rid = heapq.heappop(self.window_heap)
+            state = self.attended.get(rid)
+            if state is None or state[3] != reach:
+                continue  # stale: finished or preempted since
+            self._unattend(rid)
+            self._attend(rid, self._context(rid))
+
     def _push_block_need(self, rid: int) -> None:
         join, context, _, _ = self.decoding[rid]
-        covered = self.kv.held[rid] * self.kv.block_tokens + self.cached_tokens.get(rid, 0)
+        covered = self.span[rid] + self.cached_tokens.get(rid, 0)
         heapq.heappush(self.block_heap, (join + covered - context + 1, rid))
 
     def _grow(self) -> None:
@@ -234,12 +319,16 @@ class ContinuousBatching:
             _, rid = heapq.heappop(self.block_heap)
             if rid not in self.decoding:
                 continue  # preempted or finished since
-            while not self.kv.can_allocate(1) and rid in self.running:
-                if self.prefix is not None and self.prefix.make_room(1):
+            span = self.span[rid]
+            need = self.kv.blocks_for(span + 1) - self.kv.blocks_for(span)  # sliding groups past the window: 0
+            while not self.kv.can_allocate(need) and rid in self.running:
+                if self.prefix is not None and self.prefix.make_room(need):
                     break  # an unused cached block made room: nobody is preempted
                 self._preempt(next(reversed(self.running)))
             if rid in self.decoding:
-                self.kv.allocate(rid, 1)
+                if need:
+                    self.kv.allocate(rid, need)
+                self.span[rid] = span + self.kv.block_tokens
                 self._push_block_need(rid)
 
     def _preempt(self, rid: int) -> None:
@@ -247,16 +336,21 @@ class ContinuousBatching:
         if rid in self.decoding:
             join, context, generated, _ = self.decoding.pop(rid)
             now_context = context + self.step - join
-            self.decode_context -= now_context
-            now_generated = generated + self.step - join
-            if self.cfg.preemption == "swap":
-                self.swapped[rid] = (now_context, now_generated, self.kv.held[rid])
-                self.swap_out += self.kv.held[rid] * self.kv.bytes_per_block
+            if self.window:
+                self._unattend(rid)
             else:
+                self.decode_context -= now_context
+            now_generated = generated + self.step - join
+            nbytes = self.kv.held[rid] * self.kv.bytes_per_block
+            if self.cfg.preemption == "swap" and (self.host is None or self.host.hold_swap(rid, nbytes)):
+                self.swapped[rid] = (now_context, now_generated, self.kv.held[rid])
+                self.swap_out += nbytes
+            else:  # recompute, or no room left in the host tier
                 self.generated_before[rid] = now_generated
         else:  # caught mid-prefill: its partial KV-cache is simply dropped
             self.prefilling = [e for e in self.prefilling if e[0] != rid]
         self.kv.free(rid)
+        self.span.pop(rid, None)
         self._release_prefix(rid)
         self.waiting.appendleft(rid)
         self.preempted.append(rid)
@@ -267,6 +361,8 @@ class ContinuousBatching:
         """The next iteration's batch, or None when there is nothing to run (see `wake_at`)."""
         if self.paged:
             self._grow()
+        if self.window_heap:
+            self._slide()
         if self.waiting:
             self._admit(now)
         elif self.static:
@@ -319,12 +415,16 @@ class ContinuousBatching:
         steps = self.decode_heap[0][0] - self.step - 1 if self.decode_heap else 0
         if self.paged and self.block_heap:
             steps = min(steps, self.block_heap[0][0] - self.step)
+        if self.window_heap:
+            steps = min(steps, self.window_heap[0][0] - self.step)
         return max(steps, 0)
 
     def finishes_after_steady(self, steps: int) -> bool:
         """After `steps` steady iterations (see `steady_steps`), is the next one the same decode batch, whose
         completion finishes requests (no KV block due before it)?"""
         if not self.decode_heap or self.decode_heap[0][0] != self.step + steps + 1:
+            return False
+        if self.window_heap and self.window_heap[0][0] <= self.step + steps:
             return False
         return not (self.paged and self.block_heap and self.block_heap[0][0] <= self.step + steps)
 
@@ -339,7 +439,7 @@ class ContinuousBatching:
         """Complete one of the `steady_steps` iterations (exactly as `complete` would): every decoding request
         gains a token. Returns the decode context of the next iteration."""
         self.step += 1
-        self.decode_context += self.growth * len(self.decoding)
+        self.decode_context += self.attended_growth if self.window else self.growth * len(self.decoding)
         return self.decode_context
 
     def steady_shape(self, shape: BatchShape, context: float) -> BatchShape:
@@ -355,13 +455,16 @@ class ContinuousBatching:
         finished: list[int] = []
         if batch.shape.decode_tokens:
             self.step += 1
-            self.decode_context += self.growth * len(self.decoding)
+            self.decode_context += self.attended_growth if self.window else self.growth * len(self.decoding)
             while self.decode_heap and self.decode_heap[0][0] <= self.step:
                 end, rid = heapq.heappop(self.decode_heap)
                 state = self.decoding.get(rid)
                 if state is None or state[3] != end:
                     continue  # stale: preempted (and perhaps resumed) since
-                self.decode_context -= self._context(rid)
+                if self.window:
+                    self._unattend(rid)
+                else:
+                    self.decode_context -= self._context(rid)
                 del self.decoding[rid]
                 self._finish(rid, finished)
         completed = False
@@ -388,6 +491,7 @@ class ContinuousBatching:
         if self.answer_blocks:  # the answer's full blocks too (the last token's KV is never written)
             self._cache_written(rid, self.prompt[rid] + self.output[rid] - 1)
         self.kv.free(rid)
+        self.span.pop(rid, None)
         self._release_prefix(rid)
         if rid in self.drafts:
             self.speculated.append((rid, *self.drafts.pop(rid)))
@@ -402,10 +506,8 @@ class ContinuousBatching:
         hashes = self.prefix_hashes[rid][: min(tokens, self.prompt[rid] if not self.answer_blocks else tokens)
                                          // self.prefix.block_tokens]
         adopted = self.prefix.adopt(rid, hashes)
-        if adopted:
+        if adopted:  # its span still counts the adopted blocks' tokens: the positions it covers do not move
             self.pinned[rid] = self.pinned.get(rid, ()) + tuple(adopted)
-            self.cached_tokens[rid] = self.cached_tokens.get(rid, 0) \
-                + len(adopted) * self.prefix.blocks_per_entry * self.kv.block_tokens
 
     def _release_prefix(self, rid: int) -> None:
         """Unpin the cached blocks a request reused or wrote: they stay cached, evictable, for later requests."""

@@ -1,24 +1,78 @@
-"""Paged KV-cache: a pool of fixed-size blocks per replica, with exact block (and so byte) accounting."""
+"""Paged KV-cache: a pool of fixed-size blocks per replica, with exact block (and so byte) accounting.
+
+Sliding-window layers (gpt-oss, Gemma 2, Mistral 7B v0.1) keep only their window's blocks, as vLLM's hybrid
+KV-cache manager does: the layers form groups of g = gcd(global layers, sliding layers) layers, a block holds
+`block_tokens` tokens of one group, and a sequence of n token blocks holds n blocks of each global group and
+min(n, ceil(window / block_tokens) + 1) of each sliding group (the window's positions straddle at most that
+many blocks; older ones are freed as it slides). Without sliding layers there is one group of every layer.
+"""
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from simulator.hardware.model import ModelShape
+
+
+@dataclass(frozen=True)
+class BlockLayout:
+    """How a sequence's token blocks become pool blocks: `full_groups` layer groups hold every token block,
+    `sliding_groups` hold at most `window_blocks` of them."""
+    full_groups: int = 1
+    sliding_groups: int = 0
+    window_blocks: int = 0
+
+    @property
+    def groups(self) -> int:
+        return self.full_groups + self.sliding_groups
+
+    @classmethod
+    def of(cls, model: ModelShape, block_tokens: int) -> BlockLayout:
+        sliding = model.n_sliding_layers if model.sliding_window else 0
+        if not sliding:
+            return cls()
+        group = math.gcd(model.n_layers - sliding, sliding)
+        return cls((model.n_layers - sliding) // group, sliding // group,
+                   -(-int(model.sliding_window or 0) // block_tokens) + 1)
 
 
 class KvBlockPool:
-    """Blocks of `block_tokens` tokens; a request holds whole blocks from admission until it finishes."""
+    """Blocks of `block_tokens` tokens (of one layer group, see `BlockLayout`); a request holds whole blocks
+    from admission until it finishes."""
 
-    def __init__(self, capacity_blocks: int, block_tokens: int, bytes_per_block: float):
+    def __init__(self, capacity_blocks: int, block_tokens: int, bytes_per_block: float,
+                 layout: BlockLayout | None = None):
         self.capacity_blocks = capacity_blocks
         self.block_tokens = block_tokens
         self.bytes_per_block = bytes_per_block
+        self.layout = layout or BlockLayout()
+        self.sliding = self.layout.sliding_groups > 0
         self.used_blocks = 0
         self.peak_blocks = 0
         self.held: dict[int | tuple, int] = {}  # request id (or ("prefix", hash) for cached blocks) -> blocks
 
+    @classmethod
+    def for_model(cls, model: ModelShape, capacity_tokens: int, block_tokens: int,
+                  full_block_bytes: float) -> KvBlockPool:
+        """The pool of a replica with room for `capacity_tokens` tokens of every layer, `full_block_bytes` per
+        block of every layer: blocks of one layer group, so a model with sliding layers has `groups` x as
+        many, each `groups` x smaller."""
+        layout = BlockLayout.of(model, block_tokens)
+        if layout.groups == 1:  # one group of every layer (global, or all sliding): the block as it is
+            return cls(capacity_tokens // block_tokens, block_tokens, full_block_bytes, layout)
+        return cls(capacity_tokens // block_tokens * layout.groups, block_tokens,
+                   full_block_bytes / layout.groups, layout)
+
     def blocks_for(self, tokens: int) -> int:
-        return -(-tokens // self.block_tokens)
+        """Pool blocks a sequence of `tokens` tokens holds (from its first position)."""
+        n = -(-tokens // self.block_tokens)
+        if not self.sliding:
+            return n
+        lay = self.layout
+        return lay.full_groups * n + lay.sliding_groups * min(n, lay.window_blocks)
 
     def can_allocate(self, blocks: int) -> bool:
         return self.used_blocks + blocks <= self.capacity_blocks
@@ -62,6 +116,7 @@ class PrefixCache:
         self.blocks_per_entry = pool.blocks_for(block_tokens)
         self.users: dict[int, int] = {}  # hash -> running requests using the entry
         self.unused: OrderedDict[int, None] = OrderedDict()  # entries nobody uses, least recently released first
+        self.on_evict: Callable[[int], None] | None = None  # told of each entry evicted (a host tier keeps it)
 
     def __contains__(self, h: int) -> bool:
         return h in self.users
@@ -93,6 +148,8 @@ class PrefixCache:
             h, _ = self.unused.popitem(last=False)
             del self.users[h]
             self.pool.free(("prefix", h))
+            if self.on_evict is not None:
+                self.on_evict(h)
         return self.pool.can_allocate(blocks)
 
     def adopt(self, rid: int, hashes: Sequence[int]) -> list[int]:

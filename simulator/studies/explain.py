@@ -19,6 +19,7 @@ from simulator.hardware.moe_traffic import stage_traffic
 from simulator.hardware.prepare import Prepared, prepare
 from simulator.hardware.roofline import ACTIVATION_BYTES, BatchShape, pipelined
 from simulator.hardware.topology import Routes, chip
+from simulator.serving.kv_cache import KvBlockPool
 from simulator.workload.arrivals import generate
 
 
@@ -58,7 +59,9 @@ def decode_step(prepared: Prepared, scenario: Scenario, batch: int, context: int
     efficiency = scenario.chip.efficiency.collective  # as the engine: achievable share of each link
     capacity = {d["id"]: d["bw"] * efficiency for _, _, d in graph.edges(data=True)}
     parts = max(1, min(plan.micro_batches, batch))  # as the engine splits a batch (one per request at most)
-    shape = BatchShape(0, 0, 0, batch, batch * context, batch).split(parts)
+    model = prepared.model
+    attended = model.attended_positions(context) / model.n_layers  # sliding-window layers attend their window
+    shape = BatchShape(0, 0, 0, batch, batch * attended, batch).split(parts)
     peak = scenario.chip.compute.peak[plan.compute_dtype]
     light = compute = memory = network = overhead = 0.0
     light_slowest = slowest = 0.0
@@ -119,8 +122,9 @@ def explain(scenario: Scenario) -> list[tuple[str, str, str]]:
     plan = prepared.plan
     requests = generate(spec.workload, spec.seed)
     per_request = float(requests.prompt_tokens.mean() + requests.output_tokens.mean())
+    pool = KvBlockPool.for_model(model, plan.kv_capacity_tokens, plan.kv_block_tokens, 1.0)  # sliding layers
     max_batch = min(spec.serving.batcher.max_batch_size,
-                    plan.kv_capacity_blocks // max(1, math.ceil(per_request / plan.kv_block_tokens)))
+                    pool.capacity_blocks // max(1, pool.blocks_for(math.ceil(per_request))))
     rows += [
         ("plan", "parallelism", f"TP {plan.tensor_parallel}"
                                 f"{f' x attention DP {plan.data_parallel}' if plan.data_parallel > 1 else ''}"
