@@ -342,6 +342,10 @@ def validate(
     out: Path = typer.Option(Path("results/validation"), "-o", "--out", help="Output folder."),
     workers: int = typer.Option(1, "--workers", min=1, help="Cases simulated in parallel processes."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the plot and report.html."),
+    uncertainty: int | None = typer.Option(None, "--uncertainty", help="Also simulate N parameter draws per "
+                                           "case: the share of measurements inside the p10-p90 band."),
+    family: str | None = typer.Option(None, "--family", help="Only the cases of these chip families, "
+                                      "comma-separated (catalog/uncertainty.yaml)."),
 ) -> None:
     """Simulate each published measurement in CASES and compare; exit 0 even when cases miss."""
     from simulator.studies.validate import report as validate_report
@@ -350,9 +354,12 @@ def validate(
     staged = cases is not None and serving_runs.is_serving_runs(cases)
     try:
         if cases is not None and staged:
+            if uncertainty is not None or family is not None:
+                fail(f"--uncertainty, --family: {cases} holds serving runs; bands are for a cases CSV")
             df = serving_runs.validate_file(cases, out, workers)
         else:
-            df = validate_report.validate_file(cases or validate_report.DEFAULT_CASES, out, workers, plots)
+            df = validate_report.validate_file(cases or validate_report.DEFAULT_CASES, out, workers, plots,
+                                               uncertainty, None if family is None else set(family.split(",")))
     except InfersimError as exc:
         fail(str(exc))
         return
@@ -363,6 +370,16 @@ def validate(
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    if "inside_band" in df:
+        from simulator.studies.validate.coverage import coverage_rows
+
+        columns, rows = coverage_rows(df)
+        table = Table(title="measured inside the predicted p10-p90 band (parameter draws)")
+        for column in columns:
+            table.add_column(column, justify="left" if column == "family" else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
     console.print(f"results in {out}/")
     console.print((serving_runs if staged else validate_report).summary_line(df))
 
@@ -386,7 +403,6 @@ def calibrate(
     from simulator.studies.validate.cases import read_cases
     from simulator.studies.validate.predict import simulate_all
     from simulator.studies.validate.report import DEFAULT_CASES
-
     from simulator.studies.validate.uncertainty import write_uncertainty
 
     path = cases or DEFAULT_CASES

@@ -17,8 +17,13 @@ from typing import Any
 import numpy as np
 
 from simulator.config.load import Scenario
-from simulator.config.uncertainty import UNCERTAINTY_PATH, UncertaintySpec, draw_factors, load_uncertainty, \
-    perturbed_chip
+from simulator.config.uncertainty import (
+    UNCERTAINTY_PATH,
+    UncertaintySpec,
+    draw_factors,
+    load_uncertainty,
+    perturbed_chip,
+)
 from simulator.errors import ScenarioError
 from simulator.studies.points import flatten, in_processes, simulate
 

@@ -30,16 +30,21 @@ FRONTS = ("output_tokens_per_s_per_chip", "output_tokens_per_s_per_kw", "output_
 
 def with_bands(table: pd.DataFrame, draws: pd.DataFrame) -> pd.DataFrame:
     """The comparison table with `band.<column>.p10/p50/p90` over the draws of each point."""
-    ok = draws[draws["status"] == "ok"]
+    ok = numeric(draws[draws["status"] == "ok"])
     out = table.copy()
     for column in RANKED:
-        if column not in ok:
+        if column not in ok or ok[column].isna().all():
             continue
         q = ok.groupby(["design", "concurrency"])[column].quantile([0.1, 0.5, 0.9]).unstack()
         for level, name in ((0.1, "p10"), (0.5, "p50"), (0.9, "p90")):
-            values = {k: v for k, v in q[level].items()} if level in q else {}
+            values = dict(q[level].items()) if level in q else {}
             out[f"band.{column}.{name}"] = [values.get((d, c)) for d, c in zip(out["design"], out["concurrency"])]
     return out
+
+
+def numeric(draws: pd.DataFrame) -> pd.DataFrame:
+    """The ranked columns as floats (a metric no design has, e.g. power, is all None: NaN here)."""
+    return draws.assign(**{c: pd.to_numeric(draws[c], errors="coerce") for c in RANKED if c in draws})
 
 
 def _better(a: float, b: float, larger: bool) -> float:
@@ -50,7 +55,7 @@ def _better(a: float, b: float, larger: bool) -> float:
 
 def ranking(draws: pd.DataFrame) -> pd.DataFrame:
     """P(A beats B) per metric and concurrency, for every ordered pair of designs that ran in common draws."""
-    ok = draws[draws["status"] == "ok"]
+    ok = numeric(draws[draws["status"] == "ok"])
     rows = []
     for column, (_, larger) in RANKED.items():
         if column not in ok:
@@ -82,7 +87,7 @@ def front_survival(table: pd.DataFrame, draws: pd.DataFrame, column: str) -> tup
         return {f"{d} c={c}" for d, c in zip(rows["design"][mask], rows["concurrency"][mask])}
 
     point = members(table[table["status"] == "ok"])
-    ok = draws[draws["status"] == "ok"]
+    ok = numeric(draws[draws["status"] == "ok"])
     fronts = [members(rows) for _, rows in ok.groupby("draw")]
     if not fronts or not point:
         return float("nan"), {}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from simulator.results import html
+from simulator.studies.compare_bands import ranking
 from simulator.studies.compare_report import (
     ASSUMED_NOTE,
     COLUMNS,
@@ -23,7 +24,6 @@ from simulator.studies.compare_report import (
     summary_rows,
     uncertainty_lines,
 )
-from simulator.studies.compare_bands import ranking
 
 _COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf"]
