@@ -209,12 +209,14 @@ def sweep(
     address: str | None = typer.Option(None, "--address", help="Ray cluster (default: a local one)."),
     set_: list[str] = typer.Option([], "--set", help="Override a base value: dotted.key=value (repeatable)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
+    uncertainty: int | None = typer.Option(None, "--uncertainty", help="Also simulate N parameter draws per "
+                                           "point: band.<metric>.p10/p50/p90 columns."),
 ) -> None:
     """Simulate the points of FILE not yet in the output folder; write sweep tables, plots, report.md."""
     from simulator.studies.sweep import sweep as run_sweep
 
     try:
-        result = run_sweep(file, out, set_, backend, workers, address, plots)
+        result = run_sweep(file, out, set_, backend, workers, address, plots, uncertainty=uncertainty)
     except InfersimError as exc:
         fail(str(exc))
         return

@@ -78,10 +78,11 @@ def test_the_same_seed_gives_byte_identical_bands(tmp_path, write_scenario):
 
 
 @pytest.mark.parametrize("value", ["0", "1", "-3", "x", "10001"])
-@pytest.mark.parametrize("command", ["run", "compare", "validate"])
+@pytest.mark.parametrize("command", ["run", "compare", "sweep", "validate"])
 def test_bad_uncertainty_values_are_one_line_and_exit_2(command, value, tmp_path, write_scenario):
     target = {"run": str(write_scenario()), "compare": str(REPO / "scenarios" / "compare" /
                                                            "compare-moe-mixtral.yaml"),
+              "sweep": str(REPO / "scenarios" / "sweeps" / "llama70b-tp-split.yaml"),
               "validate": str(REPO / "validation" / "calibration.csv")}[command]
     result = CliRunner().invoke(app, [command, target, "-o", str(tmp_path / "out"), "--uncertainty", value])
     assert result.exit_code == 2, result.output
@@ -146,3 +147,22 @@ def test_families_not_fitted_carry_at_least_twice_the_pooled_width(tmp_path):
     assert families["RDU"]["cases"] == 0 and families["RDU"]["basis"] == "not calibrated"  # beyond reach left out
     assert families["Hopper"]["sigma"]["compute"] == pytest.approx(
         math.sqrt((math.log(1.1) ** 2 + math.log(0.9) ** 2) / 2), abs=1e-4)  # the only fitted family: its RMS
+
+
+def test_a_sweep_with_draws_has_band_columns_and_a_rerun_reuses_every_cached_draw(tmp_path, write_scenario):
+    import importlib
+
+    sweep_mod = importlib.import_module("simulator.studies.sweep")
+    base = write_scenario({"workload.num_requests": 20}, name="base.yaml")
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"base": base.name, "seed": 1,
+                                    "axes": {"serving.batcher.max_batch_size": [4, 32]}}))
+    first = sweep_mod.sweep(path, tmp_path / "out", workers=1, plots=False, uncertainty=3)
+    assert first.computed == 2 + 2 * 3
+    low, high = first.table["band.tpot_s.p50.p10"], first.table["band.tpot_s.p50.p90"]
+    assert low.notna().all() and (high > low).all()
+    again = sweep_mod.sweep(path, tmp_path / "out", workers=1, plots=False, uncertainty=3)
+    assert again.computed == 0
+    pd.testing.assert_frame_equal(again.table, first.table)
+    plain = sweep_mod.sweep(path, tmp_path / "plain", workers=1, plots=False)
+    assert not [c for c in plain.table.columns if c.startswith("band.")]
