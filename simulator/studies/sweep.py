@@ -380,7 +380,7 @@ def draw_jobs(jobs: Sequence[Job], n: int, seed: int) -> list[list[Job]]:
     from simulator.config.uncertainty import load_uncertainty
 
     spec = load_uncertainty()
-    out = []
+    out: list[list[Job]] = []
     for job in jobs:
         if job.scenario is None:
             out.append([])
