@@ -89,6 +89,8 @@ def draw_factors(spec: UncertaintySpec, chip_id: str, engine: str, seed: int, dr
     """Each draw's multipliers for the coefficients of `chip_id`'s family (exp(sigma z); exactly 1.0 where
     sigma is 0)."""
     name, family = spec.family_of(chip_id)
+    if name == "uncalibrated":  # chips in no family share nothing: each draws on its own
+        name = f"uncalibrated:{chip_id}"
     keys = [*EFFICIENCIES, *OVERHEADS, MESH, f"{SEQUENCE}:{engine}"]
     columns = {}
     for key in keys:
