@@ -111,10 +111,13 @@ def sentences(table: pd.DataFrame, draws: pd.DataFrame, ranks: pd.DataFrame) -> 
             p = ranks[(ranks.metric == column) & (ranks.concurrency == concurrency) & (ranks.design_a == best)]
             if p.empty:
                 continue
-            worst = p["p_a_beats_b"].min()
+            weakest = p.loc[p["p_a_beats_b"].idxmin()]
+            worst = float(weakest["p_a_beats_b"])
             runner = p[p.design_b == second]["p_a_beats_b"]
             verdict = "robust" if worst >= ROBUST else "NOT robust"
-            others = f" and every other design in at least {worst:.0%}" if len(p) > 1 else ""
+            others = ("" if len(p) == 1 else f", every other design in at least {worst:.0%}" if
+                      weakest["design_b"] == second or worst >= ROBUST else
+                      f", but {weakest['design_b']} in only {worst:.0%}")
             out.append(f"{verdict}: {best} has the best {words} at concurrency {concurrency}: it beats "
                        f"{second} (runner-up) in {float(runner.iloc[0]) if len(runner) else float('nan'):.0%} of "
                        f"draws{others}.")
