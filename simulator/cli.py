@@ -348,6 +348,7 @@ def validate(
                                            "case: the share of measurements inside the p10-p90 band."),
     family: str | None = typer.Option(None, "--family", help="Only the cases of these chip families, "
                                       "comma-separated (catalog/uncertainty.yaml)."),
+    skip: str | None = typer.Option(None, "--skip", help="Leave out these case ids, comma-separated."),
 ) -> None:
     """Simulate each published measurement in CASES and compare; exit 0 even when cases miss."""
     from simulator.studies.validate import report as validate_report
@@ -356,12 +357,13 @@ def validate(
     staged = cases is not None and serving_runs.is_serving_runs(cases)
     try:
         if cases is not None and staged:
-            if uncertainty is not None or family is not None:
-                fail(f"--uncertainty, --family: {cases} holds serving runs; bands are for a cases CSV")
+            if uncertainty is not None or family is not None or skip is not None:
+                fail(f"--uncertainty, --family, --skip: {cases} holds serving runs; they are for a cases CSV")
             df = serving_runs.validate_file(cases, out, workers)
         else:
             df = validate_report.validate_file(cases or validate_report.DEFAULT_CASES, out, workers, plots,
-                                               uncertainty, None if family is None else set(family.split(",")))
+                                               uncertainty, None if family is None else set(family.split(",")),
+                                               skip=None if skip is None else set(skip.split(",")))
     except InfersimError as exc:
         fail(str(exc))
         return

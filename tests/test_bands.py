@@ -166,3 +166,11 @@ def test_a_sweep_with_draws_has_band_columns_and_a_rerun_reuses_every_cached_dra
     pd.testing.assert_frame_equal(again.table, first.table)
     plain = sweep_mod.sweep(path, tmp_path / "plain", workers=1, plots=False)
     assert not [c for c in plain.table.columns if c.startswith("band.")]
+
+
+def test_validate_names_an_unknown_family_or_skipped_case_in_one_line(tmp_path):
+    cases = str(REPO / "validation" / "calibration.csv")
+    for option, value, words in (("--family", "Hoper", "--family: Hoper is not one of"),
+                                 ("--skip", "NOPE", "--skip: NOPE: no such case")):
+        result = CliRunner().invoke(app, ["validate", cases, "-o", str(tmp_path / "v"), option, value])
+        assert result.exit_code == 2 and result.output.count("\n") == 1 and words in result.output, result.output

@@ -217,16 +217,22 @@ def write_plot(df: pd.DataFrame, path: Path) -> None:
 
 
 def validate_file(cases_file: str | Path, out: Path, workers: int = 1, plots: bool = True,
-                  uncertainty: int | None = None, families: set[str] | None = None, seed: int = 0) -> pd.DataFrame:
+                  uncertainty: int | None = None, families: set[str] | None = None, seed: int = 0,
+                  skip: set[str] | None = None) -> pd.DataFrame:
     """Read the cases (ScenarioError when malformed), simulate them all, write validation.csv, report.md and
     the plot into `out`; return the table. `uncertainty` N: also each case in N parameter draws, its p10-p90
     band and whether the measurement is inside (coverage.py); `families`: only the cases of those
-    uncertainty families (catalog/uncertainty.yaml)."""
+    uncertainty families (catalog/uncertainty.yaml); `skip`: case ids left out."""
     from simulator.config.uncertainty import load_uncertainty
     from simulator.studies.bands import check_draws
 
     check_draws(uncertainty)
     cases = read_cases(cases_file)
+    if skip:
+        unknown = sorted(skip - {c.case_id for c in cases})
+        if unknown:
+            raise ScenarioError("--skip", f"{', '.join(unknown)}: no such case in {cases_file}")
+        cases = [c for c in cases if c.case_id not in skip]
     spread = load_uncertainty() if uncertainty is not None or families is not None else None
     if families is not None and spread is not None:
         known = {*spread.families, "uncalibrated"}
