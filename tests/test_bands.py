@@ -18,7 +18,7 @@ from simulator.studies import bands
 from simulator.studies.compare import compare
 from simulator.studies.compare_bands import ranking
 from simulator.studies.validate.calibrate import START_KEPT
-from simulator.studies.validate.uncertainty import derive, read_residuals
+from simulator.studies.validate.uncertainty import SIGMA_SCALE, derive, read_residuals
 
 
 def spread(sigma: float) -> UncertaintySpec:
@@ -145,8 +145,8 @@ def test_families_not_fitted_carry_at_least_twice_the_pooled_width(tmp_path):
     assert families["CDNA4"]["basis"] == "start values kept"
     assert families["CDNA4"]["sigma"]["compute"] >= 2 * families["Hopper"]["sigma"]["compute"] * 0.99
     assert families["RDU"]["cases"] == 0 and families["RDU"]["basis"] == "not calibrated"  # beyond reach left out
-    assert families["Hopper"]["sigma"]["compute"] == pytest.approx(
-        math.sqrt((math.log(1.1) ** 2 + math.log(0.9) ** 2) / 2), abs=1e-4)  # the only fitted family: its RMS
+    assert families["Hopper"]["sigma"]["compute"] == pytest.approx(  # the only fitted family: its RMS, scaled
+        SIGMA_SCALE * math.sqrt((math.log(1.1) ** 2 + math.log(0.9) ** 2) / 2), abs=1e-4)
 
 
 def test_a_sweep_with_draws_has_band_columns_and_a_rerun_reuses_every_cached_draw(tmp_path, write_scenario):
