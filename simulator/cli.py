@@ -73,6 +73,8 @@ def run(
                                        help="Requests in the trace at most (every k-th by id beyond)."),
     trace_iterations: int = typer.Option(100_000, "--trace-iterations", min=1,
                                          help="Iterations in the trace at most (the window ends where reached)."),
+    uncertainty: int | None = typer.Option(None, "--uncertainty", help="Also simulate N draws of the chip's "
+                                           "coefficients (catalog/uncertainty.yaml): p10/p50/p90 bands."),
 ) -> None:
     """Simulate SCENARIO (default: the shipped scenarios/default.yaml) and write summary.json, parquet tables,
     plots and report.md (and trace.json)."""
@@ -82,6 +84,7 @@ def run(
     from simulator.results.report import headline
     from simulator.results.trace import TraceBounds
     from simulator.run import run as run_scenario
+    from simulator.studies.bands import check_draws
 
     if scenario is None:
         scenario = default_scenario()
@@ -97,6 +100,7 @@ def run(
             fail(f"--trace-window: {exc}")
             return
     try:
+        check_draws(uncertainty)
         loaded = load_scenario(scenario, set_)
         if what_if:
             from simulator.config.resources import what_if as scaled
@@ -106,6 +110,8 @@ def run(
         with claim(out_dir):  # checked before a long run, not after it; one writer at a time
             with watching(loaded.spec.workload.num_requests) as watch:
                 result = run_scenario(loaded, seed=seed, watch=watch)
+            if uncertainty is not None and not result.summary["sim"]["interrupted"]:
+                result.summary["uncertainty"] = _bands(loaded, seed, uncertainty)
             result.write(out_dir, plots=plots, trace=bounds)
     except InfersimError as exc:
         fail(str(exc))
@@ -127,6 +133,22 @@ def run(
         typer.echo(f"interrupted at {result.summary['sim']['simulated_s']:.4g} simulated s: the results are "
                    "partial (sim.interrupted in summary.json)", err=True)
         raise typer.Exit(130)
+
+
+def _bands(loaded: Any, seed: int | None, draws: int) -> dict[str, Any]:
+    """summary.json's `uncertainty` block: the scenario re-simulated with `draws` parameter draws."""
+    import os
+    from dataclasses import replace
+
+    from simulator.config.uncertainty import load_uncertainty
+    from simulator.studies import bands
+
+    if seed is not None:
+        loaded = replace(loaded, spec=loaded.spec.model_copy(update={"seed": seed}))
+    spec = load_uncertainty()
+    scenarios = bands.draw_scenarios(loaded, draws, spec)
+    outcomes = dict(bands.simulate_all(scenarios, os.cpu_count() or 1, "simulator.studies.bands"))
+    return bands.uncertainty_block(loaded, draws, [outcomes[i] for i in range(draws)], spec)
 
 
 @contextmanager
@@ -196,12 +218,14 @@ def sweep(
     address: str | None = typer.Option(None, "--address", help="Ray cluster (default: a local one)."),
     set_: list[str] = typer.Option([], "--set", help="Override a base value: dotted.key=value (repeatable)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
+    uncertainty: int | None = typer.Option(None, "--uncertainty", help="Also simulate N parameter draws per "
+                                           "point: band.<metric>.p10/p50/p90 columns."),
 ) -> None:
     """Simulate the points of FILE not yet in the output folder; write sweep tables, plots, report.md."""
     from simulator.studies.sweep import sweep as run_sweep
 
     try:
-        result = run_sweep(file, out, set_, backend, workers, address, plots)
+        result = run_sweep(file, out, set_, backend, workers, address, plots, uncertainty=uncertainty)
     except InfersimError as exc:
         fail(str(exc))
         return
@@ -222,13 +246,15 @@ def compare(
     workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
     set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
+    uncertainty: int | None = typer.Option(None, "--uncertainty", help="Also simulate N parameter draws: "
+                                           "bands, P(A beats B), which conclusions are robust."),
 ) -> None:
     """Simulate every design of FILE at every concurrency; write the comparison table, Pareto plots, report.md."""
     from simulator.studies.compare import compare as run_compare
     from simulator.studies.compare_report import ASSUMED_NOTE, assumed, reason, summary_rows
 
     try:
-        result = run_compare(file, out, set_, workers, plots)
+        result = run_compare(file, out, set_, workers, plots, uncertainty)
     except InfersimError as exc:
         fail(str(exc))
         return
@@ -244,6 +270,10 @@ def compare(
     for design, points in result.table.groupby("design", sort=False):
         if reason(points):
             console.print(f"{design}: {reason(points)}", soft_wrap=True)
+    if uncertainty is not None:
+        for line in (result.out / "report.md").read_text(encoding="utf-8").split("\n"):
+            if line.startswith(("- robust", "- NOT robust")):
+                console.print(line, soft_wrap=True)
     console.print(f"results in {result.out}/")
     if result.count("crash"):  # a bug, not a user mistake
         crashed = result.table[result.table["status"] == "crash"]
@@ -360,6 +390,11 @@ def validate(
     out: Path = typer.Option(Path("results/validation"), "-o", "--out", help="Output folder."),
     workers: int = typer.Option(1, "--workers", min=1, help="Cases simulated in parallel processes."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the plot and report.html."),
+    uncertainty: int | None = typer.Option(None, "--uncertainty", help="Also simulate N parameter draws per "
+                                           "case: the share of measurements inside the p10-p90 band."),
+    family: str | None = typer.Option(None, "--family", help="Only the cases of these chip families, "
+                                      "comma-separated (catalog/uncertainty.yaml)."),
+    skip: str | None = typer.Option(None, "--skip", help="Leave out these case ids, comma-separated."),
 ) -> None:
     """Simulate each published measurement in CASES and compare; exit 0 even when cases miss."""
     from simulator.studies.validate import report as validate_report
@@ -368,9 +403,13 @@ def validate(
     staged = cases is not None and serving_runs.is_serving_runs(cases)
     try:
         if cases is not None and staged:
+            if uncertainty is not None or family is not None or skip is not None:
+                fail(f"--uncertainty, --family, --skip: {cases} holds serving runs; they are for a cases CSV")
             df = serving_runs.validate_file(cases, out, workers)
         else:
-            df = validate_report.validate_file(cases or validate_report.DEFAULT_CASES, out, workers, plots)
+            df = validate_report.validate_file(cases or validate_report.DEFAULT_CASES, out, workers, plots,
+                                               uncertainty, None if family is None else set(family.split(",")),
+                                               skip=None if skip is None else set(skip.split(",")))
     except InfersimError as exc:
         fail(str(exc))
         return
@@ -381,6 +420,16 @@ def validate(
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    if "inside_band" in df:
+        from simulator.studies.validate.coverage import coverage_rows
+
+        columns, rows = coverage_rows(df)
+        table = Table(title="measured inside the predicted p10-p90 band (parameter draws)")
+        for column in columns:
+            table.add_column(column, justify="left" if column == "family" else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
     console.print(f"results in {out}/")
     console.print((serving_runs if staged else validate_report).summary_line(df))
 
@@ -393,6 +442,8 @@ def calibrate(
     family: str | None = typer.Option(None, "--family",
                                       help="Fit only these families, comma-separated (Hopper,Blackwell,...)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the fit and its errors; leave the catalog."),
+    bands_only: bool = typer.Option(False, "--bands-only", help="Only rewrite catalog/uncertainty.yaml from the "
+                                    "cross-validated errors beside CASES (no refit)."),
 ) -> None:
     """Fit each chip family's efficiencies on CASES, print in-sample and cross-validated errors, write the
     catalog (the fitted values and their provenance)."""
@@ -402,9 +453,17 @@ def calibrate(
     from simulator.studies.validate.cases import read_cases
     from simulator.studies.validate.predict import simulate_all
     from simulator.studies.validate.report import DEFAULT_CASES
+    from simulator.studies.validate.uncertainty import write_uncertainty
 
     path = cases or DEFAULT_CASES
     shown = path.resolve().relative_to(Path.cwd()) if path.resolve().is_relative_to(Path.cwd()) else path
+    cv_shown = str(cal.cross_validation_path(shown))
+    if bands_only:
+        try:
+            console.print(f"parameter uncertainty: {write_uncertainty(path, shown=cv_shown)}")
+        except InfersimError as exc:
+            fail(str(exc))
+        return
     only = None if family is None else set(family.split(","))
     if only is not None and not only <= set(cal.FAMILIES):
         unknown = ", ".join(repr(f) for f in sorted(only - set(cal.FAMILIES)))
@@ -429,6 +488,7 @@ def calibrate(
         cal.write_catalog(fits, scored, rows, str(shown))
         # what validate quotes as cross-validated; one family refitted replaces only its cases' rows
         console.print(f"cross-validated errors: {cal.write_cross_validation(scored, path, family is not None)}")
+        console.print(f"parameter uncertainty: {write_uncertainty(path, shown=cv_shown)}")
         console.print(f"catalog written: {', '.join(fits) or 'nothing fitted'}")
 
 

@@ -19,7 +19,32 @@ def headline(summary: dict[str, Any]) -> list[tuple[str, str]]:
     s, r, t = summary, summary["requests"], summary["throughput"]
     share = s["bottleneck_share"]
     top = max((k for k in share if share[k] is not None), key=lambda k: share[k], default=None)
-    return _main_rows(s, r, t, share, top) + _optional_rows(s)
+    return _main_rows(s, r, t, share, top) + _optional_rows(s) + band_rows(s)
+
+
+BAND_ROWS = (  # (label, dotted key, scale to the label's unit)
+    ("TTFT p50", "ttft_s.p50", 1e3, "ms"), ("TTFT p99", "ttft_s.p99", 1e3, "ms"),
+    ("TPOT p50", "tpot_s.p50", 1e3, "ms"), ("TPOT p99", "tpot_s.p99", 1e3, "ms"),
+    ("E2E p50", "e2e_s.p50", 1.0, "s"), ("E2E p99", "e2e_s.p99", 1.0, "s"),
+    ("output tokens/s", "throughput.output_tokens_per_s", 1.0, ""),
+    ("energy per output token", "energy_j_per_output_token", 1.0, "J"),
+    ("cost per million output tokens", "cost_usd_per_million_output_tokens", 1.0, "USD"),
+)
+
+
+def band_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """With `--uncertainty N`: each headline metric's p10 / p50 / p90 over the parameter draws."""
+    u = s.get("uncertainty")
+    if not u:
+        return []
+    p = u["parameters"]
+    rows = [("parameter draws (ok) / family / basis", f"{u['draws']} ({u['draws_ok']}) / {p['family']} / {p['basis']}")]
+    for label, key, scale, unit in BAND_ROWS:
+        band = u["bands"].get(key)
+        if band and band["p50"] is not None:
+            values = " / ".join(_fmt(band[q], scale, 4) for q in ("p10", "p50", "p90"))
+            rows.append((f"{label} p10 / p50 / p90" + (f" ({unit})" if unit else ""), values))
+    return rows
 
 
 def _optional_rows(s: dict[str, Any]) -> list[tuple[str, str]]:

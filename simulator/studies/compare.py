@@ -44,7 +44,7 @@ from simulator.config.scenario import ScenarioSpec
 from simulator.config.studies import CompareDesign, CompareSpec
 from simulator.errors import ScenarioError
 from simulator.results.outputs import claim, staged_folder
-from simulator.studies import compare_report
+from simulator.studies import bands, compare_bands, compare_report
 from simulator.studies.compare_html import write_compare_html
 from simulator.studies.points import flatten, in_processes, simulate
 
@@ -227,10 +227,13 @@ def cost_basis(scenario: Scenario) -> str | None:
 # ---------------------------------------------------------------- the comparison
 
 def compare(file: str | Path, out: str | Path | None = None, overrides: Sequence[str] = (),
-            workers: int | None = None, plots: bool = True) -> CompareResult:
+            workers: int | None = None, plots: bool = True, uncertainty: int | None = None) -> CompareResult:
     """Simulate every point of the compare FILE and write OUT/compare.parquet, compare.csv, report.md,
-    plots/pareto_per_{chip,dollar,kw}.png and report.html (default OUT: results/compare-<name>)."""
+    plots/pareto_per_{chip,dollar,kw}.png and report.html (default OUT: results/compare-<name>).
+    `uncertainty` N: also every point in N parameter draws (paired across designs, studies/bands.py):
+    bands in the table, compare_draws.parquet, ranking.csv, and which conclusions are robust."""
     file = Path(file)
+    bands.check_draws(uncertainty)
     spec, rest = load_compare(file, overrides)
     todo = points(spec, file, rest)
     out = Path(out) if out is not None else Path("results") / f"compare-{spec.name}"
@@ -238,8 +241,26 @@ def compare(file: str | Path, out: str | Path | None = None, overrides: Sequence
         outcomes: dict[int, dict[str, Any]] = dict(run_points(todo, workers or os.cpu_count() or 1))
         table = pd.DataFrame([row(p, outcomes[i]) for i, p in enumerate(todo)])
         table["efficiency_calibrated"] = [p.scenario.chip.efficiency.calibrated for p in todo]
+        draws = None if uncertainty is None else run_draws(spec, todo, outcomes, uncertainty, workers)
+        if draws is not None:
+            table = compare_bands.with_bands(table, draws)
         with staged_folder(out, compare_report.NAMES) as folder:  # a re-run replaces the folder as a whole
-            compare_report.write(folder, spec, file, table, plots)
+            compare_report.write(folder, spec, file, table, plots, draws)
             if plots:
-                write_compare_html(folder / "report.html", spec.name, spec.model, spec.description, table)
+                write_compare_html(folder / "report.html", spec.name, spec.model, spec.description, table, draws)
     return CompareResult(spec, file, out, table)
+
+
+def run_draws(spec: CompareSpec, todo: Sequence[Point], outcomes: dict[int, dict[str, Any]], n: int,
+              workers: int | None) -> pd.DataFrame:
+    """Every point that ran, in `n` parameter draws seeded by the file's seed: one row per (point, draw)."""
+    from simulator.config.uncertainty import load_uncertainty
+
+    uncertainty = load_uncertainty()
+    jobs = [(p, d, s) for i, p in enumerate(todo) if outcomes[i]["status"] == "ok"
+            for d, s in enumerate(bands.draw_scenarios(p.scenario, n, uncertainty, spec.seed))]
+    done = dict(bands.simulate_all([s for _, _, s in jobs], workers or os.cpu_count() or 1,
+                                   "simulator.studies.compare"))
+    rows = [{"draw": d, **row(p, done[i])} for i, (p, d, _) in enumerate(jobs)]
+    columns = ["draw", "design", "concurrency", "status", *compare_bands.RANKED]
+    return pd.DataFrame(rows).reindex(columns=columns)

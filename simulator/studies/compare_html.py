@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from simulator.results import html
+from simulator.studies.compare_bands import ranking
 from simulator.studies.compare_report import (
     ASSUMED_NOTE,
     COLUMNS,
@@ -21,13 +22,15 @@ from simulator.studies.compare_report import (
     front,
     labelled,
     summary_rows,
+    uncertainty_lines,
 )
 
 _COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf"]
 
 
-def write_compare_html(path: Path, name: str, model: str, description: str, df: pd.DataFrame) -> None:
+def write_compare_html(path: Path, name: str, model: str, description: str, df: pd.DataFrame,
+                       draws: pd.DataFrame | None = None) -> None:
     ok = df[df["status"] == "ok"]
     parts = [html.paragraph(description.strip())] if description.strip() else []
     parts += [html.paragraph(f"Model {model}: {df['design'].nunique()} designs at concurrencies "
@@ -38,6 +41,10 @@ def write_compare_html(path: Path, name: str, model: str, description: str, df: 
     parts.append(html.table(header, rows))
     if len(assumed(df)):
         parts.append(html.paragraph(ASSUMED_NOTE, "note"))
+    if draws is not None:
+        words = uncertainty_lines(df, draws, ranking(draws))
+        parts += [html.heading("How robust the conclusions are"), html.paragraph(words[0], "note")]
+        parts += [html.paragraph(line) for line in words[1:]]
     if len(ok):
         parts.append(html.heading("Pareto charts"))
         parts += [html.figure(pareto_figure(ok, column, axis_label), height=480)
@@ -87,5 +94,6 @@ def rebuild(folder: Path) -> Path:
     df = pd.read_parquet(folder / "compare.parquet")
     model = str(df["model"].iloc[0]) if "model" in df.columns and len(df) else "?"
     path = folder / "report.html"
-    write_compare_html(path, folder.name.removeprefix("compare-"), model, "", df)
+    draws = pd.read_parquet(folder / "compare_draws.parquet") if (folder / "compare_draws.parquet").is_file() else None
+    write_compare_html(path, folder.name.removeprefix("compare-"), model, "", df, draws)
     return path

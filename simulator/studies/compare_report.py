@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from simulator.studies import compare_bands
 from simulator.studies.points import atomic_write, pareto_front
 
 if TYPE_CHECKING:
@@ -41,17 +42,26 @@ COLUMNS = {  # report column -> (table column, scale)
 
 
 # what a comparison's folder holds
-NAMES = frozenset({"compare.parquet", "compare.csv", "report.md", "plots", "report.html"})
+NAMES = frozenset({"compare.parquet", "compare.csv", "report.md", "plots", "report.html", "compare_draws.parquet",
+                   "ranking.csv"})
 
 
-def write(out: Path, spec: CompareSpec, file: Path, df: pd.DataFrame, plots: bool) -> None:
-    """Tables first (so a plotting problem loses nothing), then plots/ and report.md."""
+def write(out: Path, spec: CompareSpec, file: Path, df: pd.DataFrame, plots: bool,
+          draws: pd.DataFrame | None = None) -> None:
+    """Tables first (so a plotting problem loses nothing), then plots/ and report.md; with parameter draws,
+    also compare_draws.parquet and ranking.csv."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "compare.parquet", lambda p: df.to_parquet(p, index=False))
     atomic_write(out / "compare.csv", lambda p: df.to_csv(p, index=False))
+    words: list[str] = []
+    if draws is not None:
+        ranks = compare_bands.ranking(draws)
+        atomic_write(out / "compare_draws.parquet", lambda p: draws.to_parquet(p, index=False))
+        atomic_write(out / "ranking.csv", lambda p: ranks.to_csv(p, index=False))
+        words = uncertainty_lines(df, draws, ranks)
     ok = df[df["status"] == "ok"]
     pictures = _plots(out / "plots", ok, list(dict.fromkeys(df["design"]))) if plots and len(ok) else []
-    text = markdown(spec, file, df, pictures)
+    text = markdown(spec, file, df, pictures, words)
     atomic_write(out / "report.md", lambda p: p.write_text(text, encoding="utf-8"))
 
 
@@ -210,7 +220,18 @@ LEGEND = ("tok/s/user = 1 / TPOT p50 (the decode speed one user sees). tok/s/chi
           "chip. bottleneck: the largest share of busy time.")
 
 
-def markdown(spec: CompareSpec, file: Path, df: pd.DataFrame, pictures: list[str]) -> str:
+def uncertainty_lines(df: pd.DataFrame, draws: pd.DataFrame, ranks: pd.DataFrame) -> list[str]:
+    """The paragraph that says how the draws were made, then one sentence per conclusion."""
+    n = int(draws["draw"].max()) + 1 if len(draws) else 0
+    return [f"Every point that ran was simulated again in {n} draws of its chip family's coefficients "
+            "(catalog/uncertainty.yaml; the same requests in every draw, designs of one family paired, families "
+            f"independent). A conclusion is robust when it holds in at least {compare_bands.ROBUST:.0%} of draws; "
+            "P(A beats B) for every pair, metric and concurrency: ranking.csv; bands (band.<column>.p10/p50/p90): "
+            "compare.parquet.", *compare_bands.sentences(df, draws, ranks)]
+
+
+def markdown(spec: CompareSpec, file: Path, df: pd.DataFrame, pictures: list[str],
+             uncertainty: list[str] | None = None) -> str:
     workload = spec.workload if isinstance(spec.workload, str) else spec.workload.get("name") or "inline"
     lines = [f"# Compare {spec.name}", ""]
     if spec.description.strip():
@@ -224,6 +245,9 @@ def markdown(spec: CompareSpec, file: Path, df: pd.DataFrame, pictures: list[str
     lines += _table(*summary_rows(df)) + [""]
     if len(assumed(df)):
         lines += [ASSUMED_NOTE, ""]
+    if uncertainty:
+        lines += ["## How robust the conclusions are", "", uncertainty[0], ""] + [f"- {s}" for s in uncertainty[1:]]
+        lines += [""]
     for design, rows in df.groupby("design", sort=False):
         lines += _design_section(design, rows, spec)
     if pictures:

@@ -38,6 +38,7 @@ from simulator.config.studies import SweepSpec
 from simulator.errors import InfersimError, ScenarioError, brief, brief_text
 from simulator.results.outputs import claim, staged_folder
 from simulator.studies import sweep_report
+from simulator.studies.bands import HEADLINE, bands, check_draws, draw_scenarios
 from simulator.studies.points import FINAL, VERSION, atomic_write, failed, flatten, in_processes, simulate
 from simulator.studies.sweep_report import INTERACTIVITY
 
@@ -335,14 +336,31 @@ def tabulate(jobs: Sequence[Job], records: dict[str, dict[str, Any]]) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def with_bands(table: pd.DataFrame, draws: list[list[Job]], records: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """The table with `band.<metric>.p10/p50/p90` of each point's draws (headline metrics and tok/s/user)."""
+    columns: dict[str, list[float | None]] = {}
+    for i, per_point in enumerate(draws):
+        summaries = [{**s, "interactivity": {"tokens_per_s_per_user": 1.0 / tpot if tpot else None}}
+                     for j in per_point if j.key and records.get(j.key, {}).get("status") == "ok"
+                     for s in [records[j.key]["summary"]] for tpot in [(s.get("tpot_s") or {}).get("p50")]]
+        found = bands(summaries, (*HEADLINE, INTERACTIVITY)) if summaries else {}
+        for key in (*HEADLINE, INTERACTIVITY):
+            for q in ("p10", "p50", "p90"):
+                columns.setdefault(f"band.{key}.{q}", [None] * len(draws))[i] = (found.get(key) or {}).get(q)
+    return table.assign(**{k: v for k, v in columns.items() if any(x is not None for x in v)})
+
+
 # ---------------------------------------------------------------- the sweep
 
 def sweep(file: str | Path, out: str | Path | None = None, overrides: Sequence[str] = (),
           backend: str = "local", workers: int | None = None, address: str | None = None,
-          plots: bool = True, progress: bool | None = None) -> SweepResult:
+          plots: bool = True, progress: bool | None = None, uncertainty: int | None = None) -> SweepResult:
     """Simulate every point of the sweep FILE not yet in OUT/points/, then write OUT/sweep.parquet,
-    sweep.csv, report.md and plots/. `overrides` (--set) apply to every point's base scenario."""
+    sweep.csv, report.md and plots/. `overrides` (--set) apply to every point's base scenario.
+    `uncertainty` N: also each point in N parameter draws seeded by the sweep's root seed (studies/bands.py),
+    cached in OUT/points/ like any point; the table gets `band.<metric>.p10/p50/p90` columns."""
     file = Path(file)
+    check_draws(uncertainty)
     if backend not in BACKENDS:
         raise ScenarioError("--backend", f"{backend!r} is not one of: {', '.join(BACKENDS)}")
     spec, base = load_sweep(file)
@@ -350,28 +368,49 @@ def sweep(file: str | Path, out: str | Path | None = None, overrides: Sequence[s
     common = [*spec.overrides, *overrides]
     root_seed = spec.seed if spec.seed is not None else load_scenario(base, common).spec.seed
     jobs = resolve(file, base, expand(spec, root_seed), common)
+    draws = [] if uncertainty is None else draw_jobs(jobs, uncertainty, root_seed)
     out = Path(out) if out is not None else Path("results") / (spec.name or file.stem)
     with claim(out, sweep_report.NAMES):  # checked before simulating; one writer at a time
-        return _sweep(spec, file, jobs, out, backend, workers, address, plots, progress)
+        return _sweep(spec, file, jobs, out, backend, workers, address, plots, progress, draws)
+
+
+def draw_jobs(jobs: Sequence[Job], n: int, seed: int) -> list[list[Job]]:
+    """Each resolved point's N parameter draws as jobs of their own (draws seeded by the root seed, so two
+    points of one chip family are paired); a draw that changes nothing has the point's own key."""
+    from simulator.config.uncertainty import load_uncertainty
+
+    spec = load_uncertainty()
+    out: list[list[Job]] = []
+    for job in jobs:
+        if job.scenario is None:
+            out.append([])
+            continue
+        scenarios = draw_scenarios(job.scenario, n, spec, seed)
+        out.append([Job(Point(job.point.index, {**job.point.values, "draw": d}, job.point.seed), s,
+                        point_key(s, job.point.seed)) for d, s in enumerate(scenarios)])
+    return out
 
 
 def _sweep(spec: SweepSpec, file: Path, jobs: list[Job], out: Path, backend: str, workers: int | None,
-           address: str | None, plots: bool, progress: bool | None) -> SweepResult:
+           address: str | None, plots: bool, progress: bool | None, draws: list[list[Job]]) -> SweepResult:
     points_dir = out / "points"
     points_dir.mkdir(parents=True, exist_ok=True)
-    records = {job.key: r for job in jobs if job.key and (r := _cached(points_dir, job.key)) is not None}
-    pending = {job.key: job for job in jobs if job.key and job.key not in records}
+    every = [*jobs, *(d for per_point in draws for d in per_point)]
+    records = {job.key: r for job in every if job.key and (r := _cached(points_dir, job.key)) is not None}
+    pending = {job.key: job for job in every if job.key and job.key not in records}
     todo = list(pending.values())
-    share = Counter(job.key for job in jobs if job.key)
+    share = Counter(job.key for job in every if job.key)
     waiting = sum(share[key] for key in pending)
-    failed = sum(1 for job in jobs
+    failed = sum(1 for job in every
                  if job.error or (job.key is not None and records.get(job.key, {}).get("status", "ok") != "ok"))
-    with _progress(len(jobs), len(jobs) - waiting, failed, progress) as tick:
+    with _progress(len(every), len(every) - waiting, failed, progress) as tick:
         for job, outcome in BACKENDS[backend](todo, workers or os.cpu_count() or 1, address):
             assert job.key is not None  # only jobs with a key are run
             records[job.key] = _save(points_dir, job, outcome)
             tick(share[job.key], share[job.key] * (outcome["status"] != "ok"))
     table = tabulate(jobs, records)
+    if draws:
+        table = with_bands(table, draws, records)
     with staged_folder(out, sweep_report.NAMES, keep=("points",)) as folder:  # the old report or the new, whole
         sweep_report.write(folder, spec, file, table, axis_keys(spec), plots)
     return SweepResult(spec, file, out, table, len(todo))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from simulator.results import html
+from simulator.studies.validate.coverage import coverage_rows
 
 
 def write_validation_html(path: Path, df: pd.DataFrame, cases_file: str, summary: str, families: list[str],
@@ -24,6 +25,8 @@ def write_validation_html(path: Path, df: pd.DataFrame, cases_file: str, summary
              html.heading("By hardware family")]
     parts.append(html.table(["family", "cases", "simulated", "within", "median abs error", "max abs error"],
                             family_rows))
+    if "inside_band" in df:  # validate --uncertainty: the p10-p90 coverage per family
+        parts += [html.heading("Measured inside the predicted p10-p90 band"), html.table(*coverage_rows(df))]
     if len(done):
         parts += [html.heading("Predicted against measured"), html.figure(scatter(done, families), height=560),
                   html.figure(ratios(done), height=max(420, 120 + 16 * len(done)))]

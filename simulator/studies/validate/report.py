@@ -10,7 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from simulator.config.load import find_dir, load_chip
+from simulator.errors import ScenarioError
 from simulator.results.outputs import claim, staged_folder
+from simulator.studies.validate import coverage
 from simulator.studies.validate.bounds import beats
 from simulator.studies.validate.calibrate import read_cross_validation
 from simulator.studies.validate.cases import read_cases
@@ -94,6 +96,8 @@ def summary_line(df: pd.DataFrame) -> str:
     flags = [f"{int(df[col].sum())} {what}" for col, what in (
         ("measured_beats_light", "measurements beat the speed of light"),
         ("predicted_beats_light", "predictions beat the speed of light (a bug)")) if df[col].any()]
+    if "inside_band" in df:
+        flags.append(coverage.coverage_line(df))
     return line + ("; " + ", ".join(flags) if flags else "")
 
 
@@ -151,6 +155,11 @@ def markdown(df: pd.DataFrame, cases_file: str, plot: bool) -> str:
               "others (loose sources, not simulated, approximated, or mostly pipeline bubble).", ""]
     roles = sorted(set(df["role"]), key=_role_order)
     lines += _markdown_table(["role", *head], group_table(df, "role", roles))
+    if "inside_band" in df:
+        lines += ["", "## Parameter uncertainty", "", coverage.coverage_line(df) + ". Each case was simulated again in "
+                  "draws of its chip family's coefficients (catalog/uncertainty.yaml); band_p10 / band_p90 in "
+                  "validation.csv.", ""]
+        lines += _markdown_table(*coverage.coverage_rows(df))
     columns, rows = table_rows(df)
     lines += ["", "## Cases", ""] + _markdown_table(columns, rows)
     approx = df[df["approximations"] != ""]
@@ -207,15 +216,39 @@ def write_plot(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def validate_file(cases_file: str | Path, out: Path, workers: int = 1, plots: bool = True) -> pd.DataFrame:
+def validate_file(cases_file: str | Path, out: Path, workers: int = 1, plots: bool = True,
+                  uncertainty: int | None = None, families: set[str] | None = None, seed: int = 0,
+                  skip: set[str] | None = None) -> pd.DataFrame:
     """Read the cases (ScenarioError when malformed), simulate them all, write validation.csv, report.md and
-    the plot into `out`; return the table."""
+    the plot into `out`; return the table. `uncertainty` N: also each case in N parameter draws, its p10-p90
+    band and whether the measurement is inside (coverage.py); `families`: only the cases of those
+    uncertainty families (catalog/uncertainty.yaml); `skip`: case ids left out."""
+    from simulator.config.uncertainty import load_uncertainty
+    from simulator.studies.bands import check_draws
+
+    check_draws(uncertainty)
     cases = read_cases(cases_file)
+    if skip:
+        unknown = sorted(skip - {c.case_id for c in cases})
+        if unknown:
+            raise ScenarioError("--skip", f"{', '.join(unknown)}: no such case in {cases_file}")
+        cases = [c for c in cases if c.case_id not in skip]
+    spread = load_uncertainty() if uncertainty is not None or families is not None else None
+    if families is not None and spread is not None:
+        known = {*spread.families, "uncalibrated"}
+        if not families <= known:
+            raise ScenarioError("--family", f"{', '.join(sorted(families - known))} is not one of: "
+                                f"{', '.join(sorted(known))}")
+        cases = [c for c in cases if spread.family_of(c.chip)[0] in families]
     with claim(out, NAMES):  # checked before simulating; one writer at a time
-        df = frame(simulate_all(cases, workers=workers))
+        outcomes = simulate_all(cases, workers=workers)
+        df = frame(outcomes)
         cross = read_cross_validation(cases_file)
         if cross:
             df["cross_validated_error"] = [cross.get(case_id) for case_id in df["case_id"]]
+        if uncertainty is not None and spread is not None:
+            draws = coverage.draw_predictions(cases, outcomes, spread, uncertainty, seed, workers)
+            df = coverage.with_bands(df, draws, spread)
         with staged_folder(out, NAMES) as folder:  # the previous folder or the new one, whole
             df.to_csv(folder / "validation.csv", index=False)
             plot = plots and df["predicted"].notna().any()
