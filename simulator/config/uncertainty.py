@@ -7,11 +7,11 @@ residuals (`infersim calibrate`, studies/validate/uncertainty.py); families whos
 families and chips no family covers carry a wide spread, and the file says which is which.
 
 A draw is physics, not a fudge on outputs: it changes the chip's efficiencies (compute, memory, collective,
-capped at 1: nothing runs above nameplate), its per-layer, per-MoE-layer, per-step and per-sequence
-overheads, and a wafer's mesh hop latency; the engine then simulates that chip as any other. Draws are
-common random numbers: draw d of a family's coefficient is the d-th normal of a generator seeded by
-(seed, family, coefficient), so two designs of one family share their draws and different families are
-independent, and the same seed always gives the same draws.
+capped at 1: nothing runs above nameplate), its per-layer, per-MoE-layer, per-step and per-sequence overheads
+(the engine's host time per sequence and per step), and a wafer's mesh hop latency; the engine then simulates
+that chip as any other. Draws are common random numbers: draw d of a family's coefficient is the d-th normal
+of a generator seeded by (seed, family, coefficient), so two designs of one family share their draws and
+different families are independent, and the same seed always gives the same draws.
 """
 
 from __future__ import annotations
@@ -26,15 +26,16 @@ from pydantic import Field
 
 from simulator.config.cluster import ChipSpec
 from simulator.config.fields import Frozen
-from simulator.config.load import CATALOG_DIR, read_yaml, sequence_overhead_s, validate
+from simulator.config.load import CATALOG_DIR, engine_step_overhead_s, read_yaml, sequence_overhead_s, validate
 from simulator.errors import ScenarioError
 
 UNCERTAINTY_PATH = CATALOG_DIR / "uncertainty.yaml"
 EFFICIENCIES = ("compute", "memory", "collective")  # fractions of nameplate: capped at 1
 OVERHEADS = ("layer_overhead", "moe_layer_overhead", "step_overhead")
 SEQUENCE = "sequence_overhead"  # per serving engine: one draw per (family, engine)
+ENGINE_STEP = "engine_step_overhead"  # per serving engine, as SEQUENCE (0 stays 0: no spread creates a cost)
 MESH = "mesh.hop_latency"
-COEFFICIENTS = (*EFFICIENCIES, *OVERHEADS, SEQUENCE, MESH)
+COEFFICIENTS = (*EFFICIENCIES, *OVERHEADS, SEQUENCE, ENGINE_STEP, MESH)
 Sigma = float  # the standard deviation of log(drawn / catalog value)
 
 
@@ -91,7 +92,7 @@ def draw_factors(spec: UncertaintySpec, chip_id: str, engine: str, seed: int, dr
     name, family = spec.family_of(chip_id)
     if name == "uncalibrated":  # chips in no family share nothing: each draws on its own
         name = f"uncalibrated:{chip_id}"
-    keys = [*EFFICIENCIES, *OVERHEADS, MESH, f"{SEQUENCE}:{engine}"]
+    keys = [*EFFICIENCIES, *OVERHEADS, MESH, f"{SEQUENCE}:{engine}", f"{ENGINE_STEP}:{engine}"]
     columns = {}
     for key in keys:
         sigma = family.spread(key.partition(":")[0])
@@ -108,6 +109,8 @@ def perturbed_chip(chip: ChipSpec, engine: str, factors: Factors) -> ChipSpec:
     update.update({k: getattr(e, k) * factors[k] for k in OVERHEADS})
     key = f"{SEQUENCE}:{engine}"
     update[SEQUENCE] = {**e.sequence_overhead, engine: sequence_overhead_s(chip, engine) * factors[key]}
+    update[ENGINE_STEP] = {**e.engine_step_overhead,
+                           engine: engine_step_overhead_s(chip, engine) * factors[f"{ENGINE_STEP}:{engine}"]}
     chip = chip.model_copy(update={"efficiency": e.model_copy(update=update)})
     if chip.mesh is not None:
         mesh = chip.mesh.model_copy(update={"hop_latency": chip.mesh.hop_latency * factors[MESH]})
