@@ -15,6 +15,7 @@ from conftest import REPO, cli_error
     ({"model": "llama-9b"},
      "{f}: model: 'llama-9b' is not a catalog model (deepseek-v3, gpt-3-175b, gpt-j-6b, gpt-oss-120b, "
      "llama-2-13b, llama-2-70b, llama-2-7b, llama-3.1-405b, llama-3.1-70b, llama-3.1-8b, llama-3.3-70b, "
+     "llama-4-scout-17b-16e, "
      "mistral-nemo-12b, mixtral-8x22b, mixtral-8x7b, opt-13b, opt-175b, palm-540b, qwen2.5-72b, qwen2.5-7b, "
      "qwen3-235b-a22b, qwen3-32b) "
      "nor a path to a config.json"),

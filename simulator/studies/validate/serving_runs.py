@@ -138,7 +138,8 @@ def _experiment(name: str, row: dict[str, str], line: int, file: str,
                       tuple(stages[s] for s in sorted(stages)))
 
 
-RENAMED = {"mistral-nemo-instruct-2407": "mistral-nemo-12b"}  # checkpoints named by date, not by size
+RENAMED = {"mistral-nemo-instruct-2407": "mistral-nemo-12b",  # checkpoints named by date, not by size
+           "llama-4-scout-17b-16e-instruct-fp8-dynamic": "llama-4-scout-17b-16e"}  # a quantised copy
 
 
 def catalog_model(hf_id: str) -> str | None:
