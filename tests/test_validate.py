@@ -164,7 +164,8 @@ def run_case(row, chip, waves):
 
 
 def test_validate_exits_0_when_cases_miss(tmp_path):
-    cases = write_cases(tmp_path / "cases.csv", [GPTJ, {**GPTJ, "case_id": "WAY_OFF", "value": "20"}])
+    within = {**GPTJ, "tolerance": "0.4"}  # the row as published (+25% on Ampere's start values), scored loosely
+    cases = write_cases(tmp_path / "cases.csv", [within, {**GPTJ, "case_id": "WAY_OFF", "value": "20"}])
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["validate", str(cases), "-o", str(out)])
     assert result.exit_code == 0, result.output

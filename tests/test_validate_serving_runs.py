@@ -26,7 +26,10 @@ def test_the_shipped_file_reads_into_its_experiments_and_values():
                                             ("meta-llama/Llama-2-7b-hf", "llama-2-7b"),
                                             ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b"),
                                             ("mistralai/Mistral-Nemo-Instruct-2407", "mistral-nemo-12b"),
-                                            ("meta-llama/Llama-4-Scout-17B-16E-Instruct", None)])
+                                            ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "llama-4-scout-17b-16e"),
+                                            ("RedHatAI/Llama-4-Scout-17B-16E-Instruct-FP8-dynamic",
+                                             "llama-4-scout-17b-16e"),
+                                            ("meta-llama/Llama-4-Maverick-17B-128E-Instruct", None)])
 def test_hugging_face_ids_map_to_catalog_models(hf_id, catalog):
     assert serving_runs.catalog_model(hf_id) == catalog
 
@@ -72,10 +75,10 @@ def test_each_stage_is_simulated_and_compared(tmp_path):
 
 def test_an_experiment_the_catalog_cannot_express_is_reported_not_simulated(tmp_path):
     path = tmp_path / "runs.csv"
-    write_cases(path, [{**value(0, "2", "ttft", "mean", 30), "model": "meta-llama/Llama-4-Scout-17B-16E-Instruct"}])
+    write_cases(path, [{**value(0, "2", "ttft", "mean", 30), "model": "meta-llama/Llama-4-Maverick-17B-128E-Instruct"}])
     df = serving_runs.validate_file(path, tmp_path / "out")
     assert df["predicted_ms"].isna().all()
-    assert df["note"].tolist() == ["model meta-llama/Llama-4-Scout-17B-16E-Instruct is not in the catalog"]
+    assert df["note"].tolist() == ["model meta-llama/Llama-4-Maverick-17B-128E-Instruct is not in the catalog"]
 
 
 def test_a_malformed_file_is_one_line_naming_the_line_and_column(tmp_path):
