@@ -93,3 +93,63 @@ def test_cost_rent_versus_purchase(write_scenario):
     chip = load_chip("h100-sxm")
     capital = chip.price.purchase_usd * span / (4 * 365 * 24 * 3600)
     assert s["cost_usd"] == pytest.approx(capital + s["energy_j"] * 1.2 * 0.08 / 3.6e6)
+
+
+@pytest.mark.parametrize("topology, nodes, expected", [
+    ("single-h100", 1, (1, 0, 0)),
+    ("hgx-h100", 1, (1, 0, 1)),                # one NVSwitch domain, no scale-out fabric
+    ("hgx-h100-x2-ndr400", 2, (2, 16, 3)),     # 2 node switches + 1 leaf; a NIC per GPU
+    ("h100-4x8-ndr400", 4, (4, 32, 8)),        # 4 node switches + 2 leaves + 2 spines
+    ("h100-4x8-ndr400", 2, (2, 16, 3)),        # a run on two nodes: one leaf, no spine in its path
+    ("tpu-v5e-256", 1, (1, 0, 0)),             # a torus has no switch
+])
+def test_system_components_are_counted_as_the_topology_wires_them(topology, nodes, expected):
+    import yaml
+
+    from simulator.config.cluster import TopologySpec
+    from simulator.hardware.energy import system_counts
+    spec = TopologySpec.model_validate(yaml.safe_load((REPO / "topologies" / f"{topology}.yaml").read_text()))
+    c = system_counts(spec, nodes)
+    assert (c.nodes, c.nics, c.switches) == expected
+
+
+def test_host_nic_and_switch_power_is_drawn_for_the_whole_run_and_adds_to_energy_and_its_cost(write_scenario):
+    base_cfg = {"cluster": str(REPO / "topologies" / "hgx-h100-x2-ndr400.yaml"), "deployment.tensor_parallel": 8,
+                "deployment.replicas": 2, "workload.num_requests": 60}
+    base = run(load_scenario(write_scenario(base_cfg, name="base.yaml"))).summary
+    host_w, nic_w, switch_w = 800.0, 25.0, 1500.0
+    result = run(load_scenario(write_scenario({**base_cfg, "cost.host_w_per_node": host_w, "cost.nic_w": nic_w,
+                                               "cost.switch_w": switch_w}, name="system.yaml")))
+    s, e, span = result.summary, result.summary["energy"], result.summary["sim"]["simulated_s"]
+    assert span == base["sim"]["simulated_s"] and s["deployment"]["nodes"] == 2
+    assert e["components"] == {"nodes": 2, "nics": 16, "switches": 3}
+    assert e["host_j"] == host_w * 2 * span  # P x N x T, exactly
+    assert e["nic_j"] == nic_w * 16 * span
+    assert e["switch_j"] == switch_w * 3 * span
+    for part in ("idle_j", "kernel_j", "arithmetic_j", "memory_j", "network_j", "mean_power_w_per_chip"):
+        assert e[part] == base["energy"][part]  # the chips' own parts do not move
+    parts = [e[k] for k in ("idle_j", "kernel_j", "arithmetic_j", "memory_j", "network_j", "host_j", "nic_j",
+                            "switch_j")]
+    assert s["energy_j"] == pytest.approx(sum(parts), rel=1e-12)
+    assert s["energy_j"] - base["energy_j"] == pytest.approx((host_w * 2 + nic_w * 16 + switch_w * 3) * span)
+    out_tokens = float(result.requests.loc[result.requests["status"] == "completed", "output_tokens"].sum())
+    per_token = e["j_per_output_token"]
+    assert per_token["host"] == pytest.approx(e["host_j"] / out_tokens)
+    assert sum(per_token.values()) == pytest.approx(s["energy_j_per_output_token"])
+    assert s["cost"]["parts_usd"]["energy"] == pytest.approx(s["energy_j"] * 1.2 * 0.08 / 3.6e6)  # x PUE
+    assert s["deployment"]["nameplate_power_kw"] == pytest.approx(
+        (16 * 700 + host_w * 2 + nic_w * 16 + switch_w * 3) / 1e3)
+    from simulator.results.report import headline
+    line = dict(headline(s))["energy per output token (J)"]
+    assert "host" in line and "nics" in line and "switches" in line
+    assert dict(headline(base))["energy per output token (J)"] == f"{base['energy_j_per_output_token']:.3g}"
+
+
+@pytest.mark.parametrize("key, value, allowed", [("host_w_per_node", -1, "must be >= 0"),
+                                                  ("nic_w", "lots", "valid number"),
+                                                  ("switch_w", 1e7, "must be <= 1000000")])
+def test_bad_system_power_is_one_line_naming_file_and_field(write_scenario, tmp_path, key, value, allowed):
+    from conftest import cli_error
+    path = write_scenario({f"cost.{key}": value})
+    line = cli_error("run", path, "-o", tmp_path / "out")
+    assert line.startswith(f"{path}: cost.{key}: ") and allowed in line, line

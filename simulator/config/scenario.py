@@ -34,6 +34,12 @@ class CostSpec(Frozen):
     # cooling provisioning, top-of-rack and spine ports). No default figure is sourced: 0 unless given.
     node_usd: float = Field(default=0.0, ge=0, le=1e9)
     facility_usd_per_rack_year: float = Field(default=0.0, ge=0, le=1e9)
+    # the rest of the system's power, drawn for the whole run and added to the energy (hardware/energy.py): per
+    # node the host (CPUs, DRAM, fans), per scale-out NIC, per switch (scale-up, leaf, spine). No default
+    # figure is sourced (shared/data has no host, NIC or switch power): 0 unless given.
+    host_w_per_node: float = Field(default=0.0, ge=0, le=1e6)
+    nic_w: float = Field(default=0.0, ge=0, le=1e6)
+    switch_w: float = Field(default=0.0, ge=0, le=1e6)
 
 
 class SimSpec(Frozen):

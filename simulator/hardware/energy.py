@@ -16,13 +16,18 @@ sits at the power limit), a memory-bound decode step idle + KERNEL_RESIDENT_SHAR
 arithmetic + memory traffic near memory_peak_w x efficiency.memory, and a chip between steps (scheduler and
 launch overheads, waiting on the network, pipeline bubbles, no work) draws idle. Energy never falls below
 idle x time and mean power never exceeds TDP (plus link energy, which the links spend).
+
+The rest of the system draws constant power for the whole run (`system_energy`): each node's host (CPUs,
+DRAM, fans), each scale-out NIC and each switch, at the scenario's `cost.host_w_per_node`, `cost.nic_w` and
+`cost.switch_w` (0 unless given: no sourced figure exists), counted over the nodes the run uses.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from simulator.config.cluster import ChipSpec
+from simulator.config.cluster import ChipSpec, TopologySpec
 
 # Share of a chip's dynamic core power drawn by a resident kernel whatever its arithmetic intensity. ASSUMED
 # 0.5: GPU power models attribute about half of the dynamic core power to parts that toggle with any running
@@ -64,20 +69,29 @@ class EnergyModel:
 
 @dataclass(frozen=True)
 class EnergyParts:
-    """Joules by cause; `total_j` is their sum and nothing else. `compute_j` = kernel_j + arithmetic_j."""
+    """Joules by cause; `total_j` is their sum and nothing else. `compute_j` = kernel_j + arithmetic_j;
+    `chips_j` is what the chips and links spend, host_j + nic_j + switch_j the rest of the system."""
     idle_j: float
     kernel_j: float
     arithmetic_j: float
     memory_j: float
     network_j: float
+    host_j: float = 0.0
+    nic_j: float = 0.0
+    switch_j: float = 0.0
 
     @property
     def compute_j(self) -> float:
         return self.kernel_j + self.arithmetic_j
 
     @property
-    def total_j(self) -> float:
+    def chips_j(self) -> float:
         return self.idle_j + self.kernel_j + self.arithmetic_j + self.memory_j + self.network_j
+
+    @property
+    def total_j(self) -> float:
+        # chips first, in the same order as before the system parts existed: with them 0 the sum is bit-identical
+        return self.chips_j + self.host_j + self.nic_j + self.switch_j
 
     @property
     def data_movement_share(self) -> float | None:
@@ -95,3 +109,36 @@ def energy_parts(model: EnergyModel, chips: int, seconds: float, kernel_s: float
     memory_j = memory_bytes * model.joules_per_memory_byte + stream_bytes * model.joules_per_stream_byte
     return EnergyParts(idle_j=chips * model.idle_w * seconds, kernel_j=model.kernel_w * kernel_s,
                        arithmetic_j=model.arithmetic_w * arithmetic_s, memory_j=memory_j, network_j=link_joules)
+
+
+@dataclass(frozen=True)
+class SystemCounts:
+    """What draws power besides the chips in the nodes a run uses: hosts (one per node), scale-out NICs (one
+    per chip port into the scale-out fabric) and switches (a node's scale-up switch, leaves and spines)."""
+    nodes: int
+    nics: int
+    switches: int
+
+
+def system_counts(topology: TopologySpec, nodes: int) -> SystemCounts:
+    """Counts over the first `nodes` nodes, wired as hardware/topology.py wires them: a scale-up switch per
+    node of kind switch with more than one chip; with a scale-out fabric between several nodes, one NIC per
+    chip, and for leaf_spine a leaf per `nodes_per_leaf` nodes plus the spines once there are two leaves."""
+    n = topology.chips_per_node
+    up = topology.scaleup
+    switches = nodes if up is not None and up.kind == "switch" and n > 1 else 0
+    out = topology.scaleout
+    nics = 0
+    if out is not None and topology.nodes > 1:
+        nics = nodes * n
+        if out.kind == "leaf_spine":
+            leaves = -(-nodes // out.nodes_per_leaf)
+            switches += leaves + (out.spines if leaves > 1 else 0)
+    return SystemCounts(nodes, nics, switches)
+
+
+def system_energy(parts: EnergyParts, counts: SystemCounts, seconds: float, host_w_per_node: float, nic_w: float,
+                  switch_w: float) -> EnergyParts:
+    """`parts` with the rest of the system added: each component draws its power for the whole `seconds`."""
+    return dataclasses.replace(parts, host_j=host_w_per_node * counts.nodes * seconds,
+                               nic_j=nic_w * counts.nics * seconds, switch_j=switch_w * counts.switches * seconds)

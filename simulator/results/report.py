@@ -75,11 +75,18 @@ def _main_rows(s: dict[str, Any], r: dict[str, Any], t: dict[str, Any], share: d
         ("compute / memory-bw utilization",
          f"{_fmt(s['utilization']['compute_mean'])} / {_fmt(s['utilization']['memory_bw_mean'])}"),
         ("bottleneck", bottleneck.headline(s) or (f"{top} ({_fmt(share[top])} of busy time)" if top else "n/a")),
-        ("energy per output token (J)", _fmt(s["energy_j_per_output_token"])),
+        ("energy per output token (J)", _fmt(s["energy_j_per_output_token"]) + _system_energy_words(s)),
         ("cost per million output tokens (USD)", _fmt(s["cost_usd_per_million_output_tokens"])),
         ("chips", str(s["chips"])),
         ("simulated / wall time (s)", f"{_fmt(s['sim']['simulated_s'], digits=4)} / {s['sim']['wall_s']:.2f}"),
     ]
+
+
+def _system_energy_words(s: dict[str, Any]) -> str:
+    """The host, NIC and switch shares of the energy per output token, when the scenario gives them power."""
+    per_token = (s.get("energy") or {}).get("j_per_output_token") or {}
+    parts = [f"{name} {_fmt(per_token.get(name))}" for name in ("host", "nics", "switches") if per_token.get(name)]
+    return f" (of which {', '.join(parts)})" if parts else ""
 
 
 _MEANING = {

@@ -56,7 +56,7 @@ import pandas as pd
 
 from simulator.config.cost import CostBasis, cost_basis
 from simulator.config.scenario import CostSpec
-from simulator.hardware.energy import EnergyModel, EnergyParts, energy_parts
+from simulator.hardware.energy import EnergyModel, EnergyParts, energy_parts, system_counts, system_energy
 from simulator.hardware.placement import Plan
 from simulator.results import bottleneck, slo
 from simulator.results.collect import STATUS_NAMES, Collector, LinkHistogram
@@ -183,13 +183,19 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
         totals = links.groupby("link", sort=True).agg(bytes=("bytes", "sum"), bw=("achievable_bytes_per_s", "first"))
         link_util = {link: _share(float(row.bytes), float(row.bw) * span_s) for link, row in totals.iterrows()}
     busiest = cast("dict[str, float]", link_util)  # a link carried its bytes over span_s > 0: no share is None
+    system = system_counts(spec.cluster, nodes)
     energy = _energy(scenario, plan, chips, kernel_s, arithmetic_s, memory_bytes, stream_bytes, links, span_s)
+    if energy is not None:
+        energy = system_energy(energy, system, span_s, spec.cost.host_w_per_node, spec.cost.nic_w,
+                               spec.cost.switch_w)
     energy_j = energy.total_j if energy else None
     basis = cost_basis(spec.cost, chip)
     racks = None if spec.cluster.nodes_per_rack is None else math.ceil(nodes / spec.cluster.nodes_per_rack)
     cost_parts = _cost_parts(basis, spec.cost, chips, nodes, racks or 1, span_s, energy_j)
     # added in order, left to right (not sum(): its compensated summation moves the last bit)
     cost_usd = None if cost_parts is None else functools.reduce(operator.add, cost_parts.values())
+    system_w = (spec.cost.host_w_per_node * system.nodes + spec.cost.nic_w * system.nics
+                + spec.cost.switch_w * system.switches)  # nameplate of the rest of the system
     per_chip_peak = chip.compute.peak[plan.compute_dtype]
     tiers = plan_tiers(plan, chip.efficiency.memory)
     summary: dict[str, Any] = {
@@ -238,8 +244,14 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
             "idle_j": energy.idle_j, "compute_j": energy.compute_j, "kernel_j": energy.kernel_j,
             "arithmetic_j": energy.arithmetic_j, "memory_j": energy.memory_j,
             "network_j": energy.network_j, "data_movement_share": energy.data_movement_share,
+            "host_j": energy.host_j, "nic_j": energy.nic_j, "switch_j": energy.switch_j,
+            "components": {"nodes": system.nodes, "nics": system.nics, "switches": system.switches},
+            "j_per_output_token": {name: _share(joules, out_tokens) for name, joules in (
+                ("idle", energy.idle_j), ("kernel", energy.kernel_j), ("arithmetic", energy.arithmetic_j),
+                ("memory", energy.memory_j), ("network", energy.network_j), ("host", energy.host_j),
+                ("nics", energy.nic_j), ("switches", energy.switch_j))},
             "mean_power_w": _share(energy.total_j, span_s),
-            "mean_power_w_per_chip": _share(energy.total_j, span_s * chips),
+            "mean_power_w_per_chip": _share(energy.chips_j, span_s * chips),  # the chips and links only
             "kernel_busy_share": _share(kernel_s, span_s * chips),  # chip-time with a kernel resident
             "links_without_energy_figure": int((links.groupby("link")["energy_j"].sum() == 0).sum())
             if len(links) else 0,
@@ -247,8 +259,9 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
         "deployment": {
             "chips": chips, "nodes": nodes,
             "racks": racks,
-            "nameplate_power_kw": None if chip.power is None else chips * chip.power.tdp / 1e3,
-            "facility_power_kw": None if chip.power is None else chips * chip.power.tdp * spec.cost.pue / 1e3,
+            "nameplate_power_kw": None if chip.power is None else (chips * chip.power.tdp + system_w) / 1e3,
+            "facility_power_kw": None if chip.power is None
+            else (chips * chip.power.tdp + system_w) * spec.cost.pue / 1e3,
         },
         "cost_usd": cost_usd,
         "cost": {**basis.record(), "parts_usd": cost_parts},
