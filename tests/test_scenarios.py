@@ -42,8 +42,10 @@ def test_cli_run_writes_the_output_contract(tmp_path):
     assert result.exit_code == 0, result.output
     assert "TTFT p50 / p99 (ms)" in result.stdout
     for name in ("summary.json", "requests.parquet", "iterations.parquet", "links.parquet", "report.md",
-                 "plots/latency_cdf.png", "plots/timeline.png", "plots/breakdown.png"):
+                 "report.html"):
         assert (out / name).is_file(), name
+    assert not (out / "plots").exists()  # PNG files only with --png
+    assert "[report.html](report.html)" in (out / "report.md").read_text()
     summary = json.loads((out / "summary.json").read_text())
     for key in ("scenario", "seed", "requests", "ttft_s", "tpot_s", "e2e_s", "queue_s", "throughput",
                 "utilization", "bottleneck_share", "energy_j_per_output_token",

@@ -227,9 +227,9 @@ def cost_basis(scenario: Scenario) -> str | None:
 # ---------------------------------------------------------------- the comparison
 
 def compare(file: str | Path, out: str | Path | None = None, overrides: Sequence[str] = (),
-            workers: int | None = None, plots: bool = True) -> CompareResult:
-    """Simulate every point of the compare FILE and write OUT/compare.parquet, compare.csv, report.md,
-    plots/pareto_per_{chip,dollar,kw}.png and report.html (default OUT: results/compare-<name>)."""
+            workers: int | None = None, plots: bool = True, png: bool = False) -> CompareResult:
+    """Simulate every point of the compare FILE and write OUT/compare.parquet, compare.csv, report.md and
+    report.html (with `png` also plots/pareto_per_{chip,dollar,kw}.png; default OUT: results/compare-<name>)."""
     file = Path(file)
     spec, rest = load_compare(file, overrides)
     todo = points(spec, file, rest)
@@ -239,7 +239,7 @@ def compare(file: str | Path, out: str | Path | None = None, overrides: Sequence
         table = pd.DataFrame([row(p, outcomes[i]) for i, p in enumerate(todo)])
         table["efficiency_calibrated"] = [p.scenario.chip.efficiency.calibrated for p in todo]
         with staged_folder(out, compare_report.NAMES) as folder:  # a re-run replaces the folder as a whole
-            compare_report.write(folder, spec, file, table, plots)
+            compare_report.write(folder, spec, file, table, plots, png)
             if plots:
                 write_compare_html(folder / "report.html", spec.name, spec.model, spec.description, table)
     return CompareResult(spec, file, out, table)

@@ -44,13 +44,14 @@ COLUMNS = {  # report column -> (table column, scale)
 NAMES = frozenset({"compare.parquet", "compare.csv", "report.md", "plots", "report.html"})
 
 
-def write(out: Path, spec: CompareSpec, file: Path, df: pd.DataFrame, plots: bool) -> None:
-    """Tables first (so a plotting problem loses nothing), then plots/ and report.md."""
+def write(out: Path, spec: CompareSpec, file: Path, df: pd.DataFrame, plots: bool, png: bool = False) -> None:
+    """Tables first (so a plotting problem loses nothing), then report.md (and with `plots` and `png` the PNG
+    plots/)."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "compare.parquet", lambda p: df.to_parquet(p, index=False))
     atomic_write(out / "compare.csv", lambda p: df.to_csv(p, index=False))
     ok = df[df["status"] == "ok"]
-    pictures = _plots(out / "plots", ok, list(dict.fromkeys(df["design"]))) if plots and len(ok) else []
+    pictures = _plots(out / "plots", ok, list(dict.fromkeys(df["design"]))) if plots and png and len(ok) else []
     text = markdown(spec, file, df, pictures)
     atomic_write(out / "report.md", lambda p: p.write_text(text, encoding="utf-8"))
 

@@ -339,9 +339,10 @@ def tabulate(jobs: Sequence[Job], records: dict[str, dict[str, Any]]) -> pd.Data
 
 def sweep(file: str | Path, out: str | Path | None = None, overrides: Sequence[str] = (),
           backend: str = "local", workers: int | None = None, address: str | None = None,
-          plots: bool = True, progress: bool | None = None) -> SweepResult:
+          plots: bool = True, progress: bool | None = None, png: bool = False) -> SweepResult:
     """Simulate every point of the sweep FILE not yet in OUT/points/, then write OUT/sweep.parquet,
-    sweep.csv, report.md and plots/. `overrides` (--set) apply to every point's base scenario."""
+    sweep.csv, report.md and report.html (with `png` also plots/). `overrides` (--set) apply to every point's
+    base scenario."""
     file = Path(file)
     if backend not in BACKENDS:
         raise ScenarioError("--backend", f"{backend!r} is not one of: {', '.join(BACKENDS)}")
@@ -352,11 +353,11 @@ def sweep(file: str | Path, out: str | Path | None = None, overrides: Sequence[s
     jobs = resolve(file, base, expand(spec, root_seed), common)
     out = Path(out) if out is not None else Path("results") / (spec.name or file.stem)
     with claim(out, sweep_report.NAMES):  # checked before simulating; one writer at a time
-        return _sweep(spec, file, jobs, out, backend, workers, address, plots, progress)
+        return _sweep(spec, file, jobs, out, backend, workers, address, plots, progress, png)
 
 
 def _sweep(spec: SweepSpec, file: Path, jobs: list[Job], out: Path, backend: str, workers: int | None,
-           address: str | None, plots: bool, progress: bool | None) -> SweepResult:
+           address: str | None, plots: bool, progress: bool | None, png: bool = False) -> SweepResult:
     points_dir = out / "points"
     points_dir.mkdir(parents=True, exist_ok=True)
     records = {job.key: r for job in jobs if job.key and (r := _cached(points_dir, job.key)) is not None}
@@ -373,5 +374,5 @@ def _sweep(spec: SweepSpec, file: Path, jobs: list[Job], out: Path, backend: str
             tick(share[job.key], share[job.key] * (outcome["status"] != "ok"))
     table = tabulate(jobs, records)
     with staged_folder(out, sweep_report.NAMES, keep=("points",)) as folder:  # the old report or the new, whole
-        sweep_report.write(folder, spec, file, table, axis_keys(spec), plots)
+        sweep_report.write(folder, spec, file, table, axis_keys(spec), plots, png)
     return SweepResult(spec, file, out, table, len(todo))
