@@ -250,22 +250,26 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
         # longer chunks as arrays: the same float operations either way
         k = min(chunk, last - committed)
         at = context0 + committed * n
+        values: list[tuple] = []
         ends, held, timing = (_time_scalar if committed == 0 else _time_arrays)(
-            terms, coll, xfer, send_latency, at, n, t, k, steps - committed, mine, stop, finish_before)
+            terms, coll, xfer, send_latency, at, n, t, k, steps - committed, mine, stop, finish_before, values)
         chunk *= 4
         done = held < k or (held and ends[held - 1] >= mine)
         if timing is not None:  # the normal path runs the next iteration: remember its timing
             replica.remember_timing(batcher.steady_shape(shape, at + held * n), 1, timing[0], [timing[1]], size)
         # the blocks the schedules before these iterations take; one that is not free ends the span there
-        grown_to, block_steps = batcher.grow_through(step0 + committed + held - 1)
-        if grown_to <= step0 + committed + held - 1:
-            held, done = grown_to - step0 - committed, True
+        block_steps: list[int] = []
+        heap, through = batcher.block_heap, step0 + committed + held - 1
+        if heap and heap[0][0] <= through:
+            grown_to, block_steps = batcher.grow_through(through)
+            if grown_to <= through:
+                held, done = grown_to - step0 - committed, True
         if held == 0:
             break
-        ends = np.array(ends[:held])
+        ends = ends[:held]
         if sources:
-            starts = np.concatenate(([t], ends[:-1]))
-            network.account_private_each(starts.tolist(), ends.tolist(), sources)
+            ends = list(ends)
+            network.account_private_each([t, *ends[:-1]], ends, sources)
         finishes = committed + held > steps
         plain = held - finishes  # iterations that finish nobody
         used = batcher.kv.used_blocks - len(block_steps)
@@ -277,11 +281,16 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
         if finishes:  # as ReplicaState.complete: the batcher, then the row, then the deliveries
             first, finished = batcher.complete(Batch(batcher.steady_shape(shape, at + (held - 1) * n), [],
                                                      0.0, 0.0, batch.output_tokens))
-        collector.iterations.append_span(DecodeSpan(
-            replica.index, span_start, ends, at, terms, coll, xfer, send_latency, net_bytes_per_chip,
-            replica.chips, shape.prefill_tokens, n, batch.output_tokens, batch.size, used,
-            tuple(i for i in (s - step0 - committed for s in block_steps) if i < held),  # not the next's blocks
-            batcher.kv.used_blocks if finishes else -1))
+        grown = [i for i in (s - step0 - committed for s in block_steps) if i < held] if block_steps else []
+        # (not the next span's blocks)
+        if values and held <= 8:  # a short span: its rows packed now cost less than a span record
+            _pack_rows(replica, span_start, ends, values, terms, coll + xfer + send_latency, net_bytes_per_chip,
+                       batch, used, grown, batcher.kv.used_blocks if finishes else -1)
+        else:
+            collector.iterations.append_span(DecodeSpan(
+                replica.index, span_start, ends, at, terms, coll, xfer, send_latency, net_bytes_per_chip,
+                replica.chips, shape.prefill_tokens, n, batch.output_tokens, batch.size, used, tuple(grown),
+                batcher.kv.used_blocks if finishes else -1))
         if finishes:
             replica.deliver(first, finished, t)
             return t, committed + held
@@ -291,12 +300,34 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
     return t, committed
 
 
+def _pack_rows(replica: ReplicaState, start: float, ends: list[float], values: list[tuple], terms: tuple, net: float,
+               net_bytes_per_chip: float, batch: Batch, used: int, grown: list[int], last_used: int) -> None:
+    """The rows `span_columns` would give for these iterations (their values from `_time_scalar`), packed."""
+    shape, collector, pack, streamed, ov = batch.shape, replica.collector, ROW.pack, terms[12], terms[13]
+    rows = collector.pending_rows
+    index, chips, pf, n, out, size_ = (replica.index, replica.chips, shape.prefill_tokens, shape.decode_tokens,
+                                       batch.output_tokens, batch.size)
+    t, last = start, len(ends) - 1
+    for i, (end, (c, m, cb, mb, fl, mem_b, context)) in enumerate(zip(ends, values)):
+        if grown:
+            used += grown.count(i)
+        duration = end - t  # as recorded after an event: the clock's difference
+        rows.append(pack(index, t, duration, c, m, cb, mb, net, ov, max(duration - (cb + mb + ov + net), 0.0), fl,
+                         mem_b, streamed, net_bytes_per_chip, 0.0, chips, pf, n, out, size_, context,
+                         last_used if i == last and last_used >= 0 else used))
+        t = end
+    if len(rows) >= ROWS_PER_CHUNK:
+        collector.iterations.flush()
+
+
 def _time_scalar(terms: tuple, coll: float, xfer: float, send_latency: float, context: float, n: float, t: float,
-                 k: int, finishing: int, mine: float, stop: float, finish_before: float):
+                 k: int, finishing: int, mine: float, stop: float, finish_before: float, values: list):
     """Time up to `k` steady iterations from `t`, the first at decode context `context` (+ `n` a step), one
     after the other: (their ends, how many may be committed, the timing of the next one when it ends the
     span there: it ends at `stop` or later, or it is the `finishing` one and ends at `finish_before` or later;
-    else None). The iteration that reaches `mine` is the last. `span_times` for one iteration, unrolled."""
+    else None). The iteration that reaches `mine` is the last. `span_times` for one iteration, unrolled; each
+    timed iteration's row values (compute, memory, compute-bound, memory-bound time, FLOPs, bytes, context)
+    appended to `values`."""
     gemm, gc, gcb, gmb, gm, per_pair, tp, tokens, kv_per_token, peak, bw, resident, streamed, ov = terms
     ends: list[float] = []
     for i in range(k):
@@ -310,6 +341,7 @@ def _time_scalar(terms: tuple, coll: float, xfer: float, send_latency: float, co
         if end >= stop or (i == finishing and end >= finish_before):
             return ends, i, (duration, StepCost(gc + dc, gm + dm, ov, gemm + decode, resident + kv, streamed, cb, mb))
         ends.append(end)
+        values.append((gc + dc, gm + dm, cb, mb, gemm + decode, resident + kv, context))
         if end >= mine:
             return ends, i + 1, None
         t = end
@@ -318,9 +350,9 @@ def _time_scalar(terms: tuple, coll: float, xfer: float, send_latency: float, co
 
 
 def _time_arrays(terms: tuple, coll: float, xfer: float, send_latency: float, context: float, n: float, t: float,
-                 k: int, finishing: int, mine: float, stop: float, finish_before: float):
+                 k: int, finishing: int, mine: float, stop: float, finish_before: float, values: list):
     """_time_scalar with numpy arrays: every iteration's time at once (`span_times`), the clock's additions
-    as a sequential cumulative sum (np.cumsum adds in order), so the same floats."""
+    as a sequential cumulative sum (np.cumsum adds in order), so the same floats (`values` left empty)."""
     contexts = context + np.arange(k, dtype=np.float64) * n
     decode, kv, dc, dm, cb, mb, duration = span_times(terms, coll, xfer, send_latency, contexts)
     ends = np.cumsum(np.concatenate(([t], duration)))[1:]
