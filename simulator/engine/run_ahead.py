@@ -245,6 +245,13 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
     step0, context0 = batcher.step, shape.decode_context  # integral floats: their sums are exact
     last = steps + (finish_before > start)  # the finishing iteration too, if it may be
     t, committed, chunk = start, 0, 32
+    heap = batcher.block_heap
+    if not (heap and heap[0][0] < step0 + min(chunk, last)):  # no KV block due in the first chunk
+        t, committed, ended = _commit_steady_rows(replica, batch, start, steps, min(chunk, last), mine, stop,
+                                                  finish_before)
+        if ended or committed >= last:
+            return t, committed
+        chunk *= 4
     while committed < last:
         # the first iterations one float at a time (most spans end soon: the next arrival is near), then ever
         # longer chunks as arrays: the same float operations either way
@@ -298,6 +305,70 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
         if done:
             break
     return t, committed
+
+
+def _commit_steady_rows(replica: ReplicaState, batch: Batch, start: float, steps: int, limit: int, mine: float,
+                        stop: float, finish_before: float) -> tuple[float, int, bool]:
+    """The first `limit` iterations of _commit_steady_one_stage when no KV block is due meanwhile, one after
+    the other, each packed as its row (a span is short, most often: the next arrival is near), with the same
+    float operations as `span_times`. Returns (when the last committed one ends, how many, whether the span
+    ended: stopped short, finished requests or reached `mine`)."""
+    batcher, network, collector, index, chips = (replica.batcher, replica.network, replica.collector,
+                                                 replica.index, replica.chips)
+    shape, stage = batch.shape, replica.stages[0]
+    p = stage.private
+    assert p is not None  # a closed-form (private) replica's stages all have private links
+    size = shape.tokens * stage.cost_model.model.d_model * ACTIVATION_BYTES
+    ar = p.collective(size)
+    coll = ar.s_per_byte * size + ar.latency_s
+    xfer, send_latency = p.send_s_per_byte * size, p.send_latency_s
+    net = coll + xfer + send_latency
+    net_bytes_per_chip = size * (ar.sent + p.send_sent) / chips
+    coll_carried, coll_bytes, send_carried, send_bytes = (ar.carried, size * ar.sent, p.send_carried,
+                                                          size * p.send_sent)
+    gemm, gc, gcb, gmb, gm, per_pair, tp, tokens, kv_per_token, peak, bw, resident, streamed, ov = \
+        stage.cost_model.decode_terms(shape)
+    size_, used, out, n, pf = batch.size, batcher.kv.used_blocks, batch.output_tokens, shape.decode_tokens, \
+        shape.prefill_tokens
+    rows, pack, advance = collector.pending_rows, ROW.pack, batcher.advance_steady
+    t, context, committed = start, shape.decode_context, 0
+    while committed < limit:
+        decode = per_pair * context / tp
+        kv = (context + tokens) * kv_per_token
+        dc, dm = decode / peak, kv / bw
+        cb = gcb + (dc if dc >= dm else 0.0)
+        mb = gmb + (dm if dm > dc else 0.0)
+        fl = gemm + decode
+        mem_b, stream_b = resident + kv, streamed
+        c, m = gc + dc, gm + dm
+        step = cb + mb + ov + coll
+        end = t + (step + xfer + send_latency)
+        finishing = committed == steps
+        if end >= stop or (finishing and end >= finish_before):
+            replica.remember_timing(batcher.steady_shape(shape, context), 1, step + xfer + send_latency,
+                                    [StepCost(c, m, ov, fl, mem_b, stream_b, cb, mb)], size)
+            return t, committed, True
+        if coll_carried:
+            network.account_private(t, end, coll_carried, coll_bytes, size)
+        if send_carried:
+            network.account_private(t, end, send_carried, send_bytes, size)
+        duration = end - t  # as recorded after an event: the clock's difference
+        if finishing:
+            first, finished = batcher.complete(Batch(batcher.steady_shape(shape, context), [], 0.0, 0.0, out))
+            used = batcher.kv.used_blocks
+        rows.append(pack(index, t, duration, c, m, cb, mb, net, ov, max(duration - (cb + mb + ov + net), 0.0),
+                         fl, mem_b, stream_b, net_bytes_per_chip, 0.0, chips, pf, n, out, size_, context, used))
+        if len(rows) >= ROWS_PER_CHUNK:
+            collector.iterations.flush()
+        t = end
+        committed += 1
+        if finishing:
+            replica.deliver(first, finished, end)
+            return t, committed, True
+        context = advance()
+        if end >= mine:
+            return t, committed, True
+    return t, committed, False
 
 
 def _pack_rows(replica: ReplicaState, start: float, ends: list[float], values: list[tuple], terms: tuple, net: float,
