@@ -230,6 +230,15 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
     of one job leave a value unchanged, so they are left out. The last iteration may finish requests
     (batcher and deliveries as in ReplicaState.complete)."""
     batcher, network, collector = replica.batcher, replica.network, replica.collector
+    last = steps + (finish_before > start)  # the finishing iteration too, if it may be
+    t, committed, chunk = start, 0, 32
+    heap = batcher.block_heap
+    if not (heap and heap[0][0] < batcher.step + min(chunk, last)):  # no KV block due in the first chunk
+        t, committed, ended = _commit_steady_rows(replica, batch, start, steps, min(chunk, last), mine, stop,
+                                                  finish_before)
+        if ended or committed >= last:
+            return t, committed
+        chunk *= 4
     shape, stage = batch.shape, replica.stages[0]
     p = stage.private
     assert p is not None  # a closed-form (private) replica's stages all have private links
@@ -242,16 +251,7 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
                                                                   (p.send_carried, p.send_sent)) if carried]
     terms = stage.cost_model.decode_terms(shape)
     n = shape.decode_tokens
-    step0, context0 = batcher.step, shape.decode_context  # integral floats: their sums are exact
-    last = steps + (finish_before > start)  # the finishing iteration too, if it may be
-    t, committed, chunk = start, 0, 32
-    heap = batcher.block_heap
-    if not (heap and heap[0][0] < step0 + min(chunk, last)):  # no KV block due in the first chunk
-        t, committed, ended = _commit_steady_rows(replica, batch, start, steps, min(chunk, last), mine, stop,
-                                                  finish_before)
-        if ended or committed >= last:
-            return t, committed
-        chunk *= 4
+    step0, context0 = batcher.step - committed, shape.decode_context  # integral floats: their sums are exact
     while committed < last:
         # the first iterations one float at a time (most spans end soon: the next arrival is near), then ever
         # longer chunks as arrays: the same float operations either way
