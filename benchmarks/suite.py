@@ -16,7 +16,8 @@ Whole process, side by side with BLIS (a peer simulator; give the folder of its 
     python benchmarks/suite.py --blis ../shared/peers/blis [--repeat 3] [--checkout OTHER_TREE ...]
 
 runs BLIS's workloads W1 and W3 (benchmarks/scenarios/blis-w*.yaml) as whole processes, paired and
-alternating: `blis run ...` and `infersim run W.yaml -o DIR` (every output a plain run writes), and prints
+alternating: `blis run ...` and `infersim run W.yaml -o DIR` (every output a plain run writes; also with
+`--png` and `--no-plots`), and prints
 the median wall times and their ratio, the median start-up (`import simulator.cli`, `infersim --help`) and
 where one infersim run's time goes (import, simulate, tables, plots, report.html). `--checkout` adds the
 infersim of another source tree (e.g. a worktree of an older commit) as a further column.
@@ -169,13 +170,14 @@ def phases(scenario: Path) -> dict:
         write_run_html(out / HTML_NAME, result.summary, result.requests, result.iteration_store, result.links)
         html = time.perf_counter()
     return {"import": imported - start, "simulate": simulated - imported, "tables": tables - simulated,
-            "plots (PNG)": plotted - tables, "report.html": html - plotted}
+            "PNG plots (--png only)": plotted - tables, "report.html": html - plotted}
 
 
 def side_by_side(blis: Path, repeat: int, trees: list[Path]) -> None:
     """Paired, alternating whole-process runs of BLIS and infersim on W1 and W3; medians and ratios."""
     columns = ["this tree", *(t.name for t in trees)]
-    runs = [("this tree", None, []), ("this tree, --no-plots", None, ["--no-plots"]),
+    runs = [("this tree", None, []), ("this tree, --png", None, ["--png"]),
+            ("this tree, --no-plots", None, ["--no-plots"]),
             *((t.name, t, []) for t in trees)]  # (column, source tree, extra arguments)
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f}, median of {repeat}")

@@ -56,6 +56,12 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def check_graphics(plots: bool, png: bool) -> None:
+    """--png asks for PNG files, --no-plots for nothing graphical: both at once is a mistake."""
+    if png and not plots:
+        fail("--png and --no-plots contradict each other: --no-plots writes nothing graphical")
+
+
 @app.command()
 def run(
     scenario: Path | None = typer.Argument(None, help="Scenario YAML file (default: the shipped default scenario)."),
@@ -65,7 +71,9 @@ def run(
     what_if: list[str] = typer.Option([], "--what-if", help="Scale one physical resource: RESOURCE=FACTORx, e.g. "
                                       "hbm.bandwidth=2x, scaleout.latency=0.5x (repeatable; names: infersim "
                                       "sensitivity)."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
+    plots: bool = typer.Option(True, "--plots/--no-plots",
+                               help="Write report.html (interactive charts); --no-plots: nothing graphical."),
+    png: bool = typer.Option(False, "--png", help="Also write the charts as PNG files (plots/)."),
     trace: bool = typer.Option(False, "--trace", help="Also write trace.json (Perfetto / Chrome trace events)."),
     trace_window: str | None = typer.Option(None, "--trace-window",
                                             help="Simulated seconds the trace covers, START:END (e.g. 10:60)."),
@@ -77,7 +85,8 @@ def run(
                                            "coefficients (catalog/uncertainty.yaml): p10/p50/p90 bands."),
 ) -> None:
     """Simulate SCENARIO (default: the shipped scenarios/default.yaml) and write summary.json, parquet tables,
-    plots and report.md (and trace.json)."""
+    report.md and report.html (and PNG plots with --png, trace.json with --trace)."""
+    check_graphics(plots, png)
     from simulator.config.load import load_scenario
     from simulator.config.shipped import default_scenario
     from simulator.results.outputs import claim
@@ -112,7 +121,7 @@ def run(
                 result = run_scenario(loaded, seed=seed, watch=watch)
             if uncertainty is not None and not result.summary["sim"]["interrupted"]:
                 result.summary["uncertainty"] = _bands(loaded, seed, uncertainty)
-            result.write(out_dir, plots=plots, trace=bounds)
+            result.write(out_dir, plots=plots, trace=bounds, png=png)
     except InfersimError as exc:
         fail(str(exc))
         return
@@ -217,15 +226,18 @@ def sweep(
     workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster (default: a local one)."),
     set_: list[str] = typer.Option([], "--set", help="Override a base value: dotted.key=value (repeatable)."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
+    plots: bool = typer.Option(True, "--plots/--no-plots",
+                               help="Write report.html (interactive charts); --no-plots: nothing graphical."),
+    png: bool = typer.Option(False, "--png", help="Also write the charts as PNG files (plots/)."),
     uncertainty: int | None = typer.Option(None, "--uncertainty", help="Also simulate N parameter draws per "
                                            "point: band.<metric>.p10/p50/p90 columns."),
 ) -> None:
-    """Simulate the points of FILE not yet in the output folder; write sweep tables, plots, report.md."""
+    """Simulate the points of FILE not yet in the output folder; write sweep tables, report.md, report.html."""
+    check_graphics(plots, png)
     from simulator.studies.sweep import sweep as run_sweep
 
     try:
-        result = run_sweep(file, out, set_, backend, workers, address, plots, uncertainty=uncertainty)
+        result = run_sweep(file, out, set_, backend, workers, address, plots, png=png, uncertainty=uncertainty)
     except InfersimError as exc:
         fail(str(exc))
         return
@@ -245,16 +257,19 @@ def compare(
     out: Path | None = typer.Option(None, "-o", "--out", help="Output folder (default results/compare-<name>)."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Parallel runs (default: CPUs)."),
     set_: list[str] = typer.Option([], "--set", help="Override a value: dotted.key=value (repeatable)."),
-    plots: bool = typer.Option(True, "--plots/--no-plots", help="Write PNG plots and report.html."),
+    plots: bool = typer.Option(True, "--plots/--no-plots",
+                               help="Write report.html (interactive charts); --no-plots: nothing graphical."),
+    png: bool = typer.Option(False, "--png", help="Also write the charts as PNG files (plots/)."),
     uncertainty: int | None = typer.Option(None, "--uncertainty", help="Also simulate N parameter draws: "
                                            "bands, P(A beats B), which conclusions are robust."),
 ) -> None:
-    """Simulate every design of FILE at every concurrency; write the comparison table, Pareto plots, report.md."""
+    """Simulate every design of FILE at every concurrency; write the comparison table, report.md, report.html."""
+    check_graphics(plots, png)
     from simulator.studies.compare import compare as run_compare
     from simulator.studies.compare_report import ASSUMED_NOTE, assumed, reason, summary_rows
 
     try:
-        result = run_compare(file, out, set_, workers, plots, uncertainty)
+        result = run_compare(file, out, set_, workers, plots, png, uncertainty)
     except InfersimError as exc:
         fail(str(exc))
         return

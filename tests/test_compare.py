@@ -45,7 +45,7 @@ def result(tmp_path_factory):
     folder = tmp_path_factory.mktemp("compare")
     path = folder / "cmp.yaml"
     path.write_text(yaml.safe_dump(tiny(), sort_keys=False))
-    return compare(path, folder / "out", workers=1)
+    return compare(path, folder / "out", workers=1, png=True)
 
 
 def test_the_table_has_one_row_per_point_and_the_documented_columns(result):

@@ -23,7 +23,8 @@ from simulator.results.summary import out_of_range
 
 def _complete(out) -> dict:
     """The folder holds every output of one run, consistent with its summary; returns the summary."""
-    assert {p.name for p in out.iterdir()} == OUTPUT_NAMES - {"trace.json"}  # written only with --trace
+    # trace.json is written only with --trace, plots/ (PNG files) only with --png
+    assert {p.name for p in out.iterdir()} == OUTPUT_NAMES - {"trace.json", "plots"}
     summary = json.loads((out / "summary.json").read_text())
     requests = pd.read_parquet(out / "requests.parquet")
     assert (requests["status"] != "not_arrived").sum() == summary["requests"]["arrived"]

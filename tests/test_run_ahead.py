@@ -12,6 +12,22 @@ CASES = {
     "poisson": {},
     "paged-recompute": {"serving.batcher.kv_policy": "paged", "deployment.memory_utilization": 0.25,
                         "workload.arrival": {"kind": "poisson", "rate": "200 /s"}},
+    "paged-low-load": {"serving.batcher": {"kind": "continuous", "max_batch_size": 64, "max_batched_tokens": 2048,
+                                           "chunked_prefill": True, "kv_policy": "paged"},
+                       "workload.arrival": {"kind": "poisson", "rate": "5 /s"}},
+    "paged-long-decodes": {"serving.batcher.kv_policy": "paged", "workload.num_requests": 40,
+                           "workload.output_tokens": {"kind": "fixed", "value": 700},
+                           "workload.arrival": {"kind": "poisson", "rate": "0.5 /s"}},
+    "paged-blocks-run-out": {"serving.batcher.kv_policy": "paged", "deployment.memory_utilization": 0.25,
+                             "workload.output_tokens": {"kind": "fixed", "value": 1500},
+                             "workload.arrival": {"kind": "poisson", "rate": "4 /s"}, "workload.num_requests": 60},
+    "paged-swap": {"serving.batcher": {"kind": "continuous", "max_batch_size": 64, "max_batched_tokens": 4096,
+                                       "kv_policy": "paged", "preemption": "swap"},
+                   "cluster": str(REPO / "topologies" / "dgx-b200.yaml"),
+                   "deployment.memory_utilization": 0.1, "workload.output_tokens": {"kind": "fixed", "value": 1500},
+                   "workload.arrival": {"kind": "poisson", "rate": "4 /s"}, "workload.num_requests": 60},
+    "tp-paged": {"cluster": str(REPO / "topologies" / "hgx-h100.yaml"), "deployment.tensor_parallel": 4,
+                 "serving.batcher.kv_policy": "paged", "workload.arrival": {"kind": "poisson", "rate": "5 /s"}},
     "static": {"serving.batcher": {"kind": "static", "max_batch_size": 32, "max_wait": "50 ms"}},
     "prefill-first": {"serving.batcher.priority": "prefill_first"},
     "closed-loop-think": {"workload.arrival": {"kind": "closed_loop", "users": 16, "think_time": "0.3 s"}},
@@ -86,3 +102,21 @@ def test_a_wake_up_lands_exactly_where_the_committed_iterations_end():
     assert all(now + d != t for d in (t - now, exact_delay(now, t)))
     d = exact_delay(now, t)
     assert now + d < t and (now + d) + (t - (now + d)) == t
+
+
+def test_steady_decode_is_recorded_in_spans_through_kv_block_boundaries(write_scenario, monkeypatch):
+    """Between two changes of a batch (paged KV: blocks taken on the way), decode iterations are timed and
+    recorded a span at a time: far fewer records than iterations, long spans timed as arrays."""
+    from simulator.engine import run_ahead
+    from simulator.results.iteration_store import IterationStore
+
+    spans, arrays = [], []
+    append, time_arrays = IterationStore.append_span, run_ahead._time_arrays
+    monkeypatch.setattr(IterationStore, "append_span", lambda self, span: (spans.append(len(span.ends)),
+                                                                           append(self, span)))
+    monkeypatch.setattr(run_ahead, "_time_arrays", lambda *a: (arrays.append(a[7]), time_arrays(*a))[1])
+    result = run(load_scenario(write_scenario(CASES["paged-long-decodes"])))
+    decode_only = int((result.iterations["prefill_tokens"] == 0).sum())
+    assert sum(spans) <= decode_only and len(spans) * 20 < sum(spans)
+    assert arrays and max(spans) > 100
+    assert result.iterations["kv_blocks_used"].diff().gt(0).sum() > 2 * len(result.requests)  # blocks grew inside

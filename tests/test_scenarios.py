@@ -42,9 +42,10 @@ def test_cli_run_writes_the_output_contract(tmp_path):
     assert result.exit_code == 0, result.output
     assert "TTFT p50 / p99 (ms)" in result.stdout
     for name in ("summary.json", "requests.parquet", "iterations.parquet", "links.parquet", "memory.parquet",
-                 "report.md",
-                 "plots/latency_cdf.png", "plots/timeline.png", "plots/breakdown.png"):
+                 "report.md", "report.html"):
         assert (out / name).is_file(), name
+    assert not (out / "plots").exists()  # PNG files only with --png
+    assert "[report.html](report.html)" in (out / "report.md").read_text()
     summary = json.loads((out / "summary.json").read_text())
     for key in ("scenario", "seed", "requests", "ttft_s", "tpot_s", "e2e_s", "queue_s", "throughput",
                 "utilization", "bottleneck_share", "bottleneck", "energy_j_per_output_token",
@@ -77,3 +78,17 @@ def test_model_can_be_any_hf_config_path(write_scenario, tmp_path):
     result = run(load_scenario(write_scenario({"model": str(folder / "config.json")})))
     assert result.model.name == "my-model"
     assert result.summary["requests"]["completed"] == 300
+
+
+def test_cli_run_png_adds_the_plots_and_no_plots_writes_nothing_graphical(tmp_path):
+    base = ["run", str(REPO / "scenarios" / "default.yaml"), "--set", "workload.num_requests=50"]
+    assert CliRunner().invoke(app, [*base, "-o", str(tmp_path / "png"), "--png"]).exit_code == 0
+    for name in ("report.html", "plots/latency_cdf.png", "plots/timeline.png", "plots/breakdown.png"):
+        assert (tmp_path / "png" / name).is_file(), name
+    assert "![latency CDFs](plots/latency_cdf.png)" in (tmp_path / "png" / "report.md").read_text()
+    assert CliRunner().invoke(app, [*base, "-o", str(tmp_path / "none"), "--no-plots"]).exit_code == 0
+    assert not (tmp_path / "none" / "plots").exists() and not (tmp_path / "none" / "report.html").exists()
+    both = CliRunner().invoke(app, [*base, "-o", str(tmp_path / "both"), "--png", "--no-plots"])
+    assert both.exit_code == 2 and both.stderr == ("error: --png and --no-plots contradict each other: "
+                                                   "--no-plots writes nothing graphical\n")
+    assert not (tmp_path / "both").exists()

@@ -169,7 +169,7 @@ def test_a_sweep_killed_midway_resumes_to_the_uninterrupted_table(write_sweep, t
 def test_failing_points_are_reported_and_the_others_complete(write_sweep, tmp_path):
     path = write_sweep({"axes": {"deployment.tensor_parallel": [1, 3],
                                  "serving.batcher.max_batch_size": [16, 0]}})
-    result = sweep_mod.sweep(path, tmp_path / "out", workers=2, plots=True)
+    result = sweep_mod.sweep(path, tmp_path / "out", workers=2, plots=True, png=True)
     table = result.table
     assert list(table["status"]) == ["ok", "error", "error", "error"]
     assert table.loc[2, "error"] == (f"{tmp_path / 'base.yaml'}: deployment.tensor_parallel: 3 does not "
@@ -229,10 +229,11 @@ def test_cli_sweep_writes_table_plots_and_report(write_sweep, tmp_path):
     path = write_sweep({"axes": {"workload.arrival.rate": [5, 20]}, "metrics": ["ttft_s.p99"]})
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["sweep", str(path), "-o", str(out), "--workers", "1",
-                                      "--set", "workload.num_requests=40"])
+                                      "--set", "workload.num_requests=40", "--png"])
     assert result.exit_code == 0, result.output
     assert "2 points: 2 ok, 0 error, 0 crash; simulated 2, the rest cached" in result.stdout
-    for name in ("sweep.parquet", "sweep.csv", "report.md", "plots/ttft_s.p99.png", "plots/pareto.png"):
+    for name in ("sweep.parquet", "sweep.csv", "report.md", "report.html", "plots/ttft_s.p99.png",
+                 "plots/pareto.png"):
         assert (out / name).is_file(), name
     table = pd.read_csv(out / "sweep.csv")
     assert list(table.columns[:5]) == ["workload.arrival.rate", "seed", "status", "error", "key"]

@@ -104,6 +104,25 @@ class Network:
         self.sent["private"] += sent
         self.received["private"] += sent
 
+    def account_private_each(self, starts: list[float], ends: list[float],
+                             sources: list[tuple[dict[str, float], float, float]]) -> None:
+        """`account_private(start, end, carried, sent, scale)` for each (start, end) in turn and, within it,
+        each (carried, sent, scale) source in turn: the same additions in the same order, one lookup."""
+        booked = []
+        for carried, sent, scale in sources:
+            key = self._private_key.get(id(carried))
+            if key is None:
+                key = self._private_key[id(carried)] = f"private#{len(self._private)}"
+                self._private[key] = (carried, [0.0])
+            booked.append((key, self._private[key][1], sent, scale))
+        add, counters = self.histogram.add, (self.sent, self.received)
+        for start, end in zip(starts, ends):
+            for key, total, sent, scale in booked:
+                total[0] += scale
+                add(key, start, end, scale)
+                for counter in counters:
+                    counter["private"] += sent
+
     def fold_private(self) -> None:
         """Spread the private sources' bookings over their links (before reading counters or buckets)."""
         bins = self.histogram.bins

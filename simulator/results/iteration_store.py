@@ -6,6 +6,8 @@ the order they ended (ties by replica); once more than `memory_rows` are held th
 temporary folder, row group by row group, and are read back one column at a time, so memory stays flat
 however long the run.
 
+Steady decode iterations arrive as spans (decode_spans.py), turned into rows when they are ordered.
+
 Rows may be recorded ahead of the clock (engine/run_ahead.py), but never one that ends before the clock:
 so the rows ending before the clock's time are final in order, and the rest wait for the next chunk.
 """
@@ -21,6 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+
+from simulator.results.decode_spans import DecodeSpan, span_columns
 
 ITERATION_COLUMNS = (
     "replica", "start_s", "duration_s", "compute_s", "memory_s", "compute_bound_s", "memory_bound_s", "network_s",
@@ -51,9 +55,18 @@ class IterationStore:
         self._spool: Path | None = None
         self._writer: Any = None  # a pyarrow ParquetWriter once rows are spooled (pyarrow is imported lazily)
         self._finished = False
+        self.spans: list[DecodeSpan] = []  # pending too: steady decode spans, rows once they are ordered
+        self._span_rows = 0
 
     def __len__(self) -> int:
-        return self._rows + len(self._carry) + len(self.pending)
+        return self._rows + len(self._carry) + len(self.pending) + self._span_rows
+
+    def append_span(self, span: DecodeSpan) -> None:
+        """Append a span of steady decode iterations (decode_spans.py): its rows, when they are needed."""
+        self.spans.append(span)
+        self._span_rows += len(span.ends)
+        if len(self.pending) + self._span_rows >= ROWS_PER_CHUNK:
+            self.flush()
 
     @property
     def spooled(self) -> bool:
@@ -63,6 +76,13 @@ class IterationStore:
         """Order the pending rows with those not final yet, and move on the ones that end before the clock."""
         rows = np.frombuffer(b"".join(self.pending), dtype="<f8").reshape(-1, _WIDTH)
         self.pending.clear()
+        if self.spans:
+            spanned = np.empty((self._span_rows, _WIDTH))
+            for name, column in span_columns(self.spans).items():
+                spanned[:, _INDEX[name]] = column
+            rows = np.concatenate([rows, spanned])
+            self.spans.clear()
+            self._span_rows = 0
         if len(self._carry):
             rows = np.concatenate([self._carry, rows])
         end = rows[:, 1] + rows[:, 2]

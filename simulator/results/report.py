@@ -133,7 +133,7 @@ def bottleneck_words(s: dict[str, Any]) -> str:
     return text
 
 
-def markdown(s: dict[str, Any], plan: Plan, description: str, links: bool, plots: bool) -> str:
+def markdown(s: dict[str, Any], plan: Plan, description: str, links: bool, plots: bool, html: bool = False) -> str:
     """report.md of a run: its summary `s`, its (first pool's) plan, the scenario's description; `links`:
     whether any link carried traffic (a link heatmap was drawn)."""
     lines = [f"# {s['scenario']}: {s['model']} on {plan.chips_total} x {s['chip']}", ""]
@@ -161,6 +161,9 @@ def markdown(s: dict[str, Any], plan: Plan, description: str, links: bool, plots
                      + " |")
     lines += ["", "## Where the busy time went", "", "| resource | share |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in s["bottleneck_share"].items()]
+    if html:
+        lines += ["", "Interactive charts (latency CDFs, throughput and batch size over time, busy time, links): "
+                  "[report.html](report.html)."]
     if plots:
         lines += ["", "## Plots", "", "![latency CDFs](plots/latency_cdf.png)", "",
                   "![throughput and batch size over time](plots/timeline.png)", "",

@@ -42,9 +42,11 @@ class RunResult:
         return series(self.iteration_store, plan_tiers(self.plan, self.scenario.chip.efficiency.memory),
                       self.summary["chips"], self.summary["sim"]["simulated_s"])
 
-    def write(self, out_dir: str | Path, plots: bool = True, trace: TraceBounds | None = None) -> Path:
+    def write(self, out_dir: str | Path, plots: bool = True, trace: TraceBounds | None = None,
+              png: bool = False) -> Path:
         """Write the run's folder all or nothing (outputs.py): a killed write leaves the previous folder;
-        `plots`: the PNG plots and report.html; `trace`: also trace.json (trace.py), bounded so."""
+        `plots`: report.html (its interactive charts), and with `png` the PNG plots too (plots/);
+        `trace`: also trace.json (trace.py), bounded so."""
         out = Path(out_dir)
         with staged_folder(out) as folder:
             self.requests.to_parquet(folder / "requests.parquet", index=False)
@@ -52,12 +54,14 @@ class RunResult:
             self.links.to_parquet(folder / "links.parquet", index=False)
             memory = self.memory
             memory.to_parquet(folder / MEMORY_NAME, index=False)
-            if plots:
+            if plots and png:
                 plotting.write_plots(self.summary, self.requests, self.iteration_store, self.links,
                                      folder / "plots")
+            if plots:
                 write_run_html(folder / HTML_NAME, self.summary, self.requests, self.iteration_store, self.links,
                                self.scenario.spec.description, memory)
-            text = markdown(self.summary, self.plan, self.scenario.spec.description, not self.links.empty, plots)
+            text = markdown(self.summary, self.plan, self.scenario.spec.description, not self.links.empty,
+                            plots and png, html=plots)
             (folder / "report.md").write_text(text, encoding="utf-8")
             (folder / "summary.json").write_text(summary_json(self.summary), encoding="utf-8")
             if trace is not None:

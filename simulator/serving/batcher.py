@@ -419,6 +419,40 @@ class ContinuousBatching:
             steps = min(steps, self.window_heap[0][0] - self.step)
         return max(steps, 0)
 
+    def steady_span(self, batch: Batch) -> int:
+        """As `steady_steps`, but KV block boundaries do not end the span: the blocks decoding requests need
+        meanwhile are taken by `grow_through` as long as they are free (nothing else changes the batch)."""
+        if batch.chunks or batch.swap_out_bytes or batch.swap_in_bytes or self.prefilling \
+                or not batch.shape.decode_tokens or self.swap_out or self.swap_in:
+            return 0
+        return max(self.decode_heap[0][0] - self.step - 1, 0) if self.decode_heap else 0
+
+    def finishes_after_span(self, steps: int) -> bool:
+        """After `steps` steady iterations (see `steady_span`), is the next one the same decode batch, whose
+        completion finishes requests?"""
+        return bool(self.decode_heap) and self.decode_heap[0][0] == self.step + steps + 1
+
+    def grow_through(self, last: int) -> tuple[int, list[int]]:
+        """Take the blocks that the schedules of decode steps up to `last` would give (`_grow` at each step,
+        in the same order; those of steps before `self.step` are done), while one is free: stops at the first
+        block that would need a preemption or an eviction (the schedule of that step does the rest). Returns
+        (the first step whose growth is not complete, `last` + 1 when none; the step of each block taken)."""
+        heap, kv, decoding = self.block_heap, self.kv, self.decoding
+        steps: list[int] = []
+        while heap and heap[0][0] <= last:
+            need, rid = heap[0]
+            if rid in decoding:
+                at = max(need, self.step)  # the schedule of that step pops it (those before are done)
+                if not kv.can_allocate(1):
+                    return at, steps
+                heapq.heappop(heap)
+                kv.allocate(rid, 1)
+                self._push_block_need(rid)
+                steps.append(at)
+            else:
+                heapq.heappop(heap)  # preempted or finished since
+        return last + 1, steps
+
     def finishes_after_steady(self, steps: int) -> bool:
         """After `steps` steady iterations (see `steady_steps`), is the next one the same decode batch, whose
         completion finishes requests (no KV block due before it)?"""

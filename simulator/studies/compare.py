@@ -227,9 +227,10 @@ def cost_basis(scenario: Scenario) -> str | None:
 # ---------------------------------------------------------------- the comparison
 
 def compare(file: str | Path, out: str | Path | None = None, overrides: Sequence[str] = (),
-            workers: int | None = None, plots: bool = True, uncertainty: int | None = None) -> CompareResult:
-    """Simulate every point of the compare FILE and write OUT/compare.parquet, compare.csv, report.md,
-    plots/pareto_per_{chip,dollar,kw}.png and report.html (default OUT: results/compare-<name>).
+            workers: int | None = None, plots: bool = True, png: bool = False,
+            uncertainty: int | None = None) -> CompareResult:
+    """Simulate every point of the compare FILE and write OUT/compare.parquet, compare.csv, report.md and
+    report.html (with `png` also plots/pareto_per_{chip,dollar,kw}.png; default OUT: results/compare-<name>).
     `uncertainty` N: also every point in N parameter draws (paired across designs, studies/bands.py):
     bands in the table, compare_draws.parquet, ranking.csv, and which conclusions are robust."""
     file = Path(file)
@@ -245,7 +246,7 @@ def compare(file: str | Path, out: str | Path | None = None, overrides: Sequence
         if draws is not None:
             table = compare_bands.with_bands(table, draws)
         with staged_folder(out, compare_report.NAMES) as folder:  # a re-run replaces the folder as a whole
-            compare_report.write(folder, spec, file, table, plots, draws)
+            compare_report.write(folder, spec, file, table, plots, png, draws)
             if plots:
                 write_compare_html(folder / "report.html", spec.name, spec.model, spec.description, table, draws)
     return CompareResult(spec, file, out, table)

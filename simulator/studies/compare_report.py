@@ -46,10 +46,10 @@ NAMES = frozenset({"compare.parquet", "compare.csv", "report.md", "plots", "repo
                    "ranking.csv"})
 
 
-def write(out: Path, spec: CompareSpec, file: Path, df: pd.DataFrame, plots: bool,
+def write(out: Path, spec: CompareSpec, file: Path, df: pd.DataFrame, plots: bool, png: bool = False,
           draws: pd.DataFrame | None = None) -> None:
-    """Tables first (so a plotting problem loses nothing), then plots/ and report.md; with parameter draws,
-    also compare_draws.parquet and ranking.csv."""
+    """Tables first (so a plotting problem loses nothing), then report.md (and with `plots` and `png` the PNG
+    plots/); with parameter draws, also compare_draws.parquet and ranking.csv."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "compare.parquet", lambda p: df.to_parquet(p, index=False))
     atomic_write(out / "compare.csv", lambda p: df.to_csv(p, index=False))
@@ -60,7 +60,7 @@ def write(out: Path, spec: CompareSpec, file: Path, df: pd.DataFrame, plots: boo
         atomic_write(out / "ranking.csv", lambda p: ranks.to_csv(p, index=False))
         words = uncertainty_lines(df, draws, ranks)
     ok = df[df["status"] == "ok"]
-    pictures = _plots(out / "plots", ok, list(dict.fromkeys(df["design"]))) if plots and len(ok) else []
+    pictures = _plots(out / "plots", ok, list(dict.fromkeys(df["design"]))) if plots and png and len(ok) else []
     text = markdown(spec, file, df, pictures, words)
     atomic_write(out / "report.md", lambda p: p.write_text(text, encoding="utf-8"))
 

@@ -354,11 +354,13 @@ def with_bands(table: pd.DataFrame, draws: list[list[Job]], records: dict[str, d
 
 def sweep(file: str | Path, out: str | Path | None = None, overrides: Sequence[str] = (),
           backend: str = "local", workers: int | None = None, address: str | None = None,
-          plots: bool = True, progress: bool | None = None, uncertainty: int | None = None) -> SweepResult:
+          plots: bool = True, progress: bool | None = None, png: bool = False,
+          uncertainty: int | None = None) -> SweepResult:
     """Simulate every point of the sweep FILE not yet in OUT/points/, then write OUT/sweep.parquet,
-    sweep.csv, report.md and plots/. `overrides` (--set) apply to every point's base scenario.
-    `uncertainty` N: also each point in N parameter draws seeded by the sweep's root seed (studies/bands.py),
-    cached in OUT/points/ like any point; the table gets `band.<metric>.p10/p50/p90` columns."""
+    sweep.csv, report.md and report.html (with `png` also plots/). `overrides` (--set) apply to every point's
+    base scenario. `uncertainty` N: also each point in N parameter draws seeded by the sweep's root seed
+    (studies/bands.py), cached in OUT/points/ like any point; the table gets `band.<metric>.p10/p50/p90`
+    columns."""
     file = Path(file)
     check_draws(uncertainty)
     if backend not in BACKENDS:
@@ -371,7 +373,7 @@ def sweep(file: str | Path, out: str | Path | None = None, overrides: Sequence[s
     draws = [] if uncertainty is None else draw_jobs(jobs, uncertainty, root_seed)
     out = Path(out) if out is not None else Path("results") / (spec.name or file.stem)
     with claim(out, sweep_report.NAMES):  # checked before simulating; one writer at a time
-        return _sweep(spec, file, jobs, out, backend, workers, address, plots, progress, draws)
+        return _sweep(spec, file, jobs, out, backend, workers, address, plots, progress, draws, png)
 
 
 def draw_jobs(jobs: Sequence[Job], n: int, seed: int) -> list[list[Job]]:
@@ -392,7 +394,8 @@ def draw_jobs(jobs: Sequence[Job], n: int, seed: int) -> list[list[Job]]:
 
 
 def _sweep(spec: SweepSpec, file: Path, jobs: list[Job], out: Path, backend: str, workers: int | None,
-           address: str | None, plots: bool, progress: bool | None, draws: list[list[Job]]) -> SweepResult:
+           address: str | None, plots: bool, progress: bool | None, draws: list[list[Job]],
+           png: bool = False) -> SweepResult:
     points_dir = out / "points"
     points_dir.mkdir(parents=True, exist_ok=True)
     every = [*jobs, *(d for per_point in draws for d in per_point)]
@@ -412,5 +415,5 @@ def _sweep(spec: SweepSpec, file: Path, jobs: list[Job], out: Path, backend: str
     if draws:
         table = with_bands(table, draws, records)
     with staged_folder(out, sweep_report.NAMES, keep=("points",)) as folder:  # the old report or the new, whole
-        sweep_report.write(folder, spec, file, table, axis_keys(spec), plots)
+        sweep_report.write(folder, spec, file, table, axis_keys(spec), plots, png)
     return SweepResult(spec, file, out, table, len(todo))

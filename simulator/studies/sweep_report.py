@@ -41,8 +41,10 @@ def _for_parquet(df: pd.DataFrame) -> pd.DataFrame:
 NAMES = frozenset({"points", "sweep.parquet", "sweep.csv", "report.md", "plots"})  # what a sweep's folder holds
 
 
-def write(out: Path, spec: SweepSpec, file: Path, df: pd.DataFrame, axes: list[str], plots: bool) -> None:
-    """sweep.parquet and sweep.csv first (so a plotting problem loses nothing), then plots/ and report.md."""
+def write(out: Path, spec: SweepSpec, file: Path, df: pd.DataFrame, axes: list[str], plots: bool,
+          png: bool = False) -> None:
+    """sweep.parquet and sweep.csv first (so a plotting problem loses nothing), then report.md and, with
+    `plots`, report.html (and with `png` the PNG plots/ too)."""
     atomic_write(out / "sweep.parquet", lambda p: _for_parquet(df).to_parquet(p, index=False))
     atomic_write(out / "sweep.csv", lambda p: df.to_csv(p, index=False))
     ok = df[df["status"] == "ok"]
@@ -50,7 +52,7 @@ def write(out: Path, spec: SweepSpec, file: Path, df: pd.DataFrame, axes: list[s
     if len(ok):
         _check_columns(df, file, [(f"metrics.{i}", m) for i, m in enumerate(metrics)]
                        + [("pareto.x", spec.pareto.x), ("pareto.y", spec.pareto.y)])
-    pictures = _plots(out / "plots", spec, ok, axes) if plots and len(ok) else []
+    pictures = _plots(out / "plots", spec, ok, axes) if plots and png and len(ok) else []
     text = markdown(spec, file, df, axes, pictures)
     atomic_write(out / "report.md", lambda p: p.write_text(text, encoding="utf-8"))
     if plots:
