@@ -52,7 +52,9 @@ def run_ahead(replica: ReplicaState, batch: Batch, now: float) -> tuple[float, B
         if batch.swap_out_bytes or batch.swap_in_bytes or not batch.size:
             return t, batch
         parts = replica.micro_batches_of(batch)
-        spans = len(replica.stages) == 1 and parts == 1 and replica.drafter is None and batcher.growth == 1.0
+        # spans time contexts growing by one token per request a step: not with drafting or sliding windows
+        spans = (len(replica.stages) == 1 and parts == 1 and replica.drafter is None and batcher.growth == 1.0
+                 and not batcher.window)
         steps = batcher.steady_span(batch) if spans else batcher.steady_steps(batch)
         if steps:
             # then the iteration that finishes too, if in time
@@ -240,13 +242,7 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
             return t, committed
         chunk *= 4
     shape, stage = batch.shape, replica.stages[0]
-    p = stage.private
-    assert p is not None  # a closed-form (private) replica's stages all have private links
-    size = shape.tokens * stage.cost_model.model.d_model * ACTIVATION_BYTES
-    ar = p.collective(size)
-    coll = ar.s_per_byte * size + ar.latency_s
-    xfer, send_latency = p.send_s_per_byte * size, p.send_latency_s
-    net_bytes_per_chip = size * (ar.sent + p.send_sent) / replica.chips
+    p, size, ar, coll, xfer, send_latency, net_bytes_per_chip = _private_network(replica, batch)
     sources = [(carried, size * sent, size) for carried, sent in ((ar.carried, ar.sent),
                                                                   (p.send_carried, p.send_sent)) if carried]
     terms = stage.cost_model.decode_terms(shape)
@@ -307,6 +303,19 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
     return t, committed
 
 
+def _private_network(replica: ReplicaState, batch: Batch) -> tuple:
+    """A one-stage replica's network per step on its private links: (links, activation bytes, the all-reduce,
+    its time, the send's time per byte and latency, bytes per chip)."""
+    shape, stage = batch.shape, replica.stages[0]
+    p = stage.private
+    assert p is not None  # a closed-form (private) replica's stages all have private links
+    size = shape.tokens * stage.cost_model.model.d_model * ACTIVATION_BYTES
+    ar = p.collective(size)
+    coll = ar.s_per_byte * size + ar.latency_s
+    return (p, size, ar, coll, p.send_s_per_byte * size, p.send_latency_s,
+            size * (ar.sent + p.send_sent) / replica.chips)
+
+
 def _commit_steady_rows(replica: ReplicaState, batch: Batch, start: float, steps: int, limit: int, mine: float,
                         stop: float, finish_before: float) -> tuple[float, int, bool]:
     """The first `limit` iterations of _commit_steady_one_stage when no KV block is due meanwhile, one after
@@ -316,14 +325,8 @@ def _commit_steady_rows(replica: ReplicaState, batch: Batch, start: float, steps
     batcher, network, collector, index, chips = (replica.batcher, replica.network, replica.collector,
                                                  replica.index, replica.chips)
     shape, stage = batch.shape, replica.stages[0]
-    p = stage.private
-    assert p is not None  # a closed-form (private) replica's stages all have private links
-    size = shape.tokens * stage.cost_model.model.d_model * ACTIVATION_BYTES
-    ar = p.collective(size)
-    coll = ar.s_per_byte * size + ar.latency_s
-    xfer, send_latency = p.send_s_per_byte * size, p.send_latency_s
+    p, size, ar, coll, xfer, send_latency, net_bytes_per_chip = _private_network(replica, batch)
     net = coll + xfer + send_latency
-    net_bytes_per_chip = size * (ar.sent + p.send_sent) / chips
     coll_carried, coll_bytes, send_carried, send_bytes = (ar.carried, size * ar.sent, p.send_carried,
                                                           size * p.send_sent)
     gemm, gc, gcb, gmb, gm, per_pair, tp, tokens, kv_per_token, peak, bw, resident, streamed, ov = \

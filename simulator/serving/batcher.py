@@ -440,15 +440,19 @@ class ContinuousBatching:
         heap, kv, decoding = self.block_heap, self.kv, self.decoding
         steps: list[int] = []
         while heap and heap[0][0] <= last:
-            need, rid = heap[0]
+            due, rid = heap[0]
             if rid in decoding:
-                at = max(need, self.step)  # the schedule of that step pops it (those before are done)
-                if not kv.can_allocate(1):
+                at = max(due, self.step)  # the schedule of that step pops it (those before are done)
+                span = self.span[rid]
+                need = kv.blocks_for(span + 1) - kv.blocks_for(span)  # as _grow: 0 for sliding groups past it
+                if not kv.can_allocate(need):
                     return at, steps
                 heapq.heappop(heap)
-                kv.allocate(rid, 1)
+                if need:
+                    kv.allocate(rid, need)
+                self.span[rid] = span + kv.block_tokens
                 self._push_block_need(rid)
-                steps.append(at)
+                steps.extend([at] * need)
             else:
                 heapq.heappop(heap)  # preempted or finished since
         return last + 1, steps
