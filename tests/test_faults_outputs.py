@@ -234,7 +234,7 @@ def test_a_signalled_compare_with_workers_leaves_no_process_and_the_previous_fol
     assert first.returncode == 0, first.stderr
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     data = yaml.safe_load(cmp.read_text())
-    data["min_requests"] = 40000  # the re-run takes long enough to be interrupted while simulating
+    data["min_requests"] = 400_000  # the re-run takes long enough to be interrupted while simulating
     cmp.write_text(yaml.safe_dump(data))
     process = subprocess.Popen([sys.executable, "-m", "simulator", "compare", str(cmp), "-o", str(out),
                                 "--no-plots", "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -256,7 +256,7 @@ def test_a_signalled_compare_with_workers_leaves_no_process_and_the_previous_fol
 def test_a_killed_compare_leaves_no_worker_behind(tmp_path):
     cmp = _compare_file(tmp_path, concurrency=(1, 4, 16, 64), requests=3)
     data = yaml.safe_load(cmp.read_text())
-    data["min_requests"] = 40000
+    data["min_requests"] = 400_000
     cmp.write_text(yaml.safe_dump(data))
     process = subprocess.Popen([sys.executable, "-m", "simulator", "compare", str(cmp), "-o", str(tmp_path / "o"),
                                 "--no-plots", "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
