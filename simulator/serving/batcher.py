@@ -319,17 +319,26 @@ class ContinuousBatching:
             _, rid = heapq.heappop(self.block_heap)
             if rid not in self.decoding:
                 continue  # preempted or finished since
-            span = self.span[rid]
-            need = self.kv.blocks_for(span + 1) - self.kv.blocks_for(span)  # sliding groups past the window: 0
+            need = self._block_need(rid)
             while not self.kv.can_allocate(need) and rid in self.running:
                 if self.prefix is not None and self.prefix.make_room(need):
                     break  # an unused cached block made room: nobody is preempted
                 self._preempt(next(reversed(self.running)))
             if rid in self.decoding:
-                if need:
-                    self.kv.allocate(rid, need)
-                self.span[rid] = span + self.kv.block_tokens
-                self._push_block_need(rid)
+                self._take_blocks(rid, need)
+
+    def _block_need(self, rid: int) -> int:
+        """Pool blocks a decoding request takes as its context crosses the next block boundary (sliding
+        groups past their window: none)."""
+        span = self.span[rid]
+        return self.kv.blocks_for(span + 1) - self.kv.blocks_for(span)
+
+    def _take_blocks(self, rid: int, need: int) -> None:
+        """Give `rid` the `need` blocks of its next token block and schedule the boundary after it."""
+        if need:
+            self.kv.allocate(rid, need)
+        self.span[rid] += self.kv.block_tokens
+        self._push_block_need(rid)
 
     def _preempt(self, rid: int) -> None:
         del self.running[rid]
@@ -443,15 +452,11 @@ class ContinuousBatching:
             due, rid = heap[0]
             if rid in decoding:
                 at = max(due, self.step)  # the schedule of that step pops it (those before are done)
-                span = self.span[rid]
-                need = kv.blocks_for(span + 1) - kv.blocks_for(span)  # as _grow: 0 for sliding groups past it
+                need = self._block_need(rid)
                 if not kv.can_allocate(need):
                     return at, steps
                 heapq.heappop(heap)
-                if need:
-                    kv.allocate(rid, need)
-                self.span[rid] = span + kv.block_tokens
-                self._push_block_need(rid)
+                self._take_blocks(rid, need)
                 steps.extend([at] * need)
             else:
                 heapq.heappop(heap)  # preempted or finished since
