@@ -8,6 +8,7 @@ reads `workloads/chat.yaml`, searched upward from the scenario file; a path to a
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -354,6 +355,7 @@ def load_chip(chip_id: str, field_name: str = "chip", file: str | None = None) -
     return validate(ChipSpec, read_yaml(path), str(path))
 
 
+@functools.cache  # read once per process: profiles are consulted per run, per parameter draw and per trial
 def load_engine(engine_id: str) -> EngineSpec:
     """A serving engine's profile from the catalog (its id is validated by `serving.engine`)."""
     path = CATALOG_DIR / "engines" / f"{engine_id}.yaml"
