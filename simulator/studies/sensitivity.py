@@ -24,7 +24,8 @@ from simulator.config.resources import Resource, resources
 from simulator.errors import InfersimError, ScenarioError
 from simulator.results.outputs import claim, staged_folder
 from simulator.studies import sensitivity_report
-from simulator.studies.points import atomic_write, in_processes, simulate
+from simulator.studies.bands import simulate_all
+from simulator.studies.points import atomic_write
 from simulator.studies.sensitivity_report import METRICS
 
 NAMES = ("sensitivity.csv", "report.md", "report.html")
@@ -81,17 +82,9 @@ def sensitivity(file: str | Path, out: str | Path | None = None, overrides: Sequ
 
 
 def _run(jobs: list[Scenario], workers: int) -> list[dict[str, Any]]:
-    if workers <= 1:
-        return [simulate(s, s.spec.seed) for s in jobs]
-    outcomes: list[dict[str, Any]] = [{}] * len(jobs)
-    calls = [(s, s.spec.seed) for s in jobs]
-    for index, future in in_processes(simulate, calls, workers, "simulator.studies.sensitivity"):
-        try:
-            outcomes[index] = future.result()
-        except Exception as exc:  # a worker that died: the point is a crash, the study goes on
-            outcomes[index] = {"status": "crash", "error": f"worker failed: {type(exc).__name__}: {exc}",
-                               "summary": None}
-    return outcomes
+    """Each job's outcome in job order (a worker that died: a crash outcome, the study goes on)."""
+    outcomes = dict(simulate_all(jobs, workers, "simulator.studies.sensitivity"))
+    return [outcomes[i] for i in range(len(jobs))]
 
 
 def _table(found: list[Resource], outcomes: list[dict[str, Any]], delta: float
