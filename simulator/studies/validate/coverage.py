@@ -15,9 +15,8 @@ import pandas as pd
 
 from simulator.config.load import load_chip
 from simulator.config.uncertainty import UncertaintySpec, draw_factors, perturbed_chip
-from simulator.studies.points import in_processes
 from simulator.studies.validate.cases import Case
-from simulator.studies.validate.predict import Outcome, serving_engine, simulate
+from simulator.studies.validate.predict import Outcome, serving_engine, simulate_jobs
 
 
 def draw_predictions(cases: Sequence[Case], outcomes: Sequence[Outcome], spec: UncertaintySpec, draws: int,
@@ -29,15 +28,9 @@ def draw_predictions(cases: Sequence[Case], outcomes: Sequence[Outcome], spec: U
             continue
         chip, engine = load_chip(case.chip), serving_engine(case)
         jobs += [(case, perturbed_chip(chip, engine, f)) for f in draw_factors(spec, case.chip, engine, seed, draws)]
-    results: list[Outcome | None] = [None] * len(jobs)
-    if workers <= 1:
-        results = [simulate(*job) for job in jobs]
-    else:
-        for index, future in in_processes(simulate, jobs, workers, "simulator.studies.validate.predict"):
-            results[index] = future.result()
     out: dict[str, list[float | None]] = {}
-    for (case, _), result in zip(jobs, results):
-        out.setdefault(case.case_id, []).append(None if result is None else result.predicted)
+    for (case, _), result in zip(jobs, simulate_jobs(jobs, workers)):
+        out.setdefault(case.case_id, []).append(result.predicted)
     return out
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -421,7 +422,11 @@ def simulate_all(cases: list[Case], chips: dict[str, ChipSpec] | None = None,
                  workers: int = 1) -> list[Outcome]:
     """Every case, in file order; `workers` > 1 runs them in that many processes."""
     chips = chips or {}
-    jobs = [(case, chips.get(case.chip)) for case in cases]
+    return simulate_jobs([(case, chips.get(case.chip)) for case in cases], workers)
+
+
+def simulate_jobs(jobs: Sequence[tuple[Case, ChipSpec | None]], workers: int = 1) -> list[Outcome]:
+    """Each (case, chip) job's outcome, in job order; `workers` > 1 runs them in that many processes."""
     if workers <= 1:
         return [simulate(*job) for job in jobs]
     outcomes: list[Outcome | None] = [None] * len(jobs)
