@@ -119,6 +119,10 @@ class SystemCounts:
     nics: int
     switches: int
 
+    def watts(self, host_w_per_node: float, nic_w: float, switch_w: float) -> tuple[float, float, float]:
+        """What the hosts, the NICs and the switches draw, each in all."""
+        return host_w_per_node * self.nodes, nic_w * self.nics, switch_w * self.switches
+
 
 def system_counts(topology: TopologySpec, nodes: int) -> SystemCounts:
     """Counts over the first `nodes` nodes, wired as hardware/topology.py wires them: a scale-up switch per
@@ -140,5 +144,5 @@ def system_counts(topology: TopologySpec, nodes: int) -> SystemCounts:
 def system_energy(parts: EnergyParts, counts: SystemCounts, seconds: float, host_w_per_node: float, nic_w: float,
                   switch_w: float) -> EnergyParts:
     """`parts` with the rest of the system added: each component draws its power for the whole `seconds`."""
-    return dataclasses.replace(parts, host_j=host_w_per_node * counts.nodes * seconds,
-                               nic_j=nic_w * counts.nics * seconds, switch_j=switch_w * counts.switches * seconds)
+    host_w, nics_w, switches_w = counts.watts(host_w_per_node, nic_w, switch_w)
+    return dataclasses.replace(parts, host_j=host_w * seconds, nic_j=nics_w * seconds, switch_j=switches_w * seconds)

@@ -194,8 +194,7 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
     cost_parts = _cost_parts(basis, spec.cost, chips, nodes, racks or 1, span_s, energy_j)
     # added in order, left to right (not sum(): its compensated summation moves the last bit)
     cost_usd = None if cost_parts is None else functools.reduce(operator.add, cost_parts.values())
-    system_w = (spec.cost.host_w_per_node * system.nodes + spec.cost.nic_w * system.nics
-                + spec.cost.switch_w * system.switches)  # nameplate of the rest of the system
+    system_w = sum(system.watts(spec.cost.host_w_per_node, spec.cost.nic_w, spec.cost.switch_w))  # the rest
     per_chip_peak = chip.compute.peak[plan.compute_dtype]
     tiers = plan_tiers(plan, chip.efficiency.memory)
     summary: dict[str, Any] = {
