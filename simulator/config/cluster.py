@@ -208,3 +208,25 @@ class TopologySpec(Frozen):
                 and self.scaleout.uplink_bandwidth_per_dir is None:
             raise ValueError("scaleout.uplink_bandwidth_per_dir is needed when nodes span several leaves")
         return self
+
+
+PER_ENGINE = ("sequence_overhead", "engine_step_overhead")  # efficiency fields keyed by serving engine
+
+
+def per_engine(params: dict[str, float], field: str) -> dict[str, float]:
+    """engine -> value of the `<field>:<engine>` entries of `params`."""
+    return {k.split(":", 1)[1]: v for k, v in params.items() if k.startswith(field + ":")}
+
+
+def with_efficiency(chip: ChipSpec, params: dict[str, float]) -> ChipSpec:
+    """`chip` with efficiency coefficients replaced: plain names (`compute`, `step_overhead`, ...),
+    `<field>:<engine>` for the per-engine ones (merged over the chip's) and `mesh.hop_latency` (a wafer's).
+    How calibrate tries coefficients and how parameter draws perturb them."""
+    scalars = {k: v for k, v in params.items() if ":" not in k and "." not in k}
+    eff = chip.efficiency
+    update = {**scalars, **{field: {**getattr(eff, field), **per_engine(params, field)} for field in PER_ENGINE}}
+    chip = chip.model_copy(update={"efficiency": chip.efficiency.model_copy(update=update)})
+    if chip.mesh is not None and "mesh.hop_latency" in params:
+        chip = chip.model_copy(update={"mesh": chip.mesh.model_copy(
+            update={"hop_latency": params["mesh.hop_latency"]})})
+    return chip

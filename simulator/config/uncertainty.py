@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from simulator.config.cluster import ChipSpec
+from simulator.config.cluster import ChipSpec, with_efficiency
 from simulator.config.fields import Frozen
 from simulator.config.load import CATALOG_DIR, engine_step_overhead_s, read_yaml, sequence_overhead_s, validate
 from simulator.errors import ScenarioError
@@ -105,14 +105,10 @@ def perturbed_chip(chip: ChipSpec, engine: str, factors: Factors) -> ChipSpec:
     """`chip` with its coefficients multiplied by one draw's factors; efficiencies capped at 1. Factors of
     exactly 1 leave every value bit for bit as it was."""
     e = chip.efficiency
-    update: dict[str, object] = {k: min(1.0, getattr(e, k) * factors[k]) for k in EFFICIENCIES}
-    update.update({k: getattr(e, k) * factors[k] for k in OVERHEADS})
-    key = f"{SEQUENCE}:{engine}"
-    update[SEQUENCE] = {**e.sequence_overhead, engine: sequence_overhead_s(chip, engine) * factors[key]}
-    update[ENGINE_STEP] = {**e.engine_step_overhead,
-                           engine: engine_step_overhead_s(chip, engine) * factors[f"{ENGINE_STEP}:{engine}"]}
-    chip = chip.model_copy(update={"efficiency": e.model_copy(update=update)})
+    params = {k: min(1.0, getattr(e, k) * factors[k]) for k in EFFICIENCIES}
+    params.update({k: getattr(e, k) * factors[k] for k in OVERHEADS})
+    params[f"{SEQUENCE}:{engine}"] = sequence_overhead_s(chip, engine) * factors[f"{SEQUENCE}:{engine}"]
+    params[f"{ENGINE_STEP}:{engine}"] = engine_step_overhead_s(chip, engine) * factors[f"{ENGINE_STEP}:{engine}"]
     if chip.mesh is not None:
-        mesh = chip.mesh.model_copy(update={"hop_latency": chip.mesh.hop_latency * factors[MESH]})
-        chip = chip.model_copy(update={"mesh": mesh})
-    return chip
+        params[MESH] = chip.mesh.hop_latency * factors[MESH]
+    return with_efficiency(chip, params)

@@ -38,7 +38,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
-from simulator.config.cluster import ChipSpec
+from simulator.config.cluster import PER_ENGINE, ChipSpec, per_engine, with_efficiency
 from simulator.config.load import CATALOG_DIR, chip_ids, load_chip, load_engine
 from simulator.studies.validate.cases import Case
 from simulator.studies.validate.predict import Outcome, serving_engine, simulate
@@ -90,9 +90,6 @@ Params = dict[str, float]
 Predict = Callable[[Sequence[Case], Params], list[float | None]]
 
 
-PER_ENGINE = ("sequence_overhead", "engine_step_overhead")  # efficiency fields keyed by serving engine
-
-
 def engine_parameter(engine: str, field: str = "sequence_overhead") -> str:
     return f"{field}:{engine}"
 
@@ -116,21 +113,6 @@ def grid_of(name: str) -> tuple[list[float], float]:
     if name.startswith("engine_step_overhead:"):
         return ENGINE_STEP_GRID, 2.0
     return PARAMETERS.get(name, (SEQUENCE_GRID, 2.0))
-
-
-def _per_engine(params: Params, field: str) -> dict[str, float]:
-    return {k.split(":", 1)[1]: v for k, v in params.items() if k.startswith(field + ":")}
-
-
-def with_efficiency(chip: ChipSpec, params: Params) -> ChipSpec:
-    scalars = {k: v for k, v in params.items() if ":" not in k and "." not in k}
-    eff = chip.efficiency
-    update = {**scalars, **{field: {**getattr(eff, field), **_per_engine(params, field)} for field in PER_ENGINE}}
-    chip = chip.model_copy(update={"efficiency": chip.efficiency.model_copy(update=update)})
-    if chip.mesh is not None and "mesh.hop_latency" in params:
-        chip = chip.model_copy(update={"mesh": chip.mesh.model_copy(
-            update={"hop_latency": params["mesh.hop_latency"]})})
-    return chip
 
 
 def simulator_predict(pool: Executor) -> Predict:
@@ -312,8 +294,8 @@ GROUP_OF_FAMILY = {"Hopper": "NVIDIA", "Blackwell": "NVIDIA", "Ampere": "NVIDIA"
 
 
 def describe(p: Params) -> str:
-    engines = "".join(f", {e} {v * 1e6:.0f} us/sequence" for e, v in _per_engine(p, "sequence_overhead").items())
-    engines += "".join(f", {e} +{v * 1e3:.1f} ms/step" for e, v in _per_engine(p, "engine_step_overhead").items())
+    engines = "".join(f", {e} {v * 1e6:.0f} us/sequence" for e, v in per_engine(p, "sequence_overhead").items())
+    engines += "".join(f", {e} +{v * 1e3:.1f} ms/step" for e, v in per_engine(p, "engine_step_overhead").items())
     mesh = f", mesh hop {p['mesh.hop_latency'] * 1e9:.0f} ns" if "mesh.hop_latency" in p else ""
     return (f"compute {p['compute']:.3f}, memory {p['memory']:.3f}, layer {p['layer_overhead'] * 1e6:.0f} us, "
             f"MoE layer {p['moe_layer_overhead'] * 1e6:.0f} us, step {p['step_overhead'] * 1e6:.0f} us" + mesh
@@ -323,12 +305,12 @@ def describe(p: Params) -> str:
 # ---------------------------------------------------------------- the catalog
 
 def render(params: Params) -> dict[str, str]:
-    per_engine = {field: ", ".join(f"{e}: {v * 1e6:.0f} us" for e, v in sorted(_per_engine(params, field).items()))
-                  for field in PER_ENGINE}
+    texts = {field: ", ".join(f"{e}: {v * 1e6:.0f} us" for e, v in sorted(per_engine(params, field).items()))
+             for field in PER_ENGINE}
     return {"compute": f"{params['compute']:.3f}".rstrip("0"), "memory": f"{params['memory']:.3f}".rstrip("0"),
             **{name: f"{params[name] * 1e6:.0f} us" for name in ("layer_overhead", "moe_layer_overhead",
                                                                  "step_overhead")},
-            **{field: "{" + text + "}" for field, text in per_engine.items() if text}}
+            **{field: "{" + text + "}" for field, text in texts.items() if text}}
 
 
 def provenance(family: str, fit_: Fit, scored: Sequence[Scored], cases_file: str) -> str:
