@@ -285,10 +285,9 @@ def compare(
     for design, points in result.table.groupby("design", sort=False):
         if reason(points):
             console.print(f"{design}: {reason(points)}", soft_wrap=True)
-    if uncertainty is not None:
-        for line in (result.out / "report.md").read_text(encoding="utf-8").split("\n"):
-            if line.startswith(("- robust", "- NOT robust")):
-                console.print(line, soft_wrap=True)
+    for line in result.robustness[1:]:  # the conclusions (the first line says how the draws were made)
+        if line.startswith(("robust", "NOT robust")):
+            console.print(f"- {line}", soft_wrap=True)
     console.print(f"results in {result.out}/")
     if result.count("crash"):  # a bug, not a user mistake
         crashed = result.table[result.table["status"] == "crash"]

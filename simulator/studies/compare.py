@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ class CompareResult:
     file: Path
     out: Path
     table: pd.DataFrame
+    robustness: list[str] = field(default_factory=list)  # with parameter draws: how robust, in words
 
     def count(self, status: str) -> int:
         return int((self.table["status"] == status).sum())
@@ -246,10 +247,11 @@ def compare(file: str | Path, out: str | Path | None = None, overrides: Sequence
         if draws is not None:
             table = compare_bands.with_bands(table, draws)
         with staged_folder(out, compare_report.NAMES) as folder:  # a re-run replaces the folder as a whole
-            compare_report.write(folder, spec, file, table, plots, png, draws)
+            words = compare_report.write(folder, spec, file, table, plots, png, draws)
             if plots:
-                write_compare_html(folder / "report.html", spec.name, spec.model, spec.description, table, draws)
-    return CompareResult(spec, file, out, table)
+                write_compare_html(folder / "report.html", spec.name, spec.model, spec.description, table, draws,
+                                   words)
+    return CompareResult(spec, file, out, table, words)
 
 
 def run_draws(spec: CompareSpec, todo: Sequence[Point], outcomes: dict[int, dict[str, Any]], n: int,

@@ -30,7 +30,8 @@ _COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 
 def write_compare_html(path: Path, name: str, model: str, description: str, df: pd.DataFrame,
-                       draws: pd.DataFrame | None = None) -> None:
+                       draws: pd.DataFrame | None = None, words: list[str] | None = None) -> None:
+    """The page; `words` on how robust the conclusions are, when already worded (else from `draws`)."""
     ok = df[df["status"] == "ok"]
     parts = [html.paragraph(description.strip())] if description.strip() else []
     parts += [html.paragraph(f"Model {model}: {df['design'].nunique()} designs at concurrencies "
@@ -42,7 +43,7 @@ def write_compare_html(path: Path, name: str, model: str, description: str, df: 
     if len(assumed(df)):
         parts.append(html.paragraph(ASSUMED_NOTE, "note"))
     if draws is not None:
-        words = uncertainty_lines(df, draws, ranking(draws))
+        words = words or uncertainty_lines(df, draws, ranking(draws))
         parts += [html.heading("How robust the conclusions are"), html.paragraph(words[0], "note")]
         parts += [html.paragraph(line) for line in words[1:]]
     if len(ok):

@@ -47,9 +47,10 @@ NAMES = frozenset({"compare.parquet", "compare.csv", "report.md", "plots", "repo
 
 
 def write(out: Path, spec: CompareSpec, file: Path, df: pd.DataFrame, plots: bool, png: bool = False,
-          draws: pd.DataFrame | None = None) -> None:
+          draws: pd.DataFrame | None = None) -> list[str]:
     """Tables first (so a plotting problem loses nothing), then report.md (and with `plots` and `png` the PNG
-    plots/); with parameter draws, also compare_draws.parquet and ranking.csv."""
+    plots/); with parameter draws, also compare_draws.parquet and ranking.csv. Returns the words on how
+    robust the conclusions are (`uncertainty_lines`; none without draws)."""
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "compare.parquet", lambda p: df.to_parquet(p, index=False))
     atomic_write(out / "compare.csv", lambda p: df.to_csv(p, index=False))
@@ -63,6 +64,7 @@ def write(out: Path, spec: CompareSpec, file: Path, df: pd.DataFrame, plots: boo
     pictures = _plots(out / "plots", ok, list(dict.fromkeys(df["design"]))) if plots and png and len(ok) else []
     text = markdown(spec, file, df, pictures, words)
     atomic_write(out / "report.md", lambda p: p.write_text(text, encoding="utf-8"))
+    return words
 
 
 # ---------------------------------------------------------------- plots
