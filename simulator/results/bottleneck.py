@@ -24,12 +24,12 @@ PARTS = {"compute": "compute_bound_s", "memory": "memory_bound_s", "network": "n
 BANDWIDTH_BOUND = 0.5  # share of the network wait in which the busiest link carries bytes
 
 
-def analyse(it: Any, links: pd.DataFrame, tiers: list[Tier], achievable_flops: float, span_s: float
+def analyse(it: Any, link_use: dict[str, float], tiers: list[Tier], achievable_flops: float, span_s: float
             ) -> dict[str, Any]:
     """{"decode": phase or None, "prefill": phase or None, "network": links' story or None}."""
     prefill = np.asarray(it["prefill_tokens"]) > 0
     decode = ~prefill & (np.asarray(it["decode_tokens"]) > 0)
-    network = _network(it, links, span_s)
+    network = _network(it, link_use, span_s)
     return {"decode": _phase(it, decode, tiers, achievable_flops, network),
             "prefill": _phase(it, prefill, tiers, achievable_flops, network),
             "network": network}
@@ -59,17 +59,16 @@ def _phase(it: Any, mask: np.ndarray, tiers: list[Tier], achievable_flops: float
     return out
 
 
-def _network(it: Any, links: pd.DataFrame, span_s: float) -> dict[str, Any] | None:
+def _network(it: Any, link_use: dict[str, float], span_s: float) -> dict[str, Any] | None:
+    """`link_use`: each link's share of what it could carry over the run (summary's, links in sorted order)."""
     wait = float(np.asarray(it["network_s"]).sum())
-    if wait <= 0 or links.empty or span_s <= 0:
+    if wait <= 0 or not link_use or span_s <= 0:
         return None
     replicas = max(1, int(np.unique(np.asarray(it["replica"])).size))
-    totals = links.groupby("link", sort=True).agg(bytes=("bytes", "sum"), bw=("achievable_bytes_per_s", "first"))
-    use = totals["bytes"] / (totals["bw"] * span_s)
-    busiest = str(use.idxmax())
+    busiest = max(link_use, key=link_use.__getitem__)  # the first of equals, in sorted order
     wait_share = min(1.0, wait / (span_s * replicas))  # of a replica's time, waiting for the network
-    carrying = min(1.0, float(use.max()) / wait_share)
-    return {"busiest_link": busiest, "busiest_link_utilization": float(use.max()), "wait_share": wait_share,
+    carrying = min(1.0, link_use[busiest] / wait_share)
+    return {"busiest_link": busiest, "busiest_link_utilization": link_use[busiest], "wait_share": wait_share,
             "busiest_link_carrying_share": carrying,
             "bound": "bandwidth" if carrying >= BANDWIDTH_BOUND else "latency"}
 

@@ -231,7 +231,7 @@ def summarize(scenario: "Scenario", model: "ModelShape", pools: list[tuple[str, 
             "overhead": _share(float(it["overhead_s"].sum()), busy),
             "bubble": _share(float(it["bubble_s"].sum()), busy),
         },
-        "bottleneck": bottleneck.analyse(it, links, tiers, per_chip_peak * chip.efficiency.compute, span_s),
+        "bottleneck": bottleneck.analyse(it, busiest, tiers, per_chip_peak * chip.efficiency.compute, span_s),
         "network": {
             "link_bytes": float(links["bytes"].sum()) if len(links) else 0.0,  # bytes x links crossed
             "busiest_link": max(busiest, key=busiest.__getitem__) if busiest else None,
