@@ -120,7 +120,9 @@ def run(
             with watching(loaded.spec.workload.num_requests) as watch:
                 result = run_scenario(loaded, seed=seed, watch=watch)
             if uncertainty is not None and not result.summary["sim"]["interrupted"]:
-                result.summary["uncertainty"] = _bands(loaded, seed, uncertainty)
+                from simulator.studies.bands import run_bands
+
+                result.summary["uncertainty"] = run_bands(loaded, uncertainty, seed)
             result.write(out_dir, plots=plots, trace=bounds, png=png)
     except InfersimError as exc:
         fail(str(exc))
@@ -142,22 +144,6 @@ def run(
         typer.echo(f"interrupted at {result.summary['sim']['simulated_s']:.4g} simulated s: the results are "
                    "partial (sim.interrupted in summary.json)", err=True)
         raise typer.Exit(130)
-
-
-def _bands(loaded: Any, seed: int | None, draws: int) -> dict[str, Any]:
-    """summary.json's `uncertainty` block: the scenario re-simulated with `draws` parameter draws."""
-    import os
-    from dataclasses import replace
-
-    from simulator.config.uncertainty import load_uncertainty
-    from simulator.studies import bands
-
-    if seed is not None:
-        loaded = replace(loaded, spec=loaded.spec.model_copy(update={"seed": seed}))
-    spec = load_uncertainty()
-    scenarios = bands.draw_scenarios(loaded, draws, spec)
-    outcomes = dict(bands.simulate_all(scenarios, os.cpu_count() or 1, "simulator.studies.bands"))
-    return bands.uncertainty_block(loaded, draws, [outcomes[i] for i in range(draws)], spec)
 
 
 @contextmanager

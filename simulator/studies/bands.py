@@ -10,6 +10,7 @@ seed gives byte-identical bands. Shared by `run`, `compare`, `sweep` and `valida
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -84,6 +85,17 @@ def describe_spread(spec: UncertaintySpec, chip_id: str) -> dict[str, Any]:
     name, family = spec.family_of(chip_id)
     return {"family": name, "basis": family.basis, "cases": family.cases, "sigma": dict(family.sigma),
             "file": UNCERTAINTY_PATH.name, "source": spec.source}
+
+
+def run_bands(scenario: Scenario, draws: int, seed: int | None = None) -> dict[str, Any]:
+    """summary.json's `uncertainty` block: `scenario` (at `seed`, default its own) re-simulated with `draws`
+    parameter draws, in as many local processes as there are cores."""
+    if seed is not None:
+        scenario = replace(scenario, spec=scenario.spec.model_copy(update={"seed": seed}))
+    spec = load_uncertainty()
+    outcomes = dict(simulate_all(draw_scenarios(scenario, draws, spec), os.cpu_count() or 1,
+                                 "simulator.studies.bands"))
+    return uncertainty_block(scenario, draws, [outcomes[i] for i in range(draws)], spec)
 
 
 def uncertainty_block(scenario: Scenario, draws: int, outcomes: Sequence[dict[str, Any]],
