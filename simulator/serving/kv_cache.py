@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
 from simulator.hardware.model import ModelShape
@@ -123,10 +123,7 @@ class PrefixCache:
 
     def match(self, hashes: Sequence[int]) -> int:
         """How many leading blocks of `hashes` are cached."""
-        n = 0
-        while n < len(hashes) and hashes[n] in self.users:
-            n += 1
-        return n
+        return leading(hashes, self.users)
 
     def pin(self, hashes: Sequence[int]) -> None:
         for h in hashes:
@@ -168,3 +165,12 @@ class PrefixCache:
 
     def entries(self) -> int:
         return len(self.users)
+
+
+def leading(hashes: Sequence[int], held: Container[int]) -> int:
+    """How many of `hashes`, from the first, are in `held` (a prompt's blocks are reusable up to the first
+    one missing)."""
+    n = 0
+    while n < len(hashes) and hashes[n] in held:
+        n += 1
+    return n

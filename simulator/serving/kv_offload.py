@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from simulator.serving.kv_cache import leading
+
 
 class HostKvTier:
     """One replica's host-DRAM KV tier of `capacity_bytes` bytes, with what moved in and out of it."""
@@ -67,10 +69,7 @@ class HostKvTier:
 
     def match(self, hashes: Sequence[int]) -> int:
         """How many leading blocks of `hashes` the tier holds."""
-        n = 0
-        while n < len(hashes) and hashes[n] in self.entries:
-            n += 1
-        return n
+        return leading(hashes, self.entries)
 
     def protect(self, hashes: Sequence[int]) -> None:
         """Keep these entries while the request that matched them is admitted (room made for it may offload
