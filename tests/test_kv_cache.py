@@ -112,3 +112,22 @@ def test_the_prefix_cache_evicts_the_least_recently_released_unused_block_and_ne
     cache.unpin([11])
     assert cache.make_room(4) and cache.entries() == 0 and pool.used_blocks == 0
     assert pool.check() == []
+
+
+def test_a_recompute_that_outgrows_the_token_budget_without_chunking_is_dropped_not_stuck():
+    """Two requests share 46 blocks of 16 tokens; the 300-token one is preempted (recompute) and comes back
+    with 300 + ~213 tokens to prefill, more than the 512-token budget: without chunked prefill no step could
+    ever run it, so it is dropped ('token_budget', as vLLM ignores such a sequence) and the run ends."""
+    cfg = ContinuousBatcher(max_batch_size=2, max_batched_tokens=512, kv_policy="paged", preemption="recompute",
+                            chunked_prefill=False)
+    pool = KvBlockPool(46, 16, bytes_per_block=1.0)
+    batcher = ContinuousBatching(cfg, pool, [1, 300], [214, 214], max_context=None)
+    batcher.enqueue(0)
+    batcher.enqueue(1)
+    done, dropped = set(), []
+    while (batch := batcher.schedule()) is not None:
+        dropped += batcher.take_dropped()
+        done.update(batcher.complete(batch)[1])
+    dropped += batcher.take_dropped()
+    assert done == {0} and dropped == [(1, "token_budget")]
+    assert pool.used_blocks == 0 and not batcher.running

@@ -155,9 +155,10 @@ class ContinuousBatching:
             return
         while self.waiting and len(self.running) < self.cfg.max_batch_size:
             rid = self.waiting[0]
-            reason = "" if rid in self.swapped or rid in self.generated_before else self._never_fits(rid)
+            reason = "" if rid in self.swapped else self._never_fits(rid)
             if reason:
                 self.waiting.popleft()
+                self.generated_before.pop(rid, None)
                 self.dropped.append((rid, reason))
                 continue
             hit, cached = self._prefix_hit(rid)
@@ -248,7 +249,10 @@ class ContinuousBatching:
         tokens = self.prompt[rid] + self.output[rid]
         if self.kv.blocks_for(tokens) + self.watermark > self.kv.capacity_blocks:
             return "kv_capacity"
-        if not self.cfg.chunked_prefill and self.prompt[rid] > self.cfg.max_batched_tokens:
+        # a request preempted by recompute prefills its output so far too: without chunking, a prefill beyond the
+        # step's token budget could never be scheduled (vLLM ignores such a sequence, as it does a long prompt)
+        if not self.cfg.chunked_prefill and \
+                self.prompt[rid] + self.generated_before.get(rid, 0) > self.cfg.max_batched_tokens:
             return "token_budget"
         return ""
 
