@@ -126,6 +126,42 @@ def test_an_moe_layer_pays_its_own_overhead_on_top_of_a_dense_layers():
     assert moe.cost(decode(1)).roofline_s > moe.cost(decode(1)).memory_s + 32 * eff.moe_layer_overhead
 
 
+MIXTRAL_TP2 = ["model=mixtral-8x7b", "cluster=hgx-h100", "deployment.tensor_parallel=2"]
+
+
+def test_grouped_expert_gemms_are_their_own_roofline_class():
+    """Dense GEMMs and the experts' grouped GEMMs are different kernels, each bound by its own FLOPs or bytes:
+    the pass costs the sum of both rooflines, at least max(FLOPs/peak, bytes/bandwidth) of the two taken
+    together (2,048 decode tokens of Mixtral touch all 8 experts of every MoE layer)."""
+    model, _, cm = prepared(REPO / "scenarios" / "default.yaml", MIXTRAL_TP2)
+    b = decode(2048)
+    dense_flops, dense_bytes, expert_flops, expert_bytes = cm._gemms(b, b.tokens)
+    dense = max(dense_flops / cm.peak_flops, dense_bytes / cm.memory_bw)
+    experts = max(expert_flops / cm.expert_peak_flops, expert_bytes / cm.memory_bw / cm.grouped_gemm)
+    gemms = cm.cost(b)  # the attention classes come on top
+    assert gemms.compute_bound_s + gemms.memory_bound_s >= dense + experts - 1e-12
+    assert dense + experts >= max((dense_flops + expert_flops) / cm.peak_flops,
+                                  (dense_bytes + expert_bytes) / cm.memory_bw)
+    assert expert_bytes == pytest.approx(model.n_moe_layers * 8 * model.expert_params * 2 / 2)  # all 8 touched
+
+
+@pytest.mark.parametrize("batch", [1, 16, 2048])
+def test_grouped_gemm_efficiency_slows_only_the_experts(batch):
+    """Halving `grouped_gemm` doubles the experts' class time (both its compute and its memory time, so it is
+    bound the same way) and leaves a dense model untouched."""
+    fast = prepared(REPO / "scenarios" / "default.yaml", [*MIXTRAL_TP2, "cluster.chip.efficiency.grouped_gemm=1"])[2]
+    slow = prepared(REPO / "scenarios" / "default.yaml", [*MIXTRAL_TP2,
+                                                          "cluster.chip.efficiency.grouped_gemm=0.5"])[2]
+    b = decode(batch)
+    _, _, expert_flops, expert_bytes = fast._gemms(b, b.tokens)
+    expert_fast = max(expert_flops / fast.expert_peak_flops, expert_bytes / fast.memory_bw)
+    added = slow.cost(b).roofline_s - fast.cost(b).roofline_s
+    assert added == pytest.approx(expert_fast, rel=1e-9)
+    dense = [prepared(REPO / "scenarios" / "default.yaml", [f"cluster.chip.efficiency.grouped_gemm={g}"])[2]
+             for g in (1, 0.5)]
+    assert dense[0].cost(b) == dense[1].cost(b)
+
+
 def test_four_bit_weights_without_a_four_bit_peak_compute_in_sixteen_bits():
     """W4A16: MXFP4 experts on Hopper are dequantised in the kernel and multiplied in bf16; a chip with an fp4
     peak (Blackwell) computes in fp4."""

@@ -7,11 +7,12 @@ residuals (`infersim calibrate`, studies/validate/uncertainty.py); families whos
 families and chips no family covers carry a wide spread, and the file says which is which.
 
 A draw is physics, not a fudge on outputs: it changes the chip's efficiencies (compute, memory, collective,
-capped at 1: nothing runs above nameplate), its per-layer, per-MoE-layer, per-step and per-sequence overheads
-(the engine's host time per sequence and per step), and a wafer's mesh hop latency; the engine then simulates
-that chip as any other. Draws are common random numbers: draw d of a family's coefficient is the d-th normal
-of a generator seeded by (seed, family, coefficient), so two designs of one family share their draws and
-different families are independent, and the same seed always gives the same draws.
+the experts' grouped GEMMs; capped at 1: nothing runs above nameplate), its per-layer, per-MoE-layer, per-step
+and per-sequence overheads (the engine's host time per sequence and per step), and a wafer's mesh hop
+latency; the engine then simulates that chip as any other. Draws are common random numbers: draw d of a
+family's coefficient is the d-th normal of a generator seeded by (seed, family, coefficient), so two designs
+of one family share their draws and different families are independent, and the same seed always gives the
+same draws.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from simulator.config.load import CATALOG_DIR, engine_step_overhead_s, read_yaml
 from simulator.errors import ScenarioError
 
 UNCERTAINTY_PATH = CATALOG_DIR / "uncertainty.yaml"
-EFFICIENCIES = ("compute", "memory", "collective")  # fractions of nameplate: capped at 1
+EFFICIENCIES = ("compute", "memory", "collective", "grouped_gemm")  # fractions (of nameplate): capped at 1
 OVERHEADS = ("layer_overhead", "moe_layer_overhead", "step_overhead")
 SEQUENCE = "sequence_overhead"  # per serving engine: one draw per (family, engine)
 ENGINE_STEP = "engine_step_overhead"  # per serving engine, as SEQUENCE (0 stays 0: no spread creates a cost)

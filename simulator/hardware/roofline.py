@@ -5,9 +5,12 @@ pass costs the sum of a roofline per kernel class, not one roofline over the who
 
     time = sum over classes of max(FLOPs / (peak x eps_c), bytes / (bandwidth x eps_m)) + overheads
 
-Classes: the GEMMs (every weight read once, multiplied by every token of the batch, lm_head and experts
-included), prefill attention (the chunks' (query, key) pairs; the KV they read and write) and decode
-attention (each decoding request's context read; its new KV written). A chunked-prefill step therefore pays
+Classes: the dense GEMMs (every weight read once, multiplied by every token of the batch, lm_head
+included), the routed experts' grouped GEMMs (the experts the tokens touch, each read once and multiplied by
+its own few tokens, at `grouped_gemm` of the dense GEMMs' rates: a grouped GEMM of a few tokens per expert
+is memory bound while the dense GEMMs of the same batch may be compute bound), prefill attention (the
+chunks' (query, key) pairs; the KV they read and write) and decode attention (each decoding request's
+context read; its new KV written). A chunked-prefill step therefore pays
 its prefill GEMMs' compute and its decodes' KV reads in turn, as engines run them, and a large decode batch
 whose GEMMs are compute bound still reads its KV-cache after them.
 
@@ -133,6 +136,8 @@ class StepCostModel:
     memory_bw: float          # effective: bandwidth x eps_m
     stream_bw: float          # effective bandwidth of the tier weights stream from; 0 without streaming
     streamed_share: float     # of the weight bytes a pass reads, the share in that slower tier (the rest fits)
+    expert_peak_flops: float  # effective peak of the routed experts' grouped GEMMs: peak_flops x grouped_gemm
+    grouped_gemm: float       # their achieved fraction of the dense GEMMs' rates (bandwidth too)
     dense_weight_bytes: float  # per chip: this stage's layers except routed experts (+ lm_head if last)
     expert_bytes: float       # per chip: one routed expert of one layer (whole with EP, 1/tp without)
     kv_bytes_per_token: float  # per chip, this stage's layers
@@ -167,6 +172,8 @@ class StepCostModel:
             model=model, tp=plan.tensor_parallel, ep=plan.expert_parallel, layers=layers, last=last,
             peak_flops=chip.compute.peak[plan.compute_dtype] * eff.compute,
             attn_peak_flops=chip.compute.peak[attention_dtype(plan, chip)] * eff.compute,
+            expert_peak_flops=chip.compute.peak[plan.compute_dtype] * eff.compute * eff.grouped_gemm,
+            grouped_gemm=eff.grouped_gemm,
             memory_bw=plan.tier_bandwidth * eff.memory,
             stream_bw=plan.stream_bandwidth * eff.memory,
             streamed_share=1.0 - plan.resident_weight_fraction if plan.stream_tier else 0.0,
@@ -196,23 +203,36 @@ class StepCostModel:
         return m.n_experts * (1.0 - (1.0 - m.top_k / m.n_experts) ** tokens)
 
     def _gemms(self, b: BatchShape, tokens: float,
-               expert_load: tuple[float, float] | None = None) -> tuple[float, float]:
-        """(FLOPs, weight bytes) of the pass's GEMMs: the dense layers, the lm_head on the last stage, and the
-        routed experts, evenly over the TP group (expected experts touched) or as the busiest EP rank's
-        `expert_load` says."""
+               expert_load: tuple[float, float] | None = None) -> tuple[float, float, float, float]:
+        """(FLOPs, weight bytes) of the pass's dense GEMMs (the dense layers, the lm_head on the last stage),
+        then of its routed experts' grouped GEMMs: evenly over the TP group (expected experts touched) or as
+        the busiest EP rank's `expert_load` says (zeros without experts)."""
         gemm = self.dense_flops_per_token * tokens / self.tp
         if self.last:
             gemm += self.lm_head_flops_per_logit * b.logits / self.tp
-        weights = self.dense_weight_bytes
-        if self.model.n_experts:
-            if expert_load is None:  # expected experts touched by the whole batch, on 1/ep of them per rank
-                gemm += self.routed_flops_per_token * tokens / self.tp
-                weights += self.moe_layers * self.experts_touched(tokens * self.dp) * self.expert_bytes / self.ep
-            else:
-                routed_tokens, touched = expert_load
-                gemm += 2.0 * self.model.expert_params * routed_tokens / self.expert_tp
-                weights += touched * self.expert_bytes
-        return gemm, weights
+        if not self.model.n_experts:
+            return gemm, self.dense_weight_bytes, 0.0, 0.0
+        if expert_load is None:  # expected experts touched by the whole batch, on 1/ep of them per rank
+            return (gemm, self.dense_weight_bytes, self.routed_flops_per_token * tokens / self.tp,
+                    self.moe_layers * self.experts_touched(tokens * self.dp) * self.expert_bytes / self.ep)
+        routed_tokens, touched = expert_load
+        return (gemm, self.dense_weight_bytes, 2.0 * self.model.expert_params * routed_tokens / self.expert_tp,
+                touched * self.expert_bytes)
+
+    def _gemm_times(self, b: BatchShape, tokens: float, expert_load: tuple[float, float] | None = None
+                    ) -> tuple[float, float, float, float, float, float, float]:
+        """The GEMM classes of a pass, dense then grouped, for cost() and decode_terms alike (the same float
+        operations): (FLOPs, compute time, compute-bound time, memory-bound time, memory time, weight bytes
+        from the fast tier, weight bytes streamed)."""
+        gemm, weights, expert, expert_weights = self._gemms(b, tokens, expert_load)
+        gc = gemm / self.peak_flops
+        resident, streamed, gm = self._weight_reads(weights)
+        ec = expert / self.expert_peak_flops
+        e_resident, e_streamed, em = self._weight_reads(expert_weights)
+        em = em / self.grouped_gemm
+        cb = (gc if gc >= gm else 0.0) + (ec if ec >= em else 0.0)
+        mb = (gm if gm > gc else 0.0) + (em if em > ec else 0.0)
+        return gemm + expert, gc + ec, cb, mb, gm + em, resident + e_resident, streamed + e_streamed
 
     def _weight_reads(self, weights: float) -> tuple[float, float, float]:
         """(bytes read from the fast tier, bytes streamed from the slower one, their time) of `weights` weight
@@ -231,18 +251,16 @@ class StepCostModel:
         if self.dp > 1:
             b = b.split(self.dp)
         tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
-        gemm, weights = self._gemms(b, tokens, expert_load)
+        gemm, gc, gcb, gmb, gm, resident, streamed = self._gemm_times(b, tokens, expert_load)
         prefill = (self.attn_flops_per_pair * b.prefill_pairs + self.decode_flops_per_pair * b.verify_pairs) / self.tp
         decode = self.decode_flops_per_pair * b.decode_context / self.tp
         kv_prefill = (b.prefill_kv_tokens + b.prefill_tokens + b.verify_tokens) * self.kv_bytes_per_token
         kv_decode = (b.decode_context + b.decode_tokens) * self.kv_bytes_per_token  # reads + the new token's
         overhead = self.overhead_s + self.sequence_overhead_s * b.logits
-        peak, attn_peak, bw = self.peak_flops, self.attn_peak_flops, self.memory_bw
-        resident, streamed, gm = self._weight_reads(weights)
-        gc = gemm / peak
+        attn_peak, bw = self.attn_peak_flops, self.memory_bw
         pc, pm, dc, dm = prefill / attn_peak, kv_prefill / bw, decode / attn_peak, kv_decode / bw
-        cb = (gc if gc >= gm else 0.0) + (pc if pc >= pm else 0.0) + (dc if dc >= dm else 0.0)
-        mb = (gm if gm > gc else 0.0) + (pm if pm > pc else 0.0) + (dm if dm > dc else 0.0)
+        cb = gcb + (pc if pc >= pm else 0.0) + (dc if dc >= dm else 0.0)
+        mb = gmb + (pm if pm > pc else 0.0) + (dm if dm > dc else 0.0)
         flops = gemm + prefill + decode
         kv = kv_prefill + kv_decode
         return StepCost(gc + pc + dc, gm + pm + dm, overhead, flops, resident + kv, streamed, cb, mb)
@@ -256,10 +274,8 @@ class StepCostModel:
         cost() give: decode attention = per_pair x c / tp over attention's peak against (c + tokens) x
         kv_per_token over bandwidth; compute time = GEMMs' + attention's; the prefill class adds zero."""
         tokens = b.prefill_tokens + b.decode_tokens + b.verify_tokens
-        gemm, weights = self._gemms(b, tokens)
-        gc = gemm / self.peak_flops
-        resident, streamed, gm = self._weight_reads(weights)
-        return (gemm, gc, gc if gc >= gm else 0.0, gm if gm > gc else 0.0, gm, self.decode_flops_per_pair, self.tp,
+        gemm, gc, gcb, gmb, gm, resident, streamed = self._gemm_times(b, tokens)
+        return (gemm, gc, gcb, gmb, gm, self.decode_flops_per_pair, self.tp,
                 tokens, self.kv_bytes_per_token, self.attn_peak_flops, self.memory_bw, resident, streamed,
                 self.overhead_s + self.sequence_overhead_s * b.logits)
 

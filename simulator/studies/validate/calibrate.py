@@ -7,7 +7,9 @@ Method (small and explainable on purpose):
 - Families: chips that share silicon and software stack share one parameter set (Hopper: H100 and H200;
   Blackwell: B200 and GB200). A chip with no case inherits its family's fit when it is the same silicon
   (GB300 <- Blackwell, MI325X <- MI300X); every other chip keeps its ASSUMED defaults, said so in its source.
-- Parameters (`PARAMETERS`): compute and memory efficiency, per-layer, per-MoE-layer and per-step overheads,
+- Parameters (`PARAMETERS`): compute and memory efficiency, the experts' grouped-GEMM efficiency relative to
+  them (only MoE cases move it, so MoE physics the model lacks cannot drag the dense efficiencies down),
+  per-layer, per-MoE-layer and per-step overheads,
   and, for each serving engine the family's cases name, its host time per sequence per step
   (`sequence_overhead:<engine>`, starting from the engine profile's default); where the cases name several
   engines, the host time per step each engine but the most named one adds (`engine_step_overhead:<engine>`:
@@ -66,13 +68,15 @@ FAMILIES = {
     "Wafer": Family(("cerebras-wse3",), loose=True),
     "RDU": Family(("sambanova-sn40l",), loose=True),
 }
-START = {"compute": 0.70, "memory": 0.85, "layer_overhead": 8e-6, "moe_layer_overhead": 30e-6,
+START = {"compute": 0.70, "memory": 0.85, "grouped_gemm": 1.0, "layer_overhead": 8e-6, "moe_layer_overhead": 30e-6,
          "step_overhead": 200e-6}
 PARAMETERS = {  # name: (grid, elasticity probe factor)
     "compute": ([round(0.3 + 0.025 * i, 3) for i in range(27)], 0.8),  # 0.3 .. 0.95
     # >= 0.6: streaming kernels reach 80-90% of nameplate HBM bandwidth on these GPUs, decode kernels 60-85%;
     # a fit that wants less is missing a latency term, which must not be absorbed as slow memory
     "memory": ([round(0.6 + 0.025 * i, 3) for i in range(15)], 0.8),  # 0.6 .. 0.95
+    # the experts' grouped GEMMs against the dense GEMMs of the same chip: 0.4 .. 1 (moves MoE cases only)
+    "grouped_gemm": ([round(0.4 + 0.05 * i, 3) for i in range(13)], 0.8),
     "layer_overhead": ([x * 1e-6 for x in (0, 1, 2, 4, 6, 8, 10, 15, 20, 30, 40, 50)], 2.0),
     "moe_layer_overhead": ([x * 1e-6 for x in (0, 10, 20, 30, 40, 60, 80, 100, 150, 200, 300)], 2.0),
     "step_overhead": ([x * 1e-6 for x in (0, 10, 20, 50, 100, 150, 200, 300, 400, 600, 800, 1000, 1500, 2000)],
@@ -297,7 +301,8 @@ def describe(p: Params) -> str:
     engines = "".join(f", {e} {v * 1e6:.0f} us/sequence" for e, v in per_engine(p, "sequence_overhead").items())
     engines += "".join(f", {e} +{v * 1e3:.1f} ms/step" for e, v in per_engine(p, "engine_step_overhead").items())
     mesh = f", mesh hop {p['mesh.hop_latency'] * 1e9:.0f} ns" if "mesh.hop_latency" in p else ""
-    return (f"compute {p['compute']:.3f}, memory {p['memory']:.3f}, layer {p['layer_overhead'] * 1e6:.0f} us, "
+    return (f"compute {p['compute']:.3f}, memory {p['memory']:.3f}, grouped GEMM {p['grouped_gemm']:.2f}, "
+            f"layer {p['layer_overhead'] * 1e6:.0f} us, "
             f"MoE layer {p['moe_layer_overhead'] * 1e6:.0f} us, step {p['step_overhead'] * 1e6:.0f} us" + mesh
             + engines)
 
@@ -307,7 +312,7 @@ def describe(p: Params) -> str:
 def render(params: Params) -> dict[str, str]:
     texts = {field: ", ".join(f"{e}: {v * 1e6:.0f} us" for e, v in sorted(per_engine(params, field).items()))
              for field in PER_ENGINE}
-    return {"compute": f"{params['compute']:.3f}".rstrip("0"), "memory": f"{params['memory']:.3f}".rstrip("0"),
+    return {**{name: f"{round(params[name], 3):g}" for name in ("compute", "memory", "grouped_gemm")},
             **{name: f"{params[name] * 1e6:.0f} us" for name in ("layer_overhead", "moe_layer_overhead",
                                                                  "step_overhead")},
             **{field: "{" + text + "}" for field, text in texts.items() if text}}
