@@ -73,6 +73,30 @@ def test_each_stage_is_simulated_and_compared(tmp_path):
     assert len(written) == 6 and (tmp_path / "out" / "report.md").read_text().startswith("# Validation")
 
 
+@pytest.mark.parametrize("means, produced", [
+    ({"e2e": 480.0, "ttft": 35.0, "itl": 12.0}, 38),  # 1 + 445 / 12 = 38.08: the run stopped early
+    ({"e2e": 480.0, "ttft": 35.0, "itl": 8.0}, 50),   # 56.6 > the 50 asked for: at most what was asked
+    ({"e2e": 480.0, "ttft": 35.0}, 50),               # no ITL: the requested length
+    ({"e2e": 480.0, "ttft": 35.0, "itl": 0.0}, 50),
+])
+def test_a_runs_produced_output_length_comes_from_its_mean_e2e_ttft_and_itl(means, produced):
+    assert serving_runs.produced_output(50, means) == produced
+
+
+def test_an_experiment_is_simulated_with_the_output_length_its_run_produced(tmp_path):
+    """Llama-2-7B-hf's published runs stopped at 0.78 of the 247 tokens asked for; the simulation generates what
+    the run generated, and its ITL divides by the same length."""
+    experiments, _ = serving_runs.read(CASES)
+    codegen = next(e for e in experiments if e.name.endswith("llama-2-7b-tp1-codegen:codegen"))
+    assert (codegen.requested_output_tokens, codegen.output_tokens) == (247, 195)
+    path = tmp_path / "runs.csv"
+    write_cases(path, [value(-1, "", "itl", "mean", 12), value(-1, "", "e2e", "mean", 480),
+                       value(-1, "", "ttft", "mean", 35), value(0, "2", "ttft", "mean", 30)])
+    df = serving_runs.validate_file(path, tmp_path / "out", workers=1)
+    whole = df[df["stage"] == -1].set_index("metric")["predicted_ms"]
+    assert whole["itl"] == pytest.approx((whole["e2e"] - whole["ttft"]) / 37)
+
+
 def test_an_experiment_the_catalog_cannot_express_is_reported_not_simulated(tmp_path):
     path = tmp_path / "runs.csv"
     write_cases(path, [{**value(0, "2", "ttft", "mean", 30), "model": "meta-llama/Llama-4-Maverick-17B-128E-Instruct"}])

@@ -9,6 +9,13 @@ batching with chunked prefill, paged KV-cache, prefix caching on (vLLM's default
 `workload.shared_prefix` and `arrival: {kind: stages}`. Stage s's statistics are over the requests that arrived
 during it and completed; stage -1 is the whole run; ITL is, as measured, (mean E2E - mean TTFT) / (output - 1).
 
+Output lengths: `output_len` is what a request asks for (max_tokens); a run's requests may stop earlier (at the
+end-of-sequence token: Llama-2-7B-hf's runs produced 0.78 of it on average, the instruct models 0.98-1.0). The
+mean a run produced is in its published means, since the derived ITL is (mean E2E - mean TTFT) / (mean output
+- 1): each experiment is simulated with that produced mean, 1 + (E2E - TTFT) / ITL of its whole run, rounded
+and at most `output_len`; without those three means, with `output_len`. It describes the workload (what the
+server generated), not the hardware, and the predicted ITL divides by the same length.
+
 Conversations: inference-perf appends every answer to the user's context for the whole run, which would grow
 Llama-3.1-70B's 45 contexts to ~78k tokens each, 3.5M tokens against vLLM's 484k of KV-cache: nothing could stay
 cached, yet the measured TTFT stays near 50 ms. So the runs cannot have kept whole conversations; a user's
@@ -81,9 +88,19 @@ class Experiment:
     users_per_prompt: int
     system_prompt_tokens: int
     question_tokens: int
-    output_tokens: int
+    output_tokens: int  # the mean a run produced (see the module docstring), at most requested_output_tokens
     multi_turn: bool
     stages: tuple[tuple[float, float], ...]
+    requested_output_tokens: int = 0  # output_len: a request's max_tokens
+
+
+def produced_output(requested: int, means: dict[str, float]) -> int:
+    """The mean output length a run produced, from its mean E2E, TTFT and derived ITL (ms) when all three are
+    there and give a length in [1, requested]; else `requested`."""
+    if not {"e2e", "ttft", "itl"} <= set(means) or means["itl"] <= 0:
+        return requested
+    produced = 1.0 + (means["e2e"] - means["ttft"]) / means["itl"]
+    return max(1, min(requested, round(produced))) if math.isfinite(produced) else requested
 
 
 def _number(row: dict[str, str], column: str, line: int, file: str) -> float:
@@ -107,6 +124,7 @@ def read(path: str | Path) -> tuple[list[Experiment], list[Measured]]:
     rows: list[Measured] = []
     stages: dict[str, dict[int, tuple[float, float]]] = {}
     settings: dict[str, tuple[dict[str, str], int]] = {}
+    whole_run_means: dict[str, dict[str, float]] = {}  # experiment -> metric -> its whole run's mean (ms)
     for line, row in enumerate(reader, start=2):
         name = f"{row['experiment']}:{row['workload']}"
         stage = int(_number(row, "stage_index", line, file)) if row["stage_index"] != "-1" else -1
@@ -115,27 +133,31 @@ def read(path: str | Path) -> tuple[list[Experiment], list[Measured]]:
                 raise ScenarioError(f"line {line}: {column}", f"{brief(row[column])} is not one of: "
                                     f"{', '.join(allowed)}", file)
         case_id = row.get("case_id") or f"{name}:stage{stage}"
+        trusted = row["quality_flag"] in ("ok", "derived_tpot_of_means")
         rows.append(Measured(case_id, name, stage, row["metric"], row["statistic"],
-                             _number(row, "value_ms", line, file),
-                             row["quality_flag"] in ("ok", "derived_tpot_of_means")))
+                             _number(row, "value_ms", line, file), trusted))
+        if stage == -1 and row["statistic"] == "mean" and trusted:
+            whole_run_means.setdefault(name, {})[row["metric"]] = rows[-1].value_ms
         if stage >= 0:
             stages.setdefault(name, {})[stage] = (_number(row, "stage_rate_rps", line, file),
                                                   _number(row, "stage_duration_s", line, file))
         settings.setdefault(name, (row, line))
-    experiments = [_experiment(name, row, line, file, stages.get(name, {})) for name, (row, line) in settings.items()]
+    experiments = [_experiment(name, row, line, file, stages.get(name, {}), whole_run_means.get(name, {}))
+                   for name, (row, line) in settings.items()]
     return experiments, rows
 
 
 def _experiment(name: str, row: dict[str, str], line: int, file: str,
-                stages: dict[int, tuple[float, float]]) -> Experiment:
+                stages: dict[int, tuple[float, float]], means: dict[str, float]) -> Experiment:
     def integer(column: str) -> int:
         return int(_number(row, column, line, file))
 
+    requested = integer("output_len")
     return Experiment(name, row["model"], integer("tp"), row["precision"].lower() == "fp8", integer("max_num_seqs"),
                       integer("max_num_batched_tokens"), integer("num_unique_system_prompts"),
                       integer("num_users_per_system_prompt"), integer("system_prompt_len"), integer("question_len"),
-                      integer("output_len"), row["multi_turn_chat"].strip().lower() == "true",
-                      tuple(stages[s] for s in sorted(stages)))
+                      produced_output(requested, means), row["multi_turn_chat"].strip().lower() == "true",
+                      tuple(stages[s] for s in sorted(stages)), requested)
 
 
 RENAMED = {"mistral-nemo-instruct-2407": "mistral-nemo-12b",  # checkpoints named by date, not by size
