@@ -54,6 +54,21 @@ def test_a_spooled_store_holds_exactly_the_rows_of_one_in_memory(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "it.parquet"), memory.frame())
 
 
+def test_iterations_parquet_is_the_file_pandas_writes(tmp_path):
+    """write_parquet builds no DataFrame, yet writes byte for byte what `frame().to_parquet` writes (same schema,
+    pandas metadata, compression), for rows in several chunks and for none."""
+    clock = [0.0]
+    store = IterationStore(lambda: clock[0])
+    _fill(store, ROWS, clock)
+    assert len(store._chunks) > 1  # the columns are joined across chunks
+    empty = IterationStore(lambda: 0.0)
+    empty.finish()
+    for name, s in (("rows", store), ("none", empty)):
+        s.write_parquet(tmp_path / f"{name}.parquet")
+        s.frame().to_parquet(tmp_path / f"{name}-pandas.parquet", index=False)
+        assert (tmp_path / f"{name}.parquet").read_bytes() == (tmp_path / f"{name}-pandas.parquet").read_bytes()
+
+
 def test_overlapping_iterations_are_found_across_chunks():
     clock = [0.0]
     store = IterationStore(lambda: clock[0], memory_rows=2)

@@ -14,6 +14,7 @@ so the rows ending before the clock's time are final in order, and the rest wait
 
 from __future__ import annotations
 
+import functools
 import shutil
 import struct
 import tempfile
@@ -118,11 +119,10 @@ class IterationStore:
             folder = Path(tempfile.mkdtemp(prefix="infersim-iterations-"))
             weakref.finalize(self, shutil.rmtree, folder, True)
             self._spool = folder / "iterations.parquet"
-            schema = pa.Table.from_pandas(_frame(self._chunks[0][:0]), preserve_index=False).schema
             # dictionaries only for the counts: on unique floats they cost 4x the writing time and save nothing
-            self._writer = pq.ParquetWriter(self._spool, schema, use_dictionary=sorted(INTEGER_COLUMNS))
+            self._writer = pq.ParquetWriter(self._spool, _schema(), use_dictionary=sorted(INTEGER_COLUMNS))
         while self._chunks:
-            self._writer.write_table(pa.Table.from_pandas(_frame(self._chunks.pop(0)), preserve_index=False))
+            self._writer.write_table(_table([self._chunks.pop(0)]))
 
     def save_rows(self, path: Path) -> None:
         """Every row, in order, as one (rows x ITERATION_COLUMNS) float64 .npy file, written chunk by chunk."""
@@ -195,13 +195,33 @@ class IterationStore:
         return _frame(np.concatenate(self._chunks) if self._chunks else np.zeros((0, _WIDTH)))
 
     def write_parquet(self, path: Path) -> None:
+        """iterations.parquet: the very file `frame().to_parquet(path, index=False)` writes (the same schema,
+        pandas metadata and options), made from the columns without building a DataFrame."""
         self.finish()
         if self._spool is not None:
             shutil.copyfile(self._spool, path)
         else:
-            self.frame().to_parquet(path, index=False)
+            import pyarrow.parquet as pq
+            pq.write_table(_table(self._chunks), path, compression="snappy")
 
 
 def _frame(rows: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({name: rows[:, i].astype(np.int64) if name in INTEGER_COLUMNS else rows[:, i].copy()
                          for i, name in enumerate(ITERATION_COLUMNS)})
+
+
+@functools.cache
+def _schema() -> Any:
+    """The arrow schema pandas gives a frame of these columns (with its metadata, so that pandas reads the
+    file back as it wrote it)."""
+    import pyarrow as pa
+    return pa.Table.from_pandas(_frame(np.zeros((0, _WIDTH))), preserve_index=False).schema
+
+
+def _table(chunks: list[np.ndarray]) -> Any:
+    """Rows (chunks in order) as one arrow table of contiguous columns, as `pa.Table.from_pandas` makes it."""
+    import pyarrow as pa
+    rows = chunks[0] if len(chunks) == 1 else np.concatenate([np.zeros((0, _WIDTH)), *chunks])
+    return pa.Table.from_arrays([pa.array(rows[:, i].astype(np.int64) if name in INTEGER_COLUMNS
+                                          else np.ascontiguousarray(rows[:, i]))
+                                 for i, name in enumerate(ITERATION_COLUMNS)], schema=_schema())
