@@ -452,6 +452,8 @@ class ContinuousBatching:
         (the first step whose growth is not complete, `last` + 1 when none; the step of each block taken)."""
         heap, kv, decoding = self.block_heap, self.kv, self.decoding
         steps: list[int] = []
+        if not kv.sliding:
+            return self._grow_through_full(last, steps)
         while heap and heap[0][0] <= last:
             due, rid = heap[0]
             if rid in decoding:
@@ -464,6 +466,36 @@ class ContinuousBatching:
                 steps.extend([at] * need)
             else:
                 heapq.heappop(heap)  # preempted or finished since
+        return last + 1, steps
+
+    def _grow_through_full(self, last: int, steps: list[int]) -> tuple[int, list[int]]:
+        """grow_through without sliding layers (a block covers every layer), the hot path of long decodes:
+        `_block_need`, `_take_blocks` (`kv.allocate`) and `_push_block_need` unrolled, the same integers."""
+        heap, kv, decoding, span, cached = self.block_heap, self.kv, self.decoding, self.span, self.cached_tokens
+        held, bt, capacity, step = kv.held, kv.block_tokens, kv.capacity_blocks, self.step
+        pop, push = heapq.heappop, heapq.heappush
+        while heap and heap[0][0] <= last:
+            due, rid = heap[0]
+            entry = decoding.get(rid)
+            if entry is None:
+                pop(heap)  # preempted or finished since
+                continue
+            at = max(due, step)  # the schedule of that step pops it (those before are done)
+            covered = span[rid]
+            need = -(-(covered + 1) // bt) - -(-covered // bt)
+            if kv.used_blocks + need > capacity:
+                return at, steps
+            pop(heap)
+            if need:
+                held[rid] = held.get(rid, 0) + need
+                kv.used_blocks += need
+                if kv.used_blocks > kv.peak_blocks:
+                    kv.peak_blocks = kv.used_blocks
+                steps.extend([at] * need)
+            covered += bt
+            span[rid] = covered
+            join, context = entry[0], entry[1]
+            push(heap, (join + (covered + cached.get(rid, 0)) - context + 1, rid))
         return last + 1, steps
 
     def finishes_after_steady(self, steps: int) -> bool:
