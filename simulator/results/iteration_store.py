@@ -52,7 +52,7 @@ class IterationStore:
         self.memory_rows = MEMORY_ROWS if memory_rows is None else memory_rows
         self._carry = np.zeros((0, _WIDTH))  # rows not yet final: they may end after rows still to come
         self._chunks: list[np.ndarray] = []  # final rows, in order, in memory
-        self._columns: np.ndarray | None = None  # the same rows column by column, made on the first column read
+        self._columns: dict[str, np.ndarray] = {}  # in memory: columns read so far (the summary reads each often)
         self._rows = 0
         self._spool: Path | None = None
         self._writer: Any = None  # a pyarrow ParquetWriter once rows are spooled (pyarrow is imported lazily)
@@ -108,7 +108,7 @@ class IterationStore:
 
     def _emit(self, rows: np.ndarray) -> None:
         self._rows += len(rows)
-        self._columns = None
+        self._columns.clear()
         self._chunks.append(np.array(rows))
         if self._writer is not None or sum(len(c) for c in self._chunks) > self.memory_rows:
             self._spill()
@@ -167,10 +167,14 @@ class IterationStore:
         if self._spool is not None:  # one read of the whole column (threads), then one copy
             import pyarrow.parquet as pq
             return pq.ParquetFile(self._spool).read(columns=[name]).column(0).to_numpy()
-        if self._columns is None:  # in memory: columns are read many times (summary, report), rows once
-            self._columns = np.concatenate([np.zeros((0, _WIDTH)), *self._chunks]).T.copy()
-        column = self._columns[_INDEX[name]]
-        return column.astype(np.int64) if name in INTEGER_COLUMNS else column.copy()
+        column = self._columns.get(name)
+        if column is None:  # gathered once: the summary and the report read most columns several times
+            i = _INDEX[name]
+            column = np.concatenate([np.zeros(0), *(chunk[:, i] for chunk in self._chunks)])
+            if name in INTEGER_COLUMNS:
+                column = column.astype(np.int64)
+            self._columns[name] = column
+        return column.copy()
 
     def chunks(self, names: list[str]):
         """The rows chunk by chunk, in order, as {name: column} (memory bounded by one chunk)."""
