@@ -319,6 +319,10 @@ class ContinuousBatching:
     def _grow(self) -> None:
         """Give a block to every decoding request whose context is about to cross a block boundary,
         preempting the most recently admitted requests while none is free."""
+        if not (self.block_heap and self.block_heap[0][0] <= self.step):
+            return
+        if not self.kv.sliding and self._grow_through_full(self.step, [])[0] > self.step:
+            return  # every block due was free (taken as below, in the same order)
         while self.block_heap and self.block_heap[0][0] <= self.step:
             _, rid = heapq.heappop(self.block_heap)
             if rid not in self.decoding:
