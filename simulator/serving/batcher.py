@@ -477,7 +477,7 @@ class ContinuousBatching:
         `_block_need`, `_take_blocks` (`kv.allocate`) and `_push_block_need` unrolled, the same integers."""
         heap, kv, decoding, span, cached = self.block_heap, self.kv, self.decoding, self.span, self.cached_tokens
         held, bt, capacity, step = kv.held, kv.block_tokens, kv.capacity_blocks, self.step
-        pop, push = heapq.heappop, heapq.heappush
+        pop, replace = heapq.heappop, heapq.heapreplace
         while heap and heap[0][0] <= last:
             due, rid = heap[0]
             entry = decoding.get(rid)
@@ -489,7 +489,6 @@ class ContinuousBatching:
             need = -(-(covered + 1) // bt) - -(-covered // bt)
             if kv.used_blocks + need > capacity:
                 return at, steps
-            pop(heap)
             if need:
                 held[rid] = held.get(rid, 0) + need
                 kv.used_blocks += need
@@ -499,7 +498,8 @@ class ContinuousBatching:
             covered += bt
             span[rid] = covered
             join, context = entry[0], entry[1]
-            push(heap, (join + (covered + cached.get(rid, 0)) - context + 1, rid))
+            # pop this entry and push its next boundary in one step (the heap yields the same entries after)
+            replace(heap, (join + (covered + cached.get(rid, 0)) - context + 1, rid))
         return last + 1, steps
 
     def finishes_after_steady(self, steps: int) -> bool:
