@@ -171,8 +171,12 @@ def phases(scenario: Path) -> dict:
         plotted = time.perf_counter()
         write_run_html(out / HTML_NAME, result.summary, result.requests, result.iteration_store, result.links)
         html = time.perf_counter()
+        result.write(out / "run")
+        written = time.perf_counter()
     return {"import": imported - start, "simulate": simulated - imported, "tables": tables - simulated,
-            "PNG plots (--png only)": plotted - tables, "report.html": html - plotted}
+            "PNG plots (--png only)": plotted - tables, "report.html": html - plotted,
+            "every output of a plain run, as it writes them (tables, memory, report.html; iterations.parquet in a "
+            "thread)": written - html}
 
 
 def side_by_side(blis: Path, repeat: int, trees: list[Path], compiled: bool = False) -> None:
