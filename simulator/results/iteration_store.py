@@ -18,6 +18,7 @@ import functools
 import shutil
 import struct
 import tempfile
+import threading
 import weakref
 from pathlib import Path
 from typing import Any, Callable
@@ -53,6 +54,7 @@ class IterationStore:
         self._carry = np.zeros((0, _WIDTH))  # rows not yet final: they may end after rows still to come
         self._chunks: list[np.ndarray] = []  # final rows, in order, in memory
         self._columns: dict[str, np.ndarray] = {}  # in memory: columns read so far (the summary reads each often)
+        self._ahead: tuple[threading.Thread, Path, list[BaseException]] | None = None  # encode_ahead's thread
         self._rows = 0
         self._spool: Path | None = None
         self._writer: Any = None  # a pyarrow ParquetWriter once rows are spooled (pyarrow is imported lazily)
@@ -109,6 +111,7 @@ class IterationStore:
     def _emit(self, rows: np.ndarray) -> None:
         self._rows += len(rows)
         self._columns.clear()
+        self._ahead = None  # rows came after it (merge): an early encoding is out of date
         self._chunks.append(np.array(rows))
         if self._writer is not None or sum(len(c) for c in self._chunks) > self.memory_rows:
             self._spill()
@@ -197,15 +200,46 @@ class IterationStore:
             return pd.read_parquet(self._spool)
         return _frame(np.concatenate(self._chunks) if self._chunks else np.zeros((0, _WIDTH)))
 
+    def encode_ahead(self) -> None:
+        """For a caller that will write iterations.parquet: start encoding it now, in a thread, into a private
+        temporary file that `write_parquet` then copies. Arrow encodes and compresses without the GIL, so the
+        encoding runs beside the summary and the other outputs instead of after them."""
+        self.finish()
+        if self._spool is not None or self._ahead is not None:
+            return  # spooled: the file is written already
+        folder = Path(tempfile.mkdtemp(prefix="infersim-iterations-"))
+        weakref.finalize(self, shutil.rmtree, folder, True)
+        path, chunks, errors = folder / "iterations.parquet", list(self._chunks), []
+
+        def encode() -> None:
+            try:
+                _write(chunks, path)
+            except BaseException as exc:  # noqa: BLE001 - write_parquet writes it itself then
+                errors.append(exc)
+
+        thread = threading.Thread(target=encode, name="infersim-iterations-parquet", daemon=True)
+        thread.start()
+        self._ahead = (thread, path, errors)
+
     def write_parquet(self, path: Path) -> None:
         """iterations.parquet: the very file `frame().to_parquet(path, index=False)` writes (the same schema,
         pandas metadata and options), made from the columns without building a DataFrame."""
         self.finish()
         if self._spool is not None:
             shutil.copyfile(self._spool, path)
-        else:
-            import pyarrow.parquet as pq
-            pq.write_table(_table(self._chunks), path, compression="snappy")
+            return
+        if self._ahead is not None:
+            thread, encoded, errors = self._ahead
+            thread.join()
+            if not errors:
+                shutil.copyfile(encoded, path)
+                return
+        _write(self._chunks, path)
+
+
+def _write(chunks: list[np.ndarray], path: Path) -> None:
+    import pyarrow.parquet as pq
+    pq.write_table(_table(chunks), path, compression="snappy")
 
 
 def _frame(rows: np.ndarray) -> pd.DataFrame:
