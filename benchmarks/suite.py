@@ -20,7 +20,9 @@ alternating: `blis run ...` and `infersim run W.yaml -o DIR` (every output a pla
 `--png` and `--no-plots`), and prints
 the median wall times and their ratio, the median start-up (`import simulator.cli`, `infersim --help`) and
 where one infersim run's time goes (import, simulate, tables, plots, report.html). `--checkout` adds the
-infersim of another source tree (e.g. a worktree of an older commit) as a further column.
+infersim of another source tree (e.g. a worktree of an older commit) as a further column. `--compiled` first
+byte-compiles every timed tree (`compileall`, as installing a package does): where PYTHONDONTWRITEBYTECODE is
+set (as on the development machines), a source tree is otherwise compiled anew by every process it runs.
 """
 
 from __future__ import annotations
@@ -169,18 +171,28 @@ def phases(scenario: Path) -> dict:
         plotted = time.perf_counter()
         write_run_html(out / HTML_NAME, result.summary, result.requests, result.iteration_store, result.links)
         html = time.perf_counter()
+        result.write(out / "run")
+        written = time.perf_counter()
     return {"import": imported - start, "simulate": simulated - imported, "tables": tables - simulated,
-            "PNG plots (--png only)": plotted - tables, "report.html": html - plotted}
+            "PNG plots (--png only)": plotted - tables, "report.html": html - plotted,
+            "every output of a plain run, as it writes them (tables, memory, report.html; iterations.parquet in a "
+            "thread)": written - html}
 
 
-def side_by_side(blis: Path, repeat: int, trees: list[Path]) -> None:
+def side_by_side(blis: Path, repeat: int, trees: list[Path], compiled: bool = False) -> None:
     """Paired, alternating whole-process runs of BLIS and infersim on W1 and W3; medians and ratios."""
+    if compiled:
+        for tree in [REPO, *trees]:
+            subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "simulator")], check=True,
+                           stdout=subprocess.DEVNULL)
     columns = ["this tree", *(t.name for t in trees)]
     runs = [("this tree", None, []), ("this tree, --png", None, ["--png"]),
             ("this tree, --no-plots", None, ["--no-plots"]),
             *((t.name, t, []) for t in trees)]  # (column, source tree, extra arguments)
     print(f"# {platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f}, median of {repeat}")
+          f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.2f}, median of {repeat}, "
+          f"bytecode {'compiled first' if compiled else 'as found'}"
+          f"{', PYTHONDONTWRITEBYTECODE set' if os.environ.get('PYTHONDONTWRITEBYTECODE') else ''}")
     print("| workload | BLIS s | " + " | ".join(f"infersim ({c}) s | ratio" for c, _, _ in runs) + " |")
     print("|---|---:|" + "---:|---:|" * len(runs))
     for name, (scenario, blis_args) in BLIS_WORKLOADS.items():
@@ -228,6 +240,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="with --blis: paired runs per workload (median)")
     parser.add_argument("--checkout", type=Path, nargs="*", default=[],
                         help="with --blis: also time the infersim of these source trees")
+    parser.add_argument("--compiled", action="store_true",
+                        help="with --blis: byte-compile the timed trees first, as an installed package is")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--phases", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -235,7 +249,7 @@ def main() -> None:
         print(json.dumps(phases(args.phases)))
         return
     if args.blis:
-        side_by_side(args.blis.resolve(), args.repeat, [t.resolve() for t in args.checkout])
+        side_by_side(args.blis.resolve(), args.repeat, [t.resolve() for t in args.checkout], args.compiled)
         return
     if args.child:
         print(json.dumps(measure(args.child)))

@@ -118,7 +118,7 @@ def run(
         out_dir = out or Path("results") / loaded.spec.name
         with claim(out_dir):  # checked before a long run, not after it; one writer at a time
             with watching(loaded.spec.workload.num_requests) as watch:
-                result = run_scenario(loaded, seed=seed, watch=watch)
+                result = run_scenario(loaded, seed=seed, watch=watch, will_write=True)
             if uncertainty is not None and not result.summary["sim"]["interrupted"]:
                 from simulator.studies.bands import run_bands
 

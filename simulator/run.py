@@ -25,12 +25,13 @@ from simulator.workload.arrivals import Requests, generate
 
 
 def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = False,
-        watch: Callable[[float, int], bool] | None = None) -> RunResult:
+        watch: Callable[[float, int], bool] | None = None, will_write: bool = False) -> RunResult:
     """Simulate a scenario. The same scenario and seed always give the same results.
 
     `watch(simulated seconds, requests done)` is called every few thousand events (progress); when it returns
     True the run stops there and the result is the partial but consistent state of that moment, marked
-    `summary["sim"]["interrupted"]` (unfinished requests count as in flight)."""
+    `summary["sim"]["interrupted"]` (unfinished requests count as in flight). `will_write`: the result will be
+    written (`RunResult.write`), so its iterations table is encoded meanwhile, in a thread."""
     if seed is not None:
         scenario = replace(scenario, spec=scenario.spec.model_copy(update={"seed": seed}))
     spec = scenario.spec
@@ -46,6 +47,8 @@ def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = Fals
     if measure_memory:
         tracemalloc.stop()
     wall_s = time.perf_counter() - wall_start
+    if will_write:
+        cluster.collector.iterations.encode_ahead()
     network = cluster.network
     frames = tables(cluster.collector, requests, network.histogram, network.capacity, prepared.graph, span,
                     slo.targets(spec, requests.class_names))

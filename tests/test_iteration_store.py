@@ -54,6 +54,41 @@ def test_a_spooled_store_holds_exactly_the_rows_of_one_in_memory(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "it.parquet"), memory.frame())
 
 
+def test_iterations_parquet_is_the_file_pandas_writes(tmp_path):
+    """write_parquet builds no DataFrame, yet writes byte for byte what `frame().to_parquet` writes (same schema,
+    pandas metadata, compression), for rows in several chunks and for none."""
+    clock = [0.0]
+    store = IterationStore(lambda: clock[0])
+    _fill(store, ROWS, clock)
+    assert len(store._chunks) > 1  # the columns are joined across chunks
+    empty = IterationStore(lambda: 0.0)
+    empty.finish()
+    for name, s in (("rows", store), ("none", empty)):
+        s.write_parquet(tmp_path / f"{name}.parquet")
+        s.frame().to_parquet(tmp_path / f"{name}-pandas.parquet", index=False)
+        assert (tmp_path / f"{name}.parquet").read_bytes() == (tmp_path / f"{name}-pandas.parquet").read_bytes()
+
+
+def test_iterations_encoded_ahead_are_the_same_file(tmp_path):
+    """encode_ahead (a run that will be written encodes its table in a thread) writes the same bytes as a
+    direct write; rows merged after it are not lost (the early encoding is dropped)."""
+    clock = [0.0]
+    store, direct = IterationStore(lambda: clock[0]), IterationStore(lambda: clock[0])
+    _fill(store, ROWS, clock)
+    _fill(direct, ROWS, clock)
+    store.encode_ahead()
+    store.write_parquet(tmp_path / "ahead.parquet")
+    direct.write_parquet(tmp_path / "direct.parquet")
+    assert (tmp_path / "ahead.parquet").read_bytes() == (tmp_path / "direct.parquet").read_bytes()
+    other = IterationStore(lambda: 10.0)
+    other.pending.append(_row(2, 6.0, 1.0))
+    other.finish()
+    other.save_rows(tmp_path / "other.npy")
+    store.merge([tmp_path / "other.npy"])
+    store.write_parquet(tmp_path / "merged.parquet")
+    assert len(pd.read_parquet(tmp_path / "merged.parquet")) == len(ROWS) + 1
+
+
 def test_overlapping_iterations_are_found_across_chunks():
     clock = [0.0]
     store = IterationStore(lambda: clock[0], memory_rows=2)

@@ -37,6 +37,8 @@ from simulator.results.decode_spans import DecodeSpan, span_times
 from simulator.results.iteration_store import ROW, ROWS_PER_CHUNK
 from simulator.serving.batcher import Batch
 
+SHORT_SPAN = 8  # iterations: a span this short is packed as rows, a longer one recorded as a DecodeSpan
+
 
 def run_ahead(replica: ReplicaState, batch: Batch, now: float) -> tuple[float, Batch | None]:
     """Commit what is certain from `batch` (scheduled at `now`) on. Returns (t, next): the end of the last
@@ -286,7 +288,7 @@ def _commit_steady_one_stage(replica: ReplicaState, batch: Batch, start: float, 
                                                      0.0, 0.0, batch.output_tokens))
         grown = [i for i in (s - step0 - committed for s in block_steps) if i < held] if block_steps else []
         # (not the next span's blocks)
-        if values and held <= 8:  # a short span: its rows packed now cost less than a span record
+        if values and held <= SHORT_SPAN:  # a short span: its rows packed now cost less than a span record
             _pack_rows(replica, span_start, ends, values, terms, coll + xfer + send_latency, net_bytes_per_chip,
                        batch, used, grown, batcher.kv.used_blocks if finishes else -1)
         else:
@@ -399,9 +401,9 @@ def _time_scalar(terms: tuple, coll: float, xfer: float, send_latency: float, co
     """Time up to `k` steady iterations from `t`, the first at decode context `context` (+ `n` a step), one
     after the other: (their ends, how many may be committed, the timing of the next one when it ends the
     span there: it ends at `stop` or later, or it is the `finishing` one and ends at `finish_before` or later;
-    else None). The iteration that reaches `mine` is the last. `span_times` for one iteration, unrolled; each
-    timed iteration's row values (compute, memory, compute-bound, memory-bound time, FLOPs, bytes, context)
-    appended to `values`."""
+    else None). The iteration that reaches `mine` is the last. `span_times` for one iteration, unrolled; the
+    row values (compute, memory, compute-bound, memory-bound time, FLOPs, bytes, context) of the first
+    SHORT_SPAN timed iterations appended to `values`."""
     gemm, gc, gcb, gmb, gm, per_pair, tp, tokens, kv_per_token, peak, bw, resident, streamed, ov = terms
     ends: list[float] = []
     for i in range(k):
@@ -415,7 +417,8 @@ def _time_scalar(terms: tuple, coll: float, xfer: float, send_latency: float, co
         if end >= stop or (i == finishing and end >= finish_before):
             return ends, i, (duration, StepCost(gc + dc, gm + dm, ov, gemm + decode, resident + kv, streamed, cb, mb))
         ends.append(end)
-        values.append((gc + dc, gm + dm, cb, mb, gemm + decode, resident + kv, context))
+        if i < SHORT_SPAN:  # only a short span's rows are packed from them
+            values.append((gc + dc, gm + dm, cb, mb, gemm + decode, resident + kv, context))
         if end >= mine:
             return ends, i + 1, None
         t = end

@@ -121,13 +121,18 @@ class AllReduce:
 
     def __init__(self, algorithms: Sequence[Algorithm]):
         self.algorithms = tuple(algorithms)
+        self._chosen: dict[float, int] = {}  # size -> choice: a run's sizes are a few token counts, met often
 
     def choose(self, size: float) -> int:
         """Index of the fastest algorithm that runs a buffer of `size` bytes."""
+        best = self._chosen.get(size)
+        if best is not None:
+            return best
         best, best_s = 0, math.inf
         for i, algorithm in enumerate(self.algorithms):
             if size <= algorithm.max_bytes and algorithm.seconds(size) < best_s:
                 best, best_s = i, algorithm.seconds(size)
+        self._chosen[size] = best
         return best
 
     def __call__(self, size: float) -> Collective:

@@ -14,9 +14,11 @@ so the rows ending before the clock's time are final in order, and the rest wait
 
 from __future__ import annotations
 
+import functools
 import shutil
 import struct
 import tempfile
+import threading
 import weakref
 from pathlib import Path
 from typing import Any, Callable
@@ -51,6 +53,8 @@ class IterationStore:
         self.memory_rows = MEMORY_ROWS if memory_rows is None else memory_rows
         self._carry = np.zeros((0, _WIDTH))  # rows not yet final: they may end after rows still to come
         self._chunks: list[np.ndarray] = []  # final rows, in order, in memory
+        self._columns: dict[str, np.ndarray] = {}  # in memory: columns read so far (the summary reads each often)
+        self._ahead: tuple[threading.Thread, Path, list[BaseException]] | None = None  # encode_ahead's thread
         self._rows = 0
         self._spool: Path | None = None
         self._writer: Any = None  # a pyarrow ParquetWriter once rows are spooled (pyarrow is imported lazily)
@@ -106,6 +110,8 @@ class IterationStore:
 
     def _emit(self, rows: np.ndarray) -> None:
         self._rows += len(rows)
+        self._columns.clear()
+        self._ahead = None  # rows came after it (merge): an early encoding is out of date
         self._chunks.append(np.array(rows))
         if self._writer is not None or sum(len(c) for c in self._chunks) > self.memory_rows:
             self._spill()
@@ -118,11 +124,10 @@ class IterationStore:
             folder = Path(tempfile.mkdtemp(prefix="infersim-iterations-"))
             weakref.finalize(self, shutil.rmtree, folder, True)
             self._spool = folder / "iterations.parquet"
-            schema = pa.Table.from_pandas(_frame(self._chunks[0][:0]), preserve_index=False).schema
             # dictionaries only for the counts: on unique floats they cost 4x the writing time and save nothing
-            self._writer = pq.ParquetWriter(self._spool, schema, use_dictionary=sorted(INTEGER_COLUMNS))
+            self._writer = pq.ParquetWriter(self._spool, _schema(), use_dictionary=sorted(INTEGER_COLUMNS))
         while self._chunks:
-            self._writer.write_table(pa.Table.from_pandas(_frame(self._chunks.pop(0)), preserve_index=False))
+            self._writer.write_table(_table([self._chunks.pop(0)]))
 
     def save_rows(self, path: Path) -> None:
         """Every row, in order, as one (rows x ITERATION_COLUMNS) float64 .npy file, written chunk by chunk."""
@@ -165,13 +170,14 @@ class IterationStore:
         if self._spool is not None:  # one read of the whole column (threads), then one copy
             import pyarrow.parquet as pq
             return pq.ParquetFile(self._spool).read(columns=[name]).column(0).to_numpy()
-        column = np.empty(len(self), dtype=np.int64 if name in INTEGER_COLUMNS else np.float64)
-        at = 0
-        for part in self.chunks([name]):
-            values = part[name]
-            column[at:at + len(values)] = values
-            at += len(values)
-        return column
+        column = self._columns.get(name)
+        if column is None:  # gathered once: the summary and the report read most columns several times
+            i = _INDEX[name]
+            column = np.concatenate([np.zeros(0), *(chunk[:, i] for chunk in self._chunks)])
+            if name in INTEGER_COLUMNS:
+                column = column.astype(np.int64)
+            self._columns[name] = column
+        return column.copy()
 
     def chunks(self, names: list[str]):
         """The rows chunk by chunk, in order, as {name: column} (memory bounded by one chunk)."""
@@ -194,14 +200,65 @@ class IterationStore:
             return pd.read_parquet(self._spool)
         return _frame(np.concatenate(self._chunks) if self._chunks else np.zeros((0, _WIDTH)))
 
+    def encode_ahead(self) -> None:
+        """For a caller that will write iterations.parquet: start encoding it now, in a thread, into a private
+        temporary file that `write_parquet` then copies. Arrow encodes and compresses without the GIL, so the
+        encoding runs beside the summary and the other outputs instead of after them."""
+        self.finish()
+        if self._spool is not None or self._ahead is not None:
+            return  # spooled: the file is written already
+        folder = Path(tempfile.mkdtemp(prefix="infersim-iterations-"))
+        weakref.finalize(self, shutil.rmtree, folder, True)
+        path, chunks, errors = folder / "iterations.parquet", list(self._chunks), []
+
+        def encode() -> None:
+            try:
+                _write(chunks, path)
+            except BaseException as exc:  # noqa: BLE001 - write_parquet writes it itself then
+                errors.append(exc)
+
+        thread = threading.Thread(target=encode, name="infersim-iterations-parquet", daemon=True)
+        thread.start()
+        self._ahead = (thread, path, errors)
+
     def write_parquet(self, path: Path) -> None:
+        """iterations.parquet: the very file `frame().to_parquet(path, index=False)` writes (the same schema,
+        pandas metadata and options), made from the columns without building a DataFrame."""
         self.finish()
         if self._spool is not None:
             shutil.copyfile(self._spool, path)
-        else:
-            self.frame().to_parquet(path, index=False)
+            return
+        if self._ahead is not None:
+            thread, encoded, errors = self._ahead
+            thread.join()
+            if not errors:
+                shutil.copyfile(encoded, path)
+                return
+        _write(self._chunks, path)
+
+
+def _write(chunks: list[np.ndarray], path: Path) -> None:
+    import pyarrow.parquet as pq
+    pq.write_table(_table(chunks), path, compression="snappy")
 
 
 def _frame(rows: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({name: rows[:, i].astype(np.int64) if name in INTEGER_COLUMNS else rows[:, i].copy()
                          for i, name in enumerate(ITERATION_COLUMNS)})
+
+
+@functools.cache
+def _schema() -> Any:
+    """The arrow schema pandas gives a frame of these columns (with its metadata, so that pandas reads the
+    file back as it wrote it)."""
+    import pyarrow as pa
+    return pa.Table.from_pandas(_frame(np.zeros((0, _WIDTH))), preserve_index=False).schema
+
+
+def _table(chunks: list[np.ndarray]) -> Any:
+    """Rows (chunks in order) as one arrow table of contiguous columns, as `pa.Table.from_pandas` makes it."""
+    import pyarrow as pa
+    rows = chunks[0] if len(chunks) == 1 else np.concatenate([np.zeros((0, _WIDTH)), *chunks])
+    return pa.Table.from_arrays([pa.array(rows[:, i].astype(np.int64) if name in INTEGER_COLUMNS
+                                          else np.ascontiguousarray(rows[:, i]))
+                                 for i, name in enumerate(ITERATION_COLUMNS)], schema=_schema())

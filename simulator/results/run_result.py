@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +49,12 @@ class RunResult:
         `plots`: report.html (its interactive charts), and with `png` the PNG plots too (plots/);
         `trace`: also trace.json (trace.py), bounded so."""
         out = Path(out_dir)
-        with staged_folder(out) as folder:
+        self.iteration_store.finish()
+        # the largest table is encoded in a thread while the rest is written (arrow releases the GIL while it
+        # encodes and compresses); leaving the pool waits for it, before the folder is swapped in or removed
+        with staged_folder(out) as folder, ThreadPoolExecutor(1) as background:
+            iterations = background.submit(self.iteration_store.write_parquet, folder / "iterations.parquet")
             self.requests.to_parquet(folder / "requests.parquet", index=False)
-            self.iteration_store.write_parquet(folder / "iterations.parquet")
             self.links.to_parquet(folder / "links.parquet", index=False)
             memory = self.memory
             memory.to_parquet(folder / MEMORY_NAME, index=False)
@@ -67,4 +71,5 @@ class RunResult:
             if trace is not None:
                 write_trace(folder / TRACE_NAME, self.summary, self.requests, self.iteration_store, self.links,
                             trace)
+            iterations.result()
         return out

@@ -319,6 +319,10 @@ class ContinuousBatching:
     def _grow(self) -> None:
         """Give a block to every decoding request whose context is about to cross a block boundary,
         preempting the most recently admitted requests while none is free."""
+        if not (self.block_heap and self.block_heap[0][0] <= self.step):
+            return
+        if not self.kv.sliding and self._grow_through_full(self.step, [])[0] > self.step:
+            return  # every block due was free (taken as below, in the same order)
         while self.block_heap and self.block_heap[0][0] <= self.step:
             _, rid = heapq.heappop(self.block_heap)
             if rid not in self.decoding:
@@ -452,6 +456,8 @@ class ContinuousBatching:
         (the first step whose growth is not complete, `last` + 1 when none; the step of each block taken)."""
         heap, kv, decoding = self.block_heap, self.kv, self.decoding
         steps: list[int] = []
+        if not kv.sliding:
+            return self._grow_through_full(last, steps)
         while heap and heap[0][0] <= last:
             due, rid = heap[0]
             if rid in decoding:
@@ -464,6 +470,36 @@ class ContinuousBatching:
                 steps.extend([at] * need)
             else:
                 heapq.heappop(heap)  # preempted or finished since
+        return last + 1, steps
+
+    def _grow_through_full(self, last: int, steps: list[int]) -> tuple[int, list[int]]:
+        """grow_through without sliding layers (a block covers every layer), the hot path of long decodes:
+        `_block_need`, `_take_blocks` (`kv.allocate`) and `_push_block_need` unrolled, the same integers."""
+        heap, kv, decoding, span, cached = self.block_heap, self.kv, self.decoding, self.span, self.cached_tokens
+        held, bt, capacity, step = kv.held, kv.block_tokens, kv.capacity_blocks, self.step
+        pop, replace = heapq.heappop, heapq.heapreplace
+        while heap and heap[0][0] <= last:
+            due, rid = heap[0]
+            entry = decoding.get(rid)
+            if entry is None:
+                pop(heap)  # preempted or finished since
+                continue
+            at = max(due, step)  # the schedule of that step pops it (those before are done)
+            covered = span[rid]
+            need = -(-(covered + 1) // bt) - -(-covered // bt)
+            if kv.used_blocks + need > capacity:
+                return at, steps
+            if need:
+                held[rid] = held.get(rid, 0) + need
+                kv.used_blocks += need
+                if kv.used_blocks > kv.peak_blocks:
+                    kv.peak_blocks = kv.used_blocks
+                steps.extend([at] * need)
+            covered += bt
+            span[rid] = covered
+            join, context = entry[0], entry[1]
+            # pop this entry and push its next boundary in one step (the heap yields the same entries after)
+            replace(heap, (join + (covered + cached.get(rid, 0)) - context + 1, rid))
         return last + 1, steps
 
     def finishes_after_steady(self, steps: int) -> bool:
