@@ -131,3 +131,41 @@ def test_explain_agrees_with_the_engine_on_a_deep_pipeline():
     tpot = run(s).summary["tpot_s"]["p50"]
     assert step.estimate_s == pytest.approx(tpot, rel=0.05)
     assert step.light_s < step.estimate_s
+
+
+def test_a_token_through_an_lpu_pipeline_pays_every_layers_schedule_time_one_after_another():
+    """A token crosses the layers one after another, each on its stage: its time is at least layers x the
+    LPU's per-layer schedule time plus the (p - 1) stage hops, and a larger per-layer time adds exactly
+    layers x the difference (nothing overlaps it at one user)."""
+    s = scenario("groq-rack-720", {"tensor_parallel": 8, "pipeline_parallel": 82, "weights_dtype": "int8",
+                                   "memory_utilization": 1.0})
+    layers, per_layer = 80, s.chip.efficiency.layer_overhead
+    hop = yaml.safe_load((REPO / "topologies" / "groq-rack-720.yaml").read_text())["scaleout"]["hop_latency"]
+    tpot = run(s).summary["tpot_s"]["p50"]
+    assert tpot >= layers * per_layer + 81 * float(hop.split()[0]) * 1e-6
+    slower = s.chip.model_copy(update={"efficiency": s.chip.efficiency.model_copy(
+        update={"layer_overhead": per_layer + 10e-6})})
+    tpot_slower = run(dataclasses.replace(s, chip=slower)).summary["tpot_s"]["p50"]
+    assert tpot_slower - tpot == pytest.approx(layers * 10e-6, rel=0.02)
+
+
+def test_the_wafers_dense_peak_is_one_a_wafer_clock_can_deliver():
+    """900,000 cores with an 8-wide FP16 FMA unit each (16 FLOP a cycle): the catalog's dense peak must come out
+    at a clock a wafer runs at (0.5-2 GHz). The quoted 125 PFLOP/s would need 8.7 GHz: it counts sparsity."""
+    chip = load_chip("cerebras-wse3")
+    assert chip.mesh is not None
+    clock = chip.compute.peak["bf16"] / (chip.mesh.cores * 8 * 2)
+    assert 0.5e9 <= clock <= 2e9
+    assert 125e15 / (chip.mesh.cores * 8 * 2) > 4e9
+    assert "fp8" not in chip.compute.peak and "int8" not in chip.compute.peak  # none disclosed
+
+
+def test_the_sram_evidence_rows_are_well_formed_sourced_and_not_in_the_shared_copy():
+    """validation/sram-evidence.csv reads like calibration.csv, says where every number comes from and marks
+    its guessed layouts, and repeats no case of the shared file (which stays a verbatim copy)."""
+    evidence = read_cases(REPO / "validation" / "sram-evidence.csv")
+    shared = {c.case_id for c in read_cases(REPO / "validation" / "calibration.csv")}
+    assert evidence and not {c.case_id for c in evidence} & shared
+    for case in evidence:
+        assert case.chip in ("groq-lpu", "cerebras-wse3", "sambanova-sn40l")
+        assert case.source and "ESTIMATED" in case.notes
