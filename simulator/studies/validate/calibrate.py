@@ -7,8 +7,9 @@ Method (small and explainable on purpose):
 - Families: chips that share silicon and software stack share one parameter set (Hopper: H100 and H200;
   Blackwell: B200 and GB200). A chip with no case inherits its family's fit when it is the same silicon
   (GB300 <- Blackwell, MI325X <- MI300X); every other chip keeps its ASSUMED defaults, said so in its source.
-- Parameters (`PARAMETERS`): compute and memory efficiency, the experts' grouped-GEMM efficiency relative to
-  them (only MoE cases move it, so MoE physics the model lacks cannot drag the dense efficiencies down),
+- Parameters (`PARAMETERS`): compute and memory efficiency, the experts' grouped-GEMM FLOP rate relative to
+  the dense GEMMs' (only MoE cases with compute-bound experts move it, so MoE physics the model lacks cannot
+  drag the dense efficiencies down),
   per-layer, per-MoE-layer and per-step overheads,
   and, for each serving engine the family's cases name, its host time per sequence per step
   (`sequence_overhead:<engine>`, starting from the engine profile's default); where the cases name several
@@ -84,7 +85,7 @@ PARAMETERS = {  # name: (grid, elasticity probe factor)
     # >= 0.6: streaming kernels reach 80-90% of nameplate HBM bandwidth on these GPUs, decode kernels 60-85%;
     # a fit that wants less is missing a latency term, which must not be absorbed as slow memory
     "memory": ([round(0.6 + 0.025 * i, 3) for i in range(15)], 0.8),  # 0.6 .. 0.95
-    # the experts' grouped GEMMs against the dense GEMMs of the same chip: 0.4 .. 1 (moves MoE cases only)
+    # the experts' grouped GEMMs' FLOP rate against the dense GEMMs': 0.4 .. 1 (moves MoE cases only)
     "grouped_gemm": ([round(0.4 + 0.05 * i, 3) for i in range(13)], 0.8),
     "layer_overhead": ([x * 1e-6 for x in (0, 1, 2, 4, 6, 8, 10, 15, 20, 30, 40, 50)], 2.0),
     "moe_layer_overhead": ([x * 1e-6 for x in (0, 10, 20, 30, 40, 60, 80, 100, 150, 200, 300)], 2.0),
@@ -292,13 +293,18 @@ def run_values(path: str | Path) -> list[RunValue]:
             for m in measured if m.trusted and m.stage >= 0 and m.statistic == "mean" and m.metric in ("ttft", "itl")]
 
 
+def engine_start(runs: Sequence[RunValue]) -> Params:
+    """The runs' engine host time per sequence and per step on their chip, as the catalog has it."""
+    chip, engine = load_chip(runs[0].chip), runs[0].engine
+    return {engine_parameter(engine): sequence_overhead_s(chip, engine),
+            engine_parameter(engine, "engine_step_overhead"): engine_step_overhead_s(chip, engine)}
+
+
 def fit_runs(runs: Sequence[RunValue], predict: Predict, source: str, log: Callable[[str], None]) -> Fit:
     """The serving engine's host time per sequence and per step on the runs' chip, fitted on the runs' stage
-    means (every other coefficient at the chip's catalog values) and judged leaving each run out; the start
-    values (the catalog's) are kept when they predict held-out runs better."""
-    chip, engine = load_chip(runs[0].chip), runs[0].engine
-    start = {engine_parameter(engine): sequence_overhead_s(chip, engine),
-             engine_parameter(engine, "engine_step_overhead"): engine_step_overhead_s(chip, engine)}
+    means (every other coefficient as `predict` has it) and judged leaving each run out; the start values (the
+    catalog's) are kept when they predict held-out runs better."""
+    engine, start = runs[0].engine, engine_start(runs)
     full = fit(runs, predict, start)
     cv = cross_validate(runs, 0, predict, start, group=lambda r: r.experiment.name if isinstance(r, RunValue)
                         else r.case_id)
@@ -322,8 +328,8 @@ def calibrate(cases: Sequence[Case], outcomes: Sequence[Outcome], predict: Predi
               only: set[str] | None = None, log: Callable[[str], None] = print, runs: Sequence[RunValue] = (),
               runs_source: str = "") -> tuple[dict[str, Fit], list[Scored]]:
     """Fit every family (or those in `only`) and cross-validate it -> (fits, every case scored). A family
-    whose chip has measured serving `runs` takes the runs' engine host time from them (`fit_runs`), and
-    fits its other coefficients on its cases with that held."""
+    whose chip has measured serving `runs` fits its coefficients on its cases with the runs' engine host time
+    held at the catalog's, then that host time on the runs with its fitted coefficients (`fit_runs`)."""
     roles = {o.case.case_id: o.role for o in outcomes}
     fits: dict[str, Fit] = {}
     scored: list[Scored] = []
@@ -336,12 +342,12 @@ def calibrate(cases: Sequence[Case], outcomes: Sequence[Outcome], predict: Predi
         candidates = [c for c in mine if c.chip in chips and roles[c.case_id] in fittable]
         start = start_for(candidates, load_chip(chips[0])) if family.loose else start_for(candidates)
         my_runs = [r for r in runs if r.chip in chips]
-        engine = fit_runs(my_runs, predict, runs_source, log) if my_runs else Fit({}, {})
-        start = {k: v for k, v in start.items() if k not in engine.params}
+        engine_held = engine_start(my_runs) if my_runs else {}  # the runs fit it, after the cases
+        start = {k: v for k, v in start.items() if k not in engine_held}
 
-        def held(cs: Sequence[Fittable], params: Params, runs_fit: Params = engine.params) -> list[float | None]:
-            """`predict` with the engine host time the serving runs gave held."""
-            return predict(cs, {**params, **runs_fit})
+        def held(cs: Sequence[Fittable], params: Params, engine: Params = engine_held) -> list[float | None]:
+            """`predict` with the runs' engine host time held."""
+            return predict(cs, {**params, **engine})
 
         chosen, beyond = within_reach(candidates, held(candidates, start))
         roles.update({c.case_id: BEYOND_REACH for c in beyond})
@@ -360,9 +366,14 @@ def calibrate(cases: Sequence[Case], outcomes: Sequence[Outcome], predict: Predi
                 f"{_median(at_start):.1%} with the start values, which no case was fitted on")
             full = Fit(start, {name: [] for name in start})
             cv = dict(zip([c.case_id for c in chosen], at_start))
-        full = Fit({**full.params, **engine.params}, {**full.fitted_on, **engine.fitted_on}, engine.runs)
+        if my_runs:
+            def on_fit(cs: Sequence[Fittable], params: Params, fitted: Params = full.params) -> list[float | None]:
+                """`predict` with the family's fitted coefficients under the trial host time."""
+                return predict(cs, {**fitted, **params})
+            engine = fit_runs(my_runs, on_fit, runs_source, log)
+            full = Fit({**full.params, **engine.params}, {**full.fitted_on, **engine.fitted_on}, engine.runs)
         fits[name] = full
-        in_sample = dict(zip([c.case_id for c in mine], held(mine, full.params)))
+        in_sample = dict(zip([c.case_id for c in mine], predict(mine, full.params)))
         for case in mine:
             p = in_sample[case.case_id]
             error = None if p is None else p / case.value - 1.0
