@@ -70,9 +70,9 @@ class EfficiencySpec(Frozen):
     collective: Fraction
     layer_overhead: Seconds      # kernel launches and synchronisation per transformer layer per iteration
     moe_layer_overhead: Seconds  # and more per MoE layer: router, top-k, token permutation, grouped GEMMs
-    # the fraction of the dense GEMMs' achieved FLOP rate the routed experts' grouped GEMMs reach: one small
-    # GEMM per expert, tiles padded to each expert's token count and experts scheduled by an index (vLLM's
-    # fused_moe, CUTLASS grouped GEMM); their weights stream as any GEMM's. 1 = as a dense GEMM (until fitted)
+    # the fraction of the dense GEMMs' achieved rates (FLOP/s and bytes/s) the routed experts' grouped GEMMs
+    # reach: one small GEMM per expert, a few tokens each, tiles padded and experts scheduled by an index
+    # (vLLM's fused_moe, CUTLASS grouped GEMM); 1 = as efficient as a dense GEMM (the default until fitted)
     grouped_gemm: Fraction = 1.0
     step_overhead: Seconds
     # per serving engine: host time per sequence that yields a token per step, fitted on this chip family's

@@ -7,9 +7,8 @@ pass costs the sum of a roofline per kernel class, not one roofline over the who
 
 Classes: the dense GEMMs (every weight read once, multiplied by every token of the batch, lm_head
 included), the routed experts' grouped GEMMs (the experts the tokens touch, each read once and multiplied by
-its own few tokens: a grouped GEMM of a few tokens per expert is memory bound while the dense GEMMs of the
-same batch may be compute bound; it streams its weights as any GEMM does, and computes at `grouped_gemm` of
-the dense GEMMs' FLOP rate, its tiles padded to each expert's token count), prefill attention (the
+its own few tokens, at `grouped_gemm` of the dense GEMMs' rates: a grouped GEMM of a few tokens per expert
+is memory bound while the dense GEMMs of the same batch may be compute bound), prefill attention (the
 chunks' (query, key) pairs; the KV they read and write) and decode attention (each decoding request's
 context read; its new KV written). A chunked-prefill step therefore pays
 its prefill GEMMs' compute and its decodes' KV reads in turn, as engines run them, and a large decode batch
@@ -138,6 +137,7 @@ class StepCostModel:
     stream_bw: float          # effective bandwidth of the tier weights stream from; 0 without streaming
     streamed_share: float     # of the weight bytes a pass reads, the share in that slower tier (the rest fits)
     expert_peak_flops: float  # effective peak of the routed experts' grouped GEMMs: peak_flops x grouped_gemm
+    grouped_gemm: float       # their achieved fraction of the dense GEMMs' rates (bandwidth too)
     dense_weight_bytes: float  # per chip: this stage's layers except routed experts (+ lm_head if last)
     expert_bytes: float       # per chip: one routed expert of one layer (whole with EP, 1/tp without)
     kv_bytes_per_token: float  # per chip, this stage's layers
@@ -173,6 +173,7 @@ class StepCostModel:
             peak_flops=chip.compute.peak[plan.compute_dtype] * eff.compute,
             attn_peak_flops=chip.compute.peak[attention_dtype(plan, chip)] * eff.compute,
             expert_peak_flops=chip.compute.peak[plan.compute_dtype] * eff.compute * eff.grouped_gemm,
+            grouped_gemm=eff.grouped_gemm,
             memory_bw=plan.tier_bandwidth * eff.memory,
             stream_bw=plan.stream_bandwidth * eff.memory,
             streamed_share=1.0 - plan.resident_weight_fraction if plan.stream_tier else 0.0,
@@ -228,6 +229,7 @@ class StepCostModel:
         resident, streamed, gm = self._weight_reads(weights)
         ec = expert / self.expert_peak_flops
         e_resident, e_streamed, em = self._weight_reads(expert_weights)
+        em = em / self.grouped_gemm
         cb = (gc if gc >= gm else 0.0) + (ec if ec >= em else 0.0)
         mb = (gm if gm > gc else 0.0) + (em if em > ec else 0.0)
         return gemm + expert, gc + ec, cb, mb, gm + em, resident + e_resident, streamed + e_streamed

@@ -7,11 +7,10 @@ Method (small and explainable on purpose):
 - Families: chips that share silicon and software stack share one parameter set (Hopper: H100 and H200;
   Blackwell: B200 and GB200). A chip with no case inherits its family's fit when it is the same silicon
   (GB300 <- Blackwell, MI325X <- MI300X); every other chip keeps its ASSUMED defaults, said so in its source.
-- Parameters (`PARAMETERS`): compute and memory efficiency, the experts' grouped-GEMM FLOP rate relative to
-  the dense GEMMs' (only MoE cases with compute-bound experts move it, so MoE physics the model lacks cannot
-  drag the dense efficiencies down),
-  per-layer, per-MoE-layer and per-step overheads,
-  and, for each serving engine the family's cases name, its host time per sequence per step
+- Parameters (`PARAMETERS`): compute and memory efficiency, the experts' grouped-GEMM efficiency relative to
+  the dense GEMMs' (only MoE cases move it, so MoE physics the model lacks cannot drag the dense
+  efficiencies down), per-layer, per-MoE-layer and per-step overheads, and, for each serving
+  engine the family's cases name, its host time per sequence per step
   (`sequence_overhead:<engine>`, starting from the engine profile's default); where the cases name several
   engines, the host time per step each engine but the most named one adds (`engine_step_overhead:<engine>`:
   the family's step_overhead is the most named engine's); each on a grid within physical bounds.
@@ -27,6 +26,11 @@ Method (small and explainable on purpose):
   out when a family has k cases or fewer). Each held-out case is predicted with the coefficients fitted on
   the other folds; a family left with no case to fit on predicts it with the start values. The report puts
   that cross-validated error beside the in-sample one; checks are out of sample by construction.
+- Serving runs (`--runs`, validation/vllm-h100 by default): a family whose chip has measured serving runs
+  fits its coefficients on its cases with the runs' engine host time held at the catalog's, then that host
+  time (per sequence, per step) on the runs' stage means (TTFT, ITL) with the family's fit, judged leaving
+  each run out; the catalog's host time is kept when it predicts held-out runs better. Each stage is simulated
+  at most RUN_STAGE_S long in the trials (its means settle); `validate` simulates the runs whole.
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ PARAMETERS = {  # name: (grid, elasticity probe factor)
     # >= 0.6: streaming kernels reach 80-90% of nameplate HBM bandwidth on these GPUs, decode kernels 60-85%;
     # a fit that wants less is missing a latency term, which must not be absorbed as slow memory
     "memory": ([round(0.6 + 0.025 * i, 3) for i in range(15)], 0.8),  # 0.6 .. 0.95
-    # the experts' grouped GEMMs' FLOP rate against the dense GEMMs': 0.4 .. 1 (moves MoE cases only)
+    # the experts' grouped GEMMs against the dense GEMMs of the same chip: 0.4 .. 1 (moves MoE cases only)
     "grouped_gemm": ([round(0.4 + 0.05 * i, 3) for i in range(13)], 0.8),
     "layer_overhead": ([x * 1e-6 for x in (0, 1, 2, 4, 6, 8, 10, 15, 20, 30, 40, 50)], 2.0),
     "moe_layer_overhead": ([x * 1e-6 for x in (0, 10, 20, 30, 40, 60, 80, 100, 150, 200, 300)], 2.0),
@@ -145,11 +149,10 @@ def grid_of(name: str) -> tuple[list[float], float]:
     return PARAMETERS.get(name, (SEQUENCE_GRID, 2.0))
 
 
-def simulator_predict(pool: Executor, base: dict[str, ChipSpec] | None = None) -> Predict:
-    """Predictions of the engine itself: every case simulated on its chip (the catalog's, or `base`'s) with the
-    trial coefficients; a serving run's stage means from one simulation of its experiment, each stage at most
-    RUN_STAGE_S long."""
-    catalog: dict[str, ChipSpec] = dict(base or {})  # each chip read once, not once per case per trial
+def simulator_predict(pool: Executor) -> Predict:
+    """Predictions of the engine itself: every case simulated on its chip with the trial coefficients; a
+    serving run's stage means from one simulation of its experiment, each stage at most RUN_STAGE_S long."""
+    catalog: dict[str, ChipSpec] = {}  # each chip read once, not once per case per trial
 
     def chip_of(chip_id: str, params: Params) -> ChipSpec:
         return with_efficiency(catalog.get(chip_id) or catalog.setdefault(chip_id, load_chip(chip_id)), params)
