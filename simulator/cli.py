@@ -434,6 +434,13 @@ def validate(
     console.print((serving_runs if staged else validate_report).summary_line(df))
 
 
+def _shown(path: Path | None) -> str:
+    """`path` relative to the working directory when it is inside it (what provenance texts quote)."""
+    if path is None:
+        return ""
+    return str(path.resolve().relative_to(Path.cwd()) if path.resolve().is_relative_to(Path.cwd()) else path)
+
+
 @app.command()
 def calibrate(
     cases: Path | None = typer.Argument(None, help="Validation CSV (default validation/calibration.csv)."),
@@ -444,9 +451,13 @@ def calibrate(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the fit and its errors; leave the catalog."),
     bands_only: bool = typer.Option(False, "--bands-only", help="Only rewrite catalog/uncertainty.yaml from the "
                                     "cross-validated errors beside CASES (no refit)."),
+    runs: Path | None = typer.Option(None, "--runs", help="Measured serving runs whose engine host time to fit "
+                                     "(default: vllm-h100/cases.csv beside CASES, when there)."),
+    no_runs: bool = typer.Option(False, "--no-runs", help="Fit the engines' host time on CASES alone."),
 ) -> None:
     """Fit each chip family's efficiencies on CASES, print in-sample and cross-validated errors, write the
-    catalog (the fitted values and their provenance)."""
+    catalog (the fitted values and their provenance). A family whose chip has measured serving runs takes
+    their engine's host time from them, judged leaving each run out."""
     from concurrent.futures import ProcessPoolExecutor
 
     from simulator.studies.validate import calibrate as cal
@@ -456,7 +467,7 @@ def calibrate(
     from simulator.studies.validate.uncertainty import write_uncertainty
 
     path = cases or DEFAULT_CASES
-    shown = path.resolve().relative_to(Path.cwd()) if path.resolve().is_relative_to(Path.cwd()) else path
+    shown = _shown(path)
     cv_shown = str(cal.cross_validation_path(shown))
     if bands_only:
         try:
@@ -468,15 +479,17 @@ def calibrate(
     if only is not None and not only <= set(cal.FAMILIES):
         unknown = ", ".join(repr(f) for f in sorted(only - set(cal.FAMILIES)))
         fail(f"--family: {unknown} is not one of: {', '.join(cal.FAMILIES)}")
+    runs_path = None if no_runs else runs or (path.parent / "vllm-h100" / "cases.csv")
     try:
         rows = read_cases(path)
+        run_values = cal.run_values(runs_path) if runs_path is not None and (runs or runs_path.is_file()) else []
     except InfersimError as exc:
         fail(str(exc))
         return
     with ProcessPoolExecutor(workers) as pool:
         outcomes = simulate_all(rows, workers=1)
         fits, scored = cal.calibrate(rows, outcomes, cal.simulator_predict(pool), folds, only,
-                                     log=console.print)
+                                     log=console.print, runs=run_values, runs_source=_shown(runs_path))
     for title, (columns, table_rows) in (("cases", cal.case_rows(scored)), ("errors", cal.summary_rows(scored))):
         table = Table(title=f"calibration {title}: {path}")
         for column in columns:

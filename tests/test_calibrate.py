@@ -160,3 +160,35 @@ def test_an_engine_named_by_fewer_cases_gets_its_own_host_time_per_step_and_the_
     chip = cal.with_efficiency(cal.load_chip("tpu-v5e"), fitted.params)
     assert chip.efficiency.engine_step_overhead["jetstream"] == pytest.approx(extra)
     assert cal.render(fitted.params)["engine_step_overhead"] == "{jetstream: 12000 us}"
+
+
+RUN_TRUTH = {"sequence_overhead:vllm": 20e-6, "engine_step_overhead:vllm": 2e-3}
+
+
+def run_ms(value: "cal.RunValue", p: dict[str, float]) -> float:
+    """A closed form of a serving run's stage mean: a fixed time plus the engine's host time per step and per
+    sequence of the stage's batch (10 x its index + 1 sequences; TTFT: two steps)."""
+    batch = 10 * value.stage + 1 + len(value.experiment.name) % 7
+    steps = 2 if value.metric == "ttft" else 1
+    host = p["engine_step_overhead:vllm"] + batch * p["sequence_overhead:vllm"]
+    return 5.0 + 1e3 * steps * host
+
+
+def test_an_engines_host_time_is_recovered_from_serving_runs_holding_each_run_out_together(monkeypatch):
+    runs = cal.run_values(REPO / "validation" / "vllm-h100" / "cases.csv")
+    assert {r.metric for r in runs} == {"ttft", "itl"} and all(r.stage >= 0 for r in runs)
+    truth = [replace(r, value=run_ms(r, RUN_TRUTH)) for r in runs]
+    held_out = []
+    real_fit = cal.fit
+
+    def recording_fit(batch, predict, start=None, weighted=False):
+        held_out.append({r.experiment.name for r in truth} - {r.experiment.name for r in batch})
+        return real_fit(batch, predict, start, weighted)
+
+    monkeypatch.setattr(cal, "fit", recording_fit)
+    fitted = cal.fit_runs(truth, lambda values, p: [run_ms(v, p) for v in values], "runs.csv", lambda _: None)
+    assert fitted.params == pytest.approx(RUN_TRUTH)
+    assert "leaving each run out" in fitted.runs and "runs.csv" in fitted.runs
+    # the full fit, then one fit per experiment without all of that experiment's stage means
+    assert held_out[0] == set() and sorted(map(sorted, held_out[1:])) == sorted([e] for e in
+                                                                                {r.experiment.name for r in truth})

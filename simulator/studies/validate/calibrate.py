@@ -8,9 +8,9 @@ Method (small and explainable on purpose):
   Blackwell: B200 and GB200). A chip with no case inherits its family's fit when it is the same silicon
   (GB300 <- Blackwell, MI325X <- MI300X); every other chip keeps its ASSUMED defaults, said so in its source.
 - Parameters (`PARAMETERS`): compute and memory efficiency, the experts' grouped-GEMM efficiency relative to
-  them (only MoE cases move it, so MoE physics the model lacks cannot drag the dense efficiencies down),
-  per-layer, per-MoE-layer and per-step overheads,
-  and, for each serving engine the family's cases name, its host time per sequence per step
+  the dense GEMMs' (only MoE cases move it, so MoE physics the model lacks cannot drag the dense
+  efficiencies down), per-layer, per-MoE-layer and per-step overheads, and, for each serving
+  engine the family's cases name, its host time per sequence per step
   (`sequence_overhead:<engine>`, starting from the engine profile's default); where the cases name several
   engines, the host time per step each engine but the most named one adds (`engine_step_overhead:<engine>`:
   the family's step_overhead is the most named engine's); each on a grid within physical bounds.
@@ -26,6 +26,11 @@ Method (small and explainable on purpose):
   out when a family has k cases or fewer). Each held-out case is predicted with the coefficients fitted on
   the other folds; a family left with no case to fit on predicts it with the start values. The report puts
   that cross-validated error beside the in-sample one; checks are out of sample by construction.
+- Serving runs (`--runs`, validation/vllm-h100 by default): a family whose chip has measured serving runs
+  fits its coefficients on its cases with the runs' engine host time held at the catalog's, then that host
+  time (per sequence, per step) on the runs' stage means (TTFT, ITL) with the family's fit, judged leaving
+  each run out; the catalog's host time is kept when it predicts held-out runs better. Each stage is simulated
+  at most RUN_STAGE_S long in the trials (its means settle); `validate` simulates the runs whole.
 """
 
 from __future__ import annotations
@@ -38,10 +43,19 @@ import statistics
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from simulator.config.cluster import PER_ENGINE, ChipSpec, per_engine, with_efficiency
-from simulator.config.load import CATALOG_DIR, chip_ids, load_chip, load_engine
+from simulator.config.load import (
+    CATALOG_DIR,
+    chip_ids,
+    engine_step_overhead_s,
+    load_chip,
+    load_engine,
+    sequence_overhead_s,
+)
+from simulator.studies.validate import serving_runs
 from simulator.studies.validate.cases import Case
 from simulator.studies.validate.predict import Outcome, serving_engine, simulate
 
@@ -91,18 +105,34 @@ PASSES = 4
 ELASTICITY = 0.3  # a case fits a parameter when its prediction moves >= 0.3% per 1% of the parameter
 
 Params = dict[str, float]
-Predict = Callable[[Sequence[Case], Params], list[float | None]]
+
+
+@dataclass(frozen=True)
+class RunValue:
+    """A stage mean of a measured serving run (serving_runs.py), as calibrate fits an engine's host time on it."""
+    case_id: str  # run:experiment:stage:metric
+    experiment: serving_runs.Experiment
+    stage: int
+    metric: str  # ttft or itl: the E2E mean is TTFT + (output - 1) x ITL, no further evidence
+    value: float  # ms
+    tolerance: float = 0.2
+    engine: str = serving_runs.ENGINE
+    chip: str = serving_runs.CHIP
+
+
+Fittable = Case | RunValue
+Predict = Callable[[Sequence[Fittable], Params], list[float | None]]
 
 
 def engine_parameter(engine: str, field: str = "sequence_overhead") -> str:
     return f"{field}:{engine}"
 
 
-def start_for(cases: Sequence[Case], chip: ChipSpec | None = None) -> Params:
+def start_for(cases: Sequence[Fittable], chip: ChipSpec | None = None) -> Params:
     """START (or, for a loose family, `chip`'s catalog values), each engine the cases name at its profile's
     default host time per sequence, and every engine but the most named at its profile's host time per step;
     a chip with a core mesh adds its hop latency."""
-    named = [serving_engine(c) for c in cases]
+    named = [c.engine if isinstance(c, RunValue) else serving_engine(c) for c in cases]
     engines = sorted(set(named))
     most = max(engines, key=lambda e: (named.count(e), e)) if engines else None
     start = dict(START) if chip is None else {name: float(getattr(chip.efficiency, name)) for name in START}
@@ -120,13 +150,25 @@ def grid_of(name: str) -> tuple[list[float], float]:
 
 
 def simulator_predict(pool: Executor) -> Predict:
-    """Predictions of the engine itself: every case simulated on its chip with the trial coefficients."""
+    """Predictions of the engine itself: every case simulated on its chip with the trial coefficients; a
+    serving run's stage means from one simulation of its experiment, each stage at most RUN_STAGE_S long."""
     catalog: dict[str, ChipSpec] = {}  # each chip read once, not once per case per trial
 
-    def predict(cases: Sequence[Case], params: Params) -> list[float | None]:
-        chips = [with_efficiency(catalog.get(c.chip) or catalog.setdefault(c.chip, load_chip(c.chip)), params)
-                 for c in cases]
-        return [o.predicted for o in pool.map(simulate, cases, chips)]
+    def chip_of(chip_id: str, params: Params) -> ChipSpec:
+        return with_efficiency(catalog.get(chip_id) or catalog.setdefault(chip_id, load_chip(chip_id)), params)
+
+    def predict(cases: Sequence[Fittable], params: Params) -> list[float | None]:
+        rows = [c for c in cases if isinstance(c, Case)]
+        predicted = dict(zip([c.case_id for c in rows], [o.predicted for o in pool.map(
+            simulate, rows, [chip_of(c.chip, params) for c in rows])]))
+        runs = list({c.experiment.name: c for c in cases if isinstance(c, RunValue)}.values())
+        means = pool.map(partial(serving_runs.predict, max_stage_s=RUN_STAGE_S), [r.experiment for r in runs],
+                         [chip_of(r.chip, params) for r in runs])
+        stage_means = dict(zip([r.experiment.name for r in runs], [m for m, _ in means]))
+        for c in cases:
+            if isinstance(c, RunValue):
+                predicted[c.case_id] = stage_means[c.experiment.name].get((c.stage, c.metric, "mean"))
+        return [predicted[c.case_id] for c in cases]
     return predict
 
 
@@ -134,7 +176,7 @@ def log_error(predicted: float | None, measured: float) -> float:
     return abs(math.log(predicted / measured)) if predicted and predicted > 0 else math.inf
 
 
-def loss(cases: Sequence[Case], params: Params, predict: Predict, weighted: bool = False) -> float:
+def loss(cases: Sequence[Fittable], params: Params, predict: Predict, weighted: bool = False) -> float:
     """Mean |log error|; `weighted`: each case counts 1 / its tolerance (a 40% vendor claim a third as much
     as a 15% MLPerf result)."""
     errors = [log_error(p, c.value) for c, p in zip(cases, predict(cases, params))]
@@ -148,13 +190,14 @@ def loss(cases: Sequence[Case], params: Params, predict: Predict, weighted: bool
 class Fit:
     params: Params
     fitted_on: dict[str, list[str]]  # parameter -> the case ids it was fitted on (empty: kept at START)
+    runs: str = ""  # how the engine's host time was fitted on serving runs, for the provenance ("": it was not)
 
 
-def fit(cases: Sequence[Case], predict: Predict, start: Params | None = None, weighted: bool = False) -> Fit:
+def fit(cases: Sequence[Fittable], predict: Predict, start: Params | None = None, weighted: bool = False) -> Fit:
     """Coordinate descent from `start` (default: `start_for(cases)`), each parameter on the cases it moves."""
     start = start or start_for(cases)
     base = predict(cases, start)
-    own: dict[str, list[Case]] = {}
+    own: dict[str, list[Fittable]] = {}
     for name in start:
         grid, factor = grid_of(name)
         # a parameter starting at 0 has no relative step: probed at its grid's middle, held to a doubling's bar
@@ -173,7 +216,7 @@ def fit(cases: Sequence[Case], predict: Predict, start: Params | None = None, we
     return Fit(params, {name: [c.case_id for c in cs] for name, cs in own.items()})
 
 
-def _descend(params: Params, name: str, grid: list[float], cases: list[Case],
+def _descend(params: Params, name: str, grid: list[float], cases: list[Fittable],
              predict: Predict, weighted: bool = False) -> tuple[Params, bool]:
     """Walk `name` along its grid from the nearest value while the loss strictly falls."""
     i = min(range(len(grid)), key=lambda j: abs(grid[j] - params[name]))
@@ -201,18 +244,21 @@ class Scored:
     out_of_sample: float | None  # with the coefficients fitted without it (its fold left out)
 
 
-def folds_of(cases: Sequence[Case], k: int) -> list[list[Case]]:
+def folds_of(cases: Sequence[Fittable], k: int) -> list[list[Fittable]]:
     ordered = sorted(cases, key=lambda c: c.case_id)
     k = max(1, min(k, len(ordered)))
     return [ordered[i::k] for i in range(k)]
 
 
-def cross_validate(cases: Sequence[Case], k: int, predict: Predict, start: Params | None = None,
-                   weighted: bool = False) -> dict[str, float | None]:
+def cross_validate(cases: Sequence[Fittable], k: int, predict: Predict, start: Params | None = None,
+                   weighted: bool = False, group: Callable[[Fittable], str] | None = None) -> dict[str, float | None]:
     """Each case's relative error predicted by the coefficients fitted, from `start` (default START), on the
-    other folds; a fold with nothing left to fit on is predicted with the start values."""
+    other folds (k folds by id, or one per `group`: a serving run's stage means are held out together); a fold
+    with nothing left to fit on is predicted with the start values."""
     errors: dict[str, float | None] = {}
-    for fold in folds_of(cases, k):
+    folds = folds_of(cases, k) if group is None else \
+        [[c for c in cases if group(c) == g] for g in sorted({group(c) for c in cases})]
+    for fold in folds:
         rest = [c for c in cases if c not in fold]
         params = fit(rest, predict, start, weighted).params if rest else (start or start_for(fold))
         for case, p in zip(fold, predict(fold, params)):
@@ -239,9 +285,54 @@ def family_of(chip: str) -> str | None:
     return next((name for name, f in FAMILIES.items() if chip in f.chips), None)
 
 
+RUN_STAGE_S = 150.0  # calibrate simulates each load stage of a serving run at most this long: its means settle
+
+
+def run_values(path: str | Path) -> list[RunValue]:
+    """The trusted stage means (TTFT and ITL) of a file of measured serving runs."""
+    experiments, measured = serving_runs.read(path)
+    by_name = {e.name: e for e in experiments}
+    return [RunValue(f"run:{m.experiment}:{m.stage}:{m.metric}", by_name[m.experiment], m.stage, m.metric, m.value_ms)
+            for m in measured if m.trusted and m.stage >= 0 and m.statistic == "mean" and m.metric in ("ttft", "itl")]
+
+
+def engine_start(runs: Sequence[RunValue]) -> Params:
+    """The runs' engine host time per sequence and per step on their chip, as the catalog has it."""
+    chip, engine = load_chip(runs[0].chip), runs[0].engine
+    return {engine_parameter(engine): sequence_overhead_s(chip, engine),
+            engine_parameter(engine, "engine_step_overhead"): engine_step_overhead_s(chip, engine)}
+
+
+def fit_runs(runs: Sequence[RunValue], predict: Predict, source: str, log: Callable[[str], None]) -> Fit:
+    """The serving engine's host time per sequence and per step on the runs' chip, fitted on the runs' stage
+    means (every other coefficient as `predict` has it) and judged leaving each run out; the start values (the
+    catalog's) are kept when they predict held-out runs better."""
+    engine, start = runs[0].engine, engine_start(runs)
+    full = fit(runs, predict, start)
+    cv = cross_validate(runs, 0, predict, start, group=lambda r: r.experiment.name if isinstance(r, RunValue)
+                        else r.case_id)
+    at_start = [None if p is None else p / r.value - 1.0 for r, p in zip(runs, predict(runs, start))]
+    errors = {metric: [cv[r.case_id] for r in runs if r.metric == metric] for metric in ("ttft", "itl")}
+    experiments = len({r.experiment.name for r in runs})
+    if _median(list(cv.values())) >= _median(at_start):
+        log(f"  {engine} serving runs: kept the catalog's host time (leaving each run out, median |err| "
+            f"{_median(list(cv.values())):.1%} against {_median(at_start):.1%})")
+        return Fit(start, {name: [] for name in start}, "")
+    in_sample = [None if p is None else p / r.value - 1.0 for r, p in zip(runs, predict(runs, full.params))]
+    text = (f"{', '.join(start)} fitted on the {len(runs)} stage means (TTFT, ITL) of {experiments} {engine} "
+            f"serving runs of {source} (each stage simulated at most {RUN_STAGE_S:.0f} s): median |err| "
+            f"{_median(in_sample):.1%} in sample, {_median(list(cv.values())):.1%} leaving each run out (TTFT "
+            f"{_median(errors['ttft']):.1%}, ITL {_median(errors['itl']):.1%})")
+    log(f"  {describe_engine(full.params)}: {text}")
+    return Fit(full.params, full.fitted_on, text)
+
+
 def calibrate(cases: Sequence[Case], outcomes: Sequence[Outcome], predict: Predict, folds: int = 5,
-              only: set[str] | None = None, log: Callable[[str], None] = print) -> tuple[dict[str, Fit], list[Scored]]:
-    """Fit every family (or those in `only`) and cross-validate it -> (fits, every case scored)."""
+              only: set[str] | None = None, log: Callable[[str], None] = print, runs: Sequence[RunValue] = (),
+              runs_source: str = "") -> tuple[dict[str, Fit], list[Scored]]:
+    """Fit every family (or those in `only`) and cross-validate it -> (fits, every case scored). A family
+    whose chip has measured serving `runs` fits its coefficients on its cases with the runs' engine host time
+    held at the catalog's, then that host time on the runs with its fitted coefficients (`fit_runs`)."""
     roles = {o.case.case_id: o.role for o in outcomes}
     fits: dict[str, Fit] = {}
     scored: list[Scored] = []
@@ -253,23 +344,37 @@ def calibrate(cases: Sequence[Case], outcomes: Sequence[Outcome], predict: Predi
         fittable = ("fit", "check (source)") if family.loose else ("fit",)
         candidates = [c for c in mine if c.chip in chips and roles[c.case_id] in fittable]
         start = start_for(candidates, load_chip(chips[0])) if family.loose else start_for(candidates)
-        chosen, beyond = within_reach(candidates, predict(candidates, start))
+        my_runs = [r for r in runs if r.chip in chips]
+        engine_held = engine_start(my_runs) if my_runs else {}  # the runs fit it, after the cases
+        start = {k: v for k, v in start.items() if k not in engine_held}
+
+        def held(cs: Sequence[Fittable], params: Params, engine: Params = engine_held) -> list[float | None]:
+            """`predict` with the runs' engine host time held."""
+            return predict(cs, {**params, **engine})
+
+        chosen, beyond = within_reach(candidates, held(candidates, start))
         roles.update({c.case_id: BEYOND_REACH for c in beyond})
         if not chosen:
             log(f"{name}: no case to fit on; catalog left as it is")
             continue
         log(f"{name} ({', '.join(chips)}): fitting on {len(chosen)} cases"
             + (f" ({len(beyond)} beyond reach: {', '.join(c.case_id for c in beyond)})" if beyond else ""))
-        full = fit(chosen, predict, start, family.loose)
+        full = fit(chosen, held, start, family.loose)
         log(f"  {describe(full.params)}")
-        cv = cross_validate(chosen, folds, predict, start, family.loose)
-        at_start = [None if p is None else p / c.value - 1.0 for c, p in zip(chosen, predict(chosen, start))]
+        cv = cross_validate(chosen, folds, held, start, family.loose)
+        at_start = [None if p is None else p / c.value - 1.0 for c, p in zip(chosen, held(chosen, start))]
         kept = _median(list(cv.values())) >= _median(at_start)
         if kept:  # the fit predicts held-out cases worse than the start values it was fitted from
             log(f"  kept the start values: cross-validated median |err| {_median(list(cv.values())):.1%} against "
                 f"{_median(at_start):.1%} with the start values, which no case was fitted on")
             full = Fit(start, {name: [] for name in start})
             cv = dict(zip([c.case_id for c in chosen], at_start))
+        if my_runs:
+            def on_fit(cs: Sequence[Fittable], params: Params, fitted: Params = full.params) -> list[float | None]:
+                """`predict` with the family's fitted coefficients under the trial host time."""
+                return predict(cs, {**fitted, **params})
+            engine = fit_runs(my_runs, on_fit, runs_source, log)
+            full = Fit({**full.params, **engine.params}, {**full.fitted_on, **engine.fitted_on}, engine.runs)
         fits[name] = full
         in_sample = dict(zip([c.case_id for c in mine], predict(mine, full.params)))
         for case in mine:
@@ -297,6 +402,11 @@ GROUP_OF_FAMILY = {"Hopper": "NVIDIA", "Blackwell": "NVIDIA", "Ampere": "NVIDIA"
                    "TPU": "TPU", "LPU": "LPU/wafer/RDU", "Wafer": "LPU/wafer/RDU", "RDU": "LPU/wafer/RDU"}
 
 
+def describe_engine(p: Params) -> str:
+    return ", ".join([*(f"{e} {v * 1e6:.0f} us/sequence" for e, v in per_engine(p, "sequence_overhead").items()),
+                      *(f"{e} +{v * 1e3:.1f} ms/step" for e, v in per_engine(p, "engine_step_overhead").items())])
+
+
 def describe(p: Params) -> str:
     engines = "".join(f", {e} {v * 1e6:.0f} us/sequence" for e, v in per_engine(p, "sequence_overhead").items())
     engines += "".join(f", {e} +{v * 1e3:.1f} ms/step" for e, v in per_engine(p, "engine_step_overhead").items())
@@ -320,7 +430,9 @@ def render(params: Params) -> dict[str, str]:
 
 def provenance(family: str, fit_: Fit, scored: Sequence[Scored], cases_file: str) -> str:
     """The `source:` of a fitted efficiency block: when, on which cases, which parameter, how well."""
-    fitted = "; ".join(f"{name} on {', '.join(ids)}" for name, ids in fit_.fitted_on.items() if ids)
+    run_fitted = {name for name, ids in fit_.fitted_on.items() if ids and ids[0].startswith("run:")}
+    fitted = "; ".join(f"{name} on {', '.join(ids)}" for name, ids in fit_.fitted_on.items()
+                       if ids and name not in run_fitted)
     kept = [name for name, ids in fit_.fitted_on.items() if not ids]
     if not fitted:
         tried = [s for s in scored if s.family == family and s.role == START_KEPT]
@@ -335,6 +447,7 @@ def provenance(family: str, fit_: Fit, scored: Sequence[Scored], cases_file: str
             f"cases of {cases_file}" + (" (vendor claims and API runs included, each weighted by 1 / its "
                                         "tolerance)" if loose else "") + f": {fitted}. "
             + (f"Kept at the start values (no case moves them): {', '.join(kept)}. " if kept else "")
+            + (f"{fit_.runs}. " if fit_.runs else "")
             + f"Median |err| {ins:.1%} in sample, {cv:.1%} cross-validated. collective not fitted (no case "
             "separates it from compute and the overheads)"
             + (": kept at its catalog value." if loose else ": NCCL's typical 0.8, applied to every link."))

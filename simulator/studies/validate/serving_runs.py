@@ -29,13 +29,14 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from simulator.config import files
+from simulator.config.cluster import ChipSpec
 from simulator.config.load import find_dir, load_scenario_dict, model_ids
 from simulator.errors import InfersimError, ScenarioError, brief
 from simulator.results.outputs import claim, staged_folder
@@ -45,6 +46,7 @@ from simulator.studies.points import in_processes
 # where `cluster: hgx-h100` resolves (the repository's topologies/)
 _BASE = (find_dir("topologies", Path(__file__).resolve().parent) or Path("topologies")).parent
 CONVERSATION_TURNS = 1  # see the module docstring
+CHIP, ENGINE = "h100-sxm", "vllm"  # what the runs ran on: the chip of `cluster: hgx-h100`, vLLM
 REQUIRED = ("exp_id", "experiment", "model", "tp", "precision", "max_num_batched_tokens", "max_num_seqs",
             "workload", "stage_index", "stage_rate_rps", "stage_duration_s", "system_prompt_len", "question_len",
             "output_len", "num_unique_system_prompts", "num_users_per_system_prompt", "multi_turn_chat", "metric",
@@ -173,17 +175,20 @@ def catalog_model(hf_id: str) -> str | None:
     return name if name in model_ids() else None
 
 
-def scenario_data(e: Experiment, model: str) -> dict[str, Any]:
+def scenario_data(e: Experiment, model: str, max_stage_s: float | None = None) -> dict[str, Any]:
+    """The experiment as a scenario; `max_stage_s` shortens every stage to at most that long (calibrate's
+    trials: stage means settle within a minute or two of a stage)."""
     dtype = "fp8" if e.fp8 else "bf16"
     return {
         "name": "vllm-h100", "seed": 1, "model": model, "cluster": "hgx-h100",
         "deployment": {"tensor_parallel": e.tp, "weights_dtype": dtype, "kv_dtype": "bf16"},
-        "serving": {"batcher": {"kind": "continuous", "max_batch_size": e.max_num_seqs,
+        "serving": {"engine": ENGINE, "batcher": {"kind": "continuous", "max_batch_size": e.max_num_seqs,
                                 "max_batched_tokens": max(e.max_num_batched_tokens, e.max_num_seqs),
                                 "chunked_prefill": True, "kv_policy": "paged"},
                     "prefix_caching": True},
         "workload": {
-            "arrival": {"kind": "stages", "stages": [{"rate": f"{r} /s", "duration": f"{d} s"} for r, d in e.stages]},
+            "arrival": {"kind": "stages", "stages": [{"rate": f"{r} /s", "duration": f"{d} s"}
+                                                     for r, d in stages(e, max_stage_s)]},
             "prompt_tokens": {"kind": "fixed", "value": e.question_tokens},
             "output_tokens": {"kind": "fixed", "value": e.output_tokens},
             "shared_prefix": {"system_prompts": e.system_prompts, "users_per_prompt": e.users_per_prompt,
@@ -191,20 +196,28 @@ def scenario_data(e: Experiment, model: str) -> dict[str, Any]:
                               "turns": CONVERSATION_TURNS if e.multi_turn else 1}}}
 
 
-def predict(e: Experiment) -> tuple[dict[tuple[int, str, str], float], str]:
-    """{(stage, metric, statistic): predicted ms} of one experiment, or ({}, why it was not simulated)."""
+def stages(e: Experiment, max_stage_s: float | None = None) -> list[tuple[float, float]]:
+    """The experiment's (rate, duration) stages, each at most `max_stage_s` long."""
+    return [(rate, duration if max_stage_s is None else min(duration, max_stage_s)) for rate, duration in e.stages]
+
+
+def predict(e: Experiment, chip: ChipSpec | None = None,
+            max_stage_s: float | None = None) -> tuple[dict[tuple[int, str, str], float], str]:
+    """{(stage, metric, statistic): predicted ms} of one experiment, or ({}, why it was not simulated); on `chip`
+    (default: the catalog's), each stage at most `max_stage_s` long (default: as measured)."""
     model = catalog_model(e.model)
     if model is None:
         return {}, f"model {e.model} is not in the catalog"
     if not e.stages:
         return {}, "no load stage given"
     try:
-        result = run(load_scenario_dict(scenario_data(e, model), "validation/vllm-h100", _BASE))
+        scenario = load_scenario_dict(scenario_data(e, model, max_stage_s), "validation/vllm-h100", _BASE)
+        result = run(scenario if chip is None else replace(scenario, chip=chip))
     except InfersimError as exc:
         return {}, str(exc)
     req = result.requests[result.requests["status"] == "completed"]
     ends = [0.0]
-    for _, duration in e.stages:
+    for _, duration in stages(e, max_stage_s):
         ends.append(ends[-1] + duration)
     predicted = {}
     for stage in [-1, *range(len(e.stages))]:
