@@ -108,6 +108,10 @@ def test_calibrate_refuses_an_unknown_family_and_a_malformed_file_in_one_line(tm
     bad = tmp_path / "cases.csv"
     bad.write_text("case_id\nX\n")
     assert cli_error("calibrate", bad, "--dry-run").startswith(f"{bad}: ")
+    runs = tmp_path / "runs.csv"
+    runs.write_text("exp_id,stage_index\n1,0\n")
+    assert cli_error("calibrate", "--runs", runs, "--dry-run").startswith(f"{runs}: header: missing columns")
+    assert cli_error("calibrate", "--runs", tmp_path / "none.csv", "--dry-run").startswith(f"{tmp_path / 'none.csv'}")
 
 
 def test_a_case_the_start_values_miss_by_more_than_3x_is_not_fitted_on():
