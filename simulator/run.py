@@ -12,7 +12,7 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import replace
 
-from simulator.config.load import Scenario
+from simulator.config.load import Scenario, load_engine
 from simulator.config.scenario import ScenarioSpec
 from simulator.engine.simulation import simulate
 from simulator.hardware.prepare import prepare
@@ -51,7 +51,7 @@ def run(scenario: Scenario, seed: int | None = None, measure_memory: bool = Fals
         cluster.collector.iterations.encode_ahead()
     network = cluster.network
     frames = tables(cluster.collector, requests, network.histogram, network.capacity, prepared.graph, span,
-                    slo.targets(spec, requests.class_names))
+                    slo.targets(spec, requests.class_names), load_engine(spec.serving.engine).frontend_latency)
     events = cluster.collector.events + network.events
     summary = summarize(scenario, model, [(p.role, p.plan) for p in prepared.pools], frames, span,
                         events, wall_s, peak_bytes)

@@ -113,3 +113,20 @@ def test_tokens_produced_by_iterations_equal_tokens_delivered(write_scenario):
     req, it = result.requests, result.iterations
     assert it["output_tokens"].sum() == req["output_tokens"].sum()
     assert it["prefill_tokens"].sum() == req["prompt_tokens"].sum()
+
+
+@pytest.mark.parametrize("engine", ["vllm", "trtllm"])
+def test_a_served_engines_front_end_is_in_the_clients_ttft_and_e2e_not_in_the_schedule(write_scenario, engine):
+    """vLLM's OpenAI server adds its front end (HTTP, tokenisation, IPC: catalog/engines/vllm.yaml) to every
+    TTFT and E2E a client measures; TensorRT-LLM benchmarks run in process. TPOT never includes it."""
+    from simulator.config.load import load_engine
+
+    result = run(load_scenario(write_scenario({"workload.num_requests": 40, "serving.engine": engine})))
+    req = result.requests[result.requests["status"] == "completed"]
+    front = load_engine(engine).frontend_latency
+    assert (front > 0) == (engine == "vllm")
+    assert (req["ttft_s"] - (req["first_token_s"] - req["arrival_s"])).to_numpy() == pytest.approx(front, abs=1e-12)
+    assert (req["e2e_s"] - (req["finish_s"] - req["arrival_s"])).to_numpy() == pytest.approx(front, abs=1e-12)
+    many = req[req["output_tokens"] > 1]
+    tpot = (many["finish_s"] - many["first_token_s"]) / (many["output_tokens"] - 1)
+    assert many["tpot_s"].to_numpy() == pytest.approx(tpot.to_numpy())

@@ -92,12 +92,16 @@ class EfficiencySpec(Frozen):
 
 
 class EngineSpec(Frozen):
-    """A serving engine's profile (catalog/engines/<id>.yaml): its host-side cost per sequence per step, and
-    per step beyond the chip's own step overhead."""
+    """A serving engine's profile (catalog/engines/<id>.yaml): its host-side cost per sequence per step, per
+    step beyond the chip's own step overhead, and its front end's latency."""
     id: str
     name: str
     sequence_overhead: Seconds
     step_overhead: Seconds = 0.0
+    # a request's way between the client and the scheduler, both ways, off the GPU's path: HTTP, chat template
+    # and tokenisation, IPC to the engine core, detokenisation and streaming back; added to the TTFT and E2E a
+    # client measures (0: benchmarks that call the engine in process)
+    frontend_latency: Seconds = 0.0
     source: str
 
 

@@ -1,9 +1,13 @@
 """A run's numbers: the requests and links tables built once from the records, and summary.json.
 
 Metric definitions (the one place they are written down):
-- queue_s: arrival -> admission into the running batch. ttft_s: arrival -> first output token delivered.
+- queue_s: arrival -> admission into the running batch. ttft_s: arrival -> first output token delivered, plus
+  the serving engine's front-end latency (catalog/engines: HTTP, tokenisation, IPC, streaming back; 0 for
+  in-process engines), as a client measures it; first_token_s is when the engine emits it. The front end is
+  off the GPU's path: a constant on each request, so the schedule is the same with or without it (a closed
+  loop's user would send its next request that much later: not modelled, < 0.1% of a turn of seconds).
 - tpot_s: (finish - first token) / (output tokens - 1), first token excluded; requests with 1 output token
-  have none. e2e_s: arrival -> last token.
+  have none. e2e_s: arrival -> last token, plus the front-end latency.
 - throughput: completed requests' tokens over the simulated span (time 0 to the last event).
 - utilization.compute_mean / memory_bw_mean: achieved FLOP/s and bytes/s as a fraction of nameplate peak,
   averaged over the span and the chips. links: bytes carried over (achievable bandwidth x span), per directed
@@ -74,11 +78,12 @@ SECONDS_PER_YEAR = 365.0 * 24 * 3600
 
 
 def tables(c: Collector, requests: Requests, links: LinkHistogram, capacity: dict[str, float], graph: "nx.DiGraph",
-           span_s: float, slo_targets: list[slo.Targets] | None = None
+           span_s: float, slo_targets: list[slo.Targets] | None = None, frontend_s: float = 0.0
            ) -> tuple[pd.DataFrame, IterationStore, pd.DataFrame]:
     """(requests frame, iteration rows, links frame) from a finished run's records; `slo_targets` per class
-    (none: every completed request meets its SLO). Iterations stay in their store (a long run has millions):
-    summaries read them a column at a time."""
+    (none: every completed request meets its SLO); `frontend_s`, the serving engine's front-end latency, is in
+    the TTFT and E2E a client sees. Iterations stay in their store (a long run has millions): summaries read
+    them a column at a time."""
     req = pd.DataFrame({
         "request_id": np.arange(c.n, dtype=np.int64),
         "replica": np.asarray(c.replica, dtype=np.int32),
@@ -97,8 +102,8 @@ def tables(c: Collector, requests: Requests, links: LinkHistogram, capacity: dic
         "accepted_tokens": np.asarray(c.accepted_tokens, dtype=np.int64),
     })
     req["queue_s"] = req["admit_s"] - req["arrival_s"]
-    req["ttft_s"] = req["first_token_s"] - req["arrival_s"]
-    req["e2e_s"] = req["finish_s"] - req["arrival_s"]
+    req["ttft_s"] = req["first_token_s"] - req["arrival_s"] + frontend_s
+    req["e2e_s"] = req["finish_s"] - req["arrival_s"] + frontend_s
     req.loc[req["status"] != "completed", "e2e_s"] = np.nan
     decode_tokens = (req["output_tokens"] - 1).where(req["output_tokens"] > 1)
     req["tpot_s"] = (req["finish_s"] - req["first_token_s"]) / decode_tokens
