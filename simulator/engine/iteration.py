@@ -10,6 +10,8 @@ iterations here, so the two agree to the bit.
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -89,6 +91,18 @@ class PrivateTraffic:
         return [set().union(*(c.carried for c in self.collectives)), set(self.send_carried)]
 
 
+def conflicts(stages: list[Stage]) -> frozenset[tuple[int, int]]:
+    """The pairs of traffic classes of a closed-form replica (2 s: stage s's all-reduces, 2 s + 1: its send
+    to the next stage) that have a link in common, both orders; `pipeline_time` checks these never overlap."""
+    links = []
+    for s, stage in enumerate(stages):
+        assert stage.private is not None  # closed form: every stage of the replica has private links
+        for k, used in enumerate(stage.private.sources()):
+            if used:
+                links.append((2 * s + k, used))
+    return frozenset((a, b) for a, la in links for b, lb in links if la & lb)
+
+
 def _linear(collective: Collective, routes: Routes, capacity: dict[str, float]):
     """(seconds per byte, fixed latency, bytes per link per byte, bytes sent per byte) of a collective."""
     if not collective:
@@ -97,6 +111,90 @@ def _linear(collective: Collective, routes: Routes, capacity: dict[str, float]):
     seconds, carried = uncontended_s(collective, routes.route, capacity)
     sent = sum(size for p in collective for _, _, size in p.flows)
     return seconds - latency, latency, carried, sent
+
+
+def pipeline_time(stages: list[tuple[float, float, float, float]], parts: int, in_flight: bool,
+                  conflicts: frozenset[tuple[int, int]]) -> float | None:
+    """Duration of one iteration of `parts` identical micro-batches through a pipeline whose stages (each
+    (pass, all-reduce, send, send latency) seconds, uncontended) may share links with one another inside the
+    replica; None when two transfers that share a link would overlap in time.
+
+    The schedule is the one `Replica._micro_batch` runs as SimPy processes, replayed without the event loop:
+    micro-batch j starts at stage j mod p when kept in flight (at stage 0 when drained) and goes round every
+    stage once; a stage is a FIFO resource held for its pass and its all-reduce; the send to the next stage
+    follows the release (the stage already takes the next micro-batch); the iteration ends when the last
+    micro-batch is through. Requests at one instant are served in the order the event loop makes them (a
+    heap of (time, order of scheduling), as SimPy orders its events).
+
+    Why it is exact: a transfer's time on links that nothing else uses at that moment is its closed form
+    (`_linear`: bytes over the bottleneck share of each phase, plus latencies), whatever else uses those links
+    at other times. The replay records every transfer as the interval it would occupy uncontended (latency
+    waits included, a conservative superset of the time its bytes are on the wire) and the class of links it
+    uses (all-reduce of stage s, send of stage s; `conflicts` holds the pairs of classes with a common link).
+    If no two intervals of conflicting classes overlap, no flow ever shares a link with another, so every
+    transfer takes its uncontended time and the replayed times are the flow model's (up to the rounding of
+    the additions, which the two paths order differently). If two do overlap, the max-min fair shares would
+    change the times; the caller then runs that iteration as flows (the iteration starts and ends with the
+    replica's links idle, so an iteration at a time may take either path)."""
+    p = len(stages)
+    busy = [False] * p
+    queues: list[deque[int]] = [deque() for _ in range(p)]
+    routes = [[*range(j % p if in_flight else 0, p), *range(j % p if in_flight else 0)] for j in range(parts)]
+    where = [0] * parts  # index into the micro-batch's route of the stage it is at or waits for
+    heap: list[tuple[float, int, int, int]] = []  # (time, order, kind: 0 pass done / 1 send done, micro-batch)
+    order = 0
+    intervals: list[tuple[float, float, int]] = []  # (start, end, class: 2 s all-reduce, 2 s + 1 send)
+    end = 0.0
+
+    def grant(s: int, j: int, t: float) -> None:
+        nonlocal order
+        busy[s] = True
+        pass_s, coll, _, _ = stages[s]
+        t_coll = t + pass_s
+        done = t_coll + coll
+        if coll > 0.0:
+            intervals.append((t_coll, done, 2 * s))
+        heapq.heappush(heap, (done, order, 0, j))
+        order += 1
+
+    def request(j: int, t: float) -> None:
+        s = routes[j][where[j]]
+        if busy[s]:
+            queues[s].append(j)
+        else:
+            grant(s, j, t)
+
+    for j in range(parts):
+        request(j, 0.0)
+    while heap:
+        t, _, kind, j = heapq.heappop(heap)
+        if kind == 0:
+            s = routes[j][where[j]]
+            busy[s] = False
+            if queues[s]:
+                grant(s, queues[s].popleft(), t)
+            if s + 1 < p:  # activations to the next stage
+                _, _, xfer, latency = stages[s]
+                arrive = t + xfer + latency
+                if xfer > 0.0:
+                    intervals.append((t, arrive, 2 * s + 1))
+                heapq.heappush(heap, (arrive, order, 1, j))
+                order += 1
+                continue
+        where[j] += 1
+        if where[j] == p:
+            end = max(end, t)
+        else:
+            request(j, t)
+    if conflicts:
+        intervals.sort()
+        for i, (start, stop, kind) in enumerate(intervals):
+            for other_start, _, other in intervals[i + 1:]:
+                if other_start >= stop:
+                    break
+                if (kind, other) in conflicts:
+                    return None
+    return end
 
 
 class ReplicaState:
@@ -130,6 +228,7 @@ class ReplicaState:
         self._timed: tuple | None = None  # (shape, parts, closed form) run-ahead timed but did not commit
         self.early_effects = False  # may run-ahead commit finishes and drops before the clock (open loop)?
         self.dropped = False  # did the last schedule drop requests (whose closed-loop users sent new ones)?
+        self._conflicts: frozenset[tuple[int, int]] | None = None  # closed form: link-sharing traffic classes
 
     def micro_batches_of(self, batch: Batch) -> int:
         """Micro-batches the pipeline splits `batch` into: as configured, at most one per request."""
@@ -172,17 +271,16 @@ class ReplicaState:
                 collector.finish(finished, end)
             self.on_done(finished)
 
-    def closed_form(self, shape: BatchShape, parts: int) -> tuple[float, list[StepCost], list]:
+    def closed_form(self, shape: BatchShape, parts: int) -> tuple[float | None, list[StepCost], list]:
         """Duration of an iteration whose links are all private: every stage pass, all-reduce and send in
-        closed form, and the pipeline of `parts` identical micro-batches, each through every stage. Drained
-        every iteration (flush), a flow shop with identical jobs: sum of every step + (parts - 1) x the slowest
-        step that holds a resource. Kept in flight, a cyclic pipeline: the slower of one micro-batch's way
-        through the stages and `parts` passes of the slowest step. Returns (duration, each stage's cost, each
-        stage's (traffic, activation bytes)); `book` records them. No side effects."""
+        closed form, and the pipeline of `parts` identical micro-batches, each through every stage (`pipeline`).
+        Returns (duration, each stage's cost, each stage's (traffic, activation bytes)); `book` records them;
+        the duration is None when transfers inside the replica would contend (the iteration runs as flows).
+        No side effects."""
         micro = shape.split(parts) if parts > 1 else shape
         size = micro.tokens * self.stages[0].cost_model.model.d_model * ACTIVATION_BYTES
         total = slowest = 0.0
-        costs, bookings = [], []
+        costs, bookings, steps = [], [], []
         for stage in self.stages:
             t = stage.private
             assert t is not None  # closed form: every stage of the replica has private links
@@ -195,7 +293,21 @@ class ReplicaState:
             slowest = max(slowest, step, xfer)
             costs.append(cost)
             bookings.append((t, size, coll, xfer, c))
-        return pipelined(total, slowest, parts, self.in_flight), costs, bookings
+            steps.append((cost.roofline_s, coll, xfer, t.send_latency_s))
+        return self.pipeline(total, slowest, parts, steps), costs, bookings
+
+    def pipeline(self, total: float, slowest: float, parts: int,
+                 steps: list[tuple[float, float, float, float]]) -> float | None:
+        """Duration of an iteration of `parts` micro-batches from its stages' (pass, all-reduce, send, send
+        latency) `steps`; `total` and `slowest` are their sum over stages and slowest resource-holding step.
+        One micro-batch (or one stage): the sum. Several through several stages: the replay of the flow
+        model's schedule (`pipeline_time`), exact also where a stage's send shares links with its own or the
+        next stage's all-reduce (the chips' switch links), None when such transfers would overlap."""
+        if parts > 1 and len(steps) > 1:
+            if self._conflicts is None:
+                self._conflicts = conflicts(self.stages)
+            return pipeline_time(steps, parts, self.in_flight, self._conflicts)
+        return pipelined(total, slowest, parts, self.in_flight)
 
     def book(self, start: float, end: float, parts: int, costs: list[StepCost], bookings: list,
               account: IterationAccount) -> None:
@@ -211,14 +323,14 @@ class ReplicaState:
             if t.send_carried:
                 self.network.account_private(start, end, t.send_carried, nbytes * t.send_sent, nbytes)
 
-    def timing(self, shape: BatchShape, parts: int) -> tuple[float, list[StepCost], list]:
+    def timing(self, shape: BatchShape, parts: int) -> tuple[float | None, list[StepCost], list]:
         """`closed_form(shape, parts)`, or the timing run-ahead remembered for it (a pure function of both)."""
         timed = self._timed
         if timed is not None and timed[0] == shape and timed[1] == parts:
             return timed[2]
         return self.closed_form(shape, parts)
 
-    def remember(self, shape: BatchShape, parts: int, timing: tuple[float, list[StepCost], list]) -> None:
+    def remember(self, shape: BatchShape, parts: int, timing: tuple[float | None, list[StepCost], list]) -> None:
         """Run-ahead timed this iteration but could not commit it: the normal path reuses the timing."""
         self._timed = (shape, parts, timing)
 

@@ -1,0 +1,73 @@
+"""A pipelined replica whose links carry only its own traffic is timed by replaying its micro-batch schedule
+(engine/iteration.py `pipeline_time`), iterations where its own transfers would share a link running as
+flows: the requests' timestamps must be the flow model's, in every schedule."""
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+from simulator import load_scenario, run
+from simulator.engine import iteration
+from simulator.engine.cluster import Cluster
+
+
+def _scenario(write_scenario, p, m, schedule, tp):
+    return write_scenario({
+        "model": "llama-3.1-70b", "cluster": str(REPO / "topologies" / "hgx-h100.yaml"),
+        "deployment": {"tensor_parallel": tp, "pipeline_parallel": p, "micro_batches": m, "weights_dtype": "fp8",
+                       "pipeline_schedule": schedule},
+        "workload.arrival": {"kind": "poisson", "rate": "4 /s"},
+        "workload.prompt_tokens": {"kind": "uniform", "low": 16, "high": 2000},
+        "workload.output_tokens": {"kind": "uniform", "low": 1, "high": 100},
+        "workload.num_requests": 60})
+
+
+@pytest.mark.parametrize("p, m, schedule, tp", [
+    (4, 8, "in_flight", 1), (4, 8, "flush", 1), (3, 2, "in_flight", 1),  # sends only: each on links of its own
+    (2, 2, "in_flight", 2), (2, 4, "flush", 2),  # sends share the switch links with the all-reduces
+])
+def test_pipelined_closed_form_gives_the_flow_models_timestamps(write_scenario, monkeypatch, p, m, schedule, tp):
+    path = _scenario(write_scenario, p, m, schedule, tp)
+    replayed = {"closed": 0, "flows": 0}
+    replay = iteration.pipeline_time
+
+    def counted(*args):
+        duration = replay(*args)
+        replayed["closed" if duration is not None else "flows"] += 1
+        return duration
+
+    monkeypatch.setattr(iteration, "pipeline_time", counted)
+    closed = run(load_scenario(path))
+    assert closed.summary["network"]["closed_form_replicas"] == 1
+    assert replayed["closed"] + replayed["flows"] > 50
+    if tp == 1:
+        assert replayed["flows"] == 0  # nothing shares a link: every iteration in closed form
+    monkeypatch.setattr(Cluster, "_private_replicas", lambda self, stages, shared: set())
+    flows = run(load_scenario(path))
+    assert flows.summary["network"]["closed_form_replicas"] == 0
+    assert closed.summary["requests"] == flows.summary["requests"]
+    columns = ["arrival_s", "first_token_s", "finish_s"]
+    a, b = closed.requests[columns].to_numpy(), flows.requests[columns].to_numpy()
+    # not bit-identical: the closed form adds a transfer's time as one linear form where the flows add each
+    # phase's bytes/rate and latency at the clock's time, so the last bits differ (~1e-16 relative per
+    # iteration, accumulated over the run)
+    assert np.allclose(a, b, rtol=1e-9, atol=0.0, equal_nan=True)
+    assert closed.summary["network"]["link_bytes"] == pytest.approx(flows.summary["network"]["link_bytes"], rel=1e-9)
+
+
+def test_the_replay_is_the_cyclic_pipelines_period_on_balanced_stages():
+    # p balanced stages kept in flight with m >= p micro-batches: every stage busy all the time, m passes each
+    step = (1.0, 0.0, 0.0, 0.0)
+    assert iteration.pipeline_time([step] * 4, 8, True, frozenset()) == pytest.approx(8.0)
+    # drained each iteration: GPipe's (m + p - 1) passes
+    assert iteration.pipeline_time([step] * 4, 8, False, frozenset()) == pytest.approx(11.0)
+
+
+def test_the_replay_declines_when_a_send_would_overlap_an_all_reduce_on_a_shared_link():
+    # stage 1 slower than stage 0: micro-batch 1 leaves stage 0 (and sends) while micro-batch 0's all-reduce
+    # runs on stage 1; they share the receiving chips' links (classes 1 and 2)
+    stages = [(1.0, 0.1, 0.01, 0.0), (1.0, 0.5, 0.0, 0.0)]
+    # micro-batch 1: stage 1 over [0, 1.5], stage 0 over [1.5, 2.6], sends over [2.6, 2.61]; micro-batch 0:
+    # stage 0, sends over [1.1, 1.11], stage 1 over [1.5, 3.0] with its all-reduce over [2.5, 3.0]
+    assert iteration.pipeline_time(stages, 2, True, frozenset({(1, 2), (2, 1)})) is None
+    assert iteration.pipeline_time(stages, 2, True, frozenset({(0, 0), (2, 2)})) == pytest.approx(3.0)
