@@ -54,11 +54,13 @@ class Stage:
 
 class Linear(NamedTuple):
     """A collective's traffic per byte of activations on private links: seconds per byte, fixed latency,
-    bytes per link per byte, bytes sent per byte."""
+    bytes per link per byte, bytes sent per byte, its phases (`_phases`; None: one has flows of several
+    sizes, so contention with it is left to flows)."""
     s_per_byte: float
     latency_s: float
     carried: dict[str, float]
     sent: float
+    phases: tuple | None = None
 
 
 class PrivateTraffic:
@@ -73,13 +75,15 @@ class PrivateTraffic:
         if stage.moe_collective is not None:
             moe = repeated(stage.moe_collective(1.0), round(stage.cost_model.moe_layers))
         units = [repeated(a.make(1.0), reps) + moe for a in self.choice.algorithms] or [moe]
-        self.collectives = [Linear(*_linear(unit, routes, capacity)) for unit in units]
+        self.collectives = [Linear(*_linear(unit, routes, capacity), phases=_phases(unit, routes, capacity))
+                            for unit in units]
         send: Collective = ()
         if next_stage is not None:
             n = len(stage.chips)
             send = (Phase(tuple((a, b, 1.0 / n) for a, b in zip(stage.chips, next_stage.chips)), 1),)
         self.send_s_per_byte, self.send_latency_s, self.send_carried, self.send_sent = _linear(send, routes,
                                                                                                capacity)
+        self.send_phases = _phases(send, routes, capacity)
 
     def collective(self, size: float) -> Linear:
         """The all-reduces' linear form for activations of `size` bytes (the algorithm that size picks)."""
@@ -103,7 +107,24 @@ def conflicts(stages: list[Stage]) -> frozenset[tuple[int, int]]:
     return frozenset((a, b) for a, la in links for b, lb in links if la & lb)
 
 
-def _linear(collective: Collective, routes: Routes, capacity: dict[str, float]):
+def _phases(collective: Collective, routes: Routes, capacity: dict[str, float]) -> tuple | None:
+    """Per phase of a collective, per byte of activations: (bytes each member moves, the latency wait after
+    its transfer, its links, members per link, their capacities), as `engine.link.Network` runs it (one
+    bundle per phase); None if a phase has flows of several sizes (several bundles)."""
+    phases = []
+    for phase in collective:
+        sizes = {size for _, _, size in phase.flows}
+        if len(sizes) > 1:
+            return None
+        mult, latency = phase_links(phase, routes.route)
+        links = tuple(mult)
+        phases.append((sizes.pop() if sizes and mult else 0.0, phase.steps * latency + phase.base_s, links,
+                       tuple(mult[k] for k in links), tuple(capacity[k] for k in links)))
+    return tuple(phases)
+
+
+def _linear(collective: Collective, routes: Routes,
+            capacity: dict[str, float]) -> tuple[float, float, dict[str, float], float]:
     """(seconds per byte, fixed latency, bytes per link per byte, bytes sent per byte) of a collective."""
     if not collective:
         return 0.0, 0.0, {}, 0.0
@@ -114,10 +135,13 @@ def _linear(collective: Collective, routes: Routes, capacity: dict[str, float]):
 
 
 def pipeline_time(stages: list[tuple[float, float, float, float]], parts: int, in_flight: bool,
-                  conflicts: frozenset[tuple[int, int]]) -> float | None:
+                  conflicts: frozenset[tuple[int, int]], size: float = 0.0,
+                  traffic: list[tuple[tuple | None, tuple | None]] | None = None) -> float | None:
     """Duration of one iteration of `parts` identical micro-batches through a pipeline whose stages (each
     (pass, all-reduce, send, send latency) seconds, uncontended) may share links with one another inside the
-    replica; None when two transfers that share a link would overlap in time.
+    replica (`conflicts`: the pairs of traffic classes 2 s, all-reduces of stage s, and 2 s + 1, its send,
+    with a link in common); None when the contention is not one this function resolves (the caller then runs
+    the iteration as flows).
 
     The schedule is the one `Replica._micro_batch` runs as SimPy processes, replayed without the event loop:
     micro-batch j starts at stage j mod p when kept in flight (at stage 0 when drained) and goes round every
@@ -126,16 +150,20 @@ def pipeline_time(stages: list[tuple[float, float, float, float]], parts: int, i
     micro-batch is through. Requests at one instant are served in the order the event loop makes them (a
     heap of (time, order of scheduling), as SimPy orders its events).
 
-    Why it is exact: a transfer's time on links that nothing else uses at that moment is its closed form
-    (`_linear`: bytes over the bottleneck share of each phase, plus latencies), whatever else uses those links
-    at other times. The replay records every transfer as the interval it would occupy uncontended (latency
-    waits included, a conservative superset of the time its bytes are on the wire) and the class of links it
-    uses (all-reduce of stage s, send of stage s; `conflicts` holds the pairs of classes with a common link).
-    If no two intervals of conflicting classes overlap, no flow ever shares a link with another, so every
-    transfer takes its uncontended time and the replayed times are the flow model's (up to the rounding of
-    the additions, which the two paths order differently). If two do overlap, the max-min fair shares would
-    change the times; the caller then runs that iteration as flows (the iteration starts and ends with the
-    replica's links idle, so an iteration at a time may take either path)."""
+    Why it is exact. The flow model (engine/link.py) runs each phase of a transfer as one bundle at the
+    max-min fair rate of the bundles on its links, then waits the phase's latency. A bundle alone on its
+    links moves at its uncontended rate, so a transfer none of whose bundles meets another takes its closed
+    form (`_linear`), whatever else uses those links at other times. The replay first times every transfer
+    uncontended and lays out the windows in which its bundles move bytes (`traffic`: each class's phases,
+    `_phases`, for activations of `size` bytes). No two windows of classes that share a link overlap: every
+    time is the flow model's. Exactly one pair overlaps, and neither transfer's end starts anything but the
+    end of its micro-batch (the last transfer of the micro-batch and, for an all-reduce, the stage's last
+    use in the iteration; in Vidur's TP2 x PP2 this is micro-batch 1's send from stage 0 meeting micro-batch
+    0's all-reduce on stage 1, every iteration, stage 1 being slower by the lm_head): the pair is run through
+    the max-min fair sharing of the flow model (`_contend`, piecewise-constant rates, recomputed when either
+    bundle starts or ends), and the iteration ends with the last micro-batch, provided the stretched windows
+    meet no third transfer. Anything else: None. The times equal the flow model's up to the rounding of the
+    additions, which the two paths order differently."""
     p = len(stages)
     busy = [False] * p
     queues: list[deque[int]] = [deque() for _ in range(p)]
@@ -143,8 +171,11 @@ def pipeline_time(stages: list[tuple[float, float, float, float]], parts: int, i
     where = [0] * parts  # index into the micro-batch's route of the stage it is at or waits for
     heap: list[tuple[float, int, int, int]] = []  # (time, order, kind: 0 pass done / 1 send done, micro-batch)
     order = 0
-    intervals: list[tuple[float, float, int]] = []  # (start, end, class: 2 s all-reduce, 2 s + 1 send)
-    end = 0.0
+    grants = [0] * p
+    # transfers: [start, end, class, micro-batch, ends its micro-batch, stage grant (all-reduce) or -1]
+    transfers: list[list] = []
+    running: list[list | None] = [None] * p  # the all-reduce on each stage
+    ends = [0.0] * parts
 
     def grant(s: int, j: int, t: float) -> None:
         nonlocal order
@@ -152,8 +183,12 @@ def pipeline_time(stages: list[tuple[float, float, float, float]], parts: int, i
         pass_s, coll, _, _ = stages[s]
         t_coll = t + pass_s
         done = t_coll + coll
+        running[s] = None
         if coll > 0.0:
-            intervals.append((t_coll, done, 2 * s))
+            record = [t_coll, done, 2 * s, j, False, grants[s]]
+            running[s] = record
+            transfers.append(record)
+        grants[s] += 1
         heapq.heappush(heap, (done, order, 0, j))
         order += 1
 
@@ -168,33 +203,138 @@ def pipeline_time(stages: list[tuple[float, float, float, float]], parts: int, i
         request(j, 0.0)
     while heap:
         t, _, kind, j = heapq.heappop(heap)
+        last = where[j] + 1 == p
         if kind == 0:
             s = routes[j][where[j]]
             busy[s] = False
+            record = running[s]
+            if record is not None:
+                record[4] = last and s + 1 == p
             if queues[s]:
                 grant(s, queues[s].popleft(), t)
             if s + 1 < p:  # activations to the next stage
                 _, _, xfer, latency = stages[s]
                 arrive = t + xfer + latency
                 if xfer > 0.0:
-                    intervals.append((t, arrive, 2 * s + 1))
+                    transfers.append([t, arrive, 2 * s + 1, j, last, -1])
                 heapq.heappush(heap, (arrive, order, 1, j))
                 order += 1
                 continue
         where[j] += 1
         if where[j] == p:
-            end = max(end, t)
+            ends[j] = t
         else:
             request(j, t)
-    if conflicts:
-        intervals.sort()
-        for i, (start, stop, kind) in enumerate(intervals):
-            for other_start, _, other in intervals[i + 1:]:
-                if other_start >= stop:
-                    break
-                if (kind, other) in conflicts:
-                    return None
-    return end
+    end = max(ends)
+    if not conflicts or len(transfers) < 2:
+        return end
+    windows = [_windows(tr, size, traffic) for tr in transfers]
+    met = [(i, k) for i in range(len(transfers)) for k in range(i + 1, len(transfers))
+           if (transfers[i][2], transfers[k][2]) in conflicts and _overlap(windows[i], windows[k])]
+    if not met:
+        return end
+    if len(met) > 1 or traffic is None:
+        return None
+    i, k = met[0]
+    a, b = transfers[i], transfers[k]
+    if not all(tr[4] and (tr[5] < 0 or tr[5] == grants[tr[2] // 2] - 1) for tr in (a, b)):
+        return None  # a later step waits for one of them
+    phases = [traffic[tr[2] // 2][tr[2] % 2] for tr in (a, b)]
+    if phases[0] is None or phases[1] is None:
+        return None
+    a_end, b_end = _contend((a[0], phases[0]), (b[0], phases[1]), size)
+    for n, tr in enumerate(transfers):
+        if n not in (i, k) and any(
+                (tr[2], other[2]) in conflicts and tr[0] < stop and other[0] < tr[1]
+                for other, stop in ((a, a_end), (b, b_end))):
+            return None  # the stretched pair would meet a third transfer
+    ends[a[3]], ends[b[3]] = a_end, b_end
+    return max(ends)
+
+
+def _windows(transfer: list, size: float, traffic: list | None) -> list[tuple[float, float]]:
+    """When a transfer's bundles move bytes, uncontended: one window per phase (its whole span without the
+    phases)."""
+    phases = None if traffic is None else traffic[transfer[2] // 2][transfer[2] % 2]
+    if phases is None:
+        return [(transfer[0], transfer[1])]
+    t, windows = transfer[0], []
+    for per_byte, wait, _, mults, caps in phases:
+        if per_byte and mults:
+            d = per_byte * size / min(c / m for c, m in zip(caps, mults))
+            windows.append((t, t + d))
+            t += d
+        t += wait
+    return windows
+
+
+def _overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
+    return any(s < f and t < e for s, e in a for t, f in b)
+
+
+def _contend(first: tuple[float, tuple], second: tuple[float, tuple], size: float) -> tuple[float, float]:
+    """When two transfers (start, phases) that share links end, run as the flow model runs them: each phase
+    one bundle moving its bytes at the max-min fair rate of the bundles then moving (progressive filling, as
+    `Network._fill`), rates recomputed whenever a bundle starts or ends, then the phase's latency wait."""
+    transfers = (first, second)
+    phase = [0, 0]
+    moving = [False, False]  # moving bytes (else waiting until `until`, then starting phase `phase`)
+    until = [first[0], second[0]]
+    left = [0.0, 0.0]
+    done = [-1.0, -1.0]
+    t = min(until)
+    while done[0] < 0.0 or done[1] < 0.0:
+        rates = _rates([transfers[i][1][phase[i]] if moving[i] else None for i in (0, 1)])
+        nexts = [done[i] if done[i] >= 0.0 else (t + left[i] / rates[i] if moving[i] else until[i]) for i in (0, 1)]
+        t_next = min(nexts[i] for i in (0, 1) if done[i] < 0.0)
+        for i in (0, 1):
+            if done[i] >= 0.0:
+                continue
+            if moving[i] and nexts[i] > t_next:
+                left[i] -= rates[i] * (t_next - t)
+            elif nexts[i] == t_next:
+                phases = transfers[i][1]
+                if moving[i]:  # its bytes are through: the latency wait
+                    moving[i] = False
+                    until[i] = t_next + phases[phase[i]][1]
+                    phase[i] += 1
+                elif phase[i] == len(phases):
+                    done[i] = t_next
+                else:
+                    per_byte, wait, _, mults, _ = phases[phase[i]]
+                    if per_byte and mults:
+                        moving[i], left[i] = True, per_byte * size
+                    else:
+                        until[i] = t_next + wait
+                        phase[i] += 1
+        t = t_next
+    return done[0], done[1]
+
+
+def _rates(bundles: list[tuple | None]) -> list[float]:
+    """Rates (bytes/s per member) of up to two bundles (phase tuples; None: not moving), as the flow model
+    gives them: alone, the tightest link's capacity over its members; sharing links, progressive filling."""
+    moving = [b for b in bundles if b is not None]
+    if len(moving) == 2 and set(moving[0][2]) & set(moving[1][2]):
+        left: dict[str, float] = {}
+        weight: dict[str, int] = {}
+        for _, _, links, mults, caps in moving:
+            for link, m, c in zip(links, mults, caps):
+                left[link] = c
+                weight[link] = weight.get(link, 0) + m
+        rate: dict[int, float] = {}
+        while len(rate) < 2:
+            link = min((k for k in left if weight[k] > 0), key=lambda k: (max(left[k], 0.0) / weight[k], k))
+            share = max(left[link], 0.0) / weight[link]
+            for n, (_, _, links, mults, _) in enumerate(moving):
+                if n not in rate and link in links:
+                    rate[n] = share
+                    for other, m in zip(links, mults):
+                        left[other] -= share * m
+                        weight[other] -= m
+        shared = iter([rate[0], rate[1]])
+        return [next(shared) if b is not None else 0.0 for b in bundles]
+    return [min(c / m for c, m in zip(b[4], b[3])) if b is not None else 0.0 for b in bundles]
 
 
 class ReplicaState:
@@ -294,19 +434,22 @@ class ReplicaState:
             costs.append(cost)
             bookings.append((t, size, coll, xfer, c))
             steps.append((cost.roofline_s, coll, xfer, t.send_latency_s))
-        return self.pipeline(total, slowest, parts, steps), costs, bookings
+        return self.pipeline(total, slowest, parts, steps, size, [b[4] for b in bookings]), costs, bookings
 
-    def pipeline(self, total: float, slowest: float, parts: int,
-                 steps: list[tuple[float, float, float, float]]) -> float | None:
+    def pipeline(self, total: float, slowest: float, parts: int, steps: list[tuple[float, float, float, float]],
+                 size: float, collectives: list[Linear]) -> float | None:
         """Duration of an iteration of `parts` micro-batches from its stages' (pass, all-reduce, send, send
-        latency) `steps`; `total` and `slowest` are their sum over stages and slowest resource-holding step.
-        One micro-batch (or one stage): the sum. Several through several stages: the replay of the flow
-        model's schedule (`pipeline_time`), exact also where a stage's send shares links with its own or the
-        next stage's all-reduce (the chips' switch links), None when such transfers would overlap."""
+        latency) `steps`; `total` and `slowest` are their sum over stages and slowest resource-holding step;
+        `size` the activation bytes of a micro-batch, `collectives` each stage's all-reduce form. One
+        micro-batch (or one stage): the sum. Several through several stages: the replay of the flow model's
+        schedule (`pipeline_time`), exact also where a stage's send shares links with its own or the next
+        stage's all-reduce (the chips' switch links); None where it leaves the contention to flows."""
         if parts > 1 and len(steps) > 1:
             if self._conflicts is None:
                 self._conflicts = conflicts(self.stages)
-            return pipeline_time(steps, parts, self.in_flight, self._conflicts)
+            traffic = [(c.phases, st.private.send_phases) for c, st in zip(collectives, self.stages)
+                       if st.private is not None]
+            return pipeline_time(steps, parts, self.in_flight, self._conflicts, size, traffic)
         return pipelined(total, slowest, parts, self.in_flight)
 
     def book(self, start: float, end: float, parts: int, costs: list[StepCost], bookings: list,

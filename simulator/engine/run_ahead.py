@@ -163,6 +163,7 @@ def _commit_steady(replica: ReplicaState, batch: Batch, parts: int, start: float
         xfer = p.send_s_per_byte * size
         plan.append((stage.cost_model.decode_terms(micro), coll, xfer, p.send_latency_s,
                      parts * (coll + xfer + p.send_latency_s), parts * size * (ar.sent + p.send_sent), p, ar))
+    collectives = [x[7] for x in plan]
     size_, used, out, n, pf = batch.size, batcher.kv.used_blocks, batch.output_tokens, shape.decode_tokens, \
         shape.prefill_tokens
     rows, pack = collector.pending_rows, ROW.pack
@@ -187,7 +188,7 @@ def _commit_steady(replica: ReplicaState, batch: Batch, parts: int, start: float
             slowest = max(slowest, step, xfer)
             costs.append((c, m, ov, fl, mem_b, stream_b, cbi, mbi))
             passes.append((cbi + mbi + ov, coll, xfer, send_latency))
-        duration = pipeline(total, slowest, parts, passes)
+        duration = pipeline(total, slowest, parts, passes, size, collectives)
         if duration is None:  # transfers inside the replica would contend: the normal path runs it as flows
             break
         end = t + duration
