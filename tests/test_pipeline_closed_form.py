@@ -63,7 +63,7 @@ def test_the_replay_is_the_cyclic_pipelines_period_on_balanced_stages():
     assert iteration.pipeline_time([step] * 4, 8, False, frozenset()) == pytest.approx(11.0)
 
 
-def test_the_replay_declines_when_a_send_would_overlap_an_all_reduce_on_a_shared_link():
+def test_the_replay_declines_when_a_send_would_move_bytes_beside_an_all_reduces_on_a_shared_link():
     # stage 1 slower than stage 0: micro-batch 1 leaves stage 0 (and sends) while micro-batch 0's all-reduce
     # runs on stage 1; they share the receiving chips' links (classes 1 and 2)
     stages = [(1.0, 0.1, 0.01, 0.0), (1.0, 0.5, 0.0, 0.0)]
@@ -71,3 +71,65 @@ def test_the_replay_declines_when_a_send_would_overlap_an_all_reduce_on_a_shared
     # stage 0, sends over [1.1, 1.11], stage 1 over [1.5, 3.0] with its all-reduce over [2.5, 3.0]
     assert iteration.pipeline_time(stages, 2, True, frozenset({(1, 2), (2, 1)})) is None
     assert iteration.pipeline_time(stages, 2, True, frozenset({(0, 0), (2, 2)})) == pytest.approx(3.0)
+    # with the transfers' phases (bytes per activation byte, latency wait, uncontended rate): the send's bytes
+    # (from 2.6) meet the all-reduce's only if they move then: over [2.5, 3.0] they do; over [2.5, 2.55],
+    # followed by a 0.45 s wait, they do not, and the iteration takes its uncontended 3.0
+    moving = [(None, ((0.01, 0.0, 1.0),)), (((0.5, 0.0, 1.0),), None)]
+    waiting = [(None, ((0.01, 0.0, 1.0),)), (((0.05, 0.45, 1.0),), None)]
+    assert iteration.pipeline_time(stages, 2, True, frozenset({(1, 2), (2, 1)}), 1.0, moving) is None
+    assert iteration.pipeline_time(stages, 2, True, frozenset({(1, 2), (2, 1)}), 1.0, waiting) == pytest.approx(3.0)
+
+
+class _Star:
+    """Chips a, b, c, d on one switch s: each chip's link to and from it, 1 us a hop."""
+
+    def route(self, src, dst):
+        return (f"{src}->s", f"s->{dst}"), 2e-6
+
+
+@pytest.mark.parametrize("offset", [-3e-6, 0.0, 1e-6, 2.5e-6, 7e-6, 19.9e-6, 25e-6, 31e-6, 40e-6])
+def test_a_send_alone_while_the_all_reduce_waits_takes_its_uncontended_time_in_the_flow_model(offset):
+    # a send (a->b, c->d) and the ring all-reduce of b and d share the switch links into b and d; the replay
+    # treats both as uncontended unless their byte windows (`_windows`) overlap: the flow model must agree
+    import simpy
+
+    from simulator.engine.link import Network
+    from simulator.engine.replica import run_collective
+    from simulator.hardware.collectives import Phase, repeated, ring_allreduce
+
+    routes, size = _Star(), 4e5
+    capacity = {f"{x}->s": 1e11 for x in "abcd"} | {f"s->{x}": 1e11 for x in "abcd"}
+    capacity["s->d"] = 6e10  # a slower link, so that the shares are not all equal
+    send = (Phase((("a", "b", 0.5), ("c", "d", 0.5)), 1),)
+    allreduce = repeated(ring_allreduce(["b", "d"], 1.0), 3) + (Phase((("b", "c", 0.25),), 2, 1e-6),)
+
+    def scaled(collective):
+        return tuple(Phase(tuple((x, y, n * size) for x, y, n in p.flows), p.steps, p.base_s) for p in collective)
+
+    env = simpy.Environment()
+    network = Network(env, capacity)
+    ends = {}
+
+    def start(name, collective, at):
+        yield env.timeout(at)
+        yield from run_collective(env, network, routes, scaled(collective))
+        ends[name] = env.now
+
+    t_send, t_ar = 5e-6 + offset, 5e-6
+    env.process(start("send", send, t_send))
+    env.process(start("allreduce", allreduce, t_ar))
+    env.run()
+    traffic = [(iteration._phases(allreduce, routes, capacity), iteration._phases(send, routes, capacity))]
+    windows = [iteration._windows((t, 0.0, c), size, traffic) for t, c in ((t_send, 1), (t_ar, 0))]
+    meet = any(s < f and t < e for s, e in windows[0] for t, f in windows[1])
+    alone = {}
+    for name, collective, t in (("send", send, t_send), ("allreduce", allreduce, t_ar)):
+        per_byte, latency, _, _ = iteration._linear(collective, routes, capacity)
+        alone[name] = t + per_byte * size + latency
+    if not meet:  # what the replay relies on: bytes never side by side, uncontended times (exactly)
+        for name in alone:
+            assert ends[name] == pytest.approx(alone[name], rel=1e-12)
+    if 0.0 <= offset <= 2.5e-6:  # bytes side by side: max-min shares slow both, and the replay sees it
+        assert meet and all(ends[name] > alone[name] * (1 + 1e-9) for name in alone)
+    # (a meeting it sees where the bytes take different links, as at 31 us with the all-reduce's last phase
+    # b -> c, only sends the iteration to flows: conservative, still exact)

@@ -109,17 +109,16 @@ def conflicts(stages: list[Stage]) -> frozenset[tuple[int, int]]:
 
 def _phases(collective: Collective, routes: Routes, capacity: dict[str, float]) -> tuple | None:
     """Per phase of a collective, per byte of activations: (bytes each member moves, the latency wait after
-    its transfer, its links, members per link, their capacities), as `engine.link.Network` runs it (one
-    bundle per phase); None if a phase has flows of several sizes (several bundles)."""
+    its transfer, its uncontended rate), as `engine.link.Network` runs it (one bundle per phase); None if a
+    phase has flows of several sizes (several bundles)."""
     phases = []
     for phase in collective:
         sizes = {size for _, _, size in phase.flows}
         if len(sizes) > 1:
             return None
         mult, latency = phase_links(phase, routes.route)
-        links = tuple(mult)
-        phases.append((sizes.pop() if sizes and mult else 0.0, phase.steps * latency + phase.base_s, links,
-                       tuple(mult[k] for k in links), tuple(capacity[k] for k in links)))
+        rate = min((capacity[link] / m for link, m in mult.items()), default=0.0)
+        phases.append((sizes.pop() if sizes and mult else 0.0, phase.steps * latency + phase.base_s, rate))
     return tuple(phases)
 
 
@@ -140,8 +139,8 @@ def pipeline_time(stages: list[tuple[float, float, float, float]], parts: int, i
     """Duration of one iteration of `parts` identical micro-batches through a pipeline whose stages (each
     (pass, all-reduce, send, send latency) seconds, uncontended) may share links with one another inside the
     replica (`conflicts`: the pairs of traffic classes 2 s, all-reduces of stage s, and 2 s + 1, its send,
-    with a link in common); None when the contention is not one this function resolves (the caller then runs
-    the iteration as flows).
+    with a link in common); None when two of its transfers would move bytes on a shared link at the same
+    time (the caller then runs the iteration as flows).
 
     The schedule is the one `Replica._micro_batch` runs as SimPy processes, replayed without the event loop:
     micro-batch j starts at stage j mod p when kept in flight (at stage 0 when drained) and goes round every
@@ -151,19 +150,19 @@ def pipeline_time(stages: list[tuple[float, float, float, float]], parts: int, i
     heap of (time, order of scheduling), as SimPy orders its events).
 
     Why it is exact. The flow model (engine/link.py) runs each phase of a transfer as one bundle at the
-    max-min fair rate of the bundles on its links, then waits the phase's latency. A bundle alone on its
-    links moves at its uncontended rate, so a transfer none of whose bundles meets another takes its closed
-    form (`_linear`), whatever else uses those links at other times. The replay first times every transfer
-    uncontended and lays out the windows in which its bundles move bytes (`traffic`: each class's phases,
-    `_phases`, for activations of `size` bytes). No two windows of classes that share a link overlap: every
-    time is the flow model's. Exactly one pair overlaps, and neither transfer's end starts anything but the
-    end of its micro-batch (the last transfer of the micro-batch and, for an all-reduce, the stage's last
-    use in the iteration; in Vidur's TP2 x PP2 this is micro-batch 1's send from stage 0 meeting micro-batch
-    0's all-reduce on stage 1, every iteration, stage 1 being slower by the lm_head): the pair is run through
-    the max-min fair sharing of the flow model (`_contend`, piecewise-constant rates, recomputed when either
-    bundle starts or ends), and the iteration ends with the last micro-batch, provided the stretched windows
-    meet no third transfer. Anything else: None. The times equal the flow model's up to the rounding of the
-    additions, which the two paths order differently."""
+    max-min fair rate of the bundles on its links, then waits the phase's latency steps; the per-iteration
+    all-reduces of a stage are one such phase per algorithm phase (`repeated`: all layers' bytes, then all
+    their latency steps). A bundle alone on its links moves at its uncontended rate, so a transfer none of
+    whose bundles meets another takes its closed form (`_linear`), whatever else uses those links while it
+    only waits. The replay times every transfer uncontended and lays out the windows in which its bundles
+    move bytes (`traffic`: each class's phases for activations of `size` bytes, `_phases`; a class without
+    them counts as moving bytes all along). If no two windows of classes that share a link overlap, no
+    bundle ever shares a link: every time is the flow model's, up to the rounding of the additions, which
+    the two paths order differently. In Vidur's TP2 x PP2 a stage's send does fall inside the next stage's
+    all-reduce, every iteration (stage 1 is slower by the lm_head), but in its latency waits: 80 layers'
+    bytes move first (~60 us for a decode batch), then 160 steps of hop latency (~0.5 ms). When bytes would
+    meet, the max-min shares would change the times (and, in the in-flight schedule with two micro-batches,
+    both sends meet an all-reduce at the same offset): that iteration runs as flows."""
     p = len(stages)
     busy = [False] * p
     queues: list[deque[int]] = [deque() for _ in range(p)]
@@ -171,11 +170,8 @@ def pipeline_time(stages: list[tuple[float, float, float, float]], parts: int, i
     where = [0] * parts  # index into the micro-batch's route of the stage it is at or waits for
     heap: list[tuple[float, int, int, int]] = []  # (time, order, kind: 0 pass done / 1 send done, micro-batch)
     order = 0
-    grants = [0] * p
-    # transfers: [start, end, class, micro-batch, ends its micro-batch, stage grant (all-reduce) or -1]
-    transfers: list[list] = []
-    running: list[list | None] = [None] * p  # the all-reduce on each stage
-    ends = [0.0] * parts
+    transfers: list[tuple[float, float, int]] = []  # (start, end, class: 2 s all-reduce, 2 s + 1 send)
+    end = 0.0
 
     def grant(s: int, j: int, t: float) -> None:
         nonlocal order
@@ -183,12 +179,8 @@ def pipeline_time(stages: list[tuple[float, float, float, float]], parts: int, i
         pass_s, coll, _, _ = stages[s]
         t_coll = t + pass_s
         done = t_coll + coll
-        running[s] = None
         if coll > 0.0:
-            record = [t_coll, done, 2 * s, j, False, grants[s]]
-            running[s] = record
-            transfers.append(record)
-        grants[s] += 1
+            transfers.append((t_coll, done, 2 * s))
         heapq.heappush(heap, (done, order, 0, j))
         order += 1
 
@@ -203,138 +195,52 @@ def pipeline_time(stages: list[tuple[float, float, float, float]], parts: int, i
         request(j, 0.0)
     while heap:
         t, _, kind, j = heapq.heappop(heap)
-        last = where[j] + 1 == p
         if kind == 0:
             s = routes[j][where[j]]
             busy[s] = False
-            record = running[s]
-            if record is not None:
-                record[4] = last and s + 1 == p
             if queues[s]:
                 grant(s, queues[s].popleft(), t)
             if s + 1 < p:  # activations to the next stage
                 _, _, xfer, latency = stages[s]
                 arrive = t + xfer + latency
                 if xfer > 0.0:
-                    transfers.append([t, arrive, 2 * s + 1, j, last, -1])
+                    transfers.append((t, arrive, 2 * s + 1))
                 heapq.heappush(heap, (arrive, order, 1, j))
                 order += 1
                 continue
         where[j] += 1
         if where[j] == p:
-            ends[j] = t
+            end = max(end, t)
         else:
             request(j, t)
-    end = max(ends)
-    if not conflicts or len(transfers) < 2:
+    if not conflicts:
         return end
-    windows = [_windows(tr, size, traffic) for tr in transfers]
-    met = [(i, k) for i in range(len(transfers)) for k in range(i + 1, len(transfers))
-           if (transfers[i][2], transfers[k][2]) in conflicts and _overlap(windows[i], windows[k])]
-    if not met:
-        return end
-    if len(met) > 1 or traffic is None:
-        return None
-    i, k = met[0]
-    a, b = transfers[i], transfers[k]
-    if not all(tr[4] and (tr[5] < 0 or tr[5] == grants[tr[2] // 2] - 1) for tr in (a, b)):
-        return None  # a later step waits for one of them
-    phases = [traffic[tr[2] // 2][tr[2] % 2] for tr in (a, b)]
-    if phases[0] is None or phases[1] is None:
-        return None
-    a_end, b_end = _contend((a[0], phases[0]), (b[0], phases[1]), size)
-    for n, tr in enumerate(transfers):
-        if n not in (i, k) and any(
-                (tr[2], other[2]) in conflicts and tr[0] < stop and other[0] < tr[1]
-                for other, stop in ((a, a_end), (b, b_end))):
-            return None  # the stretched pair would meet a third transfer
-    ends[a[3]], ends[b[3]] = a_end, b_end
-    return max(ends)
+    windows: dict[int, list[tuple[float, float]]] = {}
+    for i, a in enumerate(transfers):
+        for k in range(i + 1, len(transfers)):
+            b = transfers[k]
+            if a[0] < b[1] and b[0] < a[1] and (a[2], b[2]) in conflicts:
+                wa = windows[i] if i in windows else windows.setdefault(i, _windows(a, size, traffic))
+                wb = windows[k] if k in windows else windows.setdefault(k, _windows(b, size, traffic))
+                if any(s < f and t < e for s, e in wa for t, f in wb):
+                    return None
+    return end
 
 
-def _windows(transfer: list, size: float, traffic: list | None) -> list[tuple[float, float]]:
+def _windows(transfer: tuple[float, float, int], size: float, traffic: list | None) -> list[tuple[float, float]]:
     """When a transfer's bundles move bytes, uncontended: one window per phase (its whole span without the
     phases)."""
     phases = None if traffic is None else traffic[transfer[2] // 2][transfer[2] % 2]
     if phases is None:
         return [(transfer[0], transfer[1])]
     t, windows = transfer[0], []
-    for per_byte, wait, _, mults, caps in phases:
-        if per_byte and mults:
-            d = per_byte * size / min(c / m for c, m in zip(caps, mults))
+    for per_byte, wait, rate in phases:
+        if per_byte:
+            d = per_byte * size / rate
             windows.append((t, t + d))
             t += d
         t += wait
     return windows
-
-
-def _overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
-    return any(s < f and t < e for s, e in a for t, f in b)
-
-
-def _contend(first: tuple[float, tuple], second: tuple[float, tuple], size: float) -> tuple[float, float]:
-    """When two transfers (start, phases) that share links end, run as the flow model runs them: each phase
-    one bundle moving its bytes at the max-min fair rate of the bundles then moving (progressive filling, as
-    `Network._fill`), rates recomputed whenever a bundle starts or ends, then the phase's latency wait."""
-    transfers = (first, second)
-    phase = [0, 0]
-    moving = [False, False]  # moving bytes (else waiting until `until`, then starting phase `phase`)
-    until = [first[0], second[0]]
-    left = [0.0, 0.0]
-    done = [-1.0, -1.0]
-    t = min(until)
-    while done[0] < 0.0 or done[1] < 0.0:
-        rates = _rates([transfers[i][1][phase[i]] if moving[i] else None for i in (0, 1)])
-        nexts = [done[i] if done[i] >= 0.0 else (t + left[i] / rates[i] if moving[i] else until[i]) for i in (0, 1)]
-        t_next = min(nexts[i] for i in (0, 1) if done[i] < 0.0)
-        for i in (0, 1):
-            if done[i] >= 0.0:
-                continue
-            if moving[i] and nexts[i] > t_next:
-                left[i] -= rates[i] * (t_next - t)
-            elif nexts[i] == t_next:
-                phases = transfers[i][1]
-                if moving[i]:  # its bytes are through: the latency wait
-                    moving[i] = False
-                    until[i] = t_next + phases[phase[i]][1]
-                    phase[i] += 1
-                elif phase[i] == len(phases):
-                    done[i] = t_next
-                else:
-                    per_byte, wait, _, mults, _ = phases[phase[i]]
-                    if per_byte and mults:
-                        moving[i], left[i] = True, per_byte * size
-                    else:
-                        until[i] = t_next + wait
-                        phase[i] += 1
-        t = t_next
-    return done[0], done[1]
-
-
-def _rates(bundles: list[tuple | None]) -> list[float]:
-    """Rates (bytes/s per member) of up to two bundles (phase tuples; None: not moving), as the flow model
-    gives them: alone, the tightest link's capacity over its members; sharing links, progressive filling."""
-    moving = [b for b in bundles if b is not None]
-    if len(moving) == 2 and set(moving[0][2]) & set(moving[1][2]):
-        left: dict[str, float] = {}
-        weight: dict[str, int] = {}
-        for _, _, links, mults, caps in moving:
-            for link, m, c in zip(links, mults, caps):
-                left[link] = c
-                weight[link] = weight.get(link, 0) + m
-        rate: dict[int, float] = {}
-        while len(rate) < 2:
-            link = min((k for k in left if weight[k] > 0), key=lambda k: (max(left[k], 0.0) / weight[k], k))
-            share = max(left[link], 0.0) / weight[link]
-            for n, (_, _, links, mults, _) in enumerate(moving):
-                if n not in rate and link in links:
-                    rate[n] = share
-                    for other, m in zip(links, mults):
-                        left[other] -= share * m
-                        weight[other] -= m
-        shared = iter([rate[0], rate[1]])
-        return [next(shared) if b is not None else 0.0 for b in bundles]
-    return [min(c / m for c, m in zip(b[4], b[3])) if b is not None else 0.0 for b in bundles]
 
 
 class ReplicaState:
