@@ -133,3 +133,19 @@ def test_a_send_alone_while_the_all_reduce_waits_takes_its_uncontended_time_in_t
         assert meet and all(ends[name] > alone[name] * (1 + 1e-9) for name in alone)
     # (a meeting it sees where the bytes take different links, as at 31 us with the all-reduce's last phase
     # b -> c, only sends the iteration to flows: conservative, still exact)
+
+
+def test_the_unrolled_two_by_two_pipeline_is_the_replay():
+    # the commonest pipeline (two stages, two micro-batches in flight) is timed by an unrolled copy of the
+    # replay: the same result to the bit, for stages of any balance, ties included
+    rng = np.random.default_rng(7)
+    conflicts = frozenset({(1, 2), (2, 1), (0, 1), (1, 0), (1, 1)})
+    for _ in range(2000):
+        r0, r1 = rng.choice([1.0, 2.0, 3.0]) * rng.uniform(0.5, 1.5, 2) if rng.random() < 0.8 else (1.0, 1.0)
+        a0, a1 = rng.uniform(0.0, 0.6, 2) * (rng.random() < 0.9)
+        x0, l0 = rng.uniform(0.0, 0.3) * (rng.random() < 0.9), rng.uniform(0.0, 0.1)
+        stages = [(r0, a0, x0, l0), (r1, a1, 0.0, 0.0)]
+        traffic = [(((rng.uniform(0, 0.3), rng.uniform(0, 0.3), 1.0),), ((rng.uniform(0, 0.2), l0, 1.0),)),
+                   (((rng.uniform(0, 0.3), rng.uniform(0, 0.3), 1.0),), None)]
+        for c, t in ((frozenset(), None), (conflicts, None), (conflicts, traffic)):
+            assert iteration._two_by_two(stages, c, 1.0, t) == iteration._replay(stages, 2, True, c, 1.0, t)
