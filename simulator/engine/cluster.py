@@ -177,12 +177,14 @@ class Cluster:
         return links
 
     def _private_replicas(self, all_stages: list[list[Stage]], shared: set[str]) -> set[int]:
-        """Replicas none of whose links carry another replica's or stage's traffic (nor KV hand-offs, the
-        `shared` links): their iterations can be timed in closed form (exactly what the flow model would
-        give), one event each."""
+        """Replicas none of whose links carry another replica's traffic (nor KV hand-offs, the `shared`
+        links): their iterations can be timed in closed form (exactly what the flow model would give), one
+        event each. Traffic of one replica's own stages may share links (a stage's send to the next stage and
+        the all-reduces on the chips' switch links): `ReplicaState.pipeline` replays their schedule and
+        leaves to flows the iterations where such transfers would overlap."""
         capacity = self.network.capacity
-        users: dict[str, int] = dict.fromkeys(shared, 1)
-        for stages in all_stages:
+        users: dict[str, set[int]] = {link: {-1} for link in shared}
+        for r, stages in enumerate(all_stages):
             for s, stage in enumerate(stages):
                 try:
                     stage.private = PrivateTraffic(stage, stages[s + 1] if s + 1 < len(stages) else None,
@@ -192,9 +194,9 @@ class Cluster:
                     continue
                 for links in stage.private.sources():
                     for link in links:
-                        users[link] = users.get(link, 0) + 1
+                        users.setdefault(link, set()).add(r)
         return {r for r, stages in enumerate(all_stages)
-                if all(st.private and all(users[link] == 1 for links in st.private.sources() for link in links)
+                if all(st.private and all(users[link] == {r} for links in st.private.sources() for link in links)
                        for st in stages)}
 
     def _can_run_ahead(self, spec: ScenarioSpec, model: ModelShape) -> bool:

@@ -10,6 +10,8 @@ iterations here, so the two agree to the bit.
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -52,11 +54,13 @@ class Stage:
 
 class Linear(NamedTuple):
     """A collective's traffic per byte of activations on private links: seconds per byte, fixed latency,
-    bytes per link per byte, bytes sent per byte."""
+    bytes per link per byte, bytes sent per byte, its phases (`_phases`; None: one has flows of several
+    sizes, so contention with it is left to flows)."""
     s_per_byte: float
     latency_s: float
     carried: dict[str, float]
     sent: float
+    phases: tuple | None = None
 
 
 class PrivateTraffic:
@@ -71,13 +75,15 @@ class PrivateTraffic:
         if stage.moe_collective is not None:
             moe = repeated(stage.moe_collective(1.0), round(stage.cost_model.moe_layers))
         units = [repeated(a.make(1.0), reps) + moe for a in self.choice.algorithms] or [moe]
-        self.collectives = [Linear(*_linear(unit, routes, capacity)) for unit in units]
+        self.collectives = [Linear(*_linear(unit, routes, capacity), phases=_phases(unit, routes, capacity))
+                            for unit in units]
         send: Collective = ()
         if next_stage is not None:
             n = len(stage.chips)
             send = (Phase(tuple((a, b, 1.0 / n) for a, b in zip(stage.chips, next_stage.chips)), 1),)
         self.send_s_per_byte, self.send_latency_s, self.send_carried, self.send_sent = _linear(send, routes,
                                                                                                capacity)
+        self.send_phases = _phases(send, routes, capacity)
 
     def collective(self, size: float) -> Linear:
         """The all-reduces' linear form for activations of `size` bytes (the algorithm that size picks)."""
@@ -89,7 +95,35 @@ class PrivateTraffic:
         return [set().union(*(c.carried for c in self.collectives)), set(self.send_carried)]
 
 
-def _linear(collective: Collective, routes: Routes, capacity: dict[str, float]):
+def conflicts(stages: list[Stage]) -> frozenset[tuple[int, int]]:
+    """The pairs of traffic classes of a closed-form replica (2 s: stage s's all-reduces, 2 s + 1: its send
+    to the next stage) that have a link in common, both orders; `pipeline_time` checks these never overlap."""
+    links = []
+    for s, stage in enumerate(stages):
+        assert stage.private is not None  # closed form: every stage of the replica has private links
+        for k, used in enumerate(stage.private.sources()):
+            if used:
+                links.append((2 * s + k, used))
+    return frozenset((a, b) for a, la in links for b, lb in links if la & lb)
+
+
+def _phases(collective: Collective, routes: Routes, capacity: dict[str, float]) -> tuple | None:
+    """Per phase of a collective, per byte of activations: (bytes each member moves, the latency wait after
+    its transfer, its uncontended rate), as `engine.link.Network` runs it (one bundle per phase); None if a
+    phase has flows of several sizes (several bundles)."""
+    phases = []
+    for phase in collective:
+        sizes = {size for _, _, size in phase.flows}
+        if len(sizes) > 1:
+            return None
+        mult, latency = phase_links(phase, routes.route)
+        rate = min((capacity[link] / m for link, m in mult.items()), default=0.0)
+        phases.append((sizes.pop() if sizes and mult else 0.0, phase.steps * latency + phase.base_s, rate))
+    return tuple(phases)
+
+
+def _linear(collective: Collective, routes: Routes,
+            capacity: dict[str, float]) -> tuple[float, float, dict[str, float], float]:
     """(seconds per byte, fixed latency, bytes per link per byte, bytes sent per byte) of a collective."""
     if not collective:
         return 0.0, 0.0, {}, 0.0
@@ -97,6 +131,155 @@ def _linear(collective: Collective, routes: Routes, capacity: dict[str, float]):
     seconds, carried = uncontended_s(collective, routes.route, capacity)
     sent = sum(size for p in collective for _, _, size in p.flows)
     return seconds - latency, latency, carried, sent
+
+
+def pipeline_time(stages: list[tuple[float, float, float, float]], parts: int, in_flight: bool,
+                  conflicts: frozenset[tuple[int, int]], size: float = 0.0,
+                  traffic: list[tuple[tuple | None, tuple | None]] | None = None) -> float | None:
+    """Duration of one iteration of `parts` identical micro-batches through a pipeline whose stages (each
+    (pass, all-reduce, send, send latency) seconds, uncontended) may share links with one another inside the
+    replica (`conflicts`: the pairs of traffic classes 2 s, all-reduces of stage s, and 2 s + 1, its send,
+    with a link in common); None when two of its transfers would move bytes on a shared link at the same
+    time (the caller then runs the iteration as flows).
+
+    The schedule is the one `Replica._micro_batch` runs as SimPy processes, replayed without the event loop:
+    micro-batch j starts at stage j mod p when kept in flight (at stage 0 when drained) and goes round every
+    stage once; a stage is a FIFO resource held for its pass and its all-reduce; the send to the next stage
+    follows the release (the stage already takes the next micro-batch); the iteration ends when the last
+    micro-batch is through. Requests at one instant are served in the order the event loop makes them (a
+    heap of (time, order of scheduling), as SimPy orders its events).
+
+    Why it is exact. The flow model (engine/link.py) runs each phase of a transfer as one bundle at the
+    max-min fair rate of the bundles on its links, then waits the phase's latency steps; the per-iteration
+    all-reduces of a stage are one such phase per algorithm phase (`repeated`: all layers' bytes, then all
+    their latency steps). A bundle alone on its links moves at its uncontended rate, so a transfer none of
+    whose bundles meets another takes its closed form (`_linear`), whatever else uses those links while it
+    only waits. The replay times every transfer uncontended and lays out the windows in which its bundles
+    move bytes (`traffic`: each class's phases for activations of `size` bytes, `_phases`; a class without
+    them counts as moving bytes all along). If no two windows of classes that share a link overlap, no
+    bundle ever shares a link: every time is the flow model's, up to the rounding of the additions, which
+    the two paths order differently. In Vidur's TP2 x PP2 a stage's send does fall inside the next stage's
+    all-reduce, every iteration (stage 1 is slower by the lm_head), but in its latency waits: 80 layers'
+    bytes move first (~60 us for a decode batch), then 160 steps of hop latency (~0.5 ms). When bytes would
+    meet, the max-min shares would change the times (and, in the in-flight schedule with two micro-batches,
+    both sends meet an all-reduce at the same offset): that iteration runs as flows."""
+    if len(stages) == 2 and parts == 2 and in_flight:
+        return _two_by_two(stages, conflicts, size, traffic)
+    return _replay(stages, parts, in_flight, conflicts, size, traffic)
+
+
+def _replay(stages: list[tuple[float, float, float, float]], parts: int, in_flight: bool,
+            conflicts: frozenset[tuple[int, int]], size: float, traffic: list | None) -> float | None:
+    """`pipeline_time` by replaying the schedule event by event (any number of stages and micro-batches)."""
+    p = len(stages)
+    busy = [False] * p
+    queues: list[deque[int]] = [deque() for _ in range(p)]
+    routes = [[*range(j % p if in_flight else 0, p), *range(j % p if in_flight else 0)] for j in range(parts)]
+    where = [0] * parts  # index into the micro-batch's route of the stage it is at or waits for
+    heap: list[tuple[float, int, int, int]] = []  # (time, order, kind: 0 pass done / 1 send done, micro-batch)
+    order = 0
+    transfers: list[tuple[float, float, int]] = []  # (start, end, class: 2 s all-reduce, 2 s + 1 send)
+    end = 0.0
+
+    def grant(s: int, j: int, t: float) -> None:
+        nonlocal order
+        busy[s] = True
+        pass_s, coll, _, _ = stages[s]
+        t_coll = t + pass_s
+        done = t_coll + coll
+        if coll > 0.0:
+            transfers.append((t_coll, done, 2 * s))
+        heapq.heappush(heap, (done, order, 0, j))
+        order += 1
+
+    def request(j: int, t: float) -> None:
+        s = routes[j][where[j]]
+        if busy[s]:
+            queues[s].append(j)
+        else:
+            grant(s, j, t)
+
+    for j in range(parts):
+        request(j, 0.0)
+    while heap:
+        t, _, kind, j = heapq.heappop(heap)
+        if kind == 0:
+            s = routes[j][where[j]]
+            busy[s] = False
+            if queues[s]:
+                grant(s, queues[s].popleft(), t)
+            if s + 1 < p:  # activations to the next stage
+                _, _, xfer, latency = stages[s]
+                arrive = t + xfer + latency
+                if xfer > 0.0:
+                    transfers.append((t, arrive, 2 * s + 1))
+                heapq.heappush(heap, (arrive, order, 1, j))
+                order += 1
+                continue
+        where[j] += 1
+        if where[j] == p:
+            end = max(end, t)
+        else:
+            request(j, t)
+    return end if _apart(transfers, conflicts, size, traffic) else None
+
+
+def _two_by_two(stages: list[tuple[float, float, float, float]], conflicts: frozenset[tuple[int, int]],
+                size: float, traffic: list | None) -> float | None:
+    """`pipeline_time` of the commonest pipeline, two stages with two micro-batches in flight, unrolled: the
+    same additions as the replay. Micro-batch 0 passes stage 0, sends, then waits for stage 1; micro-batch 1
+    passes stage 1 first, then waits for stage 0 and sends (its activations are stage 1's next time)."""
+    (r0, a0, x0, l0), (r1, a1, _, _) = stages
+    c0, c1 = 0.0 + r0, 0.0 + r1
+    t0, t1 = c0 + a0, c1 + a1  # both stages' first passes end
+    arrive0 = t0 + x0 + l0  # micro-batch 0 at stage 1
+    start1 = t0 if t0 > t1 else t1  # micro-batch 1 at stage 0, once free
+    start0 = arrive0 if arrive0 > t1 else t1  # micro-batch 0 at stage 1, once free
+    c0b, c1b = start1 + r0, start0 + r1
+    done1, done0 = c0b + a0, c1b + a1
+    arrive1 = done1 + x0 + l0
+    end = done0 if done0 > arrive1 else arrive1
+    if not conflicts:
+        return end
+    transfers = []
+    for start, stop, kind, moves in ((c0, t0, 0, a0), (c1, t1, 2, a1), (t0, arrive0, 1, x0), (c0b, done1, 0, a0),
+                                     (c1b, done0, 2, a1), (done1, arrive1, 1, x0)):
+        if moves > 0.0:
+            transfers.append((start, stop, kind))
+    return end if _apart(transfers, conflicts, size, traffic) else None
+
+
+def _apart(transfers: list[tuple[float, float, int]], conflicts: frozenset[tuple[int, int]], size: float,
+           traffic: list | None) -> bool:
+    """No two transfers (start, end, class) of classes that share a link move bytes at the same time."""
+    if not conflicts:
+        return True
+    windows: dict[int, list[tuple[float, float]]] = {}
+    for i, a in enumerate(transfers):
+        for k in range(i + 1, len(transfers)):
+            b = transfers[k]
+            if a[0] < b[1] and b[0] < a[1] and (a[2], b[2]) in conflicts:
+                wa = windows[i] if i in windows else windows.setdefault(i, _windows(a, size, traffic))
+                wb = windows[k] if k in windows else windows.setdefault(k, _windows(b, size, traffic))
+                if any(s < f and t < e for s, e in wa for t, f in wb):
+                    return False
+    return True
+
+
+def _windows(transfer: tuple[float, float, int], size: float, traffic: list | None) -> list[tuple[float, float]]:
+    """When a transfer's bundles move bytes, uncontended: one window per phase (its whole span without the
+    phases)."""
+    phases = None if traffic is None else traffic[transfer[2] // 2][transfer[2] % 2]
+    if phases is None:
+        return [(transfer[0], transfer[1])]
+    t, windows = transfer[0], []
+    for per_byte, wait, rate in phases:
+        if per_byte:
+            d = per_byte * size / rate
+            windows.append((t, t + d))
+            t += d
+        t += wait
+    return windows
 
 
 class ReplicaState:
@@ -130,6 +313,7 @@ class ReplicaState:
         self._timed: tuple | None = None  # (shape, parts, closed form) run-ahead timed but did not commit
         self.early_effects = False  # may run-ahead commit finishes and drops before the clock (open loop)?
         self.dropped = False  # did the last schedule drop requests (whose closed-loop users sent new ones)?
+        self._conflicts: frozenset[tuple[int, int]] | None = None  # closed form: link-sharing traffic classes
 
     def micro_batches_of(self, batch: Batch) -> int:
         """Micro-batches the pipeline splits `batch` into: as configured, at most one per request."""
@@ -172,17 +356,16 @@ class ReplicaState:
                 collector.finish(finished, end)
             self.on_done(finished)
 
-    def closed_form(self, shape: BatchShape, parts: int) -> tuple[float, list[StepCost], list]:
+    def closed_form(self, shape: BatchShape, parts: int) -> tuple[float | None, list[StepCost], list]:
         """Duration of an iteration whose links are all private: every stage pass, all-reduce and send in
-        closed form, and the pipeline of `parts` identical micro-batches, each through every stage. Drained
-        every iteration (flush), a flow shop with identical jobs: sum of every step + (parts - 1) x the slowest
-        step that holds a resource. Kept in flight, a cyclic pipeline: the slower of one micro-batch's way
-        through the stages and `parts` passes of the slowest step. Returns (duration, each stage's cost, each
-        stage's (traffic, activation bytes)); `book` records them. No side effects."""
+        closed form, and the pipeline of `parts` identical micro-batches, each through every stage (`pipeline`).
+        Returns (duration, each stage's cost, each stage's (traffic, activation bytes)); `book` records them;
+        the duration is None when transfers inside the replica would contend (the iteration runs as flows).
+        No side effects."""
         micro = shape.split(parts) if parts > 1 else shape
         size = micro.tokens * self.stages[0].cost_model.model.d_model * ACTIVATION_BYTES
         total = slowest = 0.0
-        costs, bookings = [], []
+        costs, bookings, steps = [], [], []
         for stage in self.stages:
             t = stage.private
             assert t is not None  # closed form: every stage of the replica has private links
@@ -195,7 +378,24 @@ class ReplicaState:
             slowest = max(slowest, step, xfer)
             costs.append(cost)
             bookings.append((t, size, coll, xfer, c))
-        return pipelined(total, slowest, parts, self.in_flight), costs, bookings
+            steps.append((cost.roofline_s, coll, xfer, t.send_latency_s))
+        return self.pipeline(total, slowest, parts, steps, size, [b[4] for b in bookings]), costs, bookings
+
+    def pipeline(self, total: float, slowest: float, parts: int, steps: list[tuple[float, float, float, float]],
+                 size: float, collectives: list[Linear]) -> float | None:
+        """Duration of an iteration of `parts` micro-batches from its stages' (pass, all-reduce, send, send
+        latency) `steps`; `total` and `slowest` are their sum over stages and slowest resource-holding step;
+        `size` the activation bytes of a micro-batch, `collectives` each stage's all-reduce form. One
+        micro-batch (or one stage): the sum. Several through several stages: the replay of the flow model's
+        schedule (`pipeline_time`), exact also where a stage's send shares links with its own or the next
+        stage's all-reduce (the chips' switch links); None where it leaves the contention to flows."""
+        if parts > 1 and len(steps) > 1:
+            if self._conflicts is None:
+                self._conflicts = conflicts(self.stages)
+            traffic = [(c.phases, st.private.send_phases) for c, st in zip(collectives, self.stages)
+                       if st.private is not None]
+            return pipeline_time(steps, parts, self.in_flight, self._conflicts, size, traffic)
+        return pipelined(total, slowest, parts, self.in_flight)
 
     def book(self, start: float, end: float, parts: int, costs: list[StepCost], bookings: list,
               account: IterationAccount) -> None:
@@ -211,14 +411,14 @@ class ReplicaState:
             if t.send_carried:
                 self.network.account_private(start, end, t.send_carried, nbytes * t.send_sent, nbytes)
 
-    def timing(self, shape: BatchShape, parts: int) -> tuple[float, list[StepCost], list]:
+    def timing(self, shape: BatchShape, parts: int) -> tuple[float | None, list[StepCost], list]:
         """`closed_form(shape, parts)`, or the timing run-ahead remembered for it (a pure function of both)."""
         timed = self._timed
         if timed is not None and timed[0] == shape and timed[1] == parts:
             return timed[2]
         return self.closed_form(shape, parts)
 
-    def remember(self, shape: BatchShape, parts: int, timing: tuple[float, list[StepCost], list]) -> None:
+    def remember(self, shape: BatchShape, parts: int, timing: tuple[float | None, list[StepCost], list]) -> None:
         """Run-ahead timed this iteration but could not commit it: the normal path reuses the timing."""
         self._timed = (shape, parts, timing)
 

@@ -88,10 +88,12 @@ class Replica(ReplicaState):
             account = IterationAccount(len(self.stages), self.chips)
             if batch.swap_out_bytes or batch.swap_in_bytes:
                 yield from self._swap(batch, account)
+            duration = None
             if batch.size and self.private:
-                collector.events += 1
                 duration, costs, bookings = self.timing(batch.shape, parts)
                 self._timed = None
+            if duration is not None:
+                collector.events += 1
                 self.book(now, now + duration, parts, costs, bookings, account)
                 yield env.timeout(duration)
             elif batch.size and parts == 1:

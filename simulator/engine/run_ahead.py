@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.engine.iteration import ReplicaState
-from simulator.hardware.roofline import ACTIVATION_BYTES, StepCost, pipelined
+from simulator.hardware.roofline import ACTIVATION_BYTES, StepCost
 from simulator.results.collect import IterationAccount
 from simulator.results.decode_spans import DecodeSpan, span_times
 from simulator.results.iteration_store import ROW, ROWS_PER_CHUNK
@@ -89,6 +89,9 @@ def _commit_pipelined(replica: ReplicaState, batch: Batch, parts: int, t: float,
     ends, or None when it may not be committed (it ends at `stop` or later, or it finishes a request at
     `finish_before` or later)."""
     duration, costs, bookings = replica.timing(batch.shape, parts)
+    if duration is None:  # transfers inside the replica would contend: the normal path runs it as flows
+        replica.remember(batch.shape, parts, (duration, costs, bookings))
+        return None
     end = t + duration
     if end >= stop or (end >= finish_before and replica.batcher.may_finish(batch)):
         replica.remember(batch.shape, parts, (duration, costs, bookings))
@@ -147,7 +150,7 @@ def _commit_steady(replica: ReplicaState, batch: Batch, parts: int, start: float
     if len(replica.stages) == 1 and parts == 1 and replica.batcher.growth == 1.0:
         return _commit_steady_one_stage(replica, batch, start, steps, mine, stop, finish_before)
     batcher, stages, network, collector = replica.batcher, replica.stages, replica.network, replica.collector
-    index, chips, k, in_flight = replica.index, replica.chips, len(stages), replica.in_flight
+    index, chips, k, pipeline = replica.index, replica.chips, len(stages), replica.pipeline
     shape = batch.shape
     micro = shape.split(parts) if parts > 1 else shape
     size = micro.tokens * stages[0].cost_model.model.d_model * ACTIVATION_BYTES
@@ -162,6 +165,7 @@ def _commit_steady(replica: ReplicaState, batch: Batch, parts: int, start: float
         xfer = p.send_s_per_byte * size
         plan.append((stage.cost_model.decode_terms(micro), coll, xfer, p.send_latency_s,
                      parts * (coll + xfer + p.send_latency_s), parts * size * (ar.sent + p.send_sent), p, ar))
+    collectives = [x[7] for x in plan]
     size_, used, out, n, pf = batch.size, batcher.kv.used_blocks, batch.output_tokens, shape.decode_tokens, \
         shape.prefill_tokens
     rows, pack = collector.pending_rows, ROW.pack
@@ -170,7 +174,7 @@ def _commit_steady(replica: ReplicaState, batch: Batch, parts: int, start: float
         c_micro = context / parts if parts > 1 else context
         # ReplicaState.closed_form (with StepCostModel.cost), then ReplicaState.book into a fresh account, unrolled
         total = slowest = 0.0
-        costs = []
+        costs, passes = [], []
         for (gemm, gc, gcb, gmb, gm, per_pair, tp, tokens, kv_per_token, peak, bw, resident, streamed, ov), coll, \
                 xfer, send_latency, _, _, _, _ in plan:
             decode = per_pair * c_micro / tp
@@ -185,7 +189,10 @@ def _commit_steady(replica: ReplicaState, batch: Batch, parts: int, start: float
             total += step + xfer + send_latency
             slowest = max(slowest, step, xfer)
             costs.append((c, m, ov, fl, mem_b, stream_b, cbi, mbi))
-        duration = pipelined(total, slowest, parts, in_flight)
+            passes.append((cbi + mbi + ov, coll, xfer, send_latency))
+        duration = pipeline(total, slowest, parts, passes, size, collectives)
+        if duration is None:  # transfers inside the replica would contend: the normal path runs it as flows
+            break
         end = t + duration
         if end >= stop:
             replica.remember_timing(batcher.steady_shape(shape, context), parts, duration,
@@ -454,6 +461,8 @@ def _commit_steady_drafting(replica: ReplicaState, batch: Batch, parts: int, sta
     t, shape, committed = start, batch.shape, 0
     while committed < steps:
         duration, costs, bookings = replica.closed_form(shape, parts)
+        if duration is None:  # transfers inside the replica would contend: the normal path runs it as flows
+            break
         end = t + duration
         if end >= stop:
             replica.remember(shape, parts, (duration, costs, bookings))
