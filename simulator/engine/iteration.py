@@ -393,7 +393,7 @@ class ReplicaState:
             if self._conflicts is None:
                 self._conflicts = conflicts(self.stages)
             traffic = [(c.phases, st.private.send_phases) for c, st in zip(collectives, self.stages)
-                       if st.private is not None]
+                       if st.private is not None] if self._conflicts else None  # read only where links are shared
             return pipeline_time(steps, parts, self.in_flight, self._conflicts, size, traffic)
         return pipelined(total, slowest, parts, self.in_flight)
 
